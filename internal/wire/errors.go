@@ -3,6 +3,7 @@ package wire
 import (
 	"errors"
 	"strconv"
+	"strings"
 )
 
 // Errors. Decoding errors are wrapped in a *FrameError that says where; the
@@ -61,7 +62,7 @@ type FrameError struct {
 
 func (e *FrameError) Error() string {
 	return "wire: bad frame 0x" + strconv.FormatUint(uint64(e.Lead), 16) +
-		" at offset " + strconv.Itoa(e.Offset) + ": " + e.Err.Error()
+		" at offset " + strconv.Itoa(e.Offset) + ": " + strings.TrimPrefix(e.Err.Error(), "wire: ")
 }
 
 func (e *FrameError) Unwrap() error { return e.Err }
