@@ -1,0 +1,436 @@
+package netmsg
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"time"
+)
+
+// GNS's defaults and limits for the connection configuration values, from
+// the DEFINE_CONNECTON_DEFAULT_CONFIGVAL and DEFINE_GLOBAL_CONFIGVAL lines of
+// src/steamnetworkingsockets/clientlib/csteamnetworkingsockets.cpp (name,
+// default, min, max), and the constants they use.
+const (
+	defaultTimeoutInitial   = 10 * time.Second // TimeoutInitial 10000 ms
+	defaultTimeoutConnected = 10 * time.Second // TimeoutConnected 10000 ms
+	maxTimeout              = math.MaxInt32 * time.Millisecond
+
+	defaultSendBufferSize = 512 * 1024 // SendBufferSize, 4 KiB..256 MiB
+	minSendBufferSize     = 4 * 1024
+	maxBufferSize         = 0x10000000 // 256 MiB, GNS's upper bound for all the sizes below
+
+	defaultRecvBufferSize = 1024 * 1024 // RecvBufferSize, 4 KiB..256 MiB
+	minRecvBufferSize     = 4 * 1024
+
+	defaultRecvBufferMessages = 1000 // RecvBufferMessages, 2..256 Mi
+	minRecvBufferMessages     = 2
+
+	defaultRecvMaxMessageSize = 512 * 1024 // RecvMaxMessageSize, 64 B..256 MiB
+	minRecvMaxMessageSize     = 64
+
+	// defaultMaxMessageSize is k_cbMaxSteamNetworkingSocketsMessageSizeSend
+	// (steamnetworkingtypes.h), the largest message GNS sends.
+	defaultMaxMessageSize = 512 * 1024
+
+	defaultSendRate = 256 * 1024 // SendRateMin and SendRateMax, both 256 KiB/s, 1 KiB/s..256 MiB/s
+	minSendRate     = 1024
+
+	defaultNagleTime = 5 * time.Millisecond // NagleTime 5000 us, 0..20000 us
+	maxNagleTime     = 20 * time.Millisecond
+
+	// MTU_PacketSize 1300, from k_cbSteamNetworkingSocketsMinMTUPacketSize
+	// to k_cbSteamNetworkingSocketsMaxUDPMsgLen (steamnetworkingsockets_internal.h).
+	defaultMTUPacketSize = 1300
+	minMTUPacketSize     = 200
+	maxMTUPacketSize     = 1300
+
+	defaultFakeReorderLag = 15 * time.Millisecond // FakePacketReorder_Time 15 ms
+	defaultFakeDupLag     = 10 * time.Millisecond // FakePacketDup_TimeMax 10 ms
+	defaultFakeRateBurst  = 16 * 1024             // FakeRateLimit_*_Burst 16 KiB
+
+	// defaultSessionIdleTimeout is k_usecSteamNetworkingP2PSessionIdleTimeout
+	// (csteamnetworkingmessages.cpp).
+	defaultSessionIdleTimeout = 3 * time.Minute
+)
+
+// ErrBadConfig is wrapped by every error a Config or ConnConfig fails
+// validation with. Use errors.Is to test for it.
+var ErrBadConfig = errors.New("netmsg: bad config")
+
+func configErr(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrBadConfig}, args...)...)
+}
+
+// FakeNetwork describes simulated bad network conditions for one direction
+// of traffic, for testing. The zero value simulates nothing. GNS offers the
+// same knobs (its FakePacket* and FakeRateLimit* settings), but only for the
+// whole process; netmsg sets them per host and per connection.
+//
+// When packets are lost, delayed, reordered or duplicated is decided with
+// the Host's Config.Rand, so a seeded reader gives a reproducible run.
+type FakeNetwork struct {
+	// LossPercent is the chance, 0 to 100, that a packet is dropped.
+	LossPercent float64
+
+	// Lag delays every packet by this much. Default 0.
+	Lag time.Duration
+
+	// Jitter adds a further random delay, uniform in [0, Jitter), to each
+	// packet. Default 0.
+	Jitter time.Duration
+
+	// ReorderPercent is the chance, 0 to 100, that a packet is held back by
+	// ReorderLag so that later packets overtake it.
+	ReorderPercent float64
+
+	// ReorderLag is how long a reordered packet is held back. Default 15 ms
+	// (GNS's FakePacketReorder_Time) when ReorderPercent is set.
+	ReorderLag time.Duration
+
+	// DuplicatePercent is the chance, 0 to 100, that a packet is delivered
+	// twice.
+	DuplicatePercent float64
+
+	// DuplicateLag is the largest extra delay of the duplicate copy, which
+	// is random in [0, DuplicateLag]. Default 10 ms (GNS's
+	// FakePacketDup_TimeMax) when DuplicatePercent is set.
+	DuplicateLag time.Duration
+
+	// RateLimit caps the throughput in bytes per second, with a token
+	// bucket of RateBurst bytes; packets over it are dropped. 0, the
+	// default, means no limit.
+	RateLimit int
+
+	// RateBurst is the size of the RateLimit bucket in bytes. Default
+	// 16 KiB (GNS's FakeRateLimit_*_Burst) when RateLimit is set.
+	RateBurst int
+}
+
+// IsZero reports whether f simulates nothing (it is the zero value).
+func (f FakeNetwork) IsZero() bool { return f == FakeNetwork{} }
+
+// withDefaults returns f with the defaults of its enabled features filled
+// in, or an error naming the first invalid field; dir ("FakeSend" or
+// "FakeRecv") prefixes the field names.
+func (f FakeNetwork) withDefaults(dir string) (FakeNetwork, error) {
+	for _, p := range []struct {
+		name string
+		v    float64
+	}{
+		{"LossPercent", f.LossPercent},
+		{"ReorderPercent", f.ReorderPercent},
+		{"DuplicatePercent", f.DuplicatePercent},
+	} {
+		if !(p.v >= 0 && p.v <= 100) { // also catches NaN
+			return f, configErr("%s.%s %v is outside 0..100", dir, p.name, p.v)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"Lag", f.Lag},
+		{"Jitter", f.Jitter},
+		{"ReorderLag", f.ReorderLag},
+		{"DuplicateLag", f.DuplicateLag},
+	} {
+		if d.v < 0 {
+			return f, configErr("%s.%s %v is negative", dir, d.name, d.v)
+		}
+	}
+	if f.RateLimit < 0 {
+		return f, configErr("%s.RateLimit %d is negative", dir, f.RateLimit)
+	}
+	if f.RateBurst < 0 {
+		return f, configErr("%s.RateBurst %d is negative", dir, f.RateBurst)
+	}
+	if f.ReorderPercent > 0 && f.ReorderLag == 0 {
+		f.ReorderLag = defaultFakeReorderLag
+	}
+	if f.DuplicatePercent > 0 && f.DuplicateLag == 0 {
+		f.DuplicateLag = defaultFakeDupLag
+	}
+	if f.RateLimit > 0 && f.RateBurst == 0 {
+		f.RateBurst = defaultFakeRateBurst
+	}
+	return f, nil
+}
+
+// ConnConfig holds the tunables of one connection. A Config embeds one, the
+// defaults for every connection of its Host; a connection may be given its
+// own ConnConfig, whose zero fields then take the Host's values. The zero
+// value works: every zero field means its default, given on each field
+// (the defaults are GNS's).
+//
+// A ConnConfig is not modified by netmsg and may be shared; do not change
+// it while a Host or connection that was given it is being created.
+type ConnConfig struct {
+	// TimeoutInitial is how long a connection may take to connect before it
+	// fails with EndMiscTimeout. Default 10 s (GNS
+	// k_ESteamNetworkingConfig_TimeoutInitial).
+	TimeoutInitial time.Duration
+
+	// TimeoutConnected is how long a connected connection may go without
+	// hearing from the peer before it fails. Default 10 s (GNS
+	// k_ESteamNetworkingConfig_TimeoutConnected).
+	TimeoutConnected time.Duration
+
+	// SendBufferSize is the most data, in bytes, that may be queued to be
+	// sent on a connection; a send beyond it fails with
+	// ResultLimitExceeded. Default 512 KiB; 4 KiB to 256 MiB (GNS
+	// k_ESteamNetworkingConfig_SendBufferSize).
+	SendBufferSize int
+
+	// RecvBufferSize is the most data, in bytes, of received messages that
+	// may wait to be read on a connection; beyond it, packets carrying more
+	// are dropped, to be retransmitted later. Default 1 MiB; 4 KiB to
+	// 256 MiB (GNS k_ESteamNetworkingConfig_RecvBufferSize).
+	RecvBufferSize int
+
+	// RecvBufferMessages is the most received messages that may wait to be
+	// read on a connection. Default 1000; 2 to 256 Mi (GNS
+	// k_ESteamNetworkingConfig_RecvBufferMessages).
+	RecvBufferMessages int
+
+	// RecvMaxMessageSize is the largest message, in bytes, accepted from the
+	// peer; a larger one is a protocol error that closes the connection.
+	// Default 512 KiB; 64 B to 256 MiB (GNS
+	// k_ESteamNetworkingConfig_RecvMaxMessageSize).
+	RecvMaxMessageSize int
+
+	// MaxMessageSize is the largest message, in bytes, that may be sent; a
+	// larger send fails with ResultInvalidParam. Default 512 KiB (GNS's
+	// fixed k_cbMaxSteamNetworkingSocketsMessageSizeSend); 1 B to 256 MiB.
+	// Peers running GNS refuse messages over their RecvMaxMessageSize, by
+	// default 512 KiB. A message must also fit in SendBufferSize.
+	MaxMessageSize int
+
+	// SendRateMin and SendRateMax bound the send rate, in bytes per second,
+	// that congestion control may choose. Both default to 256 KiB/s (GNS
+	// k_ESteamNetworkingConfig_SendRateMin and SendRateMax); each is 1 KiB/s
+	// to 256 MiB/s. If only one is set and it crosses the other's default,
+	// the other follows it; setting both with SendRateMin > SendRateMax is
+	// an error.
+	SendRateMin int
+	SendRateMax int
+
+	// NagleTime is how long a message sent without SendNoNagle may wait for
+	// more data to share its packet. Default 5 ms; at most 20 ms (GNS
+	// k_ESteamNetworkingConfig_NagleTime). Use DisableNagle for no wait.
+	NagleTime time.Duration
+
+	// DisableNagle turns the Nagle wait off, as GNS's NagleTime 0 does:
+	// every send is put on the wire as soon as the send rate allows.
+	// NagleTime must then be left 0.
+	DisableNagle bool
+
+	// MTUPacketSize is the largest UDP payload, in bytes, netmsg sends.
+	// Default 1300; 200 to 1300 (GNS k_ESteamNetworkingConfig_MTU_PacketSize).
+	MTUPacketSize int
+
+	// FakeSend simulates bad network conditions on packets this side sends,
+	// FakeRecv on packets it receives. Default: none. On a per-connection
+	// ConnConfig, a zero FakeNetwork takes the Host's; a non-zero one
+	// replaces it as a whole.
+	FakeSend FakeNetwork
+	FakeRecv FakeNetwork
+}
+
+// withDefaults returns c with every zero field filled in from parent, or
+// from the defaults when parent is nil, and checks every value. parent must
+// itself be the result of withDefaults. The error wraps ErrBadConfig and
+// names the first bad field.
+func (c *ConnConfig) withDefaults(parent *ConnConfig) (ConnConfig, error) {
+	def := parent
+	if def == nil {
+		def = &ConnConfig{
+			TimeoutInitial:     defaultTimeoutInitial,
+			TimeoutConnected:   defaultTimeoutConnected,
+			SendBufferSize:     defaultSendBufferSize,
+			RecvBufferSize:     defaultRecvBufferSize,
+			RecvBufferMessages: defaultRecvBufferMessages,
+			RecvMaxMessageSize: defaultRecvMaxMessageSize,
+			MaxMessageSize:     defaultMaxMessageSize,
+			SendRateMin:        defaultSendRate,
+			SendRateMax:        defaultSendRate,
+			NagleTime:          defaultNagleTime,
+			MTUPacketSize:      defaultMTUPacketSize,
+		}
+	}
+	var out ConnConfig
+	if c != nil {
+		out = *c
+	}
+
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+		max  time.Duration
+	}{
+		{"TimeoutInitial", &out.TimeoutInitial, def.TimeoutInitial, maxTimeout},
+		{"TimeoutConnected", &out.TimeoutConnected, def.TimeoutConnected, maxTimeout},
+	} {
+		if *d.v < 0 {
+			return out, configErr("%s %v is negative", d.name, *d.v)
+		}
+		if *d.v > d.max {
+			return out, configErr("%s %v is above %v", d.name, *d.v, d.max)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+
+	minSet, maxSet := out.SendRateMin != 0, out.SendRateMax != 0
+	for _, n := range []struct {
+		name     string
+		v        *int
+		def      int
+		min, max int
+	}{
+		{"SendBufferSize", &out.SendBufferSize, def.SendBufferSize, minSendBufferSize, maxBufferSize},
+		{"RecvBufferSize", &out.RecvBufferSize, def.RecvBufferSize, minRecvBufferSize, maxBufferSize},
+		{"RecvBufferMessages", &out.RecvBufferMessages, def.RecvBufferMessages, minRecvBufferMessages, maxBufferSize},
+		{"RecvMaxMessageSize", &out.RecvMaxMessageSize, def.RecvMaxMessageSize, minRecvMaxMessageSize, maxBufferSize},
+		{"MaxMessageSize", &out.MaxMessageSize, def.MaxMessageSize, 1, maxBufferSize},
+		{"SendRateMin", &out.SendRateMin, def.SendRateMin, minSendRate, maxBufferSize},
+		{"SendRateMax", &out.SendRateMax, def.SendRateMax, minSendRate, maxBufferSize},
+		{"MTUPacketSize", &out.MTUPacketSize, def.MTUPacketSize, minMTUPacketSize, maxMTUPacketSize},
+	} {
+		if *n.v == 0 {
+			*n.v = n.def
+			continue
+		}
+		if *n.v < n.min || *n.v > n.max {
+			return out, configErr("%s %d is outside %d..%d", n.name, *n.v, n.min, n.max)
+		}
+	}
+	if out.SendRateMin > out.SendRateMax {
+		switch {
+		case minSet && maxSet:
+			return out, configErr("SendRateMin %d is above SendRateMax %d", out.SendRateMin, out.SendRateMax)
+		case maxSet:
+			out.SendRateMin = out.SendRateMax
+		default:
+			out.SendRateMax = out.SendRateMin
+		}
+	}
+
+	switch {
+	case out.NagleTime < 0:
+		return out, configErr("NagleTime %v is negative", out.NagleTime)
+	case out.NagleTime > maxNagleTime:
+		return out, configErr("NagleTime %v is above %v", out.NagleTime, maxNagleTime)
+	case out.DisableNagle && out.NagleTime != 0:
+		return out, configErr("NagleTime %v is set together with DisableNagle", out.NagleTime)
+	case out.DisableNagle:
+	case out.NagleTime == 0:
+		out.NagleTime, out.DisableNagle = def.NagleTime, def.DisableNagle
+	}
+
+	for _, f := range []struct {
+		name string
+		v    *FakeNetwork
+		def  FakeNetwork
+	}{
+		{"FakeSend", &out.FakeSend, def.FakeSend},
+		{"FakeRecv", &out.FakeRecv, def.FakeRecv},
+	} {
+		if f.v.IsZero() {
+			*f.v = f.def
+			continue
+		}
+		filled, err := f.v.withDefaults(f.name)
+		if err != nil {
+			return out, err
+		}
+		*f.v = filled
+	}
+	return out, nil
+}
+
+// Config configures a Host. The zero value works: every zero field means
+// its default, given on each field (the network defaults are GNS's). A
+// Config is not modified by netmsg and may be shared; do not change it
+// while a Host is being created from it.
+type Config struct {
+	// ConnConfig holds the defaults for every connection of the Host, so
+	// that e.g. cfg.NagleTime sets the Nagle time of all of them. A
+	// connection can be given its own ConnConfig, whose zero fields take
+	// these values.
+	ConnConfig
+
+	// SessionIdleTimeout is how long a Messages session may go unused
+	// (nothing sent or received, nothing queued) before it is closed with
+	// EndIdleTimeout and no callback. Default 3 min (GNS
+	// k_usecSteamNetworkingP2PSessionIdleTimeout).
+	SessionIdleTimeout time.Duration
+
+	// Now returns the current time. nil means time.Now. Tests give a fake
+	// clock here.
+	Now func() time.Time
+
+	// Rand is the source of randomness for keys, nonces, connection IDs and
+	// the fake network conditions. nil means crypto/rand.Reader.
+	Rand io.Reader
+
+	// Logger receives the Host's logs. nil means slog.Default().
+	Logger *slog.Logger
+
+	// OnSessionRequest is called when a peer with no session sends a
+	// message (GodotSteam's network_messages_session_request signal, with
+	// the peer's identity). Call AcceptSessionWithUser (from any goroutine)
+	// to accept; if it is nil or does not accept, the request is ignored and
+	// will be repeated while the peer keeps sending.
+	//
+	// Like OnSessionFailed, it is called in order, from one goroutine of
+	// the Host, never from the packet path; it may call the Host's methods.
+	// nil means no callback.
+	OnSessionRequest func(peer Identity)
+
+	// OnSessionFailed is called when a session fails to connect or breaks
+	// in an unusual way (GodotSteam's network_messages_session_failed
+	// signal; the reason is info.EndReason). It is not called when the peer
+	// closes the session or the session times out for being idle.
+	//
+	// Called in order, from one goroutine of the Host, never from the
+	// packet path. nil means no callback.
+	OnSessionFailed func(info ConnectionInfo)
+}
+
+// withDefaults returns a copy of c with every zero field set to its default
+// (a nil c is the zero Config), or an error wrapping ErrBadConfig that names
+// the first invalid field. It is the one place defaults are filled and
+// values checked.
+func (c *Config) withDefaults() (*Config, error) {
+	var out Config
+	if c != nil {
+		out = *c
+	}
+	cc, err := out.ConnConfig.withDefaults(nil)
+	if err != nil {
+		return nil, err
+	}
+	out.ConnConfig = cc
+	switch {
+	case out.SessionIdleTimeout < 0:
+		return nil, configErr("SessionIdleTimeout %v is negative", out.SessionIdleTimeout)
+	case out.SessionIdleTimeout == 0:
+		out.SessionIdleTimeout = defaultSessionIdleTimeout
+	}
+	if out.Now == nil {
+		out.Now = time.Now
+	}
+	if out.Rand == nil {
+		out.Rand = rand.Reader
+	}
+	if out.Logger == nil {
+		out.Logger = slog.Default()
+	}
+	return &out, nil
+}
