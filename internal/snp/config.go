@@ -1,0 +1,212 @@
+package snp
+
+import (
+	"fmt"
+	"time"
+)
+
+// SendFlags select how a message is sent. The bits have GNS's values
+// (k_nSteamNetworkingSend_*), so the root package converts by a plain cast.
+type SendFlags int
+
+// Send flags (GNS steamnetworkingtypes.h).
+const (
+	// Unreliable is the zero value: the message may be lost, and is
+	// delivered as soon as all of it arrives.
+	Unreliable SendFlags = 0
+	// NoNagle sends the message, and every message already waiting on the
+	// Nagle timer, as soon as pacing allows.
+	NoNagle SendFlags = 1
+	// NoDelay drops an unreliable message (SendMessage returns ErrIgnored)
+	// rather than queue it when it could not go out within about 200 ms.
+	// GNS ignores it on reliable messages; so do we.
+	NoDelay SendFlags = 4
+	// Reliable messages arrive exactly once and in order within their lane.
+	Reliable SendFlags = 8
+)
+
+// Protocol constants, from GNS (steamnetworkingsockets_snp.h,
+// steamnetworkingsockets_internal.h, steamnetworkingtypes.h).
+const (
+	// MaxMessageSize is k_cbMaxSteamNetworkingSocketsMessageSizeSend.
+	MaxMessageSize = 512 * 1024
+	// MaxLanes is STEAMNETWORKINGSOCKETS_MAX_LANES. A peer may select lane
+	// numbers 0 through MaxLanes (GNS rejects only larger ones); at most
+	// MaxLanes send lanes may be configured.
+	MaxLanes = 255
+	// maxPacketGaps is k_nMaxPacketGaps: the receiver tracks at most this
+	// many holes in the packet numbers it received.
+	maxPacketGaps = 62
+	// maxReliableGapsExtend is k_nMaxReliableStreamGaps_Extend: reliable
+	// data that would open a new hole past the end of a lane's stream is
+	// discarded when the lane already has this many holes.
+	maxReliableGapsExtend = 30
+	// maxReliableGapsFragment is k_nMaxReliableStreamGaps_Fragment: data
+	// that would split a hole is discarded when the lane has this many.
+	maxReliableGapsFragment = 20
+	// maxBufferedUnreliableSegments is k_nMaxBufferedUnreliableSegments.
+	maxBufferedUnreliableSegments = 20
+	// maxUnreliableMsgSizeSend is k_cbMaxUnreliableMsgSizeSend: a larger
+	// unreliable message is sent reliably instead.
+	maxUnreliableMsgSizeSend = 15 * 1100
+	// maxSegmentData is the largest size the explicit segment size field
+	// can hold (0x4ff, SNP_WIRE_FORMAT.md).
+	maxSegmentData = 0x4ff
+	// maxDataAckDelay is k_usecMaxDataAckDelay: reliable data is acked
+	// within this time.
+	maxDataAckDelay = 50 * time.Millisecond
+	// nackFlush is k_usecNackFlush: a hole that may be reordering is not
+	// reported for this long.
+	nackFlush = 3 * time.Millisecond
+	// noDelayLimit is the queue time above which a NoDelay message is
+	// dropped ("the next ~200ms or so", steamnetworkingtypes.h).
+	noDelayLimit = 200 * time.Millisecond
+	// rtoSlack is added to 3 x smoothed RTT to form the retransmission
+	// timeout (GNS CalcSenderRetryTimeout: k_usecMaxDataAckDelay + 10 ms).
+	rtoSlack = maxDataAckDelay + 10*time.Millisecond
+	// rtoNoRTT is the retransmission timeout before any RTT sample.
+	rtoNoRTT = time.Second
+	// EndReasonMiscInternal is k_ESteamNetConnectionEnd_Misc_InternalError,
+	// the end reason GNS closes with on a protocol violation.
+	EndReasonMiscInternal = 5002
+)
+
+// Tuning constants of our own.
+const (
+	// ackEveryPackets: the receiver acks at once after this many packets
+	// carrying reliable data, rather than waiting up to maxDataAckDelay, so
+	// a one-way bulk sender can release its buffer quickly.
+	ackEveryPackets = 8
+	// maxInFlightPackets bounds the sender's record of unacked packets;
+	// new data waits while it is full.
+	maxInFlightPackets = 4096
+	// unreliableExpiry: a partly received unreliable message is dropped
+	// when its newest segment is older than this.
+	unreliableExpiry = time.Second
+	// replayWindow is how many packet numbers below the highest received
+	// one are checked for duplicates; older packets are dropped.
+	replayWindow = 256
+	// stopWaitingRepeat: a stop-waiting frame is repeated at least every
+	// this many packets even if its value did not change.
+	stopWaitingRepeat = 16
+)
+
+// Lane configures one send lane (GNS ConfigureConnectionLanes).
+type Lane struct {
+	// Priority: lanes with a lower value are served first; a lane is only
+	// served when every lane of a lower value has nothing to send.
+	Priority int
+	// Weight shares the rate between lanes of equal priority. 0 means 1.
+	Weight uint16
+}
+
+// Config configures a Conn. Its zero value works: New fills every zero
+// field with the default written beside it.
+type Config struct {
+	// MaxPayload is the largest SNP payload of a packet, in bytes: the MTU
+	// budget left after the packet header and the encryption tag. Default
+	// 1200. At most 1279 + 64 (larger budgets are clamped).
+	MaxPayload int
+	// NagleTime is how long a message without NoNagle may wait for more
+	// data to share its packet. Default 5 ms. Negative disables Nagle.
+	NagleTime time.Duration
+	// SendBufferSize bounds the bytes queued but not yet sent (GNS
+	// SendBufferSize). Default 512 KiB.
+	SendBufferSize int
+	// SendRateMin and SendRateMax bound the send rate in bytes/s. Equal
+	// values fix the rate, as GNS does; otherwise the congestion controller
+	// moves it between them. Defaults 256 KiB/s and 64 MiB/s.
+	SendRateMin int
+	SendRateMax int
+	// RecvBufferSize bounds the bytes of reliable data buffered out of order
+	// plus messages received but not yet taken by Receive. Default 1 MiB.
+	RecvBufferSize int
+	// RecvBufferMessages bounds the messages received but not yet taken.
+	// Default 1000.
+	RecvBufferMessages int
+	// RecvMaxMessageSize is the largest message accepted from the peer; a
+	// larger reliable message header is a protocol error. Default 512 KiB.
+	RecvMaxMessageSize int
+	// MaxMessageSize is the largest message SendMessage accepts. Default
+	// and maximum 512 KiB.
+	MaxMessageSize int
+	// Lanes configures the send lanes. Default: one lane.
+	Lanes []Lane
+	// PeerVersion is the peer's protocol version (for the ack encoding
+	// rule of SNP_WIRE_FORMAT.md). Default 13.
+	PeerVersion int
+	// FirstPktNum is the number of the first packet this side sends.
+	// Default 1. (GNS counts the handshake as packet 1 from protocol
+	// version 10; the connection layer then passes 2.)
+	FirstPktNum int64
+	// PeerFirstPktNum is the number of the first packet the peer sends.
+	// Default 1.
+	PeerFirstPktNum int64
+}
+
+func (c *Config) fill() error {
+	if c.MaxPayload == 0 {
+		c.MaxPayload = 1200
+	}
+	if c.MaxPayload < 64 {
+		return fmt.Errorf("snp: MaxPayload %d below 64", c.MaxPayload)
+	}
+	if c.MaxPayload > maxSegmentData+64 {
+		c.MaxPayload = maxSegmentData + 64
+	}
+	if c.NagleTime == 0 {
+		c.NagleTime = 5 * time.Millisecond
+	} else if c.NagleTime < 0 {
+		c.NagleTime = 0
+	}
+	if c.SendBufferSize == 0 {
+		c.SendBufferSize = 512 * 1024
+	}
+	if c.SendRateMin == 0 {
+		c.SendRateMin = 256 * 1024
+	}
+	if c.SendRateMax == 0 {
+		c.SendRateMax = 64 * 1024 * 1024
+	}
+	if c.SendRateMin < 1024 {
+		c.SendRateMin = 1024
+	}
+	if c.SendRateMax < c.SendRateMin {
+		c.SendRateMax = c.SendRateMin
+	}
+	if c.RecvBufferSize == 0 {
+		c.RecvBufferSize = 1024 * 1024
+	}
+	if c.RecvBufferMessages == 0 {
+		c.RecvBufferMessages = 1000
+	}
+	if c.RecvMaxMessageSize == 0 {
+		c.RecvMaxMessageSize = MaxMessageSize
+	}
+	if c.MaxMessageSize == 0 || c.MaxMessageSize > MaxMessageSize {
+		c.MaxMessageSize = MaxMessageSize
+	}
+	if len(c.Lanes) == 0 {
+		c.Lanes = []Lane{{}}
+	}
+	if len(c.Lanes) > MaxLanes {
+		return fmt.Errorf("snp: %d lanes, at most %d", len(c.Lanes), MaxLanes)
+	}
+	if c.PeerVersion == 0 {
+		c.PeerVersion = 13
+	}
+	if c.FirstPktNum == 0 {
+		c.FirstPktNum = 1
+	}
+	if c.PeerFirstPktNum == 0 {
+		c.PeerFirstPktNum = 1
+	}
+	if c.SendBufferSize < 0 || c.RecvBufferSize < 0 || c.RecvBufferMessages < 0 || c.RecvMaxMessageSize < 0 || c.FirstPktNum < 0 || c.PeerFirstPktNum < 0 {
+		return fmt.Errorf("snp: negative configuration value")
+	}
+	return nil
+}
+
+// maxAckStatsDelay is k_usecMaxAckStatsDelay: packets carrying only
+// unreliable data are acked within this time.
+const maxAckStatsDelay = 250 * time.Millisecond

@@ -1,0 +1,136 @@
+package snp
+
+import (
+	"math/bits"
+	"sync"
+)
+
+// Message is a message received from the peer.
+//
+// Ownership: Data is backed by a pooled buffer that belongs to the receiver
+// of the Message once Receive returns it. Call Release when done with Data;
+// Data must not be used after that. Not calling Release is safe (the buffer
+// is then left to the garbage collector) but costs an allocation later.
+type Message struct {
+	Lane     uint32
+	MsgNum   int64
+	Reliable bool
+	Data     []byte
+	buf      *[]byte
+}
+
+// Release returns the message's buffer to the pool and clears Data. It is
+// safe to call more than once, and on the zero Message.
+func (m *Message) Release() {
+	if m.buf != nil {
+		putBuf(m.buf)
+		m.buf = nil
+	}
+	m.Data = nil
+}
+
+// msgQueue is a ring of delivered messages waiting for Receive.
+type msgQueue struct {
+	a     []Message
+	head  int
+	n     int
+	bytes int
+}
+
+func (q *msgQueue) push(m Message) {
+	if q.n == len(q.a) {
+		na := make([]Message, max(16, 2*len(q.a)))
+		for i := 0; i < q.n; i++ {
+			na[i] = q.a[(q.head+i)&(len(q.a)-1)]
+		}
+		q.a, q.head = na, 0
+	}
+	q.a[(q.head+q.n)&(len(q.a)-1)] = m
+	q.n++
+	q.bytes += len(m.Data)
+}
+
+// Receive moves up to len(dst) received messages, oldest first, into dst and
+// returns how many it moved. Reliable messages of a lane come in order;
+// unreliable ones as soon as they complete. See Message for ownership.
+func (c *Conn) Receive(dst []Message) int {
+	q := &c.inbox
+	k := 0
+	for k < len(dst) && q.n > 0 {
+		i := q.head
+		dst[k] = q.a[i]
+		q.a[i] = Message{}
+		q.head = (q.head + 1) & (len(q.a) - 1)
+		q.n--
+		q.bytes -= len(dst[k].Data)
+		k++
+	}
+	if q.n == 0 && len(q.a) > 64 {
+		q.a, q.head = nil, 0
+	}
+	return k
+}
+
+// Pending returns how many received messages wait for Receive.
+func (c *Conn) Pending() int { return c.inbox.n }
+
+// deliver queues a copy of data as a received message.
+func (c *Conn) deliver(lane uint32, num int64, reliable bool, data []byte) {
+	if !reliable && (c.inbox.n >= c.cfg.RecvBufferMessages || c.inbox.bytes+len(data) > c.cfg.RecvBufferSize) {
+		c.st.unreliableDroppedRecv++
+		return
+	}
+	buf := getBuf(len(data))
+	*buf = append((*buf)[:0], data...)
+	c.deliverBuf(lane, num, reliable, buf)
+}
+
+func (c *Conn) deliverBuf(lane uint32, num int64, reliable bool, buf *[]byte) {
+	if reliable {
+		c.st.msgsRecvRel++
+	} else {
+		c.st.msgsRecvUnrel++
+	}
+	c.inbox.push(Message{Lane: lane, MsgNum: num, Reliable: reliable, Data: *buf, buf: buf})
+}
+
+// Buffer pool: size classes of powers of two from 64 B to 512 KiB.
+const (
+	minClassShift = 6
+	numClasses    = 14 // 64 B << 13 = 512 KiB
+)
+
+var pools [numClasses]sync.Pool
+
+func class(n int) int {
+	if n <= 1<<minClassShift {
+		return 0
+	}
+	return bits.Len(uint(n-1)) - minClassShift
+}
+
+// getBuf returns a pooled buffer of capacity at least n and length 0.
+func getBuf(n int) *[]byte {
+	k := class(n)
+	if k >= numClasses {
+		b := make([]byte, 0, n)
+		return &b
+	}
+	if p, ok := pools[k].Get().(*[]byte); ok {
+		*p = (*p)[:0]
+		return p
+	}
+	b := make([]byte, 0, 1<<(k+minClassShift))
+	return &b
+}
+
+func putBuf(p *[]byte) {
+	c := cap(*p)
+	if c < 1<<minClassShift || c&(c-1) != 0 {
+		return
+	}
+	k := class(c)
+	if k < numClasses {
+		pools[k].Put(p)
+	}
+}

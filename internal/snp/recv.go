@@ -1,0 +1,384 @@
+package snp
+
+import (
+	"errors"
+	"time"
+
+	"github.com/netmsg-go/netmsg/internal/wire"
+)
+
+// maxUnreliableMsgSizeRecv is k_cbMaxUnreliableMsgSizeRecv: 20 segments of
+// the largest plaintext payload GNS receives (k_cbSteamNetworkingSocketsMaxUDPMsgLen, 1300).
+const maxUnreliableMsgSizeRecv = maxBufferedUnreliableSegments * 1300
+
+// recvLane is the receiving state of one lane.
+type recvLane struct {
+	// Reliable stream: buf[0] is stream position base, the start of the
+	// next message to parse; end is the highest received end; gaps lists
+	// the holes inside [base, end).
+	buf           []byte
+	base, end     int64
+	gaps          rangeSet
+	lastRelMsgNum int64
+	highestMsgNum int64 // highest message number seen (for the decoder)
+}
+
+// resolver lets the wire decoder see the receive lanes.
+type resolver Conn
+
+func (r *resolver) ReliableRef(lane uint32) int64 {
+	if int(lane) < len(r.rlanes) {
+		return r.rlanes[lane].end
+	}
+	return 1
+}
+
+func (r *resolver) UnreliableRef(lane uint32) int64 {
+	if int(lane) < len(r.rlanes) {
+		return r.rlanes[lane].highestMsgNum
+	}
+	return 0
+}
+
+func (c *Conn) recvLane(lane uint32) *recvLane {
+	for int(lane) >= len(c.rlanes) {
+		c.rlanes = append(c.rlanes, recvLane{base: 1, end: 1})
+	}
+	return &c.rlanes[lane]
+}
+
+// ReceivePacket processes the decrypted SNP payload of packet pktNum (the
+// full packet number, expanded by the connection layer) received at now.
+// The payload is not retained.
+//
+// It returns nil when the packet was processed; ErrDiscarded when it was
+// dropped without being acked (a duplicate, too old, or data beyond the
+// receive limits) — the connection goes on; or a *ProtocolError (errors.Is
+// ErrProtocol) when the payload is malformed or violates the protocol — the
+// connection must then be closed with its EndReason. Frames before the bad
+// one may have been applied. Every rejected packet is counted in Stats.
+func (c *Conn) ReceivePacket(now time.Time, pktNum int64, payload []byte) error {
+	t := c.us(now)
+	if pktNum < c.cfg.PeerFirstPktNum || c.rec.isDup(pktNum) {
+		c.st.pktsDup++
+		return ErrDiscarded
+	}
+	c.dec.PktNum = pktNum
+	c.dec.NextSendPktNum = c.nextPktNum
+	c.dec.Reset(payload)
+	f := &c.frame
+	hasRel, hasData, discard := false, false, false
+	for {
+		ok, err := c.dec.Next(f)
+		if err != nil {
+			c.st.pktsBad++
+			return protoErr("bad frame", err)
+		}
+		if !ok {
+			break
+		}
+		if f.Lane > MaxLanes {
+			c.st.pktsBad++
+			return protoErr("lane out of range", nil)
+		}
+		switch f.Kind {
+		case wire.KindReliable:
+			hasRel, hasData = true, true
+			if discard {
+				continue
+			}
+			if err := c.recvReliable(f.Lane, f.StreamPos, f.Data); err != nil {
+				if err == ErrDiscarded {
+					discard = true
+					continue
+				}
+				c.st.pktsBad++
+				return err
+			}
+		case wire.KindUnreliable:
+			hasData = true
+			if err := c.recvUnreliable(t, f); err != nil {
+				c.st.pktsBad++
+				return err
+			}
+		case wire.KindStopWaiting:
+			if err := c.rec.stopWaiting(f.MinPktNumToAck, pktNum); err != nil {
+				c.st.pktsBad++
+				return err
+			}
+		case wire.KindAck:
+			if err := c.onAck(t, f); err != nil {
+				c.st.pktsBad++
+				return err
+			}
+		case wire.KindSelectLane:
+			if f.Lane > MaxLanes {
+				c.st.pktsBad++
+				return protoErr("lane out of range", nil)
+			}
+		}
+	}
+	if discard {
+		c.st.pktsDiscarded++
+		return ErrDiscarded
+	}
+	c.st.pktsRecv++
+	c.st.bytesRecv += int64(len(payload))
+	newGap := c.rec.add(pktNum, t)
+	c.ackDirty = true
+	if hasRel {
+		c.ackElicit++
+		c.ackDue = min(c.ackDue, t+int64(maxDataAckDelay/time.Microsecond))
+		if c.ackElicit >= ackEveryPackets {
+			c.ackDue = t
+		}
+	} else if hasData {
+		c.ackDue = min(c.ackDue, t+int64(maxAckStatsDelay/time.Microsecond))
+	}
+	if newGap {
+		c.ackDue = min(c.ackDue, c.rec.gaps[len(c.rec.gaps)-1].okNack)
+	}
+	return nil
+}
+
+// recvReliable stores a segment of lane's reliable stream and delivers the
+// messages it completes. It returns ErrDiscarded when the segment is beyond
+// the receive limits (the packet must then not be acked).
+func (c *Conn) recvReliable(lane uint32, pos int64, data []byte) error {
+	l := c.recvLane(lane)
+	if pos <= 0 {
+		return protoErr("reliable stream position 0", nil)
+	}
+	e := pos + int64(len(data))
+	if e <= l.base || len(data) == 0 {
+		return nil // old news
+	}
+	if pos < l.base {
+		data = data[l.base-pos:]
+		pos = l.base
+	}
+	if c.inbox.n >= c.cfg.RecvBufferMessages || c.inbox.bytes+c.bufferedRel+int(e-l.base)-len(l.buf) > c.cfg.RecvBufferSize {
+		return ErrDiscarded
+	}
+	// Fast path: in order, nothing buffered: parse straight from the packet.
+	if pos == l.base && len(l.buf) == 0 {
+		l.end = e
+		n, err := c.parseMessages(lane, l, data)
+		if err != nil {
+			return err
+		}
+		l.base += int64(n)
+		if n < len(data) {
+			l.buf = append(l.buf, data[n:]...)
+			c.bufferedRel += len(data) - n
+		}
+		return nil
+	}
+	if pos > l.end {
+		if l.gaps.len() >= maxReliableGapsExtend {
+			return ErrDiscarded
+		}
+	} else if l.gaps.len() >= maxReliableGapsFragment && l.gaps.splits(pos, min(e, l.end)) {
+		return ErrDiscarded
+	}
+	if need := int(e - l.base); need > len(l.buf) {
+		c.bufferedRel += need - len(l.buf)
+		if need <= cap(l.buf) {
+			l.buf = l.buf[:need]
+		} else {
+			nb := make([]byte, need, max(need, 2*cap(l.buf)))
+			copy(nb, l.buf)
+			l.buf = nb
+		}
+	}
+	copy(l.buf[pos-l.base:], data)
+	if pos > l.end {
+		l.gaps.add(l.end, pos)
+	}
+	l.gaps.remove(pos, e)
+	l.end = max(l.end, e)
+	avail := l.end
+	if !l.gaps.empty() {
+		avail = l.gaps.s[0].b
+	}
+	n, err := c.parseMessages(lane, l, l.buf[:avail-l.base])
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		k := copy(l.buf, l.buf[n:])
+		l.buf = l.buf[:k]
+		l.base += int64(n)
+		c.bufferedRel -= n
+		if k == 0 && cap(l.buf) > 4096 {
+			l.buf = nil
+		}
+	}
+	return nil
+}
+
+// parseMessages delivers the complete messages at the start of b, a
+// contiguous part of lane's stream beginning at a message boundary, and
+// returns how many bytes they took.
+func (c *Conn) parseMessages(lane uint32, l *recvLane, b []byte) (int, error) {
+	off := 0
+	for off < len(b) {
+		delta, size, hn, err := wire.ParseMsgHeader(b[off:])
+		if err != nil {
+			if errors.Is(err, wire.ErrShort) {
+				if len(b)-off > 32 {
+					return off, protoErr("bad reliable message header", err)
+				}
+				break
+			}
+			return off, protoErr("bad reliable message header", err)
+		}
+		if size > int64(c.cfg.RecvMaxMessageSize) {
+			return off, protoErr("reliable message too big", nil)
+		}
+		if delta == 0 || delta > 1<<40 {
+			return off, protoErr("bad reliable message number", nil)
+		}
+		if int64(len(b)-off-hn) < size {
+			break
+		}
+		num := l.lastRelMsgNum + int64(delta)
+		l.lastRelMsgNum = num
+		l.highestMsgNum = max(l.highestMsgNum, num)
+		data := b[off+hn : off+hn+int(size)]
+		c.deliver(lane, num, true, data)
+		off += hn + int(size)
+	}
+	return off, nil
+}
+
+// unrelSeg is a buffered segment of a partly received unreliable message.
+type unrelSeg struct {
+	lane   uint32
+	last   bool
+	msgNum int64
+	off    int64
+	t      int64
+	data   *[]byte // pooled
+}
+
+func (c *Conn) recvUnreliable(t int64, f *wire.Frame) error {
+	if f.MsgNum <= 0 {
+		return protoErr("unreliable message number 0", nil)
+	}
+	end := f.Offset + int64(len(f.Data))
+	if f.Offset < 0 || end > maxUnreliableMsgSizeRecv || end > int64(c.cfg.RecvMaxMessageSize) {
+		return protoErr("unreliable message too big", nil)
+	}
+	l := c.recvLane(f.Lane)
+	l.highestMsgNum = max(l.highestMsgNum, f.MsgNum)
+	if f.Offset == 0 && f.Last {
+		c.deliver(f.Lane, f.MsgNum, false, f.Data)
+		return nil
+	}
+	for i := range c.useg {
+		s := &c.useg[i]
+		if s.lane == f.Lane && s.msgNum == f.MsgNum && s.off == f.Offset {
+			return nil // duplicate segment
+		}
+	}
+	if len(c.useg) >= maxBufferedUnreliableSegments {
+		c.dropOldestUnrel()
+	}
+	buf := getBuf(len(f.Data))
+	*buf = append((*buf)[:0], f.Data...)
+	c.useg = append(c.useg, unrelSeg{lane: f.Lane, last: f.Last, msgNum: f.MsgNum, off: f.Offset, t: t, data: buf})
+	c.tryAssemble(f.Lane, f.MsgNum)
+	return nil
+}
+
+// dropOldestUnrel discards every buffered segment of the partial message
+// with the lowest message number.
+func (c *Conn) dropOldestUnrel() {
+	o := 0
+	for i := range c.useg {
+		if c.useg[i].msgNum < c.useg[o].msgNum {
+			o = i
+		}
+	}
+	c.removeUnrel(c.useg[o].lane, c.useg[o].msgNum)
+	c.st.unreliableDroppedRecv++
+}
+
+func (c *Conn) removeUnrel(lane uint32, num int64) {
+	k := 0
+	for _, s := range c.useg {
+		if s.lane == lane && s.msgNum == num {
+			putBuf(s.data)
+			continue
+		}
+		c.useg[k] = s
+		k++
+	}
+	clear(c.useg[k:])
+	c.useg = c.useg[:k]
+	if k == 0 && cap(c.useg) > 0 {
+		c.useg = nil
+	}
+}
+
+// expireUnrel drops partial unreliable messages whose newest segment is old.
+func (c *Conn) expireUnrel(t int64) {
+	for i := 0; i < len(c.useg); i++ {
+		s := c.useg[i]
+		if t-s.t < int64(unreliableExpiry/time.Microsecond) {
+			continue
+		}
+		newest := s.t
+		for _, o := range c.useg {
+			if o.lane == s.lane && o.msgNum == s.msgNum {
+				newest = max(newest, o.t)
+			}
+		}
+		if t-newest >= int64(unreliableExpiry/time.Microsecond) {
+			c.removeUnrel(s.lane, s.msgNum)
+			c.st.unreliableDroppedRecv++
+			i = -1
+		}
+	}
+}
+
+// tryAssemble delivers message num of lane if all its segments are here.
+func (c *Conn) tryAssemble(lane uint32, num int64) {
+	var size int64 = -1
+	var have int64
+	for _, s := range c.useg {
+		if s.lane == lane && s.msgNum == num {
+			have += int64(len(*s.data))
+			if s.last {
+				size = s.off + int64(len(*s.data))
+			}
+		}
+	}
+	if size < 0 || have < size {
+		return
+	}
+	// Segments may overlap only if the sender is broken; check coverage.
+	buf := getBuf(int(size))
+	b := (*buf)[:size]
+	var covered int64
+	for pos := int64(0); pos < size; {
+		found := false
+		for _, s := range c.useg {
+			if s.lane == lane && s.msgNum == num && s.off <= pos && s.off+int64(len(*s.data)) > pos {
+				n := copy(b[pos:], (*s.data)[pos-s.off:])
+				pos += int64(n)
+				covered += int64(n)
+				found = true
+				break
+			}
+		}
+		if !found {
+			putBuf(buf)
+			return
+		}
+	}
+	c.removeUnrel(lane, num)
+	*buf = b
+	c.deliverBuf(lane, num, false, buf)
+}

@@ -1,0 +1,497 @@
+package snp
+
+import (
+	"time"
+
+	"github.com/netmsg-go/netmsg/internal/wire"
+)
+
+// Packet states in the sender's record.
+const (
+	pktInFlight uint8 = iota + 1
+	pktAcked
+	pktLost
+)
+
+// relSeg is a range of a lane's reliable stream that a packet carried.
+type relSeg struct {
+	lane int32
+	b, e int64
+}
+
+// sentPkt is the sender's record of one packet it sent.
+type sentPkt struct {
+	num     int64
+	sentAt  int64
+	size    int32
+	state   uint8
+	hasData bool // carried segments (reliable or unreliable)
+	segs    []relSeg
+}
+
+// pktRing holds the records of the packets sent since the oldest one whose
+// fate is unknown, in packet number order (every number has a record).
+type pktRing struct {
+	a    []sentPkt
+	head int
+	n    int
+}
+
+func (r *pktRing) full() bool { return r.n >= maxInFlightPackets }
+
+func (r *pktRing) at(i int) *sentPkt { return &r.a[(r.head+i)&(len(r.a)-1)] }
+
+// get returns the record of packet num, or nil.
+func (r *pktRing) get(num int64) *sentPkt {
+	if r.n == 0 {
+		return nil
+	}
+	i := num - r.at(0).num
+	if i < 0 || i >= int64(r.n) {
+		return nil
+	}
+	return r.at(int(i))
+}
+
+func (r *pktRing) push() *sentPkt {
+	if r.n == len(r.a) {
+		na := make([]sentPkt, max(8, 2*len(r.a)))
+		for i := 0; i < r.n; i++ {
+			na[i] = *r.at(i)
+		}
+		r.a, r.head = na, 0
+	}
+	p := r.at(r.n)
+	r.n++
+	return p
+}
+
+func (r *pktRing) pop() {
+	r.head = (r.head + 1) & (len(r.a) - 1)
+	r.n--
+	if r.n == 0 && len(r.a) > 64 {
+		r.a, r.head = nil, 0 // let an idle connection shrink
+	}
+}
+
+// Poll builds the next packet payload, if one is due now, by appending to
+// buf[:0] (give it a capacity of at least Config.MaxPayload to avoid an
+// allocation). It returns the payload, the packet number it was given, and
+// ok=false when nothing is due. A packet is due when acks are owed, reliable
+// data awaits retransmission, or queued data is past its Nagle time (or fills
+// a packet) and pacing allows. Call Poll until it returns ok=false, send the
+// packets in order, then wait until NextWake.
+//
+// The payload aliases buf. Packet numbers are consecutive, from
+// Config.FirstPktNum; the connection layer puts the low 16 bits on the wire.
+func (c *Conn) Poll(now time.Time, buf []byte) (pkt []byte, pktNum int64, ok bool) {
+	t := c.us(now)
+	c.checkRTO(t)
+	c.pace.accumulate(t)
+	c.expireUnrel(t)
+	data := c.dataReady(t)
+	if !data && c.ackDue > t {
+		c.pace.capIdle()
+		return nil, 0, false
+	}
+	pktNum = c.nextPktNum
+	c.enc.Reset(buf, pktNum)
+	limit := c.cfg.MaxPayload
+
+	if c.minWait < pktNum && (c.minWait > c.swSent || (c.swAge >= stopWaitingRepeat && c.minWait > c.cfg.FirstPktNum)) {
+		c.enc.AppendStopWaiting(c.minWait)
+		c.swSent = c.minWait
+		c.swAge = 0
+	}
+	if c.ackDirty || c.ackDue <= t {
+		c.appendAck(t, limit-c.enc.Len())
+	}
+	c.curSegs = c.curSegs[:0]
+	hasData := false
+	if data {
+		hasData = c.fillData(limit)
+	}
+	if c.enc.Len() == 0 {
+		return nil, 0, false
+	}
+	pkt = c.enc.Bytes()
+	p := c.inflight.push()
+	p.num, p.sentAt, p.size, p.state, p.hasData = pktNum, t, int32(len(pkt)), pktInFlight, hasData
+	p.segs = append(p.segs[:0], c.curSegs...)
+	if c.inflight.full() {
+		c.lose(c.inflight.at(0), true)
+		c.trimInflight()
+	}
+	c.nextPktNum++
+	c.swAge++
+	c.pace.spend(len(pkt))
+	c.st.pktsSent++
+	c.st.bytesSent += int64(len(pkt))
+	c.cc.onSend(len(pkt))
+	if c.pendingNew == 0 {
+		c.nagleAt = never
+	}
+	return pkt, pktNum, true
+}
+
+// dataReady reports whether a packet with data may be sent at t.
+func (c *Conn) dataReady(t int64) bool {
+	if c.pace.tokens < 0 {
+		return false
+	}
+	for i := range c.lanes {
+		if !c.lanes[i].retx.empty() {
+			return true
+		}
+	}
+	if c.pendingNew == 0 || c.inflight.full() {
+		return false
+	}
+	if c.nagleAt > t && c.pendingNew < c.cfg.MaxPayload {
+		return false
+	}
+	return c.anyNewSendable()
+}
+
+func (c *Conn) anyNewSendable() bool {
+	win := c.relWindowOpen()
+	for i := range c.lanes {
+		l := &c.lanes[i]
+		if l.hasUnrel() || (win && l.endPos > l.sentPos) {
+			return true
+		}
+	}
+	return false
+}
+
+// relWindowOpen reports whether new reliable data may be sent: the bytes
+// sent and not yet acked stay below SendBufferSize, which bounds memory.
+func (c *Conn) relWindowOpen() bool { return c.relWindowLeft() > 0 }
+
+func (c *Conn) relWindowLeft() int64 {
+	var out int64
+	for i := range c.lanes {
+		out += c.lanes[i].sentPos - c.lanes[i].ackedBelow
+	}
+	return int64(c.cfg.SendBufferSize) - out
+}
+
+// NextWake returns when Poll should next be called, or the zero time when
+// nothing is scheduled (the engine then waits for a SendMessage or a packet).
+// It may return a time in the past: call Poll now.
+func (c *Conn) NextWake() time.Time {
+	w := c.ackDue
+	retx := false
+	for i := range c.lanes {
+		if !c.lanes[i].retx.empty() {
+			retx = true
+			break
+		}
+	}
+	if retx || (c.pendingNew > 0 && !c.inflight.full() && c.anyNewSendable()) {
+		due := c.pace.readyAt()
+		if !retx && c.pendingNew < c.cfg.MaxPayload {
+			due = max(due, c.nagleAt)
+		}
+		w = min(w, due)
+	}
+	if p := c.oldestInFlight(); p != nil {
+		w = min(w, p.sentAt+c.rto())
+	}
+	if w == never {
+		return time.Time{}
+	}
+	return c.at(w)
+}
+
+func (c *Conn) oldestInFlight() *sentPkt {
+	for i := 0; i < c.inflight.n; i++ {
+		if p := c.inflight.at(i); p.state == pktInFlight {
+			return p
+		}
+	}
+	return nil
+}
+
+func (c *Conn) rto() int64 {
+	return c.rtt.rto() << c.rtoBackoff
+}
+
+// checkRTO declares lost every packet in flight for longer than the
+// retransmission timeout (the tail-loss timer when acks stop coming).
+func (c *Conn) checkRTO(t int64) {
+	rto := c.rto()
+	fired := false
+	for i := 0; i < c.inflight.n; i++ {
+		p := c.inflight.at(i)
+		if p.sentAt+rto > t {
+			break
+		}
+		if p.state == pktInFlight {
+			if p.hasData {
+				fired = true
+			}
+			c.lose(p, true)
+		}
+	}
+	if fired && c.rtoBackoff < 4 {
+		c.rtoBackoff++
+	}
+	c.trimInflight()
+}
+
+// lose handles a packet nacked by the peer or timed out: its reliable
+// segments are queued for retransmission.
+func (c *Conn) lose(p *sentPkt, timeout bool) {
+	if p.state != pktInFlight {
+		return
+	}
+	p.state = pktLost
+	for _, s := range p.segs {
+		l := &c.lanes[s.lane]
+		l.queueRetx(s.b, s.e)
+	}
+	if len(p.segs) > 0 {
+		c.st.pktsRetransmitted++
+	}
+	if p.hasData && (!timeout || len(p.segs) > 0) {
+		c.cc.onLoss()
+		c.st.pktsLost++
+	}
+}
+
+// ackPkt handles a packet acked by the peer.
+func (c *Conn) ackPkt(p *sentPkt) {
+	if p.state == pktAcked {
+		return
+	}
+	if p.state == pktInFlight && p.hasData {
+		c.cc.onAck(int(p.size))
+		c.st.pktsAcked++
+	}
+	p.state = pktAcked
+	for _, s := range p.segs {
+		c.lanes[s.lane].markAcked(s.b, s.e)
+	}
+}
+
+func (c *Conn) trimInflight() {
+	for c.inflight.n > 0 && c.inflight.at(0).state != pktInFlight {
+		c.inflight.pop()
+	}
+}
+
+// fillData appends data segments to the packet being built, retransmissions
+// first, then new data of the lanes in priority and weighted-fair order. It
+// reports whether it appended any.
+func (c *Conn) fillData(limit int) bool {
+	n0 := c.enc.Len()
+	for _, prio := range c.prioClasses {
+		for i := range c.lanes {
+			if l := &c.lanes[i]; l.prio == prio && !l.retx.empty() {
+				if !c.writeRetx(i, limit) {
+					return c.enc.Len() > n0
+				}
+			}
+		}
+	}
+	for limit-c.enc.Len() > 8 {
+		li := c.pickLane()
+		if li < 0 {
+			break
+		}
+		l := &c.lanes[li]
+		before := c.enc.Len()
+		full := c.writeNew(li, limit)
+		n := c.enc.Len() - before
+		l.vtime += uint64(max(n, 1)) * 65536 / l.weight
+		if full || n == 0 {
+			break
+		}
+	}
+	return c.enc.Len() > n0
+}
+
+// pickLane returns the lane to send new data from: among the lanes of the
+// most urgent priority that have sendable data, the one with the smallest
+// virtual time; -1 when none has.
+func (c *Conn) pickLane() int {
+	win := c.relWindowOpen()
+	for _, prio := range c.prioClasses {
+		best := -1
+		for i := range c.lanes {
+			l := &c.lanes[i]
+			if l.prio != prio || !(l.hasUnrel() || (win && l.endPos > l.sentPos)) {
+				continue
+			}
+			if best < 0 || l.vtime < c.lanes[best].vtime {
+				best = i
+			}
+		}
+		if best >= 0 {
+			return best
+		}
+	}
+	return -1
+}
+
+// maxSegHeader bounds the header of a segment frame plus a lane change.
+const maxSegHeader = 16
+
+// selectLane switches the encoder to lane if at least need bytes would then
+// remain; it reports whether it did.
+func (c *Conn) selectLane(li, limit, need int) bool {
+	if limit-c.enc.Len()-c.enc.SelectLaneLen(uint32(li)) < need {
+		return false
+	}
+	c.enc.SelectLane(uint32(li))
+	return true
+}
+
+func (c *Conn) addSeg(li int, b, e int64) {
+	if n := len(c.curSegs); n > 0 && c.curSegs[n-1].lane == int32(li) && c.curSegs[n-1].e == b {
+		c.curSegs[n-1].e = e
+		return
+	}
+	c.curSegs = append(c.curSegs, relSeg{int32(li), b, e})
+}
+
+// writeRetx appends retransmissions of lane li; it returns false when the
+// packet is full.
+func (c *Conn) writeRetx(li, limit int) bool {
+	l := &c.lanes[li]
+	for !l.retx.empty() {
+		if !c.selectLane(li, limit, maxSegHeader) {
+			return false
+		}
+		s := l.retx.s[0]
+		hdr := c.enc.ReliableLen(s.b, 0, false)
+		n := min(s.e-s.b, int64(limit-c.enc.Len()-hdr), maxSegmentData)
+		if n <= 0 {
+			return false
+		}
+		c.enc.AppendReliable(s.b, l.stream(s.b, s.b+n), false)
+		l.retx.remove(s.b, s.b+n)
+		l.retxBytes -= n
+		c.addSeg(li, s.b, s.b+n)
+		c.st.bytesRetransmitted += n
+	}
+	return true
+}
+
+// writeNew appends new data of lane li: queued unreliable messages first
+// (they lose value with age), then the reliable stream. It returns true when
+// the packet is full.
+func (c *Conn) writeNew(li, limit int) bool {
+	l := &c.lanes[li]
+	for l.hasUnrel() {
+		if !c.selectLane(li, limit, maxSegHeader) {
+			return true
+		}
+		m := &l.uq[l.uhead]
+		rem := int(m.size - m.sent)
+		hdr := c.enc.UnreliableLen(m.num, int64(m.sent), 0, false)
+		room := limit - c.enc.Len() - hdr
+		n := min(rem, room, maxSegmentData)
+		if n < rem && rem+hdr <= c.cfg.MaxPayload/2 && c.enc.Len() > 0 {
+			return true // a small message waits for the next packet rather than split
+		}
+		if n < 0 || (n == 0 && rem > 0) {
+			return true
+		}
+		off := int(m.off + m.sent)
+		c.enc.AppendUnreliable(m.num, int64(m.sent), l.ubuf[off:off+n], n == rem, false)
+		m.sent += int32(n)
+		c.pendingNew -= n
+		if n < rem {
+			return true
+		}
+		l.popUnrel()
+	}
+	if l.endPos > l.sentPos {
+		win := c.relWindowLeft()
+		if win <= 0 {
+			return false
+		}
+		if !c.selectLane(li, limit, maxSegHeader) {
+			return true
+		}
+		hdr := c.enc.ReliableLen(l.sentPos, 0, false)
+		room := int64(limit - c.enc.Len() - hdr)
+		n := min(l.endPos-l.sentPos, room, maxSegmentData, win)
+		if n <= 0 {
+			return true
+		}
+		b := l.sentPos
+		c.enc.AppendReliable(b, l.stream(b, b+n), false)
+		l.sentPos += n
+		c.pendingNew -= int(n)
+		c.addSeg(li, b, b+n)
+		return n == room
+	}
+	return false
+}
+
+// onAck processes an ack frame: acked packets release their data, nacked
+// ones queue it for retransmission, and the ping reply feeds the RTT.
+func (c *Conn) onAck(t int64, f *wire.Frame) error {
+	latest := f.AckLatest
+	if latest >= c.nextPktNum {
+		return protoErr("ack of a packet never sent", nil)
+	}
+	if latest < c.cfg.FirstPktNum-1 {
+		return protoErr("ack below the first packet", nil)
+	}
+	if p := c.inflight.get(latest); p != nil && p.state == pktInFlight && f.AckDelay != wire.AckDelayNone {
+		rtt := t - p.sentAt - int64(f.AckDelay)<<wire.AckDelayShift
+		c.rtt.sample(max(rtt, 0), t)
+	}
+	hi := latest + 1
+	for _, b := range f.AckBlocks {
+		if b.NumAck > 1<<20 || b.NumNack > 1<<20 {
+			return protoErr("ack block count too large", nil)
+		}
+		ab := hi - int64(b.NumAck)
+		nb := ab - int64(b.NumNack)
+		if nb < 0 {
+			return protoErr("ack range underflow", nil)
+		}
+		c.ackRange(ab, hi)
+		c.nackRange(nb, ab)
+		hi = nb
+	}
+	if hi > c.minWait {
+		c.ackRange(c.minWait, hi)
+	}
+	if latest > c.minWait {
+		c.minWait = latest
+		c.rtoBackoff = 0
+	}
+	c.trimInflight()
+	c.cc.update(t, &c.rtt, &c.pace, c.cfg)
+	return nil
+}
+
+func (c *Conn) ackRange(b, e int64) {
+	r := &c.inflight
+	if r.n == 0 {
+		return
+	}
+	first := r.at(0).num
+	b, e = max(b, first), min(e, first+int64(r.n))
+	for n := b; n < e; n++ {
+		c.ackPkt(r.at(int(n - first)))
+	}
+}
+
+func (c *Conn) nackRange(b, e int64) {
+	r := &c.inflight
+	if r.n == 0 {
+		return
+	}
+	first := r.at(0).num
+	b, e = max(b, first), min(e, first+int64(r.n))
+	for n := b; n < e; n++ {
+		c.lose(r.at(int(n-first)), false)
+	}
+}
