@@ -41,8 +41,8 @@ type vecSessionData struct {
 }
 
 type vecContext struct {
-	PktNum   int64                      `json:"pkt_num"`
-	NextSend int64                      `json:"ack_reference_next_send_pkt_num"`
+	PktNum   int64                     `json:"pkt_num"`
+	NextSend int64                     `json:"ack_reference_next_send_pkt_num"`
 	Lanes    map[string]vecLaneContext `json:"lanes"`
 }
 
