@@ -299,11 +299,11 @@ func TestMsgHeader(t *testing.T) {
 		{[]byte{0x21, 0x04}, 1, 129, nil},
 		{[]byte{0x4b, 0x03}, 3, 11, nil},
 		{[]byte{0x6b, 0x03, 0x01}, 3, 43, nil},
-		{[]byte{0x41, 0x01}, 1, 1, nil},                     // explicit delta 1
-		{[]byte{0x25, 0x00}, 1, 5, nil},                     // non-minimal size extension
-		{[]byte{0x40, 0x00}, 0, 0, nil},                     // GNS accepts a delta of 0
-		{[]byte{0x40, 0xc0, 0x84, 0x3d}, 1000000, 0, nil},   // the largest delta GNS accepts
-		{[]byte{0x40, 0xc1, 0x84, 0x3d}, 0, 0, ErrInvalid},  // one more: "lurch"
+		{[]byte{0x41, 0x01}, 1, 1, nil},                    // explicit delta 1
+		{[]byte{0x25, 0x00}, 1, 5, nil},                    // non-minimal size extension
+		{[]byte{0x40, 0x00}, 0, 0, nil},                    // GNS accepts a delta of 0
+		{[]byte{0x40, 0xc0, 0x84, 0x3d}, 1000000, 0, nil},  // the largest delta GNS accepts
+		{[]byte{0x40, 0xc1, 0x84, 0x3d}, 0, 0, ErrInvalid}, // one more: "lurch"
 		{[]byte{0x3f, 0xff, 0xff, 0xff, 0x3f}, 1, 0xffffffff, nil},
 		{[]byte{0x20, 0x80, 0x80, 0x80, 0x80, 0x01}, 0, 0, ErrInvalid}, // size above 32 bits
 		{[]byte{0x81}, 0, 0, ErrReserved},
