@@ -40,6 +40,14 @@ func genWorkload(seed uint64, n, lanes int, big bool) *workload {
 		}
 		w.msgs = append(w.msgs, sentMsg{lane: r.IntN(lanes), reliable: r.IntN(3) != 0, seq: i, size: size})
 	}
+	if big && n > 10 {
+		// The extremes: the largest message, a 1-byte one, and unreliable
+		// messages at the reliable-conversion boundary.
+		w.msgs[n/2] = sentMsg{lane: 0, reliable: true, seq: n / 2, size: MaxMessageSize}
+		w.msgs[n/2+1] = sentMsg{lane: 1, reliable: false, seq: n/2 + 1, size: maxUnreliableMsgSizeSend}
+		w.msgs[n/2+2] = sentMsg{lane: 1, reliable: false, seq: n/2 + 2, size: maxUnreliableMsgSizeSend + 1}
+		w.msgs[n/2+3] = sentMsg{lane: 2, reliable: true, seq: n/2 + 3, size: 1}
+	}
 	return w
 }
 
