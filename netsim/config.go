@@ -31,6 +31,9 @@ const (
 
 // Config configures a Network. The zero value is valid: seed 0, perfect
 // links (no delay, no loss, no limit) and DefaultRecvQueue.
+//
+// There is no clock to inject: the network reads the time package, so the
+// fake clock of a testing/synctest bubble is the way to control time.
 type Config struct {
 	// Seed seeds every random choice of the network (loss, jitter,
 	// reordering, duplication). Each direction between two addresses has

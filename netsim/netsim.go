@@ -26,6 +26,14 @@
 // duplicated in the same way. Ports chosen for port 0 and addresses chosen
 // for an unspecified IP depend only on the order of Listen calls.
 //
+// # Addresses
+//
+// A datagram is routed by its destination address alone, and the receiver
+// sees the sender's LocalAddr as its source: there is no address
+// translation. (NAT emulation, when it comes, belongs at the two points
+// where an address is used: the source written in WriteBatch and the
+// destination looked up on delivery.)
+//
 // # Cost
 //
 // One mutex per Network guards all its state; datagrams in flight sit in one
