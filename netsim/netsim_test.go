@@ -654,3 +654,14 @@ func TestEndpointStats(t *testing.T) {
 		}
 	})
 }
+
+// TestBubbleEndsWithoutClose checks that a Network left open with
+// datagrams in flight does not keep a synctest bubble from ending: it
+// starts no goroutine of its own, and a pending timer is not a goroutine.
+func TestBubbleEndsWithoutClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := New(Config{Link: LinkConfig{Delay: time.Hour}})
+		a, b := listen(t, n, ""), listen(t, n, "")
+		send(t, a, b.LocalAddr(), payload(0, 16))
+	})
+}
