@@ -71,8 +71,10 @@ type Frame struct {
 
 // Resolver supplies the receiver state the decoder needs to expand the
 // truncated absolute fields of the first segment of a packet or lane context.
-// An absolute field of N bits is expanded to the value nearest the reference
-// that has those low N bits.
+// An absolute field of N bits is expanded as GNS does: message numbers to the
+// value nearest the reference with those low N bits (ties down); stream
+// positions by GNS's forward-only rule, which is not quite "nearest" (see
+// expandStreamPos in resolve.go).
 type Resolver interface {
 	// ReliableRef returns the reference stream position of lane: the end of
 	// the highest reliable byte received so far (1 when nothing was).
