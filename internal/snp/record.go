@@ -118,7 +118,7 @@ func (r *pktRecord) limitGaps() {
 
 // stopWaiting applies the peer's stop-waiting value min carried by packet pkt.
 func (r *pktRecord) stopWaiting(min, pkt int64) error {
-	if min >= pkt {
+	if min >= pkt || min < 0 {
 		return protoErr("stop waiting beyond its packet", nil)
 	}
 	if min > r.max {
