@@ -52,6 +52,7 @@ type Conn struct {
 	inbox       msgQueue
 	bufferedRel int // reliable bytes buffered in receive lanes
 	useg        []unrelSeg
+	arena       *arena // current arena for small received messages
 
 	dec    wire.Decoder
 	enc    wire.Encoder

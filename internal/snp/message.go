@@ -3,6 +3,7 @@ package snp
 import (
 	"math/bits"
 	"sync"
+	"sync/atomic"
 )
 
 // Message is a message received from the peer.
@@ -17,6 +18,7 @@ type Message struct {
 	Reliable bool
 	Data     []byte
 	buf      *[]byte
+	ar       *arena
 }
 
 // Release returns the message's buffer to the pool and clears Data. It is
@@ -25,6 +27,10 @@ func (m *Message) Release() {
 	if m.buf != nil {
 		putBuf(m.buf)
 		m.buf = nil
+	}
+	if m.ar != nil {
+		m.ar.release()
+		m.ar = nil
 	}
 	m.Data = nil
 }
@@ -65,8 +71,15 @@ func (c *Conn) Receive(dst []Message) int {
 		q.bytes -= len(dst[k].Data)
 		k++
 	}
-	if q.n == 0 && len(q.a) > 64 {
-		q.a, q.head = nil, 0
+	if q.n == 0 {
+		if len(q.a) > 64 {
+			q.a, q.head = nil, 0
+		}
+		// Idle: let go of the partly used arena.
+		if c.arena != nil {
+			c.arena.release()
+			c.arena = nil
+		}
 	}
 	return k
 }
@@ -80,17 +93,66 @@ func (c *Conn) deliver(lane uint32, num int64, reliable bool, data []byte) {
 		c.st.unreliableDroppedRecv++
 		return
 	}
+	if len(data) <= arenaMaxMsg {
+		// Small messages share a refcounted arena: one pool operation per
+		// arena instead of two per message.
+		a := c.arena
+		if a == nil || len(a.b)+len(data) > cap(a.b) {
+			if a != nil {
+				a.release() // the engine's own reference
+			}
+			a = getArena()
+			c.arena = a
+		}
+		off := len(a.b)
+		a.b = append(a.b, data...)
+		a.refs.Add(1)
+		c.countRecv(reliable)
+		c.inbox.push(Message{Lane: lane, MsgNum: num, Reliable: reliable, Data: a.b[off:len(a.b):len(a.b)], ar: a})
+		return
+	}
 	buf := getBuf(len(data))
 	*buf = append((*buf)[:0], data...)
 	c.deliverBuf(lane, num, reliable, buf)
 }
 
-func (c *Conn) deliverBuf(lane uint32, num int64, reliable bool, buf *[]byte) {
+func (c *Conn) countRecv(reliable bool) {
 	if reliable {
 		c.st.msgsRecvRel++
 	} else {
 		c.st.msgsRecvUnrel++
 	}
+}
+
+// arena holds the data of many small received messages; it returns to its
+// pool when the engine has moved on and every message was released.
+type arena struct {
+	b    []byte
+	refs atomic.Int32
+}
+
+const (
+	arenaSize   = 16 << 10
+	arenaMaxMsg = 1024
+)
+
+var arenaPool = sync.Pool{New: func() any { return &arena{b: make([]byte, 0, arenaSize)} }}
+
+func getArena() *arena {
+	a := arenaPool.Get().(*arena)
+	a.b = a.b[:0]
+	a.refs.Store(1)
+	return a
+}
+
+func (a *arena) release() {
+	if a.refs.Add(-1) == 0 {
+		arenaPool.Put(a)
+	}
+}
+
+func (c *Conn) deliverBuf(lane uint32, num int64, reliable bool, buf *[]byte) {
+	c.countRecv(reliable)
 	c.inbox.push(Message{Lane: lane, MsgNum: num, Reliable: reliable, Data: *buf, buf: buf})
 }
 
