@@ -20,8 +20,10 @@
 // fraction of data packets reported lost and at the queuing delay (latest
 // RTT minus the minimum RTT of the last 10 s). Loss above 10% cuts the rate
 // by half the loss fraction; queuing delay above max(25 ms, min RTT) cuts it
-// by 15%; otherwise, if loss is under 2% and the application actually used
-// the rate, it grows (doubling during start-up, then 8% per interval). We
+// by 15%; otherwise, if the application actually used the rate, it grows:
+// with loss under 2% by doubling during start-up, then 8% per interval; with
+// loss between 2% and 10% (random loss, not congestion, while the queuing
+// delay stays low) by 4% per interval. We
 // chose this over a BBR-style model because game traffic is mostly
 // application-limited and bursty, which starves a delivery-rate model of the
 // samples it needs; a loss/delay rule with a tolerant loss band (random

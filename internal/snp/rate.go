@@ -95,8 +95,9 @@ func (r *rttEstimator) rto() int64 {
 //   - loss above 10% of the packets whose fate became known: rate *= 1 - loss/2
 //   - else queuing delay (latest RTT - min RTT) above max(25 ms, min RTT):
 //     rate *= 0.85
-//   - else loss below 2% and the sender used at least half the rate: rate
-//     doubles during start-up, then grows by 8%.
+//   - else, if the sender used at least half the rate: with loss below 2%
+//     the rate doubles during start-up, then grows by 8%; with loss between
+//     2% and 10% (random loss, not congestion) it grows by 4%.
 //
 // See the package documentation for why.
 type congestion struct {
@@ -110,6 +111,8 @@ type congestion struct {
 const (
 	ccMinInterval = 20 * time.Millisecond
 	ccDelayTarget = 25 * time.Millisecond
+	ccLossClean   = 0.02 // below: grow at full speed
+	ccLossCut     = 0.10 // above: cut; between the two: grow gently
 )
 
 func (cc *congestion) onSend(n int) { cc.sent += n }
@@ -135,18 +138,23 @@ func (cc *congestion) update(t int64, rtt *rttEstimator, p *pacer, cfg Config) {
 	qd := rtt.latest - rtt.min
 	appLimited := float64(cc.sent) < 0.5*r*float64(el)/1e6
 	switch {
-	case loss > 0.10:
+	case loss > ccLossCut:
 		r *= 1 - loss/2
 		cc.slowStart = false
 	case rtt.min >= 0 && qd > max(int64(ccDelayTarget/time.Microsecond), rtt.min):
 		r *= 0.85
 		cc.slowStart = false
-	case loss < 0.02 && !appLimited:
+	case loss < ccLossClean && !appLimited:
 		if cc.slowStart {
 			r *= 2
 		} else {
 			r *= 1.08
 		}
+	case !appLimited:
+		// Loss in the tolerated band (random loss, not congestion, as
+		// long as the queuing delay stays low): keep probing, gently.
+		r *= 1.04
+		cc.slowStart = false
 	}
 	p.rate = min(max(r, float64(cfg.SendRateMin)), float64(cfg.SendRateMax))
 	cc.start, cc.acked, cc.lost, cc.sent = t, 0, 0, 0

@@ -1,0 +1,100 @@
+package snp
+
+import (
+	"net/netip"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/netmsg-go/netmsg/netsim"
+)
+
+// ccRun sends 1000-byte reliable messages from a to b for d of fake time
+// over link, keeping a's send buffer full, and returns the goodput (payload
+// bytes/s delivered over the second half of the run) and a's final rate.
+func ccRun(t *testing.T, link netsim.LinkConfig, cfg Config, d time.Duration) (goodput float64, rate int) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := netsim.New(netsim.Config{Seed: 5, Link: link})
+		defer nw.Close()
+		ea, _ := nw.Listen(netip.MustParseAddrPort("127.0.0.1:1000"))
+		eb, _ := nw.Listen(netip.MustParseAddrPort("127.0.0.2:1000"))
+		now := time.Now()
+		ca, _ := New(cfg, now)
+		cb, _ := New(Config{}, now)
+		pa := newSimPeer(ca, ea, eb.LocalAddr())
+		pb := newSimPeer(cb, eb, ea.LocalAddr())
+		var got int64
+		pb.onMsg = func(m *Message) { got += int64(len(m.Data)); m.Release() }
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		for _, p := range []*simPeer{pa, pb} {
+			wg.Go(p.readLoop)
+			wg.Go(func() { p.timerLoop(done) })
+		}
+		start := time.Now()
+		msg := make([]byte, 1000)
+		var gotHalf int64
+		for time.Since(start) < d {
+			pa.mu.Lock()
+			for {
+				if _, err := ca.SendMessage(time.Now(), 0, msg, Reliable); err != nil {
+					break
+				}
+			}
+			pa.mu.Unlock()
+			pa.wake()
+			time.Sleep(5 * time.Millisecond)
+			if gotHalf == 0 && time.Since(start) >= d/2 {
+				pb.mu.Lock()
+				gotHalf = got
+				pb.mu.Unlock()
+			}
+		}
+		pb.mu.Lock()
+		goodput = float64(got-gotHalf) / (d / 2).Seconds()
+		pb.mu.Unlock()
+		pa.mu.Lock()
+		rate = ca.Stats(time.Now()).SendRateBytesPerSecond
+		if pa.fail != nil || pb.fail != nil {
+			t.Errorf("protocol errors: %v %v", pa.fail, pb.fail)
+		}
+		pa.mu.Unlock()
+		close(done)
+		ea.Close()
+		eb.Close()
+		wg.Wait()
+	})
+	return goodput, rate
+}
+
+// TestCongestionBottleneck: behind a 1 MB/s bottleneck with a 64 KiB
+// tail-drop queue, the adaptive rate finds the bottleneck: goodput near it,
+// and the rate neither stuck at the minimum nor far above the link.
+func TestCongestionBottleneck(t *testing.T) {
+	const bottleneck = 1_000_000
+	link := netsim.LinkConfig{Delay: 20 * time.Millisecond, Rate: bottleneck, QueueBytes: 64 << 10}
+	goodput, rate := ccRun(t, link, Config{SendRateMin: 64 << 10, SendRateMax: 64 << 20}, 20*time.Second)
+	t.Logf("goodput %.0f B/s, rate %d B/s", goodput, rate)
+	if goodput < 0.7*bottleneck {
+		t.Errorf("goodput %.0f B/s, want at least 70%% of the %d B/s bottleneck", goodput, bottleneck)
+	}
+	if rate > 3*bottleneck || rate < bottleneck/3 {
+		t.Errorf("rate %d B/s is far from the %d B/s bottleneck", rate, bottleneck)
+	}
+}
+
+// TestCongestionRandomLoss: 5% random loss without congestion must not pin
+// the rate at its minimum (it is not a congestion signal below 10%).
+func TestCongestionRandomLoss(t *testing.T) {
+	const min = 64 << 10
+	link := netsim.LinkConfig{Delay: 20 * time.Millisecond, LossPercent: 5}
+	goodput, rate := ccRun(t, link, Config{SendRateMin: min, SendRateMax: 8 << 20}, 10*time.Second)
+	t.Logf("goodput %.0f B/s, rate %d B/s", goodput, rate)
+	if rate < 16*min {
+		t.Errorf("rate %d B/s under 5%% random loss, want at least %d", rate, 16*min)
+	}
+	if goodput < 8*min {
+		t.Errorf("goodput %.0f B/s under 5%% random loss, want at least %d", goodput, 8*min)
+	}
+}
