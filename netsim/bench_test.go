@@ -15,7 +15,7 @@ const benchBatch = 32
 // BenchmarkZeroDelay measures datagrams/s through a perfect link: WriteBatch
 // and ReadBatch in one goroutine, each datagram copied in and out.
 func BenchmarkZeroDelay(b *testing.B) {
-	n := New(Config{})
+	n := mustNew(b, Config{})
 	defer n.Close()
 	src, dst := listen(b, n, ""), listen(b, n, "")
 	out := make([]transport.Packet, benchBatch)
@@ -51,7 +51,7 @@ func BenchmarkZeroDelay(b *testing.B) {
 // such a bound an open-loop writer only measures how fast the heap grows.
 func BenchmarkDelay1ms(b *testing.B) {
 	const window = 8192
-	n := New(Config{Link: LinkConfig{Delay: time.Millisecond}, RecvQueue: window})
+	n := mustNew(b, Config{Link: LinkConfig{Delay: time.Millisecond}, RecvQueue: window})
 	defer n.Close()
 	src, dst := listen(b, n, ""), listen(b, n, "")
 	out := make([]transport.Packet, benchBatch)

@@ -123,31 +123,33 @@ type LinkConfig struct {
 	MTU int
 }
 
-// validate panics if c is not a valid LinkConfig.
-func (c *LinkConfig) validate() {
-	bad := func(what string, v any) {
-		panic(fmt.Sprintf("netsim: invalid LinkConfig: %s %v", what, v))
+// validate returns an error wrapping ErrInvalidConfig if c is not a valid
+// LinkConfig.
+func (c *LinkConfig) validate() error {
+	bad := func(what string, v any) error {
+		return fmt.Errorf("%w: LinkConfig.%s %v", ErrInvalidConfig, what, v)
 	}
 	switch {
 	case c.Delay < 0:
-		bad("Delay", c.Delay)
+		return bad("Delay", c.Delay)
 	case c.Jitter < 0:
-		bad("Jitter", c.Jitter)
+		return bad("Jitter", c.Jitter)
 	case c.ReorderDelay < 0:
-		bad("ReorderDelay", c.ReorderDelay)
+		return bad("ReorderDelay", c.ReorderDelay)
 	case !(c.LossPercent >= 0 && c.LossPercent <= 100):
-		bad("LossPercent", c.LossPercent)
+		return bad("LossPercent", c.LossPercent)
 	case !(c.ReorderPercent >= 0 && c.ReorderPercent <= 100):
-		bad("ReorderPercent", c.ReorderPercent)
+		return bad("ReorderPercent", c.ReorderPercent)
 	case !(c.DuplicatePercent >= 0 && c.DuplicatePercent <= 100):
-		bad("DuplicatePercent", c.DuplicatePercent)
+		return bad("DuplicatePercent", c.DuplicatePercent)
 	case c.Rate < 0:
-		bad("Rate", c.Rate)
+		return bad("Rate", c.Rate)
 	case c.QueueBytes < 0:
-		bad("QueueBytes", c.QueueBytes)
+		return bad("QueueBytes", c.QueueBytes)
 	case c.MTU < 0:
-		bad("MTU", c.MTU)
+		return bad("MTU", c.MTU)
 	}
+	return nil
 }
 
 // DropSeqs returns a LinkConfig.Drop filter that drops exactly the datagrams

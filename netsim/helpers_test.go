@@ -120,3 +120,13 @@ func (c *collector) stop(t testing.TB) []rxd {
 	}
 	return c.got
 }
+
+// mustNew returns New(cfg) or fails the test.
+func mustNew(tb testing.TB, cfg Config) *Network {
+	tb.Helper()
+	n, err := New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}

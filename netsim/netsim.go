@@ -60,6 +60,10 @@ import (
 // address.
 var ErrAddrInUse = errors.New("netsim: address already in use")
 
+// ErrInvalidConfig is wrapped by the error New and the Set methods return for
+// an invalid Config or LinkConfig.
+var ErrInvalidConfig = errors.New("netsim: invalid config")
+
 // ephemeralPortFirst is where Listen starts looking for a free port when
 // asked for port 0 (the IANA dynamic range starts at 49152).
 const ephemeralPortFirst = 49152
@@ -112,11 +116,17 @@ type link struct {
 	stats     Stats
 }
 
-// New returns a Network configured by cfg. It panics if cfg.Link has a
-// negative duration, rate, queue or MTU, or a percentage outside [0, 100].
-// Close it to release its timer.
-func New(cfg Config) *Network {
-	cfg.Link.validate()
+// New returns a Network configured by cfg. It returns an error wrapping
+// ErrInvalidConfig if cfg.Link has a negative duration, rate, queue or MTU,
+// or a percentage outside [0, 100], or cfg.RecvQueue is negative. Close it
+// to release its timer.
+func New(cfg Config) (*Network, error) {
+	if err := cfg.Link.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.RecvQueue < 0 {
+		return nil, fmt.Errorf("%w: RecvQueue %d", ErrInvalidConfig, cfg.RecvQueue)
+	}
 	if cfg.RecvQueue <= 0 {
 		cfg.RecvQueue = DefaultRecvQueue
 	}
@@ -136,7 +146,7 @@ func New(cfg Config) *Network {
 	n.pool.New = func() any { return &datagram{b: make([]byte, 0, transport.MaxDatagram)} }
 	n.timer = time.AfterFunc(time.Hour, n.fire)
 	n.timer.Stop()
-	return n
+	return n, nil
 }
 
 // now returns the scheduler's clock: the time since the Network was made.
@@ -212,49 +222,61 @@ func (n *Network) freePortLocked(ip netip.Addr) (uint16, bool) {
 
 // SetDefault sets the conditions of every direction that has no conditions
 // of its own (SetLink, SetEgress, SetIngress). It applies to datagrams
-// written from now on. It panics if c is invalid (see New).
-func (n *Network) SetDefault(c LinkConfig) {
-	c.validate()
+// written from now on. It returns an error, and changes nothing, if c is invalid (see New).
+func (n *Network) SetDefault(c LinkConfig) error {
+	if err := c.validate(); err != nil {
+		return err
+	}
 	n.mu.Lock()
 	n.def = c
 	n.cfgGen++
 	n.mu.Unlock()
+	return nil
 }
 
 // SetLink sets the conditions of the direction from one address to another,
 // replacing (not adding to) any default, egress or ingress conditions for
 // datagrams written from now on. Set both directions for a symmetric link.
-// The addresses need not be open yet. It panics if c is invalid (see New).
-func (n *Network) SetLink(from, to netip.AddrPort, c LinkConfig) {
-	c.validate()
+// The addresses need not be open yet. It returns an error, and changes nothing, if c is invalid (see New).
+func (n *Network) SetLink(from, to netip.AddrPort, c LinkConfig) error {
+	if err := c.validate(); err != nil {
+		return err
+	}
 	n.mu.Lock()
 	n.pair[linkKey{from, to}] = &c
 	n.cfgGen++
 	n.mu.Unlock()
+	return nil
 }
 
 // SetEgress sets the conditions of every direction from addr that has no
 // SetLink conditions. They replace the default; they are not added to the
 // destination's ingress conditions (egress wins). Each direction still has
 // its own rate limiter: a Rate here limits each destination separately, not
-// the sum. It panics if c is invalid (see New).
-func (n *Network) SetEgress(addr netip.AddrPort, c LinkConfig) {
-	c.validate()
+// the sum. It returns an error, and changes nothing, if c is invalid (see New).
+func (n *Network) SetEgress(addr netip.AddrPort, c LinkConfig) error {
+	if err := c.validate(); err != nil {
+		return err
+	}
 	n.mu.Lock()
 	n.egress[addr] = &c
 	n.cfgGen++
 	n.mu.Unlock()
+	return nil
 }
 
 // SetIngress sets the conditions of every direction to addr that has no
 // SetLink or SetEgress conditions. Like SetEgress, each direction keeps its
-// own rate limiter. It panics if c is invalid (see New).
-func (n *Network) SetIngress(addr netip.AddrPort, c LinkConfig) {
-	c.validate()
+// own rate limiter. It returns an error, and changes nothing, if c is invalid (see New).
+func (n *Network) SetIngress(addr netip.AddrPort, c LinkConfig) error {
+	if err := c.validate(); err != nil {
+		return err
+	}
 	n.mu.Lock()
 	n.ingress[addr] = &c
 	n.cfgGen++
 	n.mu.Unlock()
+	return nil
 }
 
 // ClearLink removes the conditions set by SetLink for the direction from one

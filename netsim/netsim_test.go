@@ -40,7 +40,7 @@ func indices(got []rxd) []uint64 {
 
 func TestPerfectLinkInOrder(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := New(Config{})
+		n := mustNew(t, Config{})
 		a, b := listen(t, n, "10.0.0.1:1"), listen(t, n, "10.0.0.2:2")
 		got := run(t, n, a, b, 1000, 100, 0)
 		if len(got) != 1000 {
@@ -61,7 +61,7 @@ func TestPerfectLinkInOrder(t *testing.T) {
 func TestDelayJitter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const delay, jitter = 40 * time.Millisecond, 10 * time.Millisecond
-		n := New(Config{Seed: 1, Link: LinkConfig{Delay: delay, Jitter: jitter}})
+		n := mustNew(t, Config{Seed: 1, Link: LinkConfig{Delay: delay, Jitter: jitter}})
 		a, b := listen(t, n, "10.0.0.1:1"), listen(t, n, "10.0.0.2:2")
 		got := run(t, n, a, b, 2000, 32, time.Millisecond)
 		if len(got) != 2000 {
@@ -94,7 +94,7 @@ func TestDelayJitter(t *testing.T) {
 func TestLossRate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const count = 100000
-		n := New(Config{Seed: 7, Link: LinkConfig{LossPercent: 10}})
+		n := mustNew(t, Config{Seed: 7, Link: LinkConfig{LossPercent: 10}})
 		a, b := listen(t, n, "10.0.0.1:1"), listen(t, n, "10.0.0.2:2")
 		got := run(t, n, a, b, count, 16, 10*time.Microsecond)
 		st := n.LinkStats(a.LocalAddr(), b.LocalAddr())
@@ -111,7 +111,7 @@ func TestLossRate(t *testing.T) {
 
 func TestDropSeqs(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := New(Config{})
+		n := mustNew(t, Config{})
 		a, b := listen(t, n, "10.0.0.1:1"), listen(t, n, "10.0.0.2:2")
 		n.SetLink(a.LocalAddr(), b.LocalAddr(), LinkConfig{Delay: time.Millisecond, Drop: DropSeqs(0, 3, 4, 9)})
 		got := run(t, n, a, b, 10, 16, time.Millisecond)
@@ -126,7 +126,7 @@ func TestDropSeqs(t *testing.T) {
 
 func TestDropFilterSeesContent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := New(Config{})
+		n := mustNew(t, Config{})
 		a, b := listen(t, n, "10.0.0.1:1"), listen(t, n, "10.0.0.2:2")
 		// Drop datagrams whose index is odd; the filter reads the bytes.
 		n.SetDefault(LinkConfig{Drop: func(seq uint64, p []byte) bool { return p[7]%2 == 1 }})
@@ -140,7 +140,7 @@ func TestDropFilterSeesContent(t *testing.T) {
 func TestReorder(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const count = 10000
-		n := New(Config{Seed: 3, Link: LinkConfig{Delay: 5 * time.Millisecond, ReorderPercent: 5, ReorderDelay: 3 * time.Millisecond}})
+		n := mustNew(t, Config{Seed: 3, Link: LinkConfig{Delay: 5 * time.Millisecond, ReorderPercent: 5, ReorderDelay: 3 * time.Millisecond}})
 		a, b := listen(t, n, "10.0.0.1:1"), listen(t, n, "10.0.0.2:2")
 		got := run(t, n, a, b, count, 16, time.Millisecond)
 		if len(got) != count {
@@ -178,7 +178,7 @@ func TestReorder(t *testing.T) {
 func TestDuplicate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const count = 10000
-		n := New(Config{Seed: 4, Link: LinkConfig{Delay: time.Millisecond, DuplicatePercent: 20}})
+		n := mustNew(t, Config{Seed: 4, Link: LinkConfig{Delay: time.Millisecond, DuplicatePercent: 20}})
 		a, b := listen(t, n, "10.0.0.1:1"), listen(t, n, "10.0.0.2:2")
 		got := run(t, n, a, b, count, 16, 100*time.Microsecond)
 		st := n.Stats()
@@ -216,7 +216,7 @@ func TestRateLimitThroughput(t *testing.T) {
 			queue = 10_000
 			delay = 20 * time.Millisecond
 		)
-		n := New(Config{Link: LinkConfig{Rate: rate, QueueBytes: queue, Delay: delay}})
+		n := mustNew(t, Config{Link: LinkConfig{Rate: rate, QueueBytes: queue, Delay: delay}})
 		a, b := listen(t, n, "10.0.0.1:1"), listen(t, n, "10.0.0.2:2")
 		// Offer twice the rate for 10 s: 2000 datagrams, one every 5 ms.
 		got := run(t, n, a, b, 2000, size, 5*time.Millisecond)
@@ -246,7 +246,7 @@ func TestRateLimitThroughput(t *testing.T) {
 
 func TestRateLimitTailDrop(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := New(Config{Link: LinkConfig{Rate: 100_000, QueueBytes: 10_000}})
+		n := mustNew(t, Config{Link: LinkConfig{Rate: 100_000, QueueBytes: 10_000}})
 		a, b := listen(t, n, "10.0.0.1:1"), listen(t, n, "10.0.0.2:2")
 		// A burst of 50 datagrams of 1000 bytes: 10 fit in the queue.
 		got := run(t, n, a, b, 50, 1000, 0)
@@ -264,7 +264,7 @@ func TestRateLimitTailDrop(t *testing.T) {
 
 func TestMTU(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := New(Config{Link: LinkConfig{MTU: 1200}})
+		n := mustNew(t, Config{Link: LinkConfig{MTU: 1200}})
 		a, b := listen(t, n, "10.0.0.1:1"), listen(t, n, "10.0.0.2:2")
 		c := collect(b)
 		send(t, a, b.LocalAddr(), payload(0, 1200))
@@ -283,7 +283,7 @@ func TestMTU(t *testing.T) {
 
 func TestOversizedDatagramDropped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := New(Config{})
+		n := mustNew(t, Config{})
 		defer n.Close()
 		a, b := listen(t, n, "10.0.0.1:1"), listen(t, n, "10.0.0.2:2")
 		send(t, a, b.LocalAddr(), make([]byte, 65508))
@@ -294,7 +294,7 @@ func TestOversizedDatagramDropped(t *testing.T) {
 }
 
 func TestTruncation(t *testing.T) {
-	n := New(Config{})
+	n := mustNew(t, Config{})
 	defer n.Close()
 	a, b := listen(t, n, "10.0.0.1:1"), listen(t, n, "10.0.0.2:2")
 	send(t, a, b.LocalAddr(), payload(5, 3000))
@@ -306,7 +306,7 @@ func TestTruncation(t *testing.T) {
 
 func TestRecvQueueOverflow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := New(Config{RecvQueue: 8})
+		n := mustNew(t, Config{RecvQueue: 8})
 		defer n.Close()
 		a, b := listen(t, n, "10.0.0.1:1"), listen(t, n, "10.0.0.2:2")
 		for i := range 20 {
@@ -339,7 +339,7 @@ func TestRecvQueueOverflow(t *testing.T) {
 
 func TestUnreachable(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := New(Config{Link: LinkConfig{Delay: 10 * time.Millisecond}})
+		n := mustNew(t, Config{Link: LinkConfig{Delay: 10 * time.Millisecond}})
 		defer n.Close()
 		a, b := listen(t, n, "10.0.0.1:1"), listen(t, n, "10.0.0.2:2")
 		nowhere := ap("10.9.9.9:9")
@@ -363,7 +363,7 @@ func TestUnreachable(t *testing.T) {
 func TestCloseUnblocksReadBatch(t *testing.T) {
 	for _, closeNet := range []bool{false, true} {
 		synctest.Test(t, func(t *testing.T) {
-			n := New(Config{})
+			n := mustNew(t, Config{})
 			defer n.Close()
 			e := listen(t, n, "")
 			errc := make(chan error)
@@ -395,7 +395,7 @@ func TestCloseUnblocksReadBatch(t *testing.T) {
 
 func TestCloseWithDatagramsInFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := New(Config{Link: LinkConfig{Delay: time.Second}})
+		n := mustNew(t, Config{Link: LinkConfig{Delay: time.Second}})
 		a, b := listen(t, n, "10.0.0.1:1"), listen(t, n, "10.0.0.2:2")
 		for i := range 5 {
 			send(t, a, b.LocalAddr(), payload(uint64(i), 16))
@@ -413,7 +413,7 @@ func TestCloseWithDatagramsInFlight(t *testing.T) {
 
 func TestSenderMayReuseBuffer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := New(Config{Link: LinkConfig{Delay: time.Millisecond}})
+		n := mustNew(t, Config{Link: LinkConfig{Delay: time.Millisecond}})
 		a, b := listen(t, n, "10.0.0.1:1"), listen(t, n, "10.0.0.2:2")
 		c := collect(b)
 		buf := payload(0, 16)
@@ -430,7 +430,7 @@ func TestSenderMayReuseBuffer(t *testing.T) {
 }
 
 func TestListenAddresses(t *testing.T) {
-	n := New(Config{})
+	n := mustNew(t, Config{})
 	defer n.Close()
 	e1 := listen(t, n, "")
 	e2 := listen(t, n, "")
@@ -456,7 +456,7 @@ func TestListenAddresses(t *testing.T) {
 
 func TestChangeConditionsMidRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := New(Config{Seed: 9})
+		n := mustNew(t, Config{Seed: 9})
 		a, b := listen(t, n, "10.0.0.1:1"), listen(t, n, "10.0.0.2:2")
 		c := collect(b)
 		for i := range 200 {
@@ -481,7 +481,7 @@ func TestChangeConditionsMidRun(t *testing.T) {
 }
 
 func TestConditionPrecedence(t *testing.T) {
-	n := New(Config{Link: LinkConfig{Delay: 1}})
+	n := mustNew(t, Config{Link: LinkConfig{Delay: 1}})
 	defer n.Close()
 	a, b, c := ap("10.0.0.1:1"), ap("10.0.0.2:2"), ap("10.0.0.3:3")
 	n.SetIngress(b, LinkConfig{Delay: 2})
@@ -497,16 +497,31 @@ func TestConditionPrecedence(t *testing.T) {
 	}
 }
 
-func TestInvalidConfigPanics(t *testing.T) {
-	for _, c := range []LinkConfig{{Delay: -1}, {LossPercent: 101}, {ReorderPercent: math.NaN()}, {MTU: -1}} {
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("New(%+v) did not panic", c)
-				}
-			}()
-			New(Config{Link: c})
-		}()
+func TestInvalidConfig(t *testing.T) {
+	for _, c := range []LinkConfig{{Delay: -1}, {Jitter: -1}, {ReorderDelay: -1}, {LossPercent: 101}, {LossPercent: -1},
+		{ReorderPercent: math.NaN()}, {DuplicatePercent: 200}, {Rate: -1}, {QueueBytes: -1}, {MTU: -1}} {
+		if n, err := New(Config{Link: c}); !errors.Is(err, ErrInvalidConfig) || n != nil {
+			t.Errorf("New(%+v) = %v, %v; want ErrInvalidConfig", c, n, err)
+		}
+		n := mustNew(t, Config{})
+		a := netip.MustParseAddrPort("127.0.0.1:1")
+		for name, set := range map[string]func() error{
+			"SetDefault": func() error { return n.SetDefault(c) },
+			"SetLink":    func() error { return n.SetLink(a, a, c) },
+			"SetEgress":  func() error { return n.SetEgress(a, c) },
+			"SetIngress": func() error { return n.SetIngress(a, c) },
+		} {
+			if err := set(); !errors.Is(err, ErrInvalidConfig) {
+				t.Errorf("%s(%+v) = %v; want ErrInvalidConfig", name, c, err)
+			}
+		}
+		if got := n.Link(a, a); got.Delay != 0 || got.LossPercent != 0 {
+			t.Errorf("an invalid config was applied: %+v", got)
+		}
+		n.Close()
+	}
+	if _, err := New(Config{RecvQueue: -1}); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("New with RecvQueue -1 = %v; want ErrInvalidConfig", err)
 	}
 }
 
@@ -514,7 +529,7 @@ func TestInvalidConfigPanics(t *testing.T) {
 // condition on and returns what each side received.
 func scenario(t *testing.T, seed uint64) (ab, ba []rxd) {
 	synctest.Test(t, func(t *testing.T) {
-		n := New(Config{Seed: seed, Link: LinkConfig{
+		n := mustNew(t, Config{Seed: seed, Link: LinkConfig{
 			Delay: 10 * time.Millisecond, Jitter: 5 * time.Millisecond,
 			LossPercent: 5, ReorderPercent: 5, DuplicatePercent: 5,
 			Rate: 1_000_000, QueueBytes: 20_000,
@@ -568,7 +583,7 @@ func TestSimulatedHour(t *testing.T) {
 	want := uint64(2 * simulated / (10 * time.Millisecond))
 	start := time.Now()
 	synctest.Test(t, func(t *testing.T) {
-		n := New(Config{Seed: 1, Link: LinkConfig{Delay: 25 * time.Millisecond, Jitter: 2 * time.Millisecond, LossPercent: 1}})
+		n := mustNew(t, Config{Seed: 1, Link: LinkConfig{Delay: 25 * time.Millisecond, Jitter: 2 * time.Millisecond, LossPercent: 1}})
 		a, b := listen(t, n, ""), listen(t, n, "")
 		counts := make(chan int, 2)
 		for _, e := range []*Endpoint{a, b} {
@@ -610,7 +625,7 @@ func TestSimulatedHour(t *testing.T) {
 // TestRealTime checks delays outside a synctest bubble.
 func TestRealTime(t *testing.T) {
 	const delay = 30 * time.Millisecond
-	n := New(Config{Link: LinkConfig{Delay: delay}})
+	n := mustNew(t, Config{Link: LinkConfig{Delay: delay}})
 	defer n.Close()
 	a, b := listen(t, n, ""), listen(t, n, "")
 	start := time.Now()
@@ -638,7 +653,7 @@ func TestRealTime(t *testing.T) {
 
 func TestEndpointStats(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := New(Config{})
+		n := mustNew(t, Config{})
 		defer n.Close()
 		a, b, c := listen(t, n, ""), listen(t, n, ""), listen(t, n, "")
 		send(t, a, b.LocalAddr(), payload(0, 16))
@@ -660,7 +675,7 @@ func TestEndpointStats(t *testing.T) {
 // starts no goroutine of its own, and a pending timer is not a goroutine.
 func TestBubbleEndsWithoutClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := New(Config{Link: LinkConfig{Delay: time.Hour}})
+		n := mustNew(t, Config{Link: LinkConfig{Delay: time.Hour}})
 		a, b := listen(t, n, ""), listen(t, n, "")
 		send(t, a, b.LocalAddr(), payload(0, 16))
 	})

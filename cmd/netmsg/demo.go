@@ -68,7 +68,10 @@ func demo(o demoOptions, out io.Writer) error {
 		ReorderPercent:   2,
 		DuplicatePercent: 1,
 	}
-	nw := netsim.New(netsim.Config{Seed: o.seed, Link: link})
+	nw, err := netsim.New(netsim.Config{Seed: o.seed, Link: link})
+	if err != nil {
+		return err
+	}
 	defer nw.Close()
 
 	addrA := netip.MustParseAddrPort("127.0.0.1:27015")

@@ -13,7 +13,7 @@ import (
 // over a perfect netsim link in real time (no bubble), each side driven by
 // its own goroutines as the connection layer will.
 func benchNetsim(b *testing.B, size int) {
-	nw := netsim.New(netsim.Config{})
+	nw := mustNetsim(b, netsim.Config{})
 	defer nw.Close()
 	ea, _ := nw.Listen(netip.MustParseAddrPort("10.0.0.1:1"))
 	eb, _ := nw.Listen(netip.MustParseAddrPort("10.0.0.2:1"))

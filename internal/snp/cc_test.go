@@ -15,7 +15,7 @@ import (
 // bytes/s delivered over the second half of the run) and a's final rate.
 func ccRun(t *testing.T, link netsim.LinkConfig, cfg Config, d time.Duration) (goodput float64, rate int) {
 	synctest.Test(t, func(t *testing.T) {
-		nw := netsim.New(netsim.Config{Seed: 5, Link: link})
+		nw := mustNetsim(t, netsim.Config{Seed: 5, Link: link})
 		defer nw.Close()
 		ea, _ := nw.Listen(netip.MustParseAddrPort("127.0.0.1:1000"))
 		eb, _ := nw.Listen(netip.MustParseAddrPort("127.0.0.2:1000"))

@@ -125,7 +125,7 @@ func (p *simPeer) timerLoop(done chan struct{}) {
 
 func runNetsimWorkload(t *testing.T, seed uint64, w *workload, link netsim.LinkConfig, limit time.Duration) {
 	synctest.Test(t, func(t *testing.T) {
-		nw := netsim.New(netsim.Config{Seed: seed, Link: link})
+		nw := mustNetsim(t, netsim.Config{Seed: seed, Link: link})
 		defer nw.Close()
 		ea, err := nw.Listen(netip.MustParseAddrPort("10.0.0.1:1000"))
 		if err != nil {
@@ -217,4 +217,14 @@ func TestPropertyNetsim(t *testing.T) {
 			})
 		}
 	}
+}
+
+// mustNetsim returns netsim.New(cfg) or fails the test.
+func mustNetsim(tb testing.TB, cfg netsim.Config) *netsim.Network {
+	tb.Helper()
+	nw, err := netsim.New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return nw
 }
