@@ -36,8 +36,13 @@ const (
 	// (steamnetworkingtypes.h), the largest message GNS sends.
 	defaultMaxMessageSize = 512 * 1024
 
-	defaultSendRate = 256 * 1024 // SendRateMin and SendRateMax, both 256 KiB/s, 1 KiB/s..256 MiB/s
-	minSendRate     = 1024
+	// defaultSendRateMin is GNS's SendRateMin, 256 KiB/s (GNS's SendRateMax
+	// has the same default, which fixes the rate). Ours is a tuning choice:
+	// defaultSendRateMax lets congestion control find the path's rate.
+	// Each is 1 KiB/s..256 MiB/s.
+	defaultSendRateMin = 256 * 1024
+	defaultSendRateMax = 64 * 1024 * 1024
+	minSendRate        = 1024
 
 	defaultNagleTime = 5 * time.Millisecond // NagleTime 5000 us, 0..20000 us
 	maxNagleTime     = 20 * time.Millisecond
@@ -204,15 +209,19 @@ type ConnConfig struct {
 
 	// MaxMessageSize is the largest message, in bytes, that may be sent; a
 	// larger send fails with ResultInvalidParam. Default 512 KiB (GNS's
-	// fixed k_cbMaxSteamNetworkingSocketsMessageSizeSend); 1 B to 256 MiB.
+	// fixed k_cbMaxSteamNetworkingSocketsMessageSizeSend), which is also the
+	// largest allowed: 1 B to 512 KiB.
 	// Peers running GNS refuse messages over their RecvMaxMessageSize, by
 	// default 512 KiB. A message must also fit in SendBufferSize.
 	MaxMessageSize int
 
 	// SendRateMin and SendRateMax bound the send rate, in bytes per second,
-	// that congestion control may choose. Both default to 256 KiB/s (GNS
-	// k_ESteamNetworkingConfig_SendRateMin and SendRateMax); each is 1 KiB/s
-	// to 256 MiB/s. If only one is set and it crosses the other's default,
+	// that congestion control may choose. SendRateMin defaults to 256 KiB/s
+	// (GNS k_ESteamNetworkingConfig_SendRateMin) and SendRateMax to 64 MiB/s;
+	// each is 1 KiB/s to 256 MiB/s. GNS defaults both to 256 KiB/s, which
+	// fixes the rate; set them equal for that behaviour. When they differ,
+	// the rate adapts to loss and delay between them (see internal/snp's
+	// package documentation). If only one is set and it crosses the other's default,
 	// the other follows it; setting both with SendRateMin > SendRateMax is
 	// an error.
 	SendRateMin int
@@ -255,8 +264,8 @@ func (c *ConnConfig) withDefaults(parent *ConnConfig) (ConnConfig, error) {
 			RecvBufferMessages: defaultRecvBufferMessages,
 			RecvMaxMessageSize: defaultRecvMaxMessageSize,
 			MaxMessageSize:     defaultMaxMessageSize,
-			SendRateMin:        defaultSendRate,
-			SendRateMax:        defaultSendRate,
+			SendRateMin:        defaultSendRateMin,
+			SendRateMax:        defaultSendRateMax,
 			NagleTime:          defaultNagleTime,
 			MTUPacketSize:      defaultMTUPacketSize,
 		}
@@ -297,7 +306,7 @@ func (c *ConnConfig) withDefaults(parent *ConnConfig) (ConnConfig, error) {
 		{"RecvBufferSize", &out.RecvBufferSize, def.RecvBufferSize, minRecvBufferSize, maxBufferSize},
 		{"RecvBufferMessages", &out.RecvBufferMessages, def.RecvBufferMessages, minRecvBufferMessages, maxBufferSize},
 		{"RecvMaxMessageSize", &out.RecvMaxMessageSize, def.RecvMaxMessageSize, minRecvMaxMessageSize, maxBufferSize},
-		{"MaxMessageSize", &out.MaxMessageSize, def.MaxMessageSize, 1, maxBufferSize},
+		{"MaxMessageSize", &out.MaxMessageSize, def.MaxMessageSize, 1, defaultMaxMessageSize},
 		{"SendRateMin", &out.SendRateMin, def.SendRateMin, minSendRate, maxBufferSize},
 		{"SendRateMax", &out.SendRateMax, def.SendRateMax, minSendRate, maxBufferSize},
 		{"MTUPacketSize", &out.MTUPacketSize, def.MTUPacketSize, minMTUPacketSize, maxMTUPacketSize},

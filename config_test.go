@@ -27,7 +27,7 @@ func TestConfigDefaults(t *testing.T) {
 				RecvMaxMessageSize: 512 * 1024,
 				MaxMessageSize:     512 * 1024,
 				SendRateMin:        256 * 1024,
-				SendRateMax:        256 * 1024,
+				SendRateMax:        64 << 20,
 				NagleTime:          5 * time.Millisecond,
 				MTUPacketSize:      1300,
 			}
@@ -96,10 +96,10 @@ func TestConfigSendRate(t *testing.T) {
 		min, max         int
 		wantMin, wantMax int
 	}{
-		{0, 0, 256 * 1024, 256 * 1024},
+		{0, 0, 256 * 1024, 64 << 20},
 		{0, 100 * 1024, 100 * 1024, 100 * 1024},      // max below the default min: min follows
-		{1024 * 1024, 0, 1024 * 1024, 1024 * 1024},   // min above the default max: max follows
-		{10 * 1024, 0, 10 * 1024, 256 * 1024},        // no crossing
+		{128 << 20, 0, 128 << 20, 128 << 20},         // min above the default max: max follows
+		{10 * 1024, 0, 10 * 1024, 64 << 20},          // no crossing
 		{0, 1024 * 1024, 256 * 1024, 1024 * 1024},    // no crossing
 		{2048, 1024 * 1024, 2048, 1024 * 1024},       // both set
 		{64 * 1024, 64 * 1024, 64 * 1024, 64 * 1024}, // equal
@@ -203,6 +203,7 @@ func TestConfigErrors(t *testing.T) {
 		{"small RecvBufferMessages", Config{ConnConfig: ConnConfig{RecvBufferMessages: 1}}, "RecvBufferMessages"},
 		{"small RecvMaxMessageSize", Config{ConnConfig: ConnConfig{RecvMaxMessageSize: 63}}, "RecvMaxMessageSize"},
 		{"negative MaxMessageSize", Config{ConnConfig: ConnConfig{MaxMessageSize: -5}}, "MaxMessageSize"},
+		{"MaxMessageSize above 512 KiB", Config{ConnConfig: ConnConfig{MaxMessageSize: 512*1024 + 1}}, "MaxMessageSize"},
 		{"small SendRateMin", Config{ConnConfig: ConnConfig{SendRateMin: 1023}}, "SendRateMin"},
 		{"small SendRateMax", Config{ConnConfig: ConnConfig{SendRateMax: 1}}, "SendRateMax"},
 		{"min above max", Config{ConnConfig: ConnConfig{SendRateMin: 2048, SendRateMax: 1024}}, "SendRateMin"},
