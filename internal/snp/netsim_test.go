@@ -25,6 +25,7 @@ type simPeer struct {
 	onMsg  func(*Message)
 	wbuf   []transport.Packet
 	pktBuf []byte
+	dgrams [][]byte // datagram buffers for wbuf, reused
 	fail   error
 }
 
@@ -41,10 +42,15 @@ func (p *simPeer) flushLocked() {
 		if !ok {
 			break
 		}
-		b := make([]byte, 8+len(pkt))
+		// netsim copies datagrams in WriteBatch, so the buffers are reused.
+		i := len(p.wbuf)
+		if i == len(p.dgrams) {
+			p.dgrams = append(p.dgrams, make([]byte, transport.MaxDatagram))
+		}
+		b := p.dgrams[i]
 		binary.LittleEndian.PutUint64(b, uint64(num))
-		copy(b[8:], pkt)
-		p.wbuf = append(p.wbuf, transport.Packet{Buf: b, N: len(b), Addr: p.peer})
+		n := 8 + copy(b[8:], pkt)
+		p.wbuf = append(p.wbuf, transport.Packet{Buf: b, N: n, Addr: p.peer})
 	}
 	if len(p.wbuf) > 0 {
 		p.ep.WriteBatch(p.wbuf)
