@@ -1,0 +1,196 @@
+// Command netbench runs the workloads of ../shared/BENCH.md against netmsg's
+// peers.
+//
+//	netbench server --peer P --workload W          # prints "listening ADDR", then serves one client
+//	netbench client --peer P --workload W --addr A # prints one JSON result line
+//	netbench run --peers raw,kcp,quic --workloads W1,W2,W3,W4,W5 --runs 3 [--json out.json]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/netmsg-go/netmsg/bench/driver"
+	"github.com/netmsg-go/netmsg/bench/peer"
+	"github.com/netmsg-go/netmsg/bench/workload"
+)
+
+func usage() {
+	fmt.Fprintf(os.Stderr, `usage:
+  netbench server --peer P --workload W [--loss F] [--timeout D]
+  netbench client --peer P --workload W --addr HOST:PORT [--loss F] [--timeout D]
+  netbench run [--peers %s] [--workloads W1,W2,W3,W4,W5] [--runs 3] [--baseline PEER] [--json FILE]
+peers: %s
+`, strings.Join(peer.Names(), ","), strings.Join(peer.Names(), ", "))
+	os.Exit(2)
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	var err error
+	switch os.Args[1] {
+	case "server":
+		err = server(os.Args[2:])
+	case "client":
+		err = client(os.Args[2:])
+	case "run":
+		err = run(os.Args[2:])
+	case "-h", "-help", "--help", "help":
+		usage()
+	default:
+		usage()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "netbench:", err)
+		os.Exit(1)
+	}
+}
+
+type common struct {
+	peer     string
+	workload string
+	loss     float64
+	timeout  time.Duration
+}
+
+func (c *common) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.peer, "peer", "", "peer: "+strings.Join(peer.Names(), ", "))
+	fs.StringVar(&c.workload, "workload", "", "workload: W1..W5")
+	fs.Float64Var(&c.loss, "loss", 0, "fake random loss each way, 0..1 (W6 hook)")
+	fs.DurationVar(&c.timeout, "timeout", 60*time.Second, "give up (and exit) after this long")
+}
+
+func (c *common) resolve() (peer.Peer, workload.Spec, context.Context, context.CancelFunc, error) {
+	p, err := peer.Lookup(c.peer)
+	if err != nil {
+		return nil, workload.Spec{}, nil, nil, err
+	}
+	s, err := workload.Lookup(c.workload)
+	if err != nil {
+		return nil, workload.Spec{}, nil, nil, err
+	}
+	s.Loss = c.loss
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	// A watchdog in case something ignores the context: the process
+	// always ends by itself.
+	time.AfterFunc(c.timeout+5*time.Second, func() {
+		fmt.Fprintln(os.Stderr, "netbench: watchdog: still running after", c.timeout+5*time.Second)
+		os.Exit(3)
+	})
+	return p, s, ctx, cancel, nil
+}
+
+func server(args []string) error {
+	fs := flag.NewFlagSet("server", flag.ExitOnError)
+	var c common
+	c.flags(fs)
+	fs.Parse(args)
+	p, s, ctx, cancel, err := c.resolve()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	l, err := p.Listen(ctx, "127.0.0.1:0", s.Options())
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	fmt.Printf("listening %s\n", l.Addr())
+	return workload.Serve(ctx, p, l, s)
+}
+
+func client(args []string) error {
+	fs := flag.NewFlagSet("client", flag.ExitOnError)
+	var c common
+	c.flags(fs)
+	addr := fs.String("addr", "", "server address HOST:PORT (as the server printed it)")
+	fs.Parse(args)
+	p, s, ctx, cancel, err := c.resolve()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if !strings.HasPrefix(*addr, "127.0.0.1:") && !strings.HasPrefix(*addr, "[::1]:") {
+		return fmt.Errorf("--addr %q: only 127.0.0.1 and ::1 are allowed", *addr)
+	}
+	res, err := workload.Run(ctx, p, *addr, s)
+	if err != nil && res.Error == "" {
+		res.Error = err.Error()
+	}
+	line, _ := json.Marshal(res)
+	fmt.Println(string(line))
+	if res.Error != "" {
+		os.Exit(1)
+	}
+	return nil
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("run", flag.ExitOnError)
+	peers := fs.String("peers", "raw,kcp,quic", "comma-separated peers")
+	wls := fs.String("workloads", "W1,W2,W3,W4,W5", "comma-separated workloads")
+	runs := fs.Int("runs", 3, "runs of the whole matrix (figures are medians)")
+	baseline := fs.String("baseline", "", "peer the ratios divide by (default: the first of --peers)")
+	jsonOut := fs.String("json", "", "also write every record and the summary to this file")
+	loss := fs.Float64("loss", 0, "fake random loss each way, 0..1 (W6 hook)")
+	timeout := fs.Duration("timeout", 60*time.Second, "limit for one server+client pair")
+	fs.Parse(args)
+
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cfg := driver.Config{
+		Binary:    self,
+		Peers:     strings.Split(*peers, ","),
+		Workloads: strings.Split(strings.ToUpper(*wls), ","),
+		Runs:      *runs,
+		Baseline:  *baseline,
+		Timeout:   *timeout,
+		Loss:      *loss,
+		Log:       os.Stderr,
+	}
+	if cfg.Baseline == "" {
+		cfg.Baseline = cfg.Peers[0]
+	}
+	before := driver.LoadAvg()
+	start := time.Now()
+	recs, err := driver.Run(context.Background(), cfg)
+	after := driver.LoadAvg()
+	cells := driver.Summarize(recs, cfg.Peers, cfg.Workloads, cfg.Baseline)
+	host, _ := os.Hostname()
+	fmt.Printf("netbench: %d runs, %s, %d CPUs, GOMAXPROCS default, %s; load average before %q, after %q\n\n",
+		cfg.Runs, time.Since(start).Round(time.Second), numCPU(), host, before, after)
+	fmt.Print(driver.Table(cells, cfg.Peers, cfg.Workloads, cfg.Baseline))
+	fmt.Println()
+	for _, n := range cfg.Peers {
+		if p, e := peer.Lookup(n); e == nil {
+			fmt.Printf("- %s: %s\n", n, p.Caps().Note)
+		}
+	}
+	if *jsonOut != "" {
+		out := struct {
+			Started    time.Time       `json:"started"`
+			LoadBefore string          `json:"load_before"`
+			LoadAfter  string          `json:"load_after"`
+			Baseline   string          `json:"baseline"`
+			Summary    []driver.Cell   `json:"summary"`
+			Records    []driver.Record `json:"records"`
+		}{start, before, after, cfg.Baseline, cells, recs}
+		b, e := json.MarshalIndent(out, "", "  ")
+		if e != nil {
+			return e
+		}
+		if e := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); e != nil {
+			return e
+		}
+	}
+	return err
+}
