@@ -5,12 +5,15 @@ go 1.26.0
 replace github.com/netmsg-go/netmsg => ../
 
 require (
+	github.com/quic-go/quic-go v0.65.0
+	github.com/xtaci/kcp-go/v5 v5.6.24
+)
+
+require (
 	github.com/klauspost/cpuid/v2 v2.2.6 // indirect
 	github.com/klauspost/reedsolomon v1.12.0 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
-	github.com/quic-go/quic-go v0.65.0 // indirect
 	github.com/tjfoc/gmsm v1.4.1 // indirect
-	github.com/xtaci/kcp-go/v5 v5.6.24 // indirect
 	golang.org/x/crypto v0.54.0 // indirect
 	golang.org/x/net v0.56.0 // indirect
 	golang.org/x/sys v0.47.0 // indirect

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"time"
 
 	kcp "github.com/xtaci/kcp-go/v5"
 )
@@ -148,4 +149,13 @@ func (c *kcpConn) SendUnreliable([]byte) error { return ErrNoUnreliable }
 
 func (c *kcpConn) Recv() ([]byte, error) { return c.fr.next() }
 
-func (c *kcpConn) Close() error { return c.s.Close() }
+// kcpCloseGrace is how long Close waits before closing: kcp-go hands
+// datagrams to a sending goroutine and Close drops what it has not sent
+// yet (the client's last "bye" otherwise never arrives, and the server waits
+// out its linger time). It only delays the end of a run, not its figures.
+const kcpCloseGrace = 50 * time.Millisecond
+
+func (c *kcpConn) Close() error {
+	time.Sleep(kcpCloseGrace)
+	return c.s.Close()
+}

@@ -97,6 +97,9 @@ func server(args []string) error {
 		return err
 	}
 	defer cancel()
+	if why := workload.Unsupported(p.Caps(), s); why != "" {
+		return fmt.Errorf("%s %s: %s", p.Name(), s.ID, why)
+	}
 	l, err := p.Listen(ctx, "127.0.0.1:0", s.Options())
 	if err != nil {
 		return err
