@@ -2,7 +2,6 @@ package driver
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 
@@ -19,7 +18,7 @@ type Stat struct {
 
 func stat(v []float64) Stat {
 	if len(v) == 0 {
-		return Stat{Median: math.NaN()}
+		return Stat{}
 	}
 	s := slices.Clone(v)
 	slices.Sort(s)

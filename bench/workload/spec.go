@@ -83,7 +83,7 @@ func Unsupported(c peer.Caps, s Spec) string {
 		return "no unreliable mode"
 	}
 	if !s.Unreliable && c.MaxReliable > 0 && s.Size > c.MaxReliable {
-		return fmt.Sprintf("n/a: %d B exceeds one message (max %d B)", s.Size, c.MaxReliable)
+		return fmt.Sprintf("n/a (%d B > max %d B)", s.Size, c.MaxReliable)
 	}
 	return ""
 }

@@ -178,6 +178,7 @@ func run(args []string) error {
 			fmt.Printf("- %s: %s\n", n, p.Caps().Note)
 		}
 	}
+	fmt.Println()
 	if *jsonOut != "" {
 		out := struct {
 			Started    time.Time       `json:"started"`
