@@ -200,7 +200,7 @@ func (c *Conn) setup(fd int) error {
 			c.info.GSO = true
 		}
 	}
-	if c.opts.EnableGRO {
+	if !c.opts.DisableGRO {
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_GRO, 1); err == nil {
 			c.info.GRO = true
 			c.sys.r.gro = true
