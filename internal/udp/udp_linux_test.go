@@ -73,3 +73,51 @@ func TestConnRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestGSORefused makes the kernel refuse every GSO send (it does so with
+// EINVAL on a socket with SO_NO_CHECK): each group must be sent again as
+// separate datagrams, all arriving intact.
+func TestGSORefused(t *testing.T) {
+	uc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(lo4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_NO_CHECK, 1) })
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	a, err := New(uc, Options{})
+	if err != nil {
+		uc.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	if !a.Info().GSO {
+		t.Skip("no UDP GSO")
+	}
+	b := listen(t, "udp4", lo4, Options{})
+	defer watchdog(t, a, b)()
+	out := newPackets(100, 1000)
+	for i := range out {
+		out[i].N, out[i].Addr = 1000-i/50, b.LocalAddr() // two runs of 50
+		payload(out[i].Buf[:out[i].N], i)
+	}
+	if k, err := a.WriteBatch(out); k != len(out) || err != nil {
+		t.Fatalf("WriteBatch = %d, %v", k, err)
+	}
+	for i, p := range readN(t, b, len(out)) {
+		if string(p.Bytes()) != string(out[i].Bytes()) {
+			t.Fatalf("datagram %d: %d bytes, want %d", i, p.N, out[i].N)
+		}
+	}
+	st := a.Stats()
+	if st.GSOBatches != 0 || st.DatagramsOut != uint64(len(out)) || st.SendErrors != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	t.Logf("stats %+v", st)
+}
