@@ -49,6 +49,10 @@ type Record struct {
 	// Stderr holds what the server and client wrote to stderr, if
 	// anything (quic-go's socket buffer warning, a failure).
 	Stderr string `json:"stderr,omitempty"`
+	// ServerCPU and ClientCPU are the user+system CPU seconds each
+	// process used, start to exit (handshake and control included).
+	ServerCPU float64 `json:"server_cpu_s"`
+	ClientCPU float64 `json:"client_cpu_s"`
 }
 
 // Run runs the matrix. The order of the peers rotates from run to run, so
@@ -96,7 +100,7 @@ func Run(ctx context.Context, cfg Config) ([]Record, error) {
 				}
 				start := time.Now()
 				rec := pair(ctx, cfg, run, p.Name(), s)
-				fmt.Fprintf(logw, "run %d %s %-5s %s (%.1f s)\n", run, s.ID, p.Name(), brief(rec.Result), time.Since(start).Seconds())
+				fmt.Fprintf(logw, "run %d %s %-5s %s (%.1f s; CPU s: server %.2f, client %.2f)\n", run, s.ID, p.Name(), brief(rec.Result), time.Since(start).Seconds(), rec.ServerCPU, rec.ClientCPU)
 				if rec.Stderr != "" {
 					fmt.Fprintf(logw, "  stderr: %s\n", strings.ReplaceAll(strings.TrimSpace(rec.Stderr), "\n", "\n  stderr: "))
 				}
@@ -131,6 +135,7 @@ func pair(parent context.Context, cfg Config, run int, peerName string, s worklo
 		common = append(common, "--loss", strconv.FormatFloat(cfg.Loss, 'g', -1, 64))
 	}
 	var srvErr, cliErr bytes.Buffer
+	var cli *exec.Cmd // started once the server has printed its address
 	srv := exec.CommandContext(ctx, cfg.Binary, append([]string{"server"}, common...)...)
 	srv.Stderr = &srvErr
 	srv.WaitDelay = time.Second
@@ -151,6 +156,8 @@ func pair(parent context.Context, cfg Config, run int, peerName string, s worklo
 				rec.Result.Error = "server: " + err.Error()
 			}
 		}
+		rec.ServerCPU = cpuSeconds(srv.ProcessState)
+		rec.ClientCPU = cpuSeconds(cli.ProcessState)
 		rec.Stderr = strings.TrimSpace(srvErr.String() + "\n" + cliErr.String())
 	}()
 	sc := bufio.NewScanner(out)
@@ -167,7 +174,7 @@ func pair(parent context.Context, cfg Config, run int, peerName string, s worklo
 	}
 	go io.Copy(io.Discard, out)
 
-	cli := exec.CommandContext(ctx, cfg.Binary, append([]string{"client", "--addr", addr}, common...)...)
+	cli = exec.CommandContext(ctx, cfg.Binary, append([]string{"client", "--addr", addr}, common...)...)
 	cli.Stderr = &cliErr
 	cli.WaitDelay = time.Second
 	cout, cerr := cli.Output()
@@ -181,6 +188,13 @@ func pair(parent context.Context, cfg Config, run int, peerName string, s worklo
 		rec.Result.Error = "client: " + cerr.Error()
 	}
 	return rec
+}
+
+func cpuSeconds(ps *os.ProcessState) float64 {
+	if ps == nil {
+		return 0
+	}
+	return (ps.UserTime() + ps.SystemTime()).Seconds()
 }
 
 // LoadAvg returns the first line of /proc/loadavg, or "" where there is

@@ -162,7 +162,7 @@ func (c Cell) text() string {
 		t = f1(c.Main.Median) + rng(c.Main, f1)
 	}
 	if c.Delivery == "unreliable" && c.Workload != "W5" && c.Workload != "W4" {
-		t += " unreliable, " + f2(c.Second.Median) + "% lost"
+		t += " unreliable, " + f2(c.Second.Median) + "%" + rng(c.Second, f2) + " lost"
 	}
 	if c.Workload == "W4" && c.Delivery == "unreliable" {
 		t += " (unreliable)"

@@ -76,6 +76,9 @@ func (c *common) resolve() (peer.Peer, workload.Spec, context.Context, context.C
 	if err != nil {
 		return nil, workload.Spec{}, nil, nil, err
 	}
+	if c.loss < 0 || c.loss >= 1 {
+		return nil, workload.Spec{}, nil, nil, fmt.Errorf("--loss %v: want 0 <= loss < 1", c.loss)
+	}
 	s.Loss = c.loss
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	// A watchdog in case something ignores the context: the process
