@@ -1,6 +1,7 @@
 package udp
 
 import (
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -127,4 +128,55 @@ func benchThroughput(b *testing.B, srcOpts, dstOpts Options, window int64) {
 	}
 	b.Logf("sender %d syscalls, %d GSO batches; receiver %d syscalls, %d GRO reads, buffers %d/%d",
 		st.SyscallsOut, st.GSOBatches, dst.Stats().SyscallsIn, dst.Stats().GROReads, dst.Info().ReadBuffer, src.Info().WriteBuffer)
+}
+
+// BenchmarkPingPong measures the round trip of one 64-byte datagram
+// between two sockets on 127.0.0.1 (an echo goroutine answers): ns/op is
+// the mean RTT; p50-µs and p99-µs are percentiles.
+func BenchmarkPingPong(b *testing.B) {
+	for _, m := range benchModes {
+		if m.name == "gso" || m.name == "sendmmsg+gro" {
+			continue // same paths as others for single datagrams
+		}
+		b.Run(m.name, func(b *testing.B) {
+			a := listen(b, "udp4", lo4, m.src)
+			e := listen(b, "udp4", lo4, m.dst)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				in := newPackets(8, transport.MaxDatagram)
+				for {
+					k, err := e.ReadBatch(in)
+					if err != nil {
+						return
+					}
+					if _, err := e.WriteBatch(in[:k]); err != nil {
+						return
+					}
+				}
+			}()
+			out := newPackets(1, 64)
+			out[0].N, out[0].Addr = 64, e.LocalAddr()
+			in := newPackets(1, transport.MaxDatagram)
+			rtts := make([]time.Duration, 0, 1<<16)
+			b.ReportAllocs()
+			for b.Loop() {
+				t0 := time.Now()
+				if _, err := a.WriteBatch(out); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := a.ReadBatch(in); err != nil {
+					b.Fatal(err)
+				}
+				if len(rtts) < cap(rtts) {
+					rtts = append(rtts, time.Since(t0))
+				}
+			}
+			e.Close()
+			<-done
+			slices.Sort(rtts)
+			b.ReportMetric(float64(rtts[len(rtts)/2].Nanoseconds())/1e3, "p50-µs")
+			b.ReportMetric(float64(rtts[len(rtts)*99/100].Nanoseconds())/1e3, "p99-µs")
+		})
+	}
 }

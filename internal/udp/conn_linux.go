@@ -369,7 +369,11 @@ func (c *Conn) readGRO(pkts []transport.Packet) (int, error) {
 		r.msg, r.got = 0, 0
 		if err := c.recv(); err != nil {
 			if err == errNoBatch {
-				r.noMmsg = true
+				// Coalesced reads would not fit the caller's Bufs.
+				_ = c.sys.rc.Control(func(fd uintptr) {
+					_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 0)
+				})
+				r.gro, r.noMmsg = false, true
 				return c.readOne(pkts)
 			}
 			return 0, err
