@@ -17,8 +17,10 @@
 package conn
 
 import (
+	"io"
 	"time"
 
+	"github.com/netmsg-go/netmsg/internal/crypto"
 	"github.com/netmsg-go/netmsg/internal/snp"
 )
 
@@ -89,6 +91,18 @@ type Config struct {
 	// SNP configures the reliability engine of each connection
 	// (FirstPktNum/PeerFirstPktNum are set by the handshake).
 	SNP snp.Config
+
+	// RemoteIdentity, for Dial only, is the identity the server's
+	// certificate must name (GNS's identity check; a mismatch ends the
+	// connection with 4003). Empty accepts whatever identity it names.
+	RemoteIdentity string
+	// Rand is the source of the handshake's randomness (the ephemeral
+	// X25519 key, then the 8-byte nonce). Nil means crypto/rand. Tests set
+	// it to reproduce recorded handshakes byte for byte.
+	Rand io.Reader
+	// ParseIdentity canonicalizes identity strings (the host passes
+	// netmsg.ParseIdentity wrapped). Nil uses a small built-in parser.
+	ParseIdentity func(string) (crypto.Identity, error)
 }
 
 // Event is a change a Conn reports to the host: a new state (with the end

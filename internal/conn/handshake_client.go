@@ -1,0 +1,194 @@
+package conn
+
+import (
+	"crypto/ecdh"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/netmsg-go/netmsg/internal/crypto"
+	"github.com/netmsg-go/netmsg/internal/pb"
+)
+
+// newLocalCrypt makes our signed session crypt info. With Config.Rand set,
+// the X25519 key (32 bytes) and then the nonce (8 bytes, little-endian)
+// are read from it, so a recorded handshake can be reproduced.
+func newLocalCrypt(loc *local, ciphers []pb.Cipher) (*crypto.LocalCrypt, error) {
+	if loc.cfg.Rand == nil {
+		return crypto.NewLocalCrypt(nil, loc.key, ciphers)
+	}
+	var b [40]byte
+	if _, err := io.ReadFull(loc.cfg.Rand, b[:]); err != nil {
+		return nil, fmt.Errorf("conn: Rand: %w", err)
+	}
+	priv, err := ecdh.X25519().NewPrivateKey(b[:32])
+	if err != nil {
+		return nil, err
+	}
+	return crypto.NewLocalCryptFromKey(priv, binary.LittleEndian.Uint64(b[32:]), loc.key, ciphers)
+}
+
+// timestamp is the local clock as GNS puts it in handshake messages:
+// microseconds (we use Unix microseconds).
+func timestamp(now time.Time) uint64 { return uint64(now.UnixMicro()) }
+
+// sendChallengeRequest queues a challenge request (GNS
+// SendEndToEndConnectRequest): padded, so that the server's reply is never
+// larger; it doubles as a ping request.
+func (c *Conn) sendChallengeRequest(now time.Time) {
+	c.queueControl(pb.UDPMsgID_UDP_MSG_CHALLENGE_REQUEST, &pb.UDPChallengeRequest{
+		ConnectionId:    proto.Uint32(c.localID),
+		MyTimestamp:     proto.Uint64(timestamp(now)),
+		ProtocolVersion: proto.Uint32(ProtocolVersion),
+	})
+	c.lastAttempt = now
+}
+
+// handshakePing records a round trip measured from an echoed time stamp
+// (GNS ignores samples that are negative or above 2 s).
+func (c *Conn) handshakePing(now time.Time, echoed uint64, delay uint64) {
+	el := int64(timestamp(now)) - int64(echoed) - int64(delay)
+	if el < 0 || el > int64(pingSampleMax/time.Microsecond) {
+		return
+	}
+	c.pingMs = int((el + 500) / 1000)
+}
+
+// recvChallengeReply is GNS Received_ChallengeReply.
+func (c *Conn) recvChallengeReply(now time.Time, m *pb.UDPChallengeReply) error {
+	if c.server {
+		return fmt.Errorf("%w: challenge reply on a server connection", ErrUnexpected)
+	}
+	if c.state != StateConnecting {
+		return nil // late duplicate
+	}
+	if m.GetConnectionId() != c.localID {
+		return fmt.Errorf("%w: challenge reply for %d", ErrWrongConnID, m.GetConnectionId())
+	}
+	if m.GetProtocolVersion() < MinProtocolVersion {
+		c.problem(now, EndMiscGeneric, "Peer is running old software and needs to be udpated")
+		return nil
+	}
+	if m.YourTimestamp != nil {
+		c.handshakePing(now, m.GetYourTimestamp(), 0)
+	}
+	c.peerVersion = m.GetProtocolVersion()
+	req := &pb.UDPConnectRequest{
+		ClientConnectionId: proto.Uint32(c.localID),
+		Challenge:          proto.Uint64(m.GetChallenge()),
+		MyTimestamp:        proto.Uint64(timestamp(now)),
+		Cert:               c.loc.cert,
+		Crypt:              c.crypt.Signed,
+	}
+	if c.pingMs >= 0 {
+		req.PingEstMs = proto.Uint32(uint32(c.pingMs))
+	}
+	if !c.loc.certHasID {
+		req.IdentityString = proto.String(c.loc.cfg.Identity)
+	}
+	c.queueControl(pb.UDPMsgID_UDP_MSG_CONNECT_REQUEST, req)
+	c.lastAttempt = now // GNS SentEndToEndConnectRequest: the retry clock restarts
+	return nil
+}
+
+// peerIdentity works out who the peer says it is, as GNS does for connect
+// requests and connect OK: the identity in its certificate, else the one in
+// the message, else the anonymous localhost identity, which becomes its
+// address. An IP identity not taken from the certificate is refused.
+func peerIdentity(cert *pb.CertificateSigned, msgIdentity string, from string) (string, error) {
+	var c pb.Certificate
+	if err := proto.Unmarshal(cert.GetCert(), &c); err != nil {
+		return "", fmt.Errorf("%w: certificate does not parse", ErrMalformed)
+	}
+	id, ok, err := crypto.CertIdentity(&c)
+	if err != nil {
+		return "", fmt.Errorf("%w: bad identity in certificate: %v", ErrHandshake, err)
+	}
+	if ok && id != "" {
+		return id, nil
+	}
+	if msgIdentity == "" {
+		return from, nil
+	}
+	if len(msgIdentity) > 3 && msgIdentity[:3] == "ip:" {
+		return "", fmt.Errorf("%w: cannot use a specific IP address as identity", ErrHandshake)
+	}
+	return msgIdentity, nil
+}
+
+// recvConnectOK is GNS Received_ConnectOK.
+func (c *Conn) recvConnectOK(now time.Time, m *pb.UDPConnectOK) error {
+	if c.server {
+		return fmt.Errorf("%w: connect OK on a server connection", ErrUnexpected)
+	}
+	if m.GetClientConnectionId() != c.localID {
+		return fmt.Errorf("%w: connect OK for %d", ErrWrongConnID, m.GetClientConnectionId())
+	}
+	ident, err := peerIdentity(m.GetCert(), m.GetIdentityString(), ipIdentity(c.remote))
+	if err != nil {
+		return err
+	}
+	if c.remoteIdentity != "" && c.remoteIdentity != ident {
+		return fmt.Errorf("%w: server identity changed", ErrUnexpected)
+	}
+	if m.YourTimestamp != nil {
+		c.handshakePing(now, m.GetYourTimestamp(), uint64(m.GetDelayTimeUsec()))
+	}
+	switch c.state {
+	case StateClosedByPeer, StateFinWait, StateProblemDetectedLocally:
+		c.queueClosedOrNoConnection(now)
+		return nil
+	case StateConnecting:
+	default:
+		return nil // connected already: a duplicate
+	}
+	c.remoteID = m.GetServerConnectionId()
+	if c.remoteID&0xffff == 0 {
+		c.problem(now, EndRemoteBadCrypt, "Didn't send valid connection ID")
+		return nil
+	}
+	peer, err := crypto.VerifyPeer(c.loc.policy(now, c.expectIdentity, c.peerVersion), m.GetCert(), m.GetCrypt())
+	if err == nil {
+		err = c.checkLanes(peer)
+	}
+	var keys *crypto.SessionKeys
+	if err == nil {
+		var ciph pb.Cipher
+		ciph, err = crypto.NegotiateCipher(c.crypt.Info.GetCiphers(), peer.Crypt.GetCiphers(), true)
+		if err == nil {
+			keys, err = crypto.DeriveKeys(crypto.KeyParams{
+				LocalConnID: c.localID, RemoteConnID: c.remoteID,
+				LocalCert: c.loc.cert.GetCert(), Local: c.crypt, Peer: peer, Cipher: ciph,
+			})
+		}
+	}
+	if err != nil {
+		reason := crypto.EndReasonOf(err)
+		if reason == 0 {
+			reason = EndRemoteBadCrypt
+		}
+		c.problem(now, reason, err.Error())
+		return fmt.Errorf("%w: %w", ErrHandshake, err)
+	}
+	c.remoteIdentity = ident
+	if peer.Identity != "" && !peer.IdentityIsLocalhost {
+		c.remoteIdentity = peer.Identity
+	}
+	if err := c.connected(now, peer, keys); err != nil {
+		c.problem(now, EndMiscInternalError, err.Error())
+		return err
+	}
+	return nil
+}
+
+// checkLanes refuses a peer too old for the lanes we configured (GNS: 4006).
+func (c *Conn) checkLanes(p *crypto.Peer) error {
+	v := p.Crypt.GetProtocolVersion()
+	if c.loc.lanes > 1 && v < protoVersionLanes {
+		return fmt.Errorf("%w: peer is using old protocol and cannot receive multiple lanes", crypto.ErrBadProtocolVersion)
+	}
+	return nil
+}
