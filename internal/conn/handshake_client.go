@@ -174,8 +174,9 @@ func (c *Conn) recvConnectOK(now time.Time, m *pb.UDPConnectOK) error {
 		return fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
 	c.remoteIdentity = ident
-	if peer.Identity != "" && !peer.IdentityIsLocalhost {
-		c.remoteIdentity = peer.Identity
+	if peer.IdentityIsLocalhost {
+		// GNS's anonymous identity: the peer is known by its address.
+		c.remoteIdentity = ipIdentity(c.remote)
 	}
 	if err := c.connected(now, peer, keys); err != nil {
 		c.problem(now, EndMiscInternalError, err.Error())

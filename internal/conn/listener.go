@@ -149,8 +149,9 @@ func (l *Listener) HandleConnectRequest(now time.Time, from netip.AddrPort, b []
 		return nil, nil, fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
 	c.remoteIdentity = ident
-	if peer.Identity != "" && !peer.IdentityIsLocalhost {
-		c.remoteIdentity = peer.Identity
+	if peer.IdentityIsLocalhost {
+		// GNS's anonymous identity: the peer is known by its address.
+		c.remoteIdentity = ipIdentity(from)
 	}
 	c.peerVersion = peer.Crypt.GetProtocolVersion()
 	c.pendingPeer, c.pendingKeys = peer, keys
