@@ -126,8 +126,9 @@ func benchThroughput(b *testing.B, srcOpts, dstOpts Options, window int64) {
 	if st.SendErrors > 0 {
 		b.Errorf("send errors: %+v", st)
 	}
-	b.Logf("sender %d syscalls, %d GSO batches; receiver %d syscalls, %d GRO reads, buffers %d/%d",
-		st.SyscallsOut, st.GSOBatches, dst.Stats().SyscallsIn, dst.Stats().GROReads, dst.Info().ReadBuffer, src.Info().WriteBuffer)
+	rs := dst.Stats()
+	b.Logf("sender %d syscalls, %d GSO batches; receiver %d syscalls, %d GRO reads, %d kernel drops, buffers %d/%d",
+		st.SyscallsOut, st.GSOBatches, rs.SyscallsIn, rs.GROReads, rs.RecvDropped, dst.Info().ReadBuffer, src.Info().WriteBuffer)
 }
 
 // BenchmarkPingPong measures the round trip of one 64-byte datagram

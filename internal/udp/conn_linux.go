@@ -44,7 +44,9 @@ const (
 
 var (
 	segCmsgSpace = unix.CmsgSpace(2) // UDP_SEGMENT takes a u16
-	groCmsgSpace = unix.CmsgSpace(4) // UDP_GRO gives an int
+	// recvCmsgSpace holds what a read may bring: UDP_GRO (an int) and
+	// SO_RXQ_OVFL (a u32).
+	recvCmsgSpace = 2 * unix.CmsgSpace(4)
 )
 
 // errNoBatch says recvmmsg or sendmmsg is missing (ENOSYS); the Conn then
@@ -139,11 +141,11 @@ func (c *Conn) init() error {
 	if r.gro {
 		n = c.opts.GROBuffers
 		r.buf = make([]byte, n*groBufSize)
-		r.ctrl = make([]byte, n*groCmsgSpace)
 		r.segSize = make([]int, n)
 		r.addrs = make([]netip.AddrPort, n)
 	}
 	r.hdrs = make([]unix.Mmsghdr, n)
+	r.ctrl = make([]byte, n*recvCmsgSpace)
 	r.iovs = make([]unix.Iovec, n)
 	r.names = make([]unix.RawSockaddrInet6, n)
 	for k := range r.hdrs {
@@ -151,10 +153,10 @@ func (c *Conn) init() error {
 		h.Name = (*byte)(unsafe.Pointer(&r.names[k]))
 		h.Iov = &r.iovs[k]
 		h.SetIovlen(1)
+		h.Control = &r.ctrl[k*recvCmsgSpace]
 		if r.gro {
 			r.iovs[k].Base = &r.buf[k*groBufSize]
 			r.iovs[k].SetLen(groBufSize)
-			h.Control = &r.ctrl[k*groCmsgSpace]
 		}
 	}
 
@@ -194,6 +196,9 @@ func (c *Conn) setup(fd int) error {
 		return nil
 	}
 	c.sys.batch = true
+	// Have each read say how many datagrams the kernel dropped for a
+	// full receive buffer (Linux 2.6.33).
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1)
 	if !c.opts.DisableGSO {
 		// Kernels without UDP GSO do not know the option.
 		if _, err := unix.GetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_SEGMENT); err == nil {
@@ -319,6 +324,7 @@ func (c *Conn) readBatchSys(pkts []transport.Packet) (int, error) {
 		iov.SetLen(len(b))
 		h := &r.hdrs[k]
 		h.Hdr.Namelen = unix.SizeofSockaddrInet6
+		h.Hdr.SetControllen(recvCmsgSpace)
 		h.Hdr.Flags = 0
 	}
 	r.want = n
@@ -344,6 +350,10 @@ func (c *Conn) readBatchSys(pkts []transport.Packet) (int, error) {
 		}
 		bytes += uint64(h.Len)
 	}
+	// The drop count of the last datagram is the newest.
+	last := r.got - 1
+	_, drops := parseRecvCmsgs(r.ctrl[last*recvCmsgSpace : last*recvCmsgSpace+int(r.hdrs[last].Hdr.Controllen)])
+	c.noteDrops(drops)
 	c.stats.datagramsIn.Add(uint64(r.got))
 	c.stats.bytesIn.Add(bytes)
 	if trunc > 0 {
@@ -362,7 +372,7 @@ func (c *Conn) readGRO(pkts []transport.Packet) (int, error) {
 		for k := range r.hdrs {
 			h := &r.hdrs[k].Hdr
 			h.Namelen = unix.SizeofSockaddrInet6
-			h.SetControllen(groCmsgSpace)
+			h.SetControllen(recvCmsgSpace)
 			h.Flags = 0
 		}
 		r.want = len(r.hdrs)
@@ -382,7 +392,8 @@ func (c *Conn) readGRO(pkts []transport.Packet) (int, error) {
 		for k := range r.got {
 			h := &r.hdrs[k]
 			r.addrs[k] = decodeAddr(&r.names[k], &r.zone)
-			seg := groSegSize(r.ctrl[k*groCmsgSpace : k*groCmsgSpace+int(h.Hdr.Controllen)])
+			seg, drops := parseRecvCmsgs(r.ctrl[k*recvCmsgSpace : k*recvCmsgSpace+int(h.Hdr.Controllen)])
+			c.noteDrops(drops)
 			if seg >= int(h.Len) {
 				seg = 0
 			}
@@ -434,20 +445,31 @@ func (c *Conn) readGRO(pkts []transport.Packet) (int, error) {
 	return n, nil
 }
 
-// groSegSize returns the segment size in a UDP_GRO control message in b, or
-// 0 if there is none.
-func groSegSize(b []byte) int {
+// parseRecvCmsgs returns the segment size of a UDP_GRO control message in
+// b (0 if none) and the count of an SO_RXQ_OVFL one (0 if none).
+func parseRecvCmsgs(b []byte) (segSize int, drops uint32) {
 	for len(b) >= unix.SizeofCmsghdr {
 		h, data, rest, err := unix.ParseOneSocketControlMessage(b)
-		if err != nil {
-			return 0
+		if err != nil || len(data) < 4 {
+			break
 		}
-		if h.Level == unix.IPPROTO_UDP && h.Type == unix.UDP_GRO && len(data) >= 4 {
-			return int(int32(binary.NativeEndian.Uint32(data)))
+		switch {
+		case h.Level == unix.IPPROTO_UDP && h.Type == unix.UDP_GRO:
+			segSize = int(int32(binary.NativeEndian.Uint32(data)))
+		case h.Level == unix.SOL_SOCKET && h.Type == unix.SO_RXQ_OVFL:
+			drops = binary.NativeEndian.Uint32(data)
 		}
 		b = rest
 	}
-	return 0
+	return segSize, drops
+}
+
+// noteDrops records the socket's receive drop count (a counter the kernel
+// keeps since the socket was made, wrapping at 2^32) if it is news.
+func (c *Conn) noteDrops(drops uint32) {
+	if drops != 0 && uint64(drops) != c.stats.recvDropped.Load() {
+		c.stats.recvDropped.Store(uint64(drops))
+	}
 }
 
 // putSegmentCmsg writes a UDP_SEGMENT control message of the given segment
@@ -697,3 +719,6 @@ func (z *zoneCache) nameOf(id uint32) string {
 	z.name, z.id = name, id
 	return name
 }
+
+// hasDropCount says whether Stats.RecvDropped is kept (for tests).
+func (c *Conn) hasDropCount() bool { return c.batchRead() }

@@ -6,9 +6,26 @@
 // sends runs of same-size datagrams to one destination as one UDP GSO
 // super-datagram (UDP_SEGMENT); and it turns UDP GRO on (UDP_GRO), so the
 // kernel may hand it several datagrams of one flow in one read, which it
-// splits back into Packets (see Options.DisableGRO). Elsewhere, and on Linux when
-// Options.DisableBatch is set or the kernel lacks recvmmsg/sendmmsg, a Conn
-// reads and writes one datagram per system call.
+// splits back into Packets (see Options.DisableGRO). Elsewhere, and on
+// Linux when Options.DisableBatch is set or the kernel lacks
+// recvmmsg/sendmmsg, a Conn reads and writes one datagram per system call.
+//
+// # Buffers
+//
+// ReadBatch fills the caller's Bufs and WriteBatch reads them; neither
+// keeps a Buf after it returns. Give ReadBatch Bufs of
+// transport.MaxDatagram bytes, and as many Packets as BatchSize (64) to
+// get whole batches. With GRO on, datagrams read but not yet returned
+// (those of a coalesced read that did not fit in pkts) wait inside the
+// Conn for the next ReadBatch. WriteBatch groups for GSO only consecutive
+// Packets with the same Addr and the same N (the last of a run may be
+// shorter): to benefit, put a peer's datagrams next to each other, full
+// ones first.
+//
+// The send path applies back-pressure: WriteBatch blocks while the socket
+// send buffer is full. Nothing does on receive: datagrams that arrive
+// while the receive buffer is full are dropped by the kernel (on the Linux
+// batch path Stats.RecvDropped says how many).
 //
 // # Errors
 //
@@ -166,6 +183,14 @@ type Stats struct {
 	SendRetries  uint64 // sends tried again after an error (see below)
 	ReadErrors   uint64 // transient receive errors skipped by ReadBatch
 
+	// RecvDropped is the number of datagrams the kernel dropped because
+	// the receive buffer was full, as the latest read reported it
+	// (SO_RXQ_OVFL; Linux batch path only, else 0; it is counted since
+	// the socket was made and wraps at 2^32). With GRO on, a
+	// super-datagram the kernel kept whole (from a GSO sender on
+	// loopback) counts as one when it is dropped.
+	RecvDropped uint64
+
 	// LastSendError is the error of the latest datagram counted in
 	// SendErrors, nil if none.
 	LastSendError error
@@ -187,6 +212,7 @@ type counters struct {
 	syscallsIn, syscallsOut                        atomic.Uint64
 	gsoBatches, gsoDatagrams, groReads             atomic.Uint64
 	truncated, sendErrors, sendRetries, readErrors atomic.Uint64
+	recvDropped                                    atomic.Uint64
 
 	// The last send error: lastErrno if not zero, else lastOther.
 	lastErrno atomic.Uint64
@@ -308,6 +334,7 @@ func (c *Conn) Stats() Stats {
 		SendErrors:   s.sendErrors.Load(),
 		SendRetries:  s.sendRetries.Load(),
 		ReadErrors:   s.readErrors.Load(),
+		RecvDropped:  s.recvDropped.Load(),
 	}
 	if e := s.lastErrno.Load(); e != 0 {
 		st.LastSendError = syscall.Errno(e)
