@@ -36,7 +36,8 @@ type Config struct {
 	// Timeout bounds one server+client pair (default 60 s); both are
 	// killed by PID when it passes.
 	Timeout time.Duration
-	// Loss is passed on as --loss (fake loss each way, the W6 hook).
+	// Loss, when above 0, overrides every workload's fake loss each way
+	// (passed on as --loss).
 	Loss float64
 	// Log receives progress lines and the children's stderr; nil discards.
 	Log io.Writer
@@ -93,7 +94,9 @@ func Run(ctx context.Context, cfg Config) ([]Record, error) {
 					return recs, err
 				}
 				s := s
-				s.Loss = cfg.Loss
+				if cfg.Loss > 0 {
+					s.Loss = cfg.Loss
+				}
 				if why := workload.Unsupported(p.Caps(), s); why != "" {
 					recs = append(recs, Record{Run: run, Result: workload.Result{Peer: p.Name(), Workload: s.ID, Size: s.Size, Unsupported: why}})
 					continue
@@ -128,9 +131,10 @@ func brief(r workload.Result) string {
 // result (with Error set when anything failed).
 func pair(parent context.Context, cfg Config, run int, peerName string, s workload.Spec) (rec Record) {
 	rec = Record{Run: run, Result: workload.Result{Peer: peerName, Workload: s.ID, Size: s.Size}}
-	ctx, cancel := context.WithTimeout(parent, cfg.Timeout)
+	timeout := max(cfg.Timeout, s.MinTimeout)
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
-	common := []string{"--peer", peerName, "--workload", s.ID, "--timeout", cfg.Timeout.String()}
+	common := []string{"--peer", peerName, "--workload", s.ID, "--timeout", timeout.String()}
 	if cfg.Loss > 0 {
 		common = append(common, "--loss", strconv.FormatFloat(cfg.Loss, 'g', -1, 64))
 	}

@@ -51,7 +51,7 @@ func figures(r workload.Result) (main, second float64) {
 	switch r.Workload {
 	case "W1", "W5":
 		return r.MsgsPerSec, r.LostPct
-	case "W4":
+	case "W4", "W6b":
 		return r.RTTP50us, r.RTTP99us
 	default:
 		return r.MBPerSec, r.LostPct
@@ -75,7 +75,6 @@ func Summarize(recs []Record, peers, workloads []string, baseline string) []Cell
 	}
 	var cells []Cell
 	for _, w := range workloads {
-		w = strings.ToUpper(w)
 		for _, p := range peers {
 			c := Cell{Peer: p, Workload: w}
 			var mains, seconds, ratios []float64
@@ -144,6 +143,10 @@ func f1(v float64) string { return fmt.Sprintf("%.1f", v) }
 func f2(v float64) string { return fmt.Sprintf("%.2f", v) }
 
 func (c Cell) text() string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(c.rawText(), "|", "/")), " ")
+}
+
+func (c Cell) rawText() string {
 	switch {
 	case c.Unsupported != "":
 		return c.Unsupported
@@ -154,14 +157,14 @@ func (c Cell) text() string {
 	switch c.Workload {
 	case "W1":
 		t = group(c.Main.Median) + rng(c.Main, short)
-	case "W4":
+	case "W4", "W6b":
 		t = f1(c.Main.Median) + rng(c.Main, f1) + " / " + f1(c.Second.Median) + rng(c.Second, f1)
 	case "W5":
 		t = group(c.Main.Median) + rng(c.Main, short) + ", " + f2(c.Second.Median) + "%" + rng(c.Second, f2) + " lost"
 	default:
 		t = f1(c.Main.Median) + rng(c.Main, f1)
 	}
-	if c.Delivery == "unreliable" && c.Workload != "W5" && c.Workload != "W4" {
+	if c.Delivery == "unreliable" && c.Workload != "W5" && c.Workload != "W4" && c.Workload != "W6b" {
 		t += " unreliable, " + f2(c.Second.Median) + "%" + rng(c.Second, f2) + " lost"
 	}
 	if c.Workload == "W4" && c.Delivery == "unreliable" {
@@ -176,6 +179,7 @@ func (c Cell) text() string {
 var heads = map[string]string{
 	"W1": "W1 msg/s", "W2": "W2 MB/s", "W3": "W3 MB/s",
 	"W4": "W4 p50 / p99 µs", "W5": "W5 msg/s, lost",
+	"W6a": "W6a MB/s (W2, 10% loss)", "W6b": "W6b p50 / p99 µs (W4, 10% loss)",
 }
 
 // Table formats the cells as two markdown tables: the figures (median
@@ -188,7 +192,7 @@ func Table(cells []Cell, peers, workloads []string, baseline string) string {
 	var b strings.Builder
 	b.WriteString("| peer |")
 	for _, w := range workloads {
-		b.WriteString(" " + heads[strings.ToUpper(w)] + " |")
+		b.WriteString(" " + heads[w] + " |")
 	}
 	b.WriteString("\n|---|")
 	for range workloads {
@@ -198,14 +202,14 @@ func Table(cells []Cell, peers, workloads []string, baseline string) string {
 	for _, p := range peers {
 		b.WriteString("| " + p + " |")
 		for _, w := range workloads {
-			b.WriteString(" " + by[[2]string{p, strings.ToUpper(w)}].text() + " |")
+			b.WriteString(" " + by[[2]string{p, w}].text() + " |")
 		}
 		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "\nRatio to %s in the same run, median (min-max): W1-W3 and W5 throughput (higher is better), W4 RTT p50 (lower is better).\n\n", baseline)
+	fmt.Fprintf(&b, "\nRatio to %s in the same run, median (min-max): W1-W3, W5 and W6a throughput (higher is better), W4 and W6b RTT p50 (lower is better).\n\n", baseline)
 	b.WriteString("| peer |")
 	for _, w := range workloads {
-		b.WriteString(" " + strings.ToUpper(w) + " |")
+		b.WriteString(" " + w + " |")
 	}
 	b.WriteString("\n|---|")
 	for range workloads {
@@ -218,7 +222,7 @@ func Table(cells []Cell, peers, workloads []string, baseline string) string {
 		}
 		b.WriteString("| " + p + " |")
 		for _, w := range workloads {
-			c := by[[2]string{p, strings.ToUpper(w)}]
+			c := by[[2]string{p, w}]
 			r := c.Ratio
 			if r.N == 0 {
 				b.WriteString(" - |")

@@ -62,8 +62,8 @@ type common struct {
 
 func (c *common) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.peer, "peer", "", "peer: "+strings.Join(peer.Names(), ", "))
-	fs.StringVar(&c.workload, "workload", "", "workload: W1..W5")
-	fs.Float64Var(&c.loss, "loss", 0, "fake random loss each way, 0..1 (W6 hook)")
+	fs.StringVar(&c.workload, "workload", "", "workload: W1..W5, W6a, W6b")
+	fs.Float64Var(&c.loss, "loss", 0, "fake random loss each way, 0..1 (overrides the workload's; W6 has 0.1)")
 	fs.DurationVar(&c.timeout, "timeout", 60*time.Second, "give up (and exit) after this long")
 }
 
@@ -79,7 +79,10 @@ func (c *common) resolve() (peer.Peer, workload.Spec, context.Context, context.C
 	if c.loss < 0 || c.loss >= 1 {
 		return nil, workload.Spec{}, nil, nil, fmt.Errorf("--loss %v: want 0 <= loss < 1", c.loss)
 	}
-	s.Loss = c.loss
+	if c.loss > 0 {
+		s.Loss = c.loss
+	}
+	c.timeout = max(c.timeout, s.MinTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	// A watchdog in case something ignores the context: the process
 	// always ends by itself.
@@ -141,14 +144,18 @@ func client(args []string) error {
 func run(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
 	peers := fs.String("peers", "raw,kcp,quic", "comma-separated peers")
-	wls := fs.String("workloads", "W1,W2,W3,W4,W5", "comma-separated workloads")
+	wls := fs.String("workloads", "W1,W2,W3,W4,W5", "comma-separated workloads: W1..W5, W6 (= W6a,W6b)")
 	runs := fs.Int("runs", 3, "runs of the whole matrix (figures are medians)")
 	baseline := fs.String("baseline", "", "peer the ratios divide by (default: the first of --peers)")
 	jsonOut := fs.String("json", "", "also write every record and the summary to this file")
-	loss := fs.Float64("loss", 0, "fake random loss each way, 0..1 (W6 hook)")
+	loss := fs.Float64("loss", 0, "fake random loss each way, 0..1, for every workload (W6 has 0.1 of its own)")
 	timeout := fs.Duration("timeout", 60*time.Second, "limit for one server+client pair")
 	fs.Parse(args)
 
+	ids, err := workload.Expand(*wls)
+	if err != nil {
+		return err
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -156,7 +163,7 @@ func run(args []string) error {
 	cfg := driver.Config{
 		Binary:    self,
 		Peers:     strings.Split(*peers, ","),
-		Workloads: strings.Split(strings.ToUpper(*wls), ","),
+		Workloads: ids,
 		Runs:      *runs,
 		Baseline:  *baseline,
 		Timeout:   *timeout,
