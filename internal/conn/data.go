@@ -76,6 +76,9 @@ func (c *Conn) dropPre() {
 func (c *Conn) HandleDatagram(now time.Time, from netip.AddrPort, b []byte) error {
 	c.st.DatagramsRecv++
 	err := c.handle(now, from, b)
+	if c.state == StateLinger && c.lingerDone(now) {
+		c.setState(now, StateFinWait) // the last reliable data was acked
+	}
 	if err != nil {
 		switch {
 		case errors.Is(err, ErrMalformed):
@@ -260,9 +263,6 @@ func (c *Conn) NextWake() time.Time {
 	case StateConnected, StateLinger:
 		at(c.eng.NextWake())
 		at(c.livenessWake())
-		if c.state == StateLinger {
-			at(c.entered.Add(10 * time.Millisecond)) // check the flush
-		}
 	case StateFinWait:
 		at(c.entered.Add(finWaitTimeout))
 		if c.closedLeft > 0 {

@@ -252,3 +252,30 @@ func TestSendBeforeConnected(t *testing.T) {
 		t.Fatalf("got %d messages", len(msgs))
 	}
 }
+
+// TestNoBusyWake: NextWake never stays in the past once Poll has run, in
+// any state the tests reach (a host would spin).
+func TestNoBusyWake(t *testing.T) {
+	p := connectedPair(t)
+	p.serverGone = true
+	p.client.Send(p.now, 0, []byte("x"), snp.Reliable)
+	for range 2000 {
+		p.run(37 * time.Millisecond)
+		for _, c := range []*Conn{p.client, p.server} {
+			for range 5 {
+				if _, ok := c.Poll(p.now, nil); !ok {
+					break
+				}
+			}
+			if w := c.NextWake(); !w.IsZero() && !w.After(p.now) {
+				t.Fatalf("state %d: NextWake %v not after now %v", c.State(), w, p.now)
+			}
+		}
+		if p.client.State() == StateDead {
+			break
+		}
+		if p.client.State() == StateProblemDetectedLocally {
+			p.client.Close(p.now, 0, "", false)
+		}
+	}
+}

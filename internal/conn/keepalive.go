@@ -98,7 +98,9 @@ func (c *Conn) livenessWake() time.Time {
 		if c.lastRecv.After(start) {
 			start = c.lastRecv
 		}
-		at(start.Add(c.loc.cfg.TimeoutConnected))
+		if c.replyTimeouts >= replyTimeoutsToDrop {
+			at(start.Add(c.loc.cfg.TimeoutConnected))
+		}
 		if c.canForce() {
 			at(c.lastImmediate.Add(aggressivePingInterval))
 		}
