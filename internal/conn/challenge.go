@@ -38,10 +38,7 @@ func challengeTime(now time.Time) uint16 {
 func (c *challenger) make(t uint16, from netip.AddrPort) uint64 {
 	binary.LittleEndian.PutUint16(c.buf[0:], t)
 	binary.LittleEndian.PutUint16(c.buf[2:], from.Port())
-	a16 := from.Addr().Unmap().As16()
-	if from.Addr().Unmap().Is4() {
-		a16 = netip.AddrFrom16(from.Addr().Unmap().As16()).As16() // ::ffff:a.b.c.d, as GNS stores IPv4
-	}
+	a16 := from.Addr().As16() // IPv4 as ::ffff:a.b.c.d, as GNS stores it
 	copy(c.buf[4:], a16[:])
 	c.mac.Reset()
 	c.mac.Write(c.buf[:])
@@ -58,7 +55,5 @@ func (c *challenger) check(now time.Time, from netip.AddrPort, challenge uint64)
 	if challengeTime(now)-then > challengeMaxAge {
 		return false, true
 	}
-	return hmac.Equal(le64(c.make(then, from)), le64(challenge)), false
+	return c.make(then, from) == challenge, false
 }
-
-func le64(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }

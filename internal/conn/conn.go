@@ -141,7 +141,7 @@ func newConn(loc *local, now time.Time, localID uint32, remote netip.AddrPort, s
 		loc:      loc,
 		server:   server,
 		localID:  localID,
-		remote:   remote,
+		remote:   unmap(remote),
 		pingMs:   -1,
 		lastRecv: now,
 		preNums:  make([]int64, loc.lanes),
@@ -320,4 +320,10 @@ func (c *Conn) queueControl(id pb.UDPMsgID, m proto.Message) {
 	case pb.UDPMsgID_UDP_MSG_CHALLENGE_REQUEST:
 		c.st.ChallengeRequestsSent++
 	}
+}
+
+// unmap returns a with an IPv4-mapped IPv6 address made IPv4, so that
+// addresses compare equal however the socket reported them.
+func unmap(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }

@@ -103,7 +103,7 @@ func (c *Conn) handle(now time.Time, from netip.AddrPort, b []byte) error {
 	if len(b) < minDatagram || len(b) > pb.MaxUDPPacketSize {
 		return fmt.Errorf("%w: %d-byte datagram", ErrMalformed, len(b))
 	}
-	if from != c.remote {
+	if unmap(from) != c.remote {
 		c.st.WrongAddr++
 		return fmt.Errorf("%w: from %v, not the peer %v", ErrUnexpected, from, c.remote)
 	}

@@ -206,3 +206,18 @@ func TestClassifyEdges(t *testing.T) {
 }
 
 func w16(n int64) uint16 { return uint16(n & 0xffff) }
+
+func TestMappedAddressesMatch(t *testing.T) {
+	l, _ := NewListener(testConfig("str:server"), []byte("0123456789abcdef"))
+	v4 := netip.MustParseAddrPort("192.0.2.1:1000")
+	v4in6 := netip.MustParseAddrPort("[::ffff:192.0.2.1]:1000")
+	r, _ := l.HandleChallengeRequest(t0, v4, challengeRequest(1), nil)
+	_, m, _ := pb.ParseControl(r)
+	if ok, _ := l.ch.check(t0, v4in6, m.(*pb.UDPChallengeReply).GetChallenge()); !ok {
+		t.Error("challenge for a.b.c.d refused from ::ffff:a.b.c.d")
+	}
+	c, _ := Dial(testConfig("str:c"), t0, 1, v4in6)
+	if c.RemoteAddr() != v4 {
+		t.Errorf("remote %v", c.RemoteAddr())
+	}
+}
