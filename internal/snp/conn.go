@@ -49,6 +49,7 @@ type Conn struct {
 	ackDue      int64 // time an ack must be sent by
 	ackDirty    bool  // packets were received since the last ack we sent
 	ackElicit   int   // reliable-carrying packets since the last ack we sent
+	forceAt     int64 // QueueAck: a packet must go out by then, even an empty one
 	inbox       msgQueue
 	bufferedRel int // reliable bytes buffered in receive lanes
 	useg        []unrelSeg
@@ -78,6 +79,7 @@ func New(cfg Config, now time.Time) (*Conn, error) {
 		swSent:     cfg.FirstPktNum,
 		nagleAt:    never,
 		ackDue:     never,
+		forceAt:    never,
 	}
 	c.lanes = make([]sendLane, len(cfg.Lanes))
 	for i, l := range cfg.Lanes {

@@ -90,7 +90,8 @@ func (c *Conn) Poll(now time.Time, buf []byte) (pkt []byte, pktNum int64, ok boo
 	c.pace.accumulate(t)
 	c.expireUnrel(t)
 	data := c.dataReady(t)
-	if !data && c.ackDue > t {
+	forced := c.forceAt <= t
+	if !data && c.ackDue > t && !forced {
 		c.pace.capIdle()
 		return nil, 0, false
 	}
@@ -103,7 +104,7 @@ func (c *Conn) Poll(now time.Time, buf []byte) (pkt []byte, pktNum int64, ok boo
 		c.swSent = c.minWait
 		c.swAge = 0
 	}
-	if c.ackDirty || c.ackDue <= t {
+	if c.ackDirty || c.ackDue <= t || forced {
 		c.appendAck(t, limit-c.enc.Len())
 	}
 	c.curSegs = c.curSegs[:0]
@@ -111,9 +112,10 @@ func (c *Conn) Poll(now time.Time, buf []byte) (pkt []byte, pktNum int64, ok boo
 	if data {
 		hasData = c.fillData(limit)
 	}
-	if c.enc.Len() == 0 {
+	if c.enc.Len() == 0 && !forced {
 		return nil, 0, false
 	}
+	c.forceAt = never
 	pkt = c.enc.Bytes()
 	p := c.inflight.push()
 	p.num, p.sentAt, p.size, p.state, p.hasData = pktNum, t, int32(len(pkt)), pktInFlight, hasData
@@ -133,6 +135,23 @@ func (c *Conn) Poll(now time.Time, buf []byte) (pkt []byte, pktNum int64, ok boo
 	}
 	return pkt, pktNum, true
 }
+
+// QueueAck makes Poll return a packet by a deadline even when the engine has
+// nothing else to send: at once when immediate, else within
+// queuedAckDelay. The packet carries an ack if anything was received (else
+// it may be empty). The connection layer uses it to answer a peer's ack
+// request and to send keepalives (GNS's QueueEndToEndAck).
+func (c *Conn) QueueAck(now time.Time, immediate bool) {
+	t := c.us(now)
+	if !immediate {
+		t += int64(queuedAckDelay / time.Microsecond)
+	}
+	c.forceAt = min(c.forceAt, t)
+}
+
+// queuedAckDelay is how long a non-immediate QueueAck may wait for a packet
+// that would go anyway (GNS k_usecMaxDataAckDelay-like slack).
+const queuedAckDelay = 250 * time.Millisecond
 
 // dataReady reports whether a packet with data may be sent at t.
 func (c *Conn) dataReady(t int64) bool {
@@ -180,7 +199,7 @@ func (c *Conn) relWindowLeft() int64 {
 // nothing is scheduled (the engine then waits for a SendMessage or a packet).
 // It may return a time in the past: call Poll now.
 func (c *Conn) NextWake() time.Time {
-	w := c.ackDue
+	w := min(c.ackDue, c.forceAt)
 	retx := false
 	for i := range c.lanes {
 		if !c.lanes[i].retx.empty() {

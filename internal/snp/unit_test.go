@@ -393,3 +393,38 @@ func TestReassembly(t *testing.T) {
 		t.Fatal("delivered an incomplete message")
 	}
 }
+
+// TestQueueAck: a queued ack forces a packet out when there is nothing else
+// to send, at once or by the deadline, and only once.
+func TestQueueAck(t *testing.T) {
+	c := mustNew(t, Config{})
+	buf := make([]byte, 0, 2048)
+	if _, _, ok := c.Poll(t0, buf); ok {
+		t.Fatal("an idle engine sent a packet")
+	}
+	c.QueueAck(t0, true)
+	if w := c.NextWake(); !w.Equal(t0) {
+		t.Fatalf("NextWake %v, want now", w)
+	}
+	if _, num, ok := c.Poll(t0, buf); !ok || num != 1 {
+		t.Fatalf("no forced packet (ok %v num %d)", ok, num)
+	}
+	if _, _, ok := c.Poll(t0, buf); ok {
+		t.Fatal("a second forced packet")
+	}
+	c.QueueAck(t0, false)
+	if _, _, ok := c.Poll(t0.Add(100*time.Millisecond), buf); ok {
+		t.Fatal("a delayed queued ack went out early")
+	}
+	if w := c.NextWake(); !w.Equal(t0.Add(queuedAckDelay)) {
+		t.Fatalf("NextWake %v, want %v", w, t0.Add(queuedAckDelay))
+	}
+	if _, _, ok := c.Poll(t0.Add(queuedAckDelay), buf); !ok {
+		t.Fatal("the delayed queued ack did not go out by its deadline")
+	}
+	// An empty forced payload is a valid packet for the peer's engine.
+	d := mustNew(t, Config{})
+	if err := d.ReceivePacket(t0, 1, nil); err != nil {
+		t.Fatalf("empty payload rejected: %v", err)
+	}
+}
