@@ -1,13 +1,17 @@
 package netmsg
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
+	"net/netip"
 	"time"
+
+	"github.com/netmsg-go/netmsg/transport"
 )
 
 // GNS's defaults and limits for the connection configuration values, from
@@ -390,6 +394,49 @@ type Config struct {
 
 	// Logger receives the Host's logs. nil means slog.Default().
 	Logger *slog.Logger
+
+	// Identity is the Host's identity, which its certificate binds to its
+	// key. The zero value means GNS's default for a host without one: the
+	// localhost address identity "ip:::1".
+	Identity Identity
+
+	// PrivateKey is the Host's Ed25519 identity key. nil means a new
+	// random key (fine with unsigned certificates).
+	PrivateKey ed25519.PrivateKey
+
+	// Certificate is the Host's certificate, signed by a certificate
+	// authority (see the netmsg cert command), in GNS's serialized form.
+	// nil means an unsigned certificate made from PrivateKey and Identity,
+	// which peers accept unless they require a CA.
+	Certificate []byte
+
+	// TrustedCAs are the public keys of the certificate authorities whose
+	// signatures the Host accepts. With none, peers' unsigned certificates
+	// are accepted (GNS's behaviour without a CA); with some, a peer must
+	// present a certificate signed by one of them.
+	TrustedCAs []ed25519.PublicKey
+
+	// AppID is the application ID; a peer's signed certificate must allow
+	// it. Default 0.
+	AppID uint32
+
+	// ListenAddr is the local address of the Host's UDP socket. The zero
+	// value means any address, IPv4 and IPv6, on a port the system picks.
+	// Ignored when PacketConn is set.
+	ListenAddr netip.AddrPort
+
+	// PacketConn, if not nil, is used instead of a UDP socket: the
+	// in-memory network of package netsim in tests, or another transport.
+	// The Host closes it when it is closed.
+	PacketConn transport.PacketConn
+
+	// OnConnectionStatusChanged is called when a connection of the
+	// connection-oriented API changes state (GNS's
+	// SteamNetConnectionStatusChangedCallback_t): a new incoming
+	// connection (Connecting, to be accepted), Connected, ClosedByPeer,
+	// ProblemDetectedLocally. Called in order, from one goroutine of the
+	// Host, never from the packet path; it may call the Host's methods.
+	OnConnectionStatusChanged func(ConnStatusChanged)
 
 	// OnSessionRequest is called when a peer with no session sends a
 	// message (GodotSteam's network_messages_session_request signal, with

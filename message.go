@@ -3,6 +3,8 @@ package netmsg
 import (
 	"net/netip"
 	"time"
+
+	"github.com/netmsg-go/netmsg/internal/snp"
 )
 
 // ConnHandle names one connection of a Host, like GNS's
@@ -69,6 +71,8 @@ type Message struct {
 	// message ("sender_user_data"). It is not sent over the wire: on a
 	// received message it is 0 (GNS sets it on outgoing messages only).
 	SenderUserData int64
+
+	buf snp.Message // the engine buffer behind Payload, for Release
 }
 
 // ConnectionInfo describes a connection or Messages session: GNS's

@@ -1,0 +1,957 @@
+package netmsg
+
+import (
+	"crypto/ed25519"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/netmsg-go/netmsg/internal/conn"
+	"github.com/netmsg-go/netmsg/internal/crypto"
+	"github.com/netmsg-go/netmsg/internal/snp"
+	"github.com/netmsg-go/netmsg/internal/udp"
+	"github.com/netmsg-go/netmsg/transport"
+)
+
+// Host is one netmsg endpoint: one packet socket (a UDP socket, or the
+// PacketConn given in Config) carrying any number of encrypted,
+// authenticated connections, GNS's ISteamNetworkingSockets for one socket.
+//
+// All methods are safe for concurrent use. The Host owns its goroutines
+// (a reader, a timer, and one that runs callbacks) and its timers; Close
+// ends them all.
+//
+// Locking: mu guards the connection table and every connection's state
+// machine; writeMu serializes writes to the socket and is taken, when both
+// are needed, after mu. Callbacks run on the event goroutine without
+// either lock, so they may call the Host.
+type Host struct {
+	cfg      *Config
+	pc       transport.PacketConn
+	identity Identity
+	key      ed25519.PrivateKey
+	listener *conn.Listener
+	connCfg  conn.Config
+
+	mu         sync.Mutex
+	closed     bool
+	listening  ListenHandle
+	conns      map[ConnHandle]*hostConn
+	servers    map[serverKey]*hostConn // server connections by the client's (address, connection id)
+	pollGroups map[PollGroup]*pollGroup
+	nextListen ListenHandle
+	nextGroup  PollGroup
+	events     []statusEvent // waiting for the event goroutine
+	out        []transport.Packet
+	outBufs    [][]byte
+	scratch    []byte
+	msgs       []snp.Message
+	stats      HostStats
+
+	writeMu sync.Mutex
+
+	timerKick chan struct{}
+	eventKick chan struct{}
+	done      chan struct{}
+	wg        sync.WaitGroup
+}
+
+// HostStats counts what a Host's socket saw; it is for tests and
+// monitoring.
+type HostStats struct {
+	DatagramsIn, DatagramsOut int64
+	BytesIn, BytesOut         int64
+	Dropped                   int64 // datagrams dropped: malformed, unknown connection, refused
+	ChallengesAnswered        int64
+	ConnectsRefused           int64
+}
+
+type serverKey struct {
+	addr netip.AddrPort
+	id   uint32
+}
+
+// hostConn is the Host's record of one connection. Its fields are guarded
+// by Host.mu.
+type hostConn struct {
+	handle   ConnHandle
+	c        *conn.Conn
+	listen   ListenHandle
+	userData int64
+	identity Identity
+	state    ConnectionState
+	recv     msgQueue // when not in a poll group
+	queued   int      // messages of this connection waiting in recv or its group's
+	group    *pollGroup
+	wake     time.Time
+}
+
+// PollGroup names a set of connections whose messages are received together
+// (GNS's HSteamNetPollGroup). The zero value names none.
+type PollGroup uint32
+
+type pollGroup struct {
+	recv msgQueue
+}
+
+// ConnStatusChanged is the event passed to Config.OnConnectionStatusChanged:
+// a connection changed state (GNS's SteamNetConnectionStatusChangedCallback_t).
+type ConnStatusChanged struct {
+	Conn     ConnHandle
+	Info     ConnectionInfo
+	OldState ConnectionState
+}
+
+type statusEvent struct {
+	ev ConnStatusChanged
+}
+
+// Errors of the connection API.
+var (
+	// ErrHostClosed is returned by methods called after Close.
+	ErrHostClosed = errors.New("netmsg: host closed")
+	// ErrNoSuchConn is returned for a handle that names no connection.
+	ErrNoSuchConn = fmt.Errorf("netmsg: no such connection: %w", ResultInvalidParam)
+)
+
+const (
+	// maxBatch is how many datagrams the reader takes per ReadBatch.
+	maxBatch = 64
+)
+
+// NewHost opens a Host: it fills and checks cfg, opens the socket (or takes
+// cfg.PacketConn) and starts the Host's goroutines.
+func NewHost(cfg Config) (*Host, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	key := c.PrivateKey
+	if key == nil {
+		_, key, err = ed25519.GenerateKey(c.Rand)
+		if err != nil {
+			return nil, fmt.Errorf("netmsg: identity key: %w", err)
+		}
+	}
+	id := c.Identity
+	if !id.IsValid() {
+		id = IdentityLocalhost() // GNS presents ip:::1 when no identity is set
+	}
+	pc := c.PacketConn
+	if pc == nil {
+		network := "udp"
+		if a := c.ListenAddr.Addr(); a.IsValid() && a.Unmap().Is4() {
+			network = "udp4"
+		}
+		pc, err = udp.Listen(network, c.ListenAddr, udp.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("netmsg: %w", err)
+		}
+	}
+	h := &Host{
+		cfg: c, pc: pc, identity: id, key: key,
+		conns:      make(map[ConnHandle]*hostConn),
+		servers:    make(map[serverKey]*hostConn),
+		pollGroups: make(map[PollGroup]*pollGroup),
+		scratch:    make([]byte, 0, transport.MaxDatagram),
+		msgs:       make([]snp.Message, 64),
+		timerKick:  make(chan struct{}, 1),
+		eventKick:  make(chan struct{}, 1),
+		done:       make(chan struct{}),
+	}
+	h.connCfg = conn.Config{
+		Identity:         id.String(),
+		Key:              key,
+		Cert:             c.Certificate,
+		AppID:            c.AppID,
+		TimeoutInitial:   c.TimeoutInitial,
+		TimeoutConnected: c.TimeoutConnected,
+		SNP:              snpConfig(&c.ConnConfig),
+		Rand:             c.Rand,
+		ParseIdentity: func(s string) (crypto.Identity, error) {
+			return ParseIdentity(s)
+		},
+	}
+	for _, ca := range c.TrustedCAs {
+		h.connCfg.TrustedCAs = append(h.connCfg.TrustedCAs, ca)
+	}
+	secret := make([]byte, 32)
+	if _, err := io.ReadFull(c.Rand, secret); err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("netmsg: challenge secret: %w", err)
+	}
+	if h.listener, err = conn.NewListener(h.connCfg, secret); err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("netmsg: %w", err)
+	}
+	h.wg.Add(3)
+	go h.readLoop()
+	go h.timerLoop()
+	go h.eventLoop()
+	return h, nil
+}
+
+// snpConfig maps a connection's configuration onto the engine's.
+func snpConfig(cc *ConnConfig) snp.Config {
+	nagle := cc.NagleTime
+	if cc.DisableNagle {
+		nagle = -1
+	}
+	return snp.Config{
+		MaxPayload:         cc.MTUPacketSize - mtuOverhead,
+		NagleTime:          nagle,
+		SendBufferSize:     cc.SendBufferSize,
+		SendRateMin:        cc.SendRateMin,
+		SendRateMax:        cc.SendRateMax,
+		RecvBufferSize:     cc.RecvBufferSize,
+		RecvBufferMessages: cc.RecvBufferMessages,
+		RecvMaxMessageSize: cc.RecvMaxMessageSize,
+		MaxMessageSize:     cc.MaxMessageSize,
+	}
+}
+
+// mtuOverhead is what a data packet adds to its SNP payload: the 7-byte
+// header, room for an inline stats blob, and the 16-byte GCM tag (GNS
+// budgets the same way from MTU_PacketSize).
+const mtuOverhead = 7 + 32 + 16
+
+// Identity returns the Host's identity.
+func (h *Host) Identity() Identity { return h.identity }
+
+// LocalAddr returns the address of the Host's socket.
+func (h *Host) LocalAddr() netip.AddrPort { return h.pc.LocalAddr() }
+
+// Stats returns the Host's socket counters.
+func (h *Host) Stats() HostStats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.stats
+}
+
+// Close closes every connection (without lingering: GNS's behaviour when
+// its interface is destroyed), the socket, and ends the Host's goroutines.
+// It is safe to call more than once.
+func (h *Host) Close() error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	now := h.cfg.Now()
+	for _, hc := range h.conns {
+		hc.c.Close(now, int(EndAppMin), "host closed", false)
+		h.pollLocked(now, hc)
+	}
+	h.flushOutLocked()
+	h.closed = true
+	h.mu.Unlock()
+	close(h.done)
+	err := h.pc.Close()
+	h.wg.Wait()
+	return err
+}
+
+// Listen makes the Host accept incoming connections on its socket (GNS's
+// CreateListenSocketIP; a Host has one socket, so one listen handle). New
+// connections appear in state Connecting through OnConnectionStatusChanged
+// and must be accepted with AcceptConnection.
+func (h *Host) Listen() (ListenHandle, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return InvalidListen, ErrHostClosed
+	}
+	if h.listening == InvalidListen {
+		h.nextListen++
+		h.listening = h.nextListen
+	}
+	return h.listening, nil
+}
+
+// CloseListen stops accepting new connections. Connections already
+// accepted go on (GNS closes them too; netmsg leaves that to the caller).
+func (h *Host) CloseListen(l ListenHandle) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if l == InvalidListen || l != h.listening {
+		return false
+	}
+	h.listening = InvalidListen
+	return true
+}
+
+// Connect starts a connection to addr (GNS's ConnectByIPAddress). It
+// returns at once, with the connection in state Connecting; messages sent
+// before it is connected are queued.
+func (h *Host) Connect(addr netip.AddrPort) (ConnHandle, error) {
+	if !addr.IsValid() {
+		return InvalidConn, fmt.Errorf("netmsg: connect: bad address %v: %w", addr, ResultInvalidParam)
+	}
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return InvalidConn, ErrHostClosed
+	}
+	now := h.cfg.Now()
+	handle, err := h.newHandleLocked()
+	if err != nil {
+		return InvalidConn, err
+	}
+	c, err := conn.Dial(h.connCfg, now, uint32(handle), addr)
+	if err != nil {
+		return InvalidConn, fmt.Errorf("netmsg: connect: %w", err)
+	}
+	hc := &hostConn{handle: handle, c: c, state: StateNone}
+	h.conns[handle] = hc
+	h.pollLocked(now, hc)
+	h.flushOutLocked()
+	return handle, nil
+}
+
+// connLocked returns the connection the application knows as c, or nil.
+func (h *Host) connLocked(c ConnHandle) *hostConn {
+	if hc := h.conns[c]; hc != nil && hc.handle == c {
+		return hc
+	}
+	return nil
+}
+
+// newHandleLocked picks a random, unused, nonzero connection handle; it is
+// also the connection id on the wire, as in GNS.
+func (h *Host) newHandleLocked() (ConnHandle, error) {
+	var b [4]byte
+	for range 100 {
+		if _, err := io.ReadFull(h.cfg.Rand, b[:]); err != nil {
+			return InvalidConn, fmt.Errorf("netmsg: connection id: %w", err)
+		}
+		id := ConnHandle(binary.LittleEndian.Uint32(b[:]))
+		if id != InvalidConn && h.conns[id] == nil {
+			return id, nil
+		}
+	}
+	return InvalidConn, fmt.Errorf("netmsg: no free connection id: %w", ResultLimitExceeded)
+}
+
+// AcceptConnection accepts an incoming connection in state Connecting
+// (GNS's AcceptConnection).
+func (h *Host) AcceptConnection(c ConnHandle) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	hc := h.connLocked(c)
+	if hc == nil {
+		return ErrNoSuchConn
+	}
+	now := h.cfg.Now()
+	if err := hc.c.Accept(now); err != nil {
+		return fmt.Errorf("netmsg: accept: %v: %w", err, ResultInvalidState)
+	}
+	h.pollLocked(now, hc)
+	h.flushOutLocked()
+	return nil
+}
+
+// SendMessageToConnection sends data on connection c with flags (GNS's
+// SendMessageToConnection) and returns the message number. The data is
+// copied. Errors are Results: ResultInvalidParam (bad handle, message too
+// big), ResultLimitExceeded (send buffer full), ResultNoConnection (the
+// connection is closed or closing), ResultIgnored (an unreliable NoDelay
+// message that could not go now).
+func (h *Host) SendMessageToConnection(c ConnHandle, data []byte, flags SendFlags) (int64, error) {
+	return h.send(c, 0, data, flags)
+}
+
+func (h *Host) send(c ConnHandle, lane int, data []byte, flags SendFlags) (int64, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	hc := h.connLocked(c)
+	if hc == nil {
+		return 0, ErrNoSuchConn
+	}
+	now := h.cfg.Now()
+	num, err := hc.c.Send(now, lane, data, snp.SendFlags(flags&(SendReliable|SendNoNagle|SendNoDelay)))
+	if err != nil {
+		return 0, sendResult(err)
+	}
+	if flags&SendNoNagle != 0 || hc.c.NextWake().Before(now.Add(time.Millisecond)) {
+		h.pollLocked(now, hc)
+		h.flushOutLocked()
+	} else {
+		h.rescheduleLocked(hc)
+	}
+	return num, nil
+}
+
+// sendResult maps an engine or connection error onto a Result.
+func sendResult(err error) error {
+	switch {
+	case errors.Is(err, snp.ErrMessageTooBig), errors.Is(err, snp.ErrBadLane):
+		return fmt.Errorf("netmsg: send: %v: %w", err, ResultInvalidParam)
+	case errors.Is(err, snp.ErrSendBufferFull):
+		return ResultLimitExceeded
+	case errors.Is(err, snp.ErrIgnored):
+		return ResultIgnored
+	case errors.Is(err, conn.ErrNotConnected):
+		return ResultNoConnection
+	}
+	return fmt.Errorf("netmsg: send: %v: %w", err, ResultFail)
+}
+
+// FlushMessagesOnConnection sends what is queued on c now, ignoring Nagle.
+func (h *Host) FlushMessagesOnConnection(c ConnHandle) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	hc := h.connLocked(c)
+	if hc == nil {
+		return ErrNoSuchConn
+	}
+	now := h.cfg.Now()
+	hc.c.Flush(now)
+	h.pollLocked(now, hc)
+	h.flushOutLocked()
+	return nil
+}
+
+// ReceiveMessagesOnConnection returns up to max messages received on c,
+// oldest first, without blocking (nil when there are none). The caller owns
+// them; calling Release on each when done lets the Host reuse its buffers.
+func (h *Host) ReceiveMessagesOnConnection(c ConnHandle, max int) []*Message {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	hc := h.connLocked(c)
+	if hc == nil || max <= 0 {
+		return nil
+	}
+	if hc.group != nil {
+		return nil // GNS: messages of a connection in a poll group go to the group
+	}
+	ms := hc.recv.take(max)
+	h.tookLocked(ms)
+	return ms
+}
+
+// CreatePollGroup returns a new, empty poll group.
+func (h *Host) CreatePollGroup() PollGroup {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.nextGroup++
+	h.pollGroups[h.nextGroup] = &pollGroup{}
+	return h.nextGroup
+}
+
+// DestroyPollGroup removes a poll group; its connections leave it, and the
+// messages waiting in it are dropped.
+func (h *Host) DestroyPollGroup(g PollGroup) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	pg := h.pollGroups[g]
+	if pg == nil {
+		return false
+	}
+	for _, hc := range h.conns {
+		if hc.group == pg {
+			hc.group = nil
+		}
+	}
+	for _, m := range pg.recv.take(pg.recv.len()) {
+		if hc := h.conns[m.Connection]; hc != nil {
+			hc.queued--
+		}
+		m.Release()
+	}
+	delete(h.pollGroups, g)
+	return true
+}
+
+// SetConnectionPollGroup puts c in poll group g (0: none). Messages already
+// waiting on c move with it.
+func (h *Host) SetConnectionPollGroup(c ConnHandle, g PollGroup) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	hc := h.connLocked(c)
+	if hc == nil {
+		return false
+	}
+	var pg *pollGroup
+	if g != 0 {
+		if pg = h.pollGroups[g]; pg == nil {
+			return false
+		}
+	}
+	if hc.group == nil && pg != nil {
+		for _, m := range hc.recv.take(hc.recv.len()) {
+			pg.recv.push(m)
+		}
+	}
+	hc.group = pg
+	return true
+}
+
+// ReceiveMessagesOnPollGroup returns up to max messages received on the
+// connections of g, in arrival order, without blocking.
+func (h *Host) ReceiveMessagesOnPollGroup(g PollGroup, max int) []*Message {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	pg := h.pollGroups[g]
+	if pg == nil || max <= 0 {
+		return nil
+	}
+	ms := pg.recv.take(max)
+	h.tookLocked(ms)
+	return ms
+}
+
+// CloseConnection closes c with reason (use EndAppMin..EndAppMax, 1000-1999,
+// for application reasons; 0 means EndAppMin) and debug text. With linger,
+// reliable data already queued is delivered first. The handle is released:
+// later calls with it fail. It returns false for an unknown handle.
+func (h *Host) CloseConnection(c ConnHandle, reason EndReason, debug string, linger bool) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	hc := h.connLocked(c)
+	if hc == nil {
+		return false
+	}
+	if reason == EndInvalid {
+		reason = EndAppMin
+	}
+	now := h.cfg.Now()
+	hc.c.Close(now, int(reason), debug, linger)
+	h.pollLocked(now, hc)
+	h.flushOutLocked()
+	hc.recv.drop()
+	hc.queued = 0
+	// The handle goes now; a lingering connection keeps running in the
+	// table under it until it is dead, but the application cannot reach
+	// it any more.
+	hc.listen = InvalidListen
+	hc.userData = 0
+	hc.state = StateNone
+	h.forgetHandleLocked(hc)
+	return true
+}
+
+// forgetHandleLocked removes hc from the API's view. Its state machine is
+// kept in the table while it still has something to send (linger, closing
+// messages).
+func (h *Host) forgetHandleLocked(hc *hostConn) {
+	hc.group = nil
+	if st := ConnectionState(hc.c.State()); st == StateDead || st == StateNone {
+		h.removeLocked(hc)
+		return
+	}
+	hc.handle = InvalidConn // a zombie: reachable only by the packet path
+}
+
+func (h *Host) removeLocked(hc *hostConn) {
+	id := ConnHandle(hc.c.LocalID())
+	if h.conns[id] == hc {
+		delete(h.conns, id)
+	}
+	if hc.c.IsServer() {
+		k := serverKey{hc.c.RemoteAddr(), hc.c.RemoteID()}
+		if h.servers[k] == hc {
+			delete(h.servers, k)
+		}
+	}
+}
+
+// SetConnectionUserData sets c's user data (ConnectionInfo.UserData, and
+// Message.ReceiverUserData of messages received from now on).
+func (h *Host) SetConnectionUserData(c ConnHandle, v int64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	hc := h.connLocked(c)
+	if hc == nil {
+		return false
+	}
+	hc.userData = v
+	return true
+}
+
+// ConnectionInfo returns what is known of c (GNS's GetConnectionInfo).
+func (h *Host) ConnectionInfo(c ConnHandle) (ConnectionInfo, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	hc := h.connLocked(c)
+	if hc == nil {
+		return ConnectionInfo{}, ErrNoSuchConn
+	}
+	return h.infoLocked(hc), nil
+}
+
+func (h *Host) infoLocked(hc *hostConn) ConnectionInfo {
+	st := ConnectionState(hc.c.State())
+	if st == StateFinWait || st == StateLinger {
+		st = StateConnected // GNS reports these only internally
+	}
+	dir := "to"
+	if hc.c.IsServer() {
+		dir = "from"
+	}
+	return ConnectionInfo{
+		Identity:      hc.identity,
+		UserData:      hc.userData,
+		ListenSocket:  hc.listen,
+		RemoteAddress: hc.c.RemoteAddr(),
+		State:         st,
+		EndReason:     EndReason(hc.c.EndReason()),
+		EndDebug:      hc.c.EndDebug(),
+		Description:   fmt.Sprintf("#%d UDP %s %v %v", hc.c.LocalID(), dir, hc.identity, hc.c.RemoteAddr()),
+	}
+}
+
+// RealTimeStatus returns c's live figures (GNS's
+// GetConnectionRealTimeStatus).
+func (h *Host) RealTimeStatus(c ConnHandle) (RealTimeStatus, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	hc := h.connLocked(c)
+	if hc == nil {
+		return RealTimeStatus{}, ErrNoSuchConn
+	}
+	s := hc.c.Stats(h.cfg.Now())
+	ping := time.Duration(-1)
+	if s.Ping >= 0 {
+		ping = time.Duration(s.Ping) * time.Millisecond
+	}
+	return RealTimeStatus{
+		State:                   ConnectionState(hc.c.State()),
+		Ping:                    ping,
+		ConnectionQualityLocal:  s.ConnectionQualityLocal,
+		ConnectionQualityRemote: s.ConnectionQualityRemote,
+		OutPacketsPerSec:        s.OutPacketsPerSec,
+		OutBytesPerSec:          s.OutBytesPerSec,
+		InPacketsPerSec:         s.InPacketsPerSec,
+		InBytesPerSec:           s.InBytesPerSec,
+		SendRateBytesPerSecond:  s.SendRateBytesPerSecond,
+		PendingUnreliable:       s.PendingUnreliable,
+		PendingReliable:         s.PendingReliable,
+		SentUnackedReliable:     s.SentUnackedReliable,
+		QueueTime:               s.QueueTime,
+	}, nil
+}
+
+// readLoop takes datagrams from the socket and hands them to the
+// connections, until the socket is closed.
+func (h *Host) readLoop() {
+	defer h.wg.Done()
+	pkts := make([]transport.Packet, maxBatch)
+	for i := range pkts {
+		pkts[i].Buf = make([]byte, transport.MaxDatagram)
+	}
+	for {
+		n, err := h.pc.ReadBatch(pkts)
+		if err != nil {
+			if errors.Is(err, transport.ErrClosed) {
+				return
+			}
+			select {
+			case <-h.done:
+				return
+			default:
+			}
+			h.cfg.Logger.Warn("netmsg: read", "err", err)
+			continue
+		}
+		h.mu.Lock()
+		now := h.cfg.Now()
+		for i := range pkts[:n] {
+			h.handleDatagramLocked(now, pkts[i].Addr, pkts[i].Bytes())
+		}
+		h.flushOutLocked()
+		h.mu.Unlock()
+	}
+}
+
+// handleDatagramLocked routes one datagram.
+func (h *Host) handleDatagramLocked(now time.Time, from netip.AddrPort, b []byte) {
+	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	h.stats.DatagramsIn++
+	h.stats.BytesIn += int64(len(b))
+	kind, id := conn.Classify(b)
+	switch kind {
+	case conn.KindChallengeRequest:
+		if h.listening == InvalidListen {
+			h.stats.Dropped++
+			return
+		}
+		reply, err := h.listener.HandleChallengeRequest(now, from, b, h.scratch)
+		if err != nil {
+			h.stats.Dropped++
+			return
+		}
+		h.stats.ChallengesAnswered++
+		h.queueLocked(from, reply)
+	case conn.KindConnectRequest:
+		if hc := h.servers[serverKey{from, id}]; hc != nil {
+			h.deliverLocked(now, hc, from, b)
+			return
+		}
+		if h.listening == InvalidListen {
+			h.stats.Dropped++
+			return
+		}
+		handle, err := h.newHandleLocked()
+		if err != nil {
+			h.stats.Dropped++
+			return
+		}
+		c, reply, err := h.listener.HandleConnectRequest(now, from, b, uint32(handle))
+		if reply != nil {
+			h.queueLocked(from, reply)
+		}
+		if err != nil {
+			h.stats.ConnectsRefused++
+			return
+		}
+		hc := &hostConn{handle: handle, c: c, listen: h.listening, state: StateNone}
+		hc.identity, _ = ParseIdentity(c.RemoteIdentity())
+		h.conns[handle] = hc
+		h.servers[serverKey{from, id}] = hc
+		h.pollLocked(now, hc)
+	case conn.KindChallengeReply, conn.KindConnectOK, conn.KindConnectionClosed, conn.KindNoConnection, conn.KindData:
+		hc := h.conns[ConnHandle(id)]
+		if hc == nil {
+			h.stats.Dropped++
+			if kind == conn.KindConnectionClosed || kind == conn.KindData {
+				if reply := h.listener.HandleStray(now, from, b, h.scratch); reply != nil {
+					h.queueLocked(from, reply)
+				}
+			}
+			return
+		}
+		h.deliverLocked(now, hc, from, b)
+	default:
+		h.stats.Dropped++
+	}
+}
+
+// deliverLocked gives a datagram to a connection and takes what follows
+// from it: messages, state changes, datagrams to send.
+func (h *Host) deliverLocked(now time.Time, hc *hostConn, from netip.AddrPort, b []byte) {
+	if err := hc.c.HandleDatagram(now, from, b); err != nil {
+		h.stats.Dropped++
+	}
+	if !hc.identity.IsValid() {
+		if s := hc.c.RemoteIdentity(); s != "" {
+			hc.identity, _ = ParseIdentity(s)
+		}
+	}
+	h.drainLocked(now, hc)
+	h.pollLocked(now, hc)
+}
+
+// drainLocked moves the connection's completed messages to its queue (or
+// its poll group's), at most RecvBufferMessages of them waiting at a time;
+// the rest wait in the engine, whose limits then push back on the peer.
+func (h *Host) drainLocked(now time.Time, hc *hostConn) {
+	limit := h.cfg.RecvBufferMessages
+	for hc.queued < limit {
+		n := hc.c.Receive(h.msgs[:min(len(h.msgs), limit-hc.queued)])
+		if n == 0 {
+			return
+		}
+		for i := range h.msgs[:n] {
+			sm := &h.msgs[i]
+			if hc.handle == InvalidConn {
+				sm.Release() // closed by the application: drop
+				continue
+			}
+			m := newMessage(sm)
+			m.Connection = hc.handle
+			m.Identity = hc.identity
+			m.ReceiverUserData = hc.userData
+			m.TimeReceived = now
+			hc.queued++
+			if hc.group != nil {
+				hc.group.recv.push(m)
+			} else {
+				hc.recv.push(m)
+			}
+			*sm = snp.Message{}
+		}
+	}
+}
+
+// tookLocked accounts for messages the application took and pulls more
+// from the engines they came from.
+func (h *Host) tookLocked(ms []*Message) {
+	now := h.cfg.Now()
+	var last *hostConn
+	for _, m := range ms {
+		hc := h.conns[m.Connection]
+		if hc == nil {
+			continue
+		}
+		hc.queued--
+		if hc != last && last != nil {
+			h.drainLocked(now, last)
+		}
+		last = hc
+	}
+	if last != nil {
+		h.drainLocked(now, last)
+		// Taking messages may let the engine ack data it had to refuse.
+		h.rescheduleLocked(last)
+	}
+}
+
+// pollLocked collects the connection's datagrams and events and schedules
+// its next wake-up.
+func (h *Host) pollLocked(now time.Time, hc *hostConn) {
+	for {
+		i := len(h.out)
+		if i == len(h.outBufs) {
+			h.outBufs = append(h.outBufs, make([]byte, 0, transport.MaxDatagram))
+		}
+		d, ok := hc.c.Poll(now, h.outBufs[i])
+		if !ok {
+			break
+		}
+		h.out = append(h.out, transport.Packet{Buf: d, N: len(d), Addr: hc.c.RemoteAddr()})
+		if len(h.out) == maxBatch {
+			h.flushOutLocked()
+		}
+	}
+	for {
+		ev, ok := hc.c.NextEvent()
+		if !ok {
+			break
+		}
+		h.stateChangedLocked(hc, ev)
+	}
+	if st := hc.c.State(); st == conn.StateDead || (hc.handle == InvalidConn && st == conn.StateNone) {
+		h.removeLocked(hc)
+		return
+	}
+	h.rescheduleLocked(hc)
+}
+
+// stateChangedLocked records a state change and queues the callback.
+func (h *Host) stateChangedLocked(hc *hostConn, ev conn.Event) {
+	old := hc.state
+	hc.state = ConnectionState(ev.State)
+	if hc.handle == InvalidConn || h.cfg.OnConnectionStatusChanged == nil {
+		return
+	}
+	if hc.state == StateFinWait || hc.state == StateLinger || hc.state == StateDead {
+		return // internal states: GNS does not report them
+	}
+	h.events = append(h.events, statusEvent{ConnStatusChanged{Conn: hc.handle, Info: h.infoLocked(hc), OldState: old}})
+	select {
+	case h.eventKick <- struct{}{}:
+	default:
+	}
+}
+
+// rescheduleLocked notes the connection's next wake-up and kicks the timer
+// if it is sooner than the one it waits for.
+func (h *Host) rescheduleLocked(hc *hostConn) {
+	hc.wake = hc.c.NextWake()
+	if !hc.wake.IsZero() {
+		select {
+		case h.timerKick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// queueLocked adds one datagram (copied) to the outgoing batch.
+func (h *Host) queueLocked(to netip.AddrPort, b []byte) {
+	i := len(h.out)
+	if i == len(h.outBufs) {
+		h.outBufs = append(h.outBufs, make([]byte, 0, transport.MaxDatagram))
+	}
+	buf := append(h.outBufs[i][:0], b...)
+	h.outBufs[i] = buf
+	h.out = append(h.out, transport.Packet{Buf: buf, N: len(buf), Addr: to})
+	if len(h.out) == maxBatch {
+		h.flushOutLocked()
+	}
+}
+
+// flushOutLocked writes the outgoing batch.
+func (h *Host) flushOutLocked() {
+	if len(h.out) == 0 {
+		return
+	}
+	h.writeMu.Lock()
+	n, err := h.pc.WriteBatch(h.out)
+	h.writeMu.Unlock()
+	for i := range h.out[:n] {
+		h.stats.DatagramsOut++
+		h.stats.BytesOut += int64(h.out[i].N)
+		h.outBufs[i] = h.out[i].Buf[:0]
+	}
+	if err != nil && !h.closed {
+		h.cfg.Logger.Debug("netmsg: write", "err", err)
+	}
+	h.out = h.out[:0]
+}
+
+// timerLoop polls every connection whose wake-up time has come, and sleeps
+// until the soonest next one.
+func (h *Host) timerLoop() {
+	defer h.wg.Done()
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		h.mu.Lock()
+		now := h.cfg.Now()
+		var next time.Time
+		for _, hc := range h.conns {
+			if hc.wake.IsZero() {
+				continue
+			}
+			if !hc.wake.After(now) {
+				h.drainLocked(now, hc)
+				h.pollLocked(now, hc)
+			}
+			if !hc.wake.IsZero() && (next.IsZero() || hc.wake.Before(next)) {
+				next = hc.wake
+			}
+		}
+		h.flushOutLocked()
+		h.mu.Unlock()
+		d := time.Hour
+		if !next.IsZero() {
+			d = max(next.Sub(now), 0)
+		}
+		t.Reset(d)
+		select {
+		case <-h.done:
+			return
+		case <-h.timerKick:
+		case <-t.C:
+		}
+	}
+}
+
+// eventLoop runs the callbacks, in order, outside the Host's locks.
+func (h *Host) eventLoop() {
+	defer h.wg.Done()
+	for {
+		select {
+		case <-h.done:
+			return
+		case <-h.eventKick:
+		}
+		for {
+			h.mu.Lock()
+			evs := h.events
+			h.events = nil
+			h.mu.Unlock()
+			if len(evs) == 0 {
+				break
+			}
+			for _, e := range evs {
+				h.cfg.OnConnectionStatusChanged(e.ev)
+			}
+		}
+	}
+}

@@ -1,0 +1,86 @@
+package netmsg
+
+import (
+	"sync"
+
+	"github.com/netmsg-go/netmsg/internal/snp"
+)
+
+// msgPool recycles Messages given back with Release, so the steady-state
+// receive path does not allocate one per message.
+var msgPool = sync.Pool{New: func() any { return new(Message) }}
+
+// newMessage wraps an engine message (taking over its buffer) in a pooled
+// Message.
+func newMessage(sm *snp.Message) *Message {
+	m := msgPool.Get().(*Message)
+	m.buf = *sm
+	m.Payload = sm.Data
+	m.Size = len(sm.Data)
+	m.MessageNumber = sm.MsgNum
+	m.Channel = 0
+	m.Flags = SendUnreliable
+	if sm.Reliable {
+		m.Flags = SendReliable
+	}
+	return m
+}
+
+// Release gives the message's buffers back to netmsg for reuse. The Message
+// and its Payload must not be used afterwards. Calling it is optional (an
+// unreleased message is garbage collected) but saves allocations; calling
+// it twice is a bug, as with GNS's Release.
+func (m *Message) Release() {
+	if m == nil {
+		return
+	}
+	m.buf.Release()
+	*m = Message{}
+	msgPool.Put(m)
+}
+
+// msgQueue is a FIFO of received messages (a ring buffer that grows to the
+// largest backlog it has held; its length is bounded by the receive
+// limits).
+type msgQueue struct {
+	buf        []*Message
+	head, size int
+}
+
+func (q *msgQueue) len() int { return q.size }
+
+func (q *msgQueue) push(m *Message) {
+	if q.size == len(q.buf) {
+		n := make([]*Message, max(16, 2*len(q.buf)))
+		for i := range q.size {
+			n[i] = q.buf[(q.head+i)%len(q.buf)]
+		}
+		q.buf, q.head = n, 0
+	}
+	q.buf[(q.head+q.size)%len(q.buf)] = m
+	q.size++
+}
+
+// take removes and returns up to max messages, oldest first (nil if none).
+func (q *msgQueue) take(max int) []*Message {
+	n := min(max, q.size)
+	if n == 0 {
+		return nil
+	}
+	out := make([]*Message, n)
+	for i := range out {
+		out[i] = q.buf[q.head]
+		q.buf[q.head] = nil
+		q.head = (q.head + 1) % len(q.buf)
+	}
+	q.size -= n
+	return out
+}
+
+// drop releases every message in the queue.
+func (q *msgQueue) drop() {
+	for _, m := range q.take(q.size) {
+		m.Release()
+	}
+	q.buf, q.head = nil, 0
+}

@@ -1,0 +1,313 @@
+package netmsg
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/netmsg-go/netmsg/netsim"
+	"go.uber.org/goleak"
+)
+
+// testPeer is a Host with a record of the status changes it saw.
+type testPeer struct {
+	*Host
+	mu     sync.Mutex
+	events []ConnStatusChanged
+}
+
+func (p *testPeer) seen() []ConnStatusChanged {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]ConnStatusChanged(nil), p.events...)
+}
+
+// lastState returns the last state reported for c (StateNone if none).
+func (p *testPeer) lastState(c ConnHandle) (ConnectionState, ConnectionInfo) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := len(p.events) - 1; i >= 0; i-- {
+		if p.events[i].Conn == c {
+			return p.events[i].Info.State, p.events[i].Info
+		}
+	}
+	return StateNone, ConnectionInfo{}
+}
+
+// newTestPeer opens a Host on pc (nil: a UDP socket on 127.0.0.1). A server
+// (listen) accepts every incoming connection from its callback.
+func newTestPeer(t *testing.T, cfg Config, listen bool) *testPeer {
+	t.Helper()
+	p := &testPeer{}
+	cfg.OnConnectionStatusChanged = func(ev ConnStatusChanged) {
+		p.mu.Lock()
+		p.events = append(p.events, ev)
+		p.mu.Unlock()
+		if listen && ev.Info.State == StateConnecting && ev.Info.ListenSocket != InvalidListen {
+			if err := p.AcceptConnection(ev.Conn); err != nil {
+				t.Errorf("accept: %v", err)
+			}
+		}
+	}
+	if cfg.PacketConn == nil && !cfg.ListenAddr.IsValid() {
+		cfg.ListenAddr = netip.MustParseAddrPort("127.0.0.1:0")
+	}
+	h, err := NewHost(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Host = h
+	if listen {
+		if _, err := h.Listen(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}
+
+// waitFor polls cond every 10 ms until it holds or limit passes.
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("timed out after %v waiting for %s", limit, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// serverConn returns the server's handle for its only connection.
+func serverConn(t *testing.T, p *testPeer) ConnHandle {
+	t.Helper()
+	for _, ev := range p.seen() {
+		if ev.Info.State == StateConnecting {
+			return ev.Conn
+		}
+	}
+	t.Fatal("server saw no incoming connection")
+	return InvalidConn
+}
+
+func numbered(seq uint64, size int) []byte {
+	b := make([]byte, max(size, 8))
+	binary.LittleEndian.PutUint64(b, seq)
+	for i := 8; i < len(b); i++ {
+		b[i] = byte(seq + uint64(i))
+	}
+	return b
+}
+
+// exchange runs the common end-to-end script between a client and a server
+// Host: connect, reliable and unreliable traffic both ways, close with a
+// reason seen by the peer.
+func exchange(t *testing.T, cli, srv *testPeer, limit time.Duration, lossy bool) {
+	t.Helper()
+	c, err := cli.Connect(srv.LocalAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Messages sent before the connection is up are queued.
+	const n = 200
+	for i := range uint64(n / 2) {
+		if _, err := cli.SendMessageToConnection(c, numbered(i, 100+int(i)*37), SendReliable); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	waitFor(t, limit, "client connected", func() bool { st, _ := cli.lastState(c); return st == StateConnected })
+	s := serverConn(t, srv)
+	waitFor(t, limit, "server connected", func() bool { st, _ := srv.lastState(s); return st == StateConnected })
+	for i := uint64(n / 2); i < n; i++ {
+		for {
+			_, err := cli.SendMessageToConnection(c, numbered(i, 100+int(i)*37), SendReliable)
+			if err == nil {
+				break
+			}
+			if err != ResultLimitExceeded {
+				t.Fatalf("send %d: %v", i, err)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	for i := range uint64(50) {
+		if _, err := srv.SendMessageToConnection(s, numbered(i, 64), SendReliableNoNagle); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := srv.SendMessageToConnection(s, numbered(1000+i, 64), SendUnreliable); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []uint64
+	waitFor(t, limit, "the client's reliable messages at the server", func() bool {
+		for _, m := range srv.ReceiveMessagesOnConnection(s, 64) {
+			seq := binary.LittleEndian.Uint64(m.Payload)
+			if !bytes.Equal(m.Payload, numbered(seq, 100+int(seq)*37)) || m.Flags != SendReliable || m.Connection != s {
+				t.Fatalf("message %d corrupt or mislabelled: flags %v conn %v", seq, m.Flags, m.Connection)
+			}
+			got = append(got, seq)
+			m.Release()
+		}
+		return len(got) >= n
+	})
+	for i, seq := range got {
+		if seq != uint64(i) {
+			t.Fatalf("reliable message %d arrived as %d (order or duplicate)", i, seq)
+		}
+	}
+	// A named server is known by its name; one with GNS's default
+	// localhost identity by its address (as GNS reports it).
+	peerID := srv.Identity()
+	if peerID.IsLocalhost() {
+		peerID, _ = IdentityFromAddr(srv.LocalAddr())
+	}
+	var rel, unrel int
+	waitFor(t, limit, "the server's reliable messages at the client", func() bool {
+		for _, m := range cli.ReceiveMessagesOnConnection(c, 64) {
+			seq := binary.LittleEndian.Uint64(m.Payload)
+			if m.Flags == SendReliable {
+				if seq != uint64(rel) {
+					t.Fatalf("reliable %d arrived as %d", rel, seq)
+				}
+				rel++
+			} else {
+				unrel++
+			}
+			if m.Identity != peerID {
+				t.Fatalf("message from %v, want %v", m.Identity, peerID)
+			}
+			m.Release()
+		}
+		return rel == 50
+	})
+	if !lossy && unrel == 0 {
+		t.Errorf("no unreliable message arrived on a lossless path")
+	}
+	info, err := cli.ConnectionInfo(c)
+	if err != nil || info.State != StateConnected || info.RemoteAddress != srv.LocalAddr() || info.Identity != peerID {
+		t.Errorf("client info %+v, %v", info, err)
+	}
+	if st, err := cli.RealTimeStatus(c); err != nil || st.State != StateConnected || st.Ping < 0 {
+		t.Errorf("client status %+v, %v", st, err)
+	}
+	// Close with a reason: the server sees it.
+	if !cli.CloseConnection(c, EndAppMin+7, "bye now", true) {
+		t.Fatal("close failed")
+	}
+	waitFor(t, limit, "the server to see the close", func() bool { st, _ := srv.lastState(s); return st == StateClosedByPeer })
+	_, sinfo := srv.lastState(s)
+	if sinfo.EndReason != EndAppMin+7 || sinfo.EndDebug != "bye now" {
+		t.Errorf("server saw end %v %q, want %v %q", sinfo.EndReason, sinfo.EndDebug, EndAppMin+7, "bye now")
+	}
+	if _, err := cli.SendMessageToConnection(c, []byte("late"), SendReliable); err == nil {
+		t.Errorf("send on a closed handle succeeded")
+	}
+}
+
+func netsimPair(t *testing.T, link netsim.LinkConfig) (cli, srv *testPeer, nw *netsim.Network) {
+	t.Helper()
+	nw, err := netsim.New(netsim.Config{Seed: 1, Link: link})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ea, err := nw.Listen(netip.MustParseAddrPort("127.0.0.1:27015"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eb, err := nw.Listen(netip.MustParseAddrPort("127.0.0.2:27015"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, _ := ParseIdentity("str:alice")
+	bob, _ := ParseIdentity("str:bob")
+	cli = newTestPeer(t, Config{PacketConn: ea, Identity: alice}, false)
+	srv = newTestPeer(t, Config{PacketConn: eb, Identity: bob}, true)
+	return cli, srv, nw
+}
+
+func TestHostNetsim(t *testing.T) {
+	for _, loss := range []float64{0, 10} {
+		t.Run(fmt.Sprintf("loss%.0f", loss), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				cli, srv, nw := netsimPair(t, netsim.LinkConfig{Delay: 20 * time.Millisecond, Jitter: 2 * time.Millisecond, LossPercent: loss})
+				defer nw.Close()
+				defer srv.Close()
+				defer cli.Close()
+				exchange(t, cli, srv, 2*time.Minute, loss > 0)
+			})
+		})
+	}
+}
+
+func TestHostUDP(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	srv := newTestPeer(t, Config{}, true)
+	defer srv.Close()
+	cli := newTestPeer(t, Config{}, false)
+	defer cli.Close()
+	exchange(t, cli, srv, 10*time.Second, false)
+	cli.Close()
+	srv.Close()
+}
+
+// TestHostPeerVanishes: when every packet from the server is lost, the
+// client's idle connection ends in ProblemDetectedLocally with GNS's reason
+// (5003) and timing.
+func TestHostPeerVanishes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cli, srv, nw := netsimPair(t, netsim.LinkConfig{Delay: 5 * time.Millisecond})
+		defer nw.Close()
+		defer srv.Close()
+		defer cli.Close()
+		c, err := cli.Connect(srv.LocalAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, time.Minute, "connected", func() bool { st, _ := cli.lastState(c); return st == StateConnected })
+		// The server vanishes: nothing from it reaches the client any more.
+		if err := nw.SetLink(srv.LocalAddr(), cli.LocalAddr(), netsim.LinkConfig{LossPercent: 100}); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		waitFor(t, time.Minute, "problem detected", func() bool { st, _ := cli.lastState(c); return st == StateProblemDetectedLocally })
+		_, info := cli.lastState(c)
+		// As GNS: an idle connection sends its first keepalive after 10 s
+		// of silence, and gives up TimeoutConnected (10 s) after its
+		// replies start timing out.
+		if el := time.Since(start); el < 10*time.Second || el > 25*time.Second {
+			t.Errorf("timed out after %v, want 20-25 s (keepalive interval + TimeoutConnected)", el)
+		}
+		if info.EndReason != EndMiscTimeout {
+			t.Errorf("end reason %v %q, want %v", info.EndReason, info.EndDebug, EndMiscTimeout)
+		}
+	})
+}
+
+// TestHostRefused: connecting to a host that does not listen fails.
+func TestHostRefused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw, _ := netsim.New(netsim.Config{})
+		defer nw.Close()
+		ea, _ := nw.Listen(netip.MustParseAddrPort("127.0.0.1:1"))
+		eb, _ := nw.Listen(netip.MustParseAddrPort("127.0.0.2:1"))
+		cli := newTestPeer(t, Config{PacketConn: ea}, false)
+		defer cli.Close()
+		srv := newTestPeer(t, Config{PacketConn: eb}, false) // not listening
+		defer srv.Close()
+		c, err := cli.Connect(srv.LocalAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, time.Minute, "the connect to fail", func() bool {
+			st, _ := cli.lastState(c)
+			return st == StateProblemDetectedLocally || st == StateClosedByPeer
+		})
+		if srv.Stats().ChallengesAnswered != 0 {
+			t.Errorf("a host that does not listen answered challenges")
+		}
+	})
+}
