@@ -1,6 +1,7 @@
-// Command netmsg is the netmsg command line. Today it has one subcommand:
+// Command netmsg is the netmsg command line:
 //
 //	netmsg demo    two peers exchange messages over a lossy in-memory network
+//	netmsg chat    a chat server or client compatible with GNS's example_chat
 //
 // Later issues add chat, signal, relay, ping, bench and cert.
 package main
@@ -16,6 +17,8 @@ const usage = `usage: netmsg <command> [flags]
 
 commands:
   demo    run two peers over a lossy in-memory network and check delivery
+  chat    a chat server (--listen :PORT) or client (--connect HOST:PORT),
+          compatible with GameNetworkingSockets' example_chat
 `
 
 func main() {
@@ -27,6 +30,8 @@ func main() {
 	switch os.Args[1] {
 	case "demo":
 		err = runDemo(os.Args[2:], os.Stdout)
+	case "chat":
+		err = runChat(os.Args[2:], os.Stdin, os.Stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return
