@@ -589,9 +589,9 @@ func (h *Host) infoLocked(hc *hostConn) ConnectionInfo {
 	if st == StateFinWait || st == StateLinger {
 		st = StateConnected // GNS reports these only internally
 	}
-	dir := "to"
-	if hc.c.IsServer() {
-		dir = "from"
+	desc := fmt.Sprintf("#%d UDP %v", hc.c.LocalID(), hc.c.RemoteAddr())
+	if hc.identity.IsValid() && hc.identity.Type() != IdentityIPAddress {
+		desc += " " + hc.identity.String()
 	}
 	return ConnectionInfo{
 		Identity:      hc.identity,
@@ -601,7 +601,7 @@ func (h *Host) infoLocked(hc *hostConn) ConnectionInfo {
 		State:         st,
 		EndReason:     EndReason(hc.c.EndReason()),
 		EndDebug:      hc.c.EndDebug(),
-		Description:   fmt.Sprintf("#%d UDP %s %v %v", hc.c.LocalID(), dir, hc.identity, hc.c.RemoteAddr()),
+		Description:   desc,
 	}
 }
 
