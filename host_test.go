@@ -311,3 +311,12 @@ func TestHostRefused(t *testing.T) {
 		}
 	})
 }
+
+func TestHostUDP6(t *testing.T) {
+	lo := netip.MustParseAddrPort("[::1]:0")
+	srv := newTestPeer(t, Config{ListenAddr: lo}, true)
+	defer srv.Close()
+	cli := newTestPeer(t, Config{ListenAddr: lo}, false)
+	defer cli.Close()
+	exchange(t, cli, srv, 10*time.Second, false)
+}
