@@ -45,7 +45,7 @@ const (
 	// defaultSendRateMax lets congestion control find the path's rate.
 	// Each is 1 KiB/s..256 MiB/s.
 	defaultSendRateMin = 256 * 1024
-	defaultSendRateMax = 64 * 1024 * 1024
+	defaultSendRateMax = 256 * 1024 * 1024
 	minSendRate        = 1024
 
 	defaultNagleTime = 5 * time.Millisecond // NagleTime 5000 us, 0..20000 us
@@ -221,7 +221,7 @@ type ConnConfig struct {
 
 	// SendRateMin and SendRateMax bound the send rate, in bytes per second,
 	// that congestion control may choose. SendRateMin defaults to 256 KiB/s
-	// (GNS k_ESteamNetworkingConfig_SendRateMin) and SendRateMax to 64 MiB/s;
+	// (GNS k_ESteamNetworkingConfig_SendRateMin) and SendRateMax to 256 MiB/s;
 	// each is 1 KiB/s to 256 MiB/s. GNS defaults both to 256 KiB/s, which
 	// fixes the rate; set them equal for that behaviour. When they differ,
 	// the rate adapts to loss and delay between them (see internal/snp's

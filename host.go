@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/netmsg-go/netmsg/internal/conn"
@@ -52,7 +53,11 @@ type Host struct {
 	msgs       []snp.Message
 	stats      HostStats
 
-	writeMu sync.Mutex
+	writeMu      sync.Mutex // guards the spare batch, and the socket's write side
+	spareOut     []transport.Packet
+	spareBufs    [][]byte
+	datagramsOut atomic.Int64
+	bytesOut     atomic.Int64
 
 	timerKick chan struct{}
 	eventKick chan struct{}
@@ -229,7 +234,9 @@ func (h *Host) LocalAddr() netip.AddrPort { return h.pc.LocalAddr() }
 func (h *Host) Stats() HostStats {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.stats
+	st := h.stats
+	st.DatagramsOut, st.BytesOut = h.datagramsOut.Load(), h.bytesOut.Load()
+	return st
 }
 
 // Close closes every connection (without lingering: GNS's behaviour when
@@ -367,22 +374,28 @@ func (h *Host) SendMessageToConnection(c ConnHandle, data []byte, flags SendFlag
 
 func (h *Host) send(c ConnHandle, lane int, data []byte, flags SendFlags) (int64, error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	hc := h.connLocked(c)
 	if hc == nil {
+		h.mu.Unlock()
 		return 0, ErrNoSuchConn
 	}
 	now := h.cfg.Now()
 	num, err := hc.c.Send(now, lane, data, snp.SendFlags(flags&(SendReliable|SendNoNagle|SendNoDelay)))
 	if err != nil {
+		h.mu.Unlock()
 		return 0, sendResult(err)
 	}
-	if flags&SendNoNagle != 0 || hc.c.NextWake().Before(now.Add(time.Millisecond)) {
+	if flags&SendNoNagle != 0 {
+		// Latency first: build and write the packet on the caller's
+		// goroutine.
 		h.pollLocked(now, hc)
-		h.flushOutLocked()
 	} else {
+		// Throughput first: the timer goroutine sends what is due, so
+		// that several packets go out in one batch (one sendmmsg, or one
+		// GSO super-datagram).
 		h.rescheduleLocked(hc)
 	}
+	h.unlockFlush()
 	return num, nil
 }
 
@@ -663,8 +676,7 @@ func (h *Host) readLoop() {
 		for i := range pkts[:n] {
 			h.handleDatagramLocked(now, pkts[i].Addr, pkts[i].Bytes())
 		}
-		h.flushOutLocked()
-		h.mu.Unlock()
+		h.unlockFlush()
 	}
 }
 
@@ -875,23 +887,53 @@ func (h *Host) queueLocked(to netip.AddrPort, b []byte) {
 	}
 }
 
-// flushOutLocked writes the outgoing batch.
+// flushOutLocked writes the outgoing batch while holding mu: for a batch
+// that filled up in the middle of work done under mu. Ends of critical
+// sections use unlockFlush instead, which writes without holding mu.
 func (h *Host) flushOutLocked() {
 	if len(h.out) == 0 {
 		return
 	}
 	h.writeMu.Lock()
-	n, err := h.pc.WriteBatch(h.out)
+	h.writeLocked(h.out, h.outBufs)
 	h.writeMu.Unlock()
-	for i := range h.out[:n] {
-		h.stats.DatagramsOut++
-		h.stats.BytesOut += int64(h.out[i].N)
-		h.outBufs[i] = h.out[i].Buf[:0]
+	h.out = h.out[:0]
+}
+
+// unlockFlush releases mu and then writes the outgoing batch, so that the
+// system call does not hold up the application, the reader and the timer.
+// The batch is handed over under writeMu, taken before mu is released, so
+// batches are written in the order they were made.
+func (h *Host) unlockFlush() {
+	if len(h.out) == 0 {
+		h.mu.Unlock()
+		return
 	}
-	if err != nil && !h.closed {
+	h.writeMu.Lock()
+	out, bufs := h.out, h.outBufs
+	h.out, h.outBufs = h.spareOut[:0], h.spareBufs
+	h.mu.Unlock()
+	h.writeLocked(out, bufs)
+	h.spareOut, h.spareBufs = out[:0], bufs
+	h.writeMu.Unlock()
+}
+
+// writeLocked writes a batch; writeMu is held. The counters are atomic
+// because unlockFlush runs without mu.
+func (h *Host) writeLocked(out []transport.Packet, bufs [][]byte) {
+	n, err := h.pc.WriteBatch(out)
+	var bytes int64
+	for i := range out {
+		if i < n {
+			bytes += int64(out[i].N)
+		}
+		bufs[i] = out[i].Buf[:0]
+	}
+	h.datagramsOut.Add(int64(n))
+	h.bytesOut.Add(bytes)
+	if err != nil && !errors.Is(err, transport.ErrClosed) {
 		h.cfg.Logger.Debug("netmsg: write", "err", err)
 	}
-	h.out = h.out[:0]
 }
 
 // timerLoop polls every connection whose wake-up time has come, and sleeps
@@ -916,8 +958,7 @@ func (h *Host) timerLoop() {
 				next = hc.wake
 			}
 		}
-		h.flushOutLocked()
-		h.mu.Unlock()
+		h.unlockFlush()
 		d := time.Hour
 		if !next.IsZero() {
 			d = max(next.Sub(now), 0)

@@ -1,0 +1,85 @@
+package netmsg
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// benchPair connects two Hosts over loopback UDP and returns the client's
+// handle and the server's.
+func benchPair(b *testing.B) (cli, srv *testPeer, c, s ConnHandle) {
+	b.Helper()
+	t := &testing.T{}
+	lo := netip.MustParseAddrPort("127.0.0.1:0")
+	srv = newTestPeer(t, Config{ListenAddr: lo}, true)
+	cli = newTestPeer(t, Config{ListenAddr: lo}, false)
+	c, err := cli.Connect(srv.LocalAddr())
+	if err != nil {
+		b.Fatal(err)
+	}
+	end := time.Now().Add(5 * time.Second)
+	for {
+		st1, _ := cli.lastState(c)
+		if st1 == StateConnected {
+			for _, ev := range srv.seen() {
+				if ev.Info.State == StateConnected {
+					return cli, srv, c, ev.Conn
+				}
+			}
+		}
+		if time.Now().After(end) {
+			b.Fatal("no connection")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// benchStream sends size-byte reliable messages from one Host to another
+// over loopback UDP in one process (encryption on) and reports the
+// receiver's rate. The two-process workloads of ../shared/BENCH.md are in
+// the bench module; this is the quick in-process figure and the
+// allocation check of the send and receive paths.
+func benchStream(b *testing.B, size int) {
+	cli, srv, c, s := benchPair(b)
+	defer cli.Close()
+	defer srv.Close()
+	msg := make([]byte, size)
+	b.ReportAllocs()
+	b.SetBytes(int64(size))
+	var got int
+	recv := func() {
+		for _, m := range srv.ReceiveMessagesOnConnection(s, 256) {
+			got++
+			m.Release()
+		}
+	}
+	sent := 0
+	for b.Loop() {
+		for {
+			_, err := cli.SendMessageToConnection(c, msg, SendReliable)
+			if err == nil {
+				break
+			}
+			recv()
+			time.Sleep(20 * time.Microsecond)
+		}
+		sent++
+		if sent%64 == 0 {
+			recv()
+		}
+	}
+	cli.FlushMessagesOnConnection(c)
+	end := time.Now().Add(30 * time.Second)
+	for got < sent && time.Now().Before(end) {
+		recv()
+		time.Sleep(50 * time.Microsecond)
+	}
+	if got != sent {
+		b.Fatalf("received %d of %d", got, sent)
+	}
+	b.ReportMetric(float64(sent)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+func BenchmarkHostLoopback64(b *testing.B)   { benchStream(b, 64) }
+func BenchmarkHostLoopback1200(b *testing.B) { benchStream(b, 1200) }
