@@ -19,6 +19,7 @@ commands:
   demo    run two peers over a lossy in-memory network and check delivery
   chat    a chat server (--listen :PORT) or client (--connect HOST:PORT),
           compatible with GameNetworkingSockets' example_chat
+  cert    make and inspect CA keys and certificates (netmsg cert help)
 `
 
 func main() {
@@ -32,6 +33,8 @@ func main() {
 		err = runDemo(os.Args[2:], os.Stdout)
 	case "chat":
 		err = runChat(os.Args[2:], os.Stdin, os.Stdout)
+	case "cert":
+		err = runCert(os.Args[2:], os.Stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return

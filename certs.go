@@ -1,0 +1,352 @@
+package netmsg
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/netmsg-go/netmsg/internal/pb"
+)
+
+// Certificate and key files, in the text forms of GNS's certificate tool
+// (src/steamnetworkingsockets/certtool) and of the loader GNS uses for a
+// certificate and key given as text (CSteamNetworkingSockets::
+// SetCertificateAndPrivateKey):
+//
+//   - a certificate is a "STEAMDATAGRAM CERT" block: the serialized
+//     CertificateSigned message in base64, 72 characters a line, between
+//     "-----BEGIN STEAMDATAGRAM CERT-----" and
+//     "-----END STEAMDATAGRAM CERT-----" lines;
+//   - a private key is an unencrypted OpenSSH Ed25519 key
+//     ("-----BEGIN OPENSSH PRIVATE KEY-----", openssh-key-v1), which both
+//     GNS and OpenSSH read;
+//   - a public key is an OpenSSH authorized_keys line,
+//     "ssh-ed25519 AAAA... comment", the form GNS's tool prints and takes.
+//
+// GNS's public SetCertificate takes the serialized CertificateSigned
+// itself, with the private key either already chosen or in its
+// private_key_data field: that is what Config.Certificate holds.
+
+// Text markers of the formats (GNS's certtool and keypair.cpp; OpenSSH's
+// PROTOCOL.key).
+const (
+	certPEMType       = "STEAMDATAGRAM CERT"
+	privateKeyPEMType = "OPENSSH PRIVATE KEY"
+	sshEd25519        = "ssh-ed25519"
+	opensshKeyMagic   = "openssh-key-v1\x00"
+
+	// certLineLen is the base64 line length GNS's Base64Encode uses (18
+	// groups of 4 characters).
+	certLineLen = 72
+	// keyLineLen is the base64 line length OpenSSH writes private keys
+	// with.
+	keyLineLen = 70
+	// keyBlockSize is the cipher block size of an unencrypted OpenSSH key:
+	// the private section is padded to a multiple of it.
+	keyBlockSize = 8
+)
+
+// ErrBadCertFile is returned (wrapped) when a certificate or key file does
+// not parse, or a certificate and a key do not belong together. Use
+// errors.Is to test for it.
+var ErrBadCertFile = errors.New("netmsg: bad certificate or key file")
+
+func certFileErr(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrBadCertFile}, args...)...)
+}
+
+// LoadCertificate reads a certificate and its private key from their text
+// forms, as GNS's SetCertificateAndPrivateKey does: certPEM holds a
+// STEAMDATAGRAM CERT block and keyPEM an OpenSSH Ed25519 private key. With
+// keyPEM nil, the key is taken from the certificate's private_key_data
+// field, as GNS's SetCertificate takes it. The certificate must hold an
+// Ed25519 key that matches the private key, and an expiry time.
+//
+// It returns the serialized CertificateSigned, without any private key, for
+// Config.Certificate, and the key for Config.PrivateKey. It does not check
+// the CA signature, the expiry or the app IDs: peers do (GNS's loaders do
+// not check them either). Errors wrap ErrBadCertFile.
+func LoadCertificate(certPEM, keyPEM []byte) (cert []byte, key ed25519.PrivateKey, err error) {
+	cert, err = ParseCertificatePEM(certPEM)
+	if err != nil {
+		return nil, nil, err
+	}
+	var cs pb.CertificateSigned
+	if err := proto.Unmarshal(cert, &cs); err != nil {
+		return nil, nil, certFileErr("certificate: %v", err)
+	}
+	if keyPEM != nil {
+		if key, err = ParsePrivateKey(keyPEM); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		seed := cs.GetPrivateKeyData()
+		if len(seed) != ed25519.SeedSize {
+			return nil, nil, certFileErr("no private key given, and the certificate holds none")
+		}
+		key = ed25519.NewKeyFromSeed(seed)
+	}
+	if cs.PrivateKeyData != nil {
+		cs.PrivateKeyData = nil
+		if cert, err = pb.Marshal(&cs); err != nil {
+			return nil, nil, certFileErr("certificate: %v", err)
+		}
+	}
+	var c pb.Certificate
+	if err := proto.Unmarshal(cs.GetCert(), &c); err != nil {
+		return nil, nil, certFileErr("certificate body: %v", err)
+	}
+	switch {
+	case c.TimeExpiry == nil || c.KeyData == nil:
+		return nil, nil, certFileErr("invalid certificate: no expiry or no key")
+	case c.GetKeyType() != pb.Certificate_ED25519 || len(c.GetKeyData()) != ed25519.PublicKeySize:
+		return nil, nil, certFileErr("certificate key is not Ed25519")
+	case !ed25519.PublicKey(c.GetKeyData()).Equal(key.Public()):
+		return nil, nil, certFileErr("private key does not match the certificate's public key")
+	}
+	return cert, key, nil
+}
+
+// MarshalCertificatePEM returns cert, a serialized CertificateSigned, as a
+// STEAMDATAGRAM CERT block byte for byte as GNS's certificate tool writes
+// it.
+func MarshalCertificatePEM(cert []byte) []byte {
+	return appendPEM(nil, certPEMType, cert, certLineLen)
+}
+
+// ParseCertificatePEM returns the serialized CertificateSigned held by the
+// first STEAMDATAGRAM CERT block in b. Other blocks and text around it are
+// ignored. It checks that the bytes are a CertificateSigned holding a
+// certificate (GNS's "No cert data").
+func ParseCertificatePEM(b []byte) ([]byte, error) {
+	der, ok := findPEM(b, certPEMType)
+	if !ok {
+		return nil, certFileErr("no %s block", certPEMType)
+	}
+	var cs pb.CertificateSigned
+	if err := proto.Unmarshal(der, &cs); err != nil {
+		return nil, certFileErr("certificate: %v", err)
+	}
+	if len(cs.GetCert()) == 0 {
+		return nil, certFileErr("certificate block holds no certificate")
+	}
+	return der, nil
+}
+
+// MarshalPrivateKey returns key as an unencrypted OpenSSH private key file
+// with the given comment: the format GNS's tool writes, completed with the
+// comment and padding OpenSSH requires, so that ssh-keygen reads it too.
+func MarshalPrivateKey(key ed25519.PrivateKey, comment string) []byte {
+	pub := key.Public().(ed25519.PublicKey)
+	pubBlob := sshPublicBlob(pub)
+
+	// The private section: two equal check words, the key type, the
+	// public key, the 64-byte secret (seed then public key), the comment,
+	// and padding 1, 2, 3... to the block size. The check words only
+	// detect a wrong passphrase; an unencrypted key takes any value.
+	check := binary.BigEndian.Uint32(pub[:4])
+	var priv []byte
+	priv = binary.BigEndian.AppendUint32(priv, check)
+	priv = binary.BigEndian.AppendUint32(priv, check)
+	priv = sshAppendString(priv, []byte(sshEd25519))
+	priv = sshAppendString(priv, pub)
+	priv = sshAppendString(priv, key)
+	priv = sshAppendString(priv, []byte(comment))
+	for i := byte(1); len(priv)%keyBlockSize != 0; i++ {
+		priv = append(priv, i)
+	}
+
+	var b []byte
+	b = append(b, opensshKeyMagic...)
+	b = sshAppendString(b, []byte("none")) // cipher
+	b = sshAppendString(b, []byte("none")) // KDF
+	b = sshAppendString(b, nil)            // KDF options
+	b = binary.BigEndian.AppendUint32(b, 1)
+	b = sshAppendString(b, pubBlob)
+	b = sshAppendString(b, priv)
+	return appendPEM(nil, privateKeyPEMType, b, keyLineLen)
+}
+
+// ParsePrivateKey returns the Ed25519 key of the first OPENSSH PRIVATE KEY
+// block in b. It reads what GNS's key loader reads: an unencrypted file
+// with one Ed25519 key whose three copies of the public key agree (and
+// that the seed yields that public key); the comment and padding are not
+// checked, so GNS's own files, which have neither, load too.
+func ParsePrivateKey(b []byte) (ed25519.PrivateKey, error) {
+	der, ok := findPEM(b, privateKeyPEMType)
+	if !ok {
+		return nil, certFileErr("no %s block", privateKeyPEMType)
+	}
+	r := sshReader{b: der}
+	if !r.prefix(opensshKeyMagic) {
+		return nil, certFileErr("private key: not an openssh-key-v1 file")
+	}
+	cipher, kdf, kdfOpts := r.str(), r.str(), r.str()
+	if r.bad || string(cipher) != "none" || string(kdf) != "none" || len(kdfOpts) != 0 {
+		return nil, certFileErr("private key: encrypted keys are not supported")
+	}
+	if n := r.u32(); r.bad || n != 1 {
+		return nil, certFileErr("private key: file must hold exactly one key")
+	}
+	pub1, err := parseSSHPublicBlob(r.str())
+	if err != nil || r.bad {
+		return nil, certFileErr("private key: bad public key")
+	}
+	p := sshReader{b: r.str()}
+	if r.bad {
+		return nil, certFileErr("private key: truncated")
+	}
+	c1, c2 := p.u32(), p.u32()
+	typ, pub2, secret := p.str(), p.str(), p.str()
+	switch {
+	case p.bad:
+		return nil, certFileErr("private key: truncated private section")
+	case c1 != c2:
+		return nil, certFileErr("private key: check words differ (encrypted?)")
+	case string(typ) != sshEd25519:
+		return nil, certFileErr("private key: type %q, want %s", typ, sshEd25519)
+	case len(secret) != ed25519.PrivateKeySize || !bytes.Equal(pub1, pub2) || !bytes.Equal(pub1, secret[32:]):
+		return nil, certFileErr("private key: the copies of the public key disagree")
+	}
+	key := ed25519.NewKeyFromSeed(secret[:ed25519.SeedSize])
+	if !key.Public().(ed25519.PublicKey).Equal(pub1) {
+		return nil, certFileErr("private key: public key does not match the private key")
+	}
+	return key, nil
+}
+
+// MarshalAuthorizedKey returns pub as an OpenSSH authorized_keys line
+// ("ssh-ed25519 AAAA... comment", no newline); GNS's tool prints public
+// keys so, with the comment "ID" and the key ID.
+func MarshalAuthorizedKey(pub ed25519.PublicKey, comment string) string {
+	s := sshEd25519 + " " + base64.StdEncoding.EncodeToString(sshPublicBlob(pub))
+	if comment != "" {
+		s += " " + comment
+	}
+	return s
+}
+
+// ParseAuthorizedKey returns the Ed25519 key of the first line of b in
+// authorized_keys form ("ssh-ed25519 AAAA... [comment]"); blank lines and
+// lines starting with # are skipped.
+func ParseAuthorizedKey(b []byte) (ed25519.PublicKey, error) {
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		if f[0] != sshEd25519 || len(f) < 2 {
+			return nil, certFileErr("public key: not an %s authorized_keys line", sshEd25519)
+		}
+		blob, err := base64.StdEncoding.DecodeString(f[1])
+		if err != nil {
+			return nil, certFileErr("public key: %v", err)
+		}
+		pub, err := parseSSHPublicBlob(blob)
+		if err != nil {
+			return nil, err
+		}
+		return pub, nil
+	}
+	return nil, certFileErr("no public key")
+}
+
+// appendPEM appends a block of type typ holding data in base64, lineLen
+// characters a line, with "\n" line ends.
+func appendPEM(dst []byte, typ string, data []byte, lineLen int) []byte {
+	dst = append(dst, "-----BEGIN "+typ+"-----\n"...)
+	enc := base64.StdEncoding.EncodeToString(data)
+	for len(enc) > lineLen {
+		dst = append(dst, enc[:lineLen]...)
+		dst = append(dst, '\n')
+		enc = enc[lineLen:]
+	}
+	if enc != "" {
+		dst = append(dst, enc...)
+		dst = append(dst, '\n')
+	}
+	return append(dst, "-----END "+typ+"-----\n"...)
+}
+
+// findPEM returns the contents of the first block of type typ in b.
+func findPEM(b []byte, typ string) ([]byte, bool) {
+	// GNS writes private keys with "\r\n" line ends; encoding/pem wants "\n".
+	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			return nil, false
+		}
+		if blk.Type == typ {
+			return blk.Bytes, true
+		}
+	}
+}
+
+// sshPublicBlob is the SSH wire form of an Ed25519 public key: the strings
+// "ssh-ed25519" and the 32 key bytes.
+func sshPublicBlob(pub ed25519.PublicKey) []byte {
+	b := sshAppendString(nil, []byte(sshEd25519))
+	return sshAppendString(b, pub)
+}
+
+func parseSSHPublicBlob(b []byte) (ed25519.PublicKey, error) {
+	r := sshReader{b: b}
+	typ, key := r.str(), r.str()
+	if r.bad || string(typ) != sshEd25519 || len(key) != ed25519.PublicKeySize {
+		return nil, certFileErr("public key: not an %s key", sshEd25519)
+	}
+	return ed25519.PublicKey(bytes.Clone(key)), nil
+}
+
+// sshAppendString appends s as an SSH string: a big-endian uint32 length
+// and the bytes.
+func sshAppendString(dst, s []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(s)))
+	return append(dst, s...)
+}
+
+// sshReader reads SSH wire values; after the first short read bad is set
+// and every read returns zero values.
+type sshReader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *sshReader) prefix(p string) bool {
+	if r.bad || !bytes.HasPrefix(r.b, []byte(p)) {
+		r.bad = true
+		return false
+	}
+	r.b = r.b[len(p):]
+	return true
+}
+
+func (r *sshReader) u32() uint32 {
+	if r.bad || len(r.b) < 4 {
+		r.bad = true
+		return 0
+	}
+	v := binary.BigEndian.Uint32(r.b)
+	r.b = r.b[4:]
+	return v
+}
+
+func (r *sshReader) str() []byte {
+	n := r.u32()
+	if r.bad || uint64(n) > uint64(len(r.b)) {
+		r.bad = true
+		return nil
+	}
+	s := r.b[:n:n]
+	r.b = r.b[n:]
+	return s
+}
