@@ -1,6 +1,7 @@
 package netmsg
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/binary"
 	"errors"
@@ -89,7 +90,8 @@ type hostConn struct {
 	userData int64
 	identity Identity
 	state    ConnectionState
-	recv     msgQueue // when not in a poll group
+	recv     msgQueue      // when not in a poll group
+	ready    chan struct{} // signalled (cap 1) when recv gains messages or the connection ends
 	queued   int      // messages of this connection waiting in recv or its group's
 	group    *pollGroup
 	wake     time.Time
@@ -100,7 +102,8 @@ type hostConn struct {
 type PollGroup uint32
 
 type pollGroup struct {
-	recv msgQueue
+	recv  msgQueue
+	ready chan struct{} // signalled (cap 1) when recv gains messages
 }
 
 // ConnStatusChanged is the event passed to Config.OnConnectionStatusChanged:
@@ -313,7 +316,7 @@ func (h *Host) Connect(addr netip.AddrPort) (ConnHandle, error) {
 	if err != nil {
 		return InvalidConn, fmt.Errorf("netmsg: connect: %w", err)
 	}
-	hc := &hostConn{handle: handle, c: c, state: StateNone}
+	hc := &hostConn{handle: handle, c: c, state: StateNone, ready: make(chan struct{}, 1)}
 	h.conns[handle] = hc
 	h.pollLocked(now, hc)
 	h.flushOutLocked()
@@ -447,12 +450,79 @@ func (h *Host) ReceiveMessagesOnConnection(c ConnHandle, max int) []*Message {
 	return ms
 }
 
+// Receive waits until messages arrived on c, then returns up to max of them
+// (oldest first), like ReceiveMessagesOnConnection but blocking: the form
+// Go servers want. It returns ctx's error when ctx ends first, and
+// ResultNoConnection when c is unknown, closed, or ended with nothing left
+// to read.
+func (h *Host) Receive(ctx context.Context, c ConnHandle, max int) ([]*Message, error) {
+	if max <= 0 {
+		return nil, fmt.Errorf("netmsg: receive: max %d: %w", max, ResultInvalidParam)
+	}
+	for {
+		h.mu.Lock()
+		hc := h.connLocked(c)
+		if hc == nil || hc.group != nil {
+			h.mu.Unlock()
+			return nil, ResultNoConnection
+		}
+		if ms := hc.recv.take(max); len(ms) > 0 {
+			h.tookLocked(ms)
+			h.mu.Unlock()
+			return ms, nil
+		}
+		if hc.state == StateClosedByPeer || hc.state == StateProblemDetectedLocally {
+			h.mu.Unlock()
+			return nil, ResultNoConnection
+		}
+		ready := hc.ready
+		h.mu.Unlock()
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-h.done:
+			return nil, ErrHostClosed
+		}
+	}
+}
+
+// ReceiveOnPollGroup is the blocking form of ReceiveMessagesOnPollGroup. It
+// returns ctx's error when ctx ends first and ResultInvalidParam for an
+// unknown group.
+func (h *Host) ReceiveOnPollGroup(ctx context.Context, g PollGroup, max int) ([]*Message, error) {
+	if max <= 0 {
+		return nil, fmt.Errorf("netmsg: receive: max %d: %w", max, ResultInvalidParam)
+	}
+	for {
+		h.mu.Lock()
+		pg := h.pollGroups[g]
+		if pg == nil {
+			h.mu.Unlock()
+			return nil, fmt.Errorf("netmsg: no poll group %d: %w", g, ResultInvalidParam)
+		}
+		if ms := pg.recv.take(max); len(ms) > 0 {
+			h.tookLocked(ms)
+			h.mu.Unlock()
+			return ms, nil
+		}
+		h.mu.Unlock()
+		select {
+		case <-pg.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-h.done:
+			return nil, ErrHostClosed
+		}
+	}
+}
+
 // CreatePollGroup returns a new, empty poll group.
 func (h *Host) CreatePollGroup() PollGroup {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.nextGroup++
-	h.pollGroups[h.nextGroup] = &pollGroup{}
+	h.pollGroups[h.nextGroup] = &pollGroup{ready: make(chan struct{}, 1)}
 	return h.nextGroup
 }
 
@@ -498,6 +568,9 @@ func (h *Host) SetConnectionPollGroup(c ConnHandle, g PollGroup) bool {
 	if hc.group == nil && pg != nil {
 		for _, m := range hc.recv.take(hc.recv.len()) {
 			pg.recv.push(m)
+		}
+		if pg.recv.len() > 0 {
+			signal(pg.ready)
 		}
 	}
 	hc.group = pg
@@ -721,7 +794,7 @@ func (h *Host) handleDatagramLocked(now time.Time, from netip.AddrPort, b []byte
 			h.stats.ConnectsRefused++
 			return
 		}
-		hc := &hostConn{handle: handle, c: c, listen: h.listening, state: StateNone}
+		hc := &hostConn{handle: handle, c: c, listen: h.listening, state: StateNone, ready: make(chan struct{}, 1)}
 		hc.identity, _ = ParseIdentity(c.RemoteIdentity())
 		h.conns[handle] = hc
 		h.servers[serverKey{from, id}] = hc
@@ -782,11 +855,21 @@ func (h *Host) drainLocked(now time.Time, hc *hostConn) {
 			hc.queued++
 			if hc.group != nil {
 				hc.group.recv.push(m)
+				signal(hc.group.ready)
 			} else {
 				hc.recv.push(m)
+				signal(hc.ready)
 			}
 			*sm = snp.Message{}
 		}
+	}
+}
+
+// signal wakes a waiter on a capacity-1 channel without blocking.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
 	}
 }
 
@@ -848,6 +931,9 @@ func (h *Host) pollLocked(now time.Time, hc *hostConn) {
 func (h *Host) stateChangedLocked(hc *hostConn, ev conn.Event) {
 	old := hc.state
 	hc.state = ConnectionState(ev.State)
+	if hc.state == StateClosedByPeer || hc.state == StateProblemDetectedLocally {
+		signal(hc.ready) // wake a Receive waiting on a connection that ended
+	}
 	if hc.handle == InvalidConn || h.cfg.OnConnectionStatusChanged == nil {
 		return
 	}

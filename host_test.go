@@ -2,6 +2,7 @@ package netmsg
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -319,4 +320,44 @@ func TestHostUDP6(t *testing.T) {
 	cli := newTestPeer(t, Config{ListenAddr: lo}, false)
 	defer cli.Close()
 	exchange(t, cli, srv, 10*time.Second, false)
+}
+
+// TestHostReceive: the blocking receive waits for a message, gives up with
+// the context, and reports a connection that ended.
+func TestHostReceive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cli, srv, nw := netsimPair(t, netsim.LinkConfig{Delay: 10 * time.Millisecond})
+		defer nw.Close()
+		defer srv.Close()
+		defer cli.Close()
+		c, err := cli.Connect(srv.LocalAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, time.Minute, "connected", func() bool { st, _ := cli.lastState(c); return st == StateConnected })
+		s := serverConn(t, srv)
+
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if _, err := srv.Receive(ctx, s, 10); err != context.DeadlineExceeded {
+			t.Fatalf("receive with nothing sent: %v, want the deadline", err)
+		}
+		go func() {
+			time.Sleep(3 * time.Second)
+			cli.SendMessageToConnection(c, []byte("late hello"), SendReliableNoNagle)
+		}()
+		start := time.Now()
+		ms, err := srv.Receive(context.Background(), s, 10)
+		if err != nil || len(ms) != 1 || string(ms[0].Payload) != "late hello" {
+			t.Fatalf("receive: %v, %d messages", err, len(ms))
+		}
+		if el := time.Since(start); el < 3*time.Second || el > 3*time.Second+100*time.Millisecond {
+			t.Errorf("the message came after %v, want 3 s + one-way delay", el)
+		}
+		ms[0].Release()
+		cli.CloseConnection(c, 0, "done", false)
+		if _, err := srv.Receive(context.Background(), s, 10); err != ResultNoConnection {
+			t.Fatalf("receive on a connection closed by the peer: %v", err)
+		}
+	})
 }
