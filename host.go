@@ -92,7 +92,7 @@ type hostConn struct {
 	state    ConnectionState
 	recv     msgQueue      // when not in a poll group
 	ready    chan struct{} // signalled (cap 1) when recv gains messages or the connection ends
-	queued   int      // messages of this connection waiting in recv or its group's
+	queued   int           // messages of this connection waiting in recv or its group's
 	group    *pollGroup
 	wake     time.Time
 }
