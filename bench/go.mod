@@ -5,6 +5,7 @@ go 1.26.0
 replace github.com/netmsg-go/netmsg => ../
 
 require (
+	github.com/netmsg-go/netmsg v0.0.0-00010101000000-000000000000
 	github.com/quic-go/quic-go v0.65.0
 	github.com/xtaci/kcp-go/v5 v5.6.24
 )
@@ -16,5 +17,6 @@ require (
 	github.com/tjfoc/gmsm v1.4.1 // indirect
 	golang.org/x/crypto v0.54.0 // indirect
 	golang.org/x/net v0.56.0 // indirect
-	golang.org/x/sys v0.47.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
 )
