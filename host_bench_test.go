@@ -1,6 +1,7 @@
 package netmsg
 
 import (
+	"context"
 	"net/netip"
 	"testing"
 	"time"
@@ -83,3 +84,43 @@ func benchStream(b *testing.B, size int) {
 
 func BenchmarkHostLoopback64(b *testing.B)   { benchStream(b, 64) }
 func BenchmarkHostLoopback1200(b *testing.B) { benchStream(b, 1200) }
+
+// BenchmarkHostPingPong measures the round trip of a 64-byte reliable
+// message (SendNoNagle) between two Hosts over loopback UDP in one process;
+// ns/op is one round trip.
+func BenchmarkHostPingPong(b *testing.B) {
+	cli, srv, c, s := benchPair(b)
+	defer cli.Close()
+	defer srv.Close()
+	ctx := context.Background()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			ms, err := srv.Receive(ctx, s, 16)
+			if err != nil {
+				return
+			}
+			for _, m := range ms {
+				srv.SendMessageToConnection(s, m.Payload, SendReliableNoNagle)
+				m.Release()
+			}
+		}
+	}()
+	msg := make([]byte, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := cli.SendMessageToConnection(c, msg, SendReliableNoNagle); err != nil {
+			b.Fatal(err)
+		}
+		ms, err := cli.Receive(ctx, c, 16)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, m := range ms {
+			m.Release()
+		}
+	}
+	srv.Close()
+	<-done
+}
