@@ -8,10 +8,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/netmsg-go/netmsg/internal/crypto"
 	"github.com/netmsg-go/netmsg/internal/pb"
 )
 
@@ -349,4 +351,70 @@ func (r *sshReader) str() []byte {
 	s := r.b[:n:n]
 	r.b = r.b[n:]
 	return s
+}
+
+// ownCertificate checks the certificate a Host is given (Config.Certificate)
+// against the rest of its configuration, as GNS's SetCertificate does
+// (CSteamNetworkingSockets::InternalSetCertificate), and returns the
+// identity and key the Host should use:
+//
+//   - a Host without an identity (or with the localhost identity) takes the
+//     certificate's; one with an identity refuses a certificate naming
+//     another, or none ("Cert is for identity '%s'.  We are '%s'");
+//   - the certificate's key must be Ed25519;
+//   - the key comes from key, or, if key is nil, from the certificate's
+//     private_key_data; with both, they must agree; the certificate's
+//     public key must be that key's;
+//   - a certificate that lists app IDs must list appID (GNS's
+//     CheckCertAppID, without the CA's limits, which only peers know).
+//
+// Errors wrap ErrBadConfig. NewHost does not call it yet.
+func ownCertificate(id Identity, key ed25519.PrivateKey, appID uint32, cert []byte) (Identity, ed25519.PrivateKey, error) {
+	var cs pb.CertificateSigned
+	if err := proto.Unmarshal(cert, &cs); err != nil || len(cs.GetCert()) == 0 {
+		return id, nil, configErr("Certificate is not a serialized CertificateSigned")
+	}
+	var c pb.Certificate
+	if err := proto.Unmarshal(cs.GetCert(), &c); err != nil {
+		return id, nil, configErr("Certificate holds no certificate: %v", err)
+	}
+	s, has, err := crypto.CertIdentity(&c)
+	var certID Identity
+	if err == nil && has {
+		certID, err = ParseIdentity(s)
+	}
+	if err != nil {
+		return id, nil, configErr("Certificate has an invalid identity: %v", err)
+	}
+	switch {
+	case !id.IsValid() || id.IsLocalhost():
+		if certID.IsValid() {
+			id = certID
+		}
+	case id != certID:
+		return id, nil, configErr("Certificate is for identity %v, the Host is %v", certID, id)
+	}
+	if c.GetKeyType() != pb.Certificate_ED25519 || len(c.GetKeyData()) != ed25519.PublicKeySize {
+		return id, nil, configErr("Certificate has an invalid public key")
+	}
+	if seed := cs.GetPrivateKeyData(); seed != nil {
+		if len(seed) != ed25519.SeedSize {
+			return id, nil, configErr("Certificate has an invalid private key")
+		}
+		k := ed25519.NewKeyFromSeed(seed)
+		if key != nil && !key.Equal(k) {
+			return id, nil, configErr("Certificate's private key is not PrivateKey")
+		}
+		key = k
+	}
+	if key == nil {
+		return id, nil, configErr("Certificate without PrivateKey")
+	}
+	if !ed25519.PublicKey(c.GetKeyData()).Equal(key.Public()) {
+		return id, nil, configErr("Certificate's public key does not match PrivateKey")
+	}
+	if len(c.AppIds) > 0 && !slices.Contains(c.AppIds, appID) {
+		return id, nil, configErr("Certificate does not authorize app ID %d, only %v", appID, c.AppIds)
+	}
+	return id, key, nil
 }
