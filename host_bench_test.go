@@ -9,7 +9,7 @@ import (
 
 // benchPair connects two Hosts over loopback UDP and returns the client's
 // handle and the server's.
-func benchPair(b *testing.B) (cli, srv *testPeer, c, s ConnHandle) {
+func benchPair(b testing.TB) (cli, srv *testPeer, c, s ConnHandle) {
 	b.Helper()
 	t := &testing.T{}
 	lo := netip.MustParseAddrPort("127.0.0.1:0")

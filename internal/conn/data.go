@@ -312,6 +312,16 @@ func (c *Conn) Flush(now time.Time) {
 	}
 }
 
+// RecvPending returns how many received messages wait in the engine to be
+// taken with Receive, and the bytes that count against the engine's
+// RecvBufferSize (see snp.Conn.PendingBytes).
+func (c *Conn) RecvPending() (msgs, bytes int) {
+	if c.eng == nil {
+		return 0, 0
+	}
+	return c.eng.Pending(), c.eng.PendingBytes()
+}
+
 // Receive moves received messages into dst (see snp.Conn.Receive).
 func (c *Conn) Receive(dst []snp.Message) int {
 	if c.eng == nil {

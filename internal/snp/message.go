@@ -87,6 +87,11 @@ func (c *Conn) Receive(dst []Message) int {
 // Pending returns how many received messages wait for Receive.
 func (c *Conn) Pending() int { return c.inbox.n }
 
+// PendingBytes returns the bytes that count against RecvBufferSize: those
+// of the messages waiting for Receive and of reliable data buffered for
+// reassembly.
+func (c *Conn) PendingBytes() int { return c.inbox.bytes + c.bufferedRel }
+
 // deliver queues a copy of data as a received message.
 func (c *Conn) deliver(lane uint32, num int64, reliable bool, data []byte) {
 	if !reliable && (c.inbox.n >= c.cfg.RecvBufferMessages || c.inbox.bytes+len(data) > c.cfg.RecvBufferSize) {
