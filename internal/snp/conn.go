@@ -44,16 +44,16 @@ type Conn struct {
 	curSegs     []relSeg // segments of the packet being built
 
 	// Receiver.
-	rlanes      []recvLane
-	rec         pktRecord
-	ackDue      int64 // time an ack must be sent by
-	ackDirty    bool  // packets were received since the last ack we sent
-	ackElicit   int   // reliable-carrying packets since the last ack we sent
-	forceAt     int64 // QueueAck: a packet must go out by then, even an empty one
-	inbox       msgQueue
-	bufferedRel int // reliable bytes buffered in receive lanes
-	useg        []unrelSeg
-	arena       *arena // current arena for small received messages
+	rlanes         []recvLane
+	rec            pktRecord
+	ackDue         int64 // time an ack must be sent by
+	ackDirty       bool  // packets were received since the last ack we sent
+	ackElicit      int   // reliable-carrying packets since the last ack we sent
+	forceAt        int64 // QueueAck: a packet must go out by then, even an empty one
+	inbox          msgQueue
+	bufferedRel    int // reliable bytes buffered in receive lanes
+	useg           []unrelSeg
+	arena          *arena // current arena for small received messages
 
 	dec    wire.Decoder
 	enc    wire.Encoder
@@ -153,6 +153,15 @@ func (c *Conn) SendMessage(now time.Time, lane int, data []byte, flags SendFlags
 	}
 	l.lastMsgNum++
 	num := l.lastMsgNum
+	if !reliable && num-l.lastRelMsgNum >= wire.MaxMsgNumDelta {
+		// Reliable and unreliable messages share the numbering, and a
+		// receiver (GNS, and we) closes the connection on a reliable
+		// header whose number jumps by more than wire.MaxMsgNumDelta. So
+		// one message in a million of an unreliable stream goes
+		// reliably, which keeps the next reliable message's jump small,
+		// as GNS sends a large unreliable message reliably.
+		reliable = true
+	}
 	var n int
 	if reliable {
 		n = l.queueReliable(num, data)

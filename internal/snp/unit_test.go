@@ -428,3 +428,42 @@ func TestQueueAck(t *testing.T) {
 		t.Fatalf("empty payload rejected: %v", err)
 	}
 }
+
+// TestUnreliableRunKeepsReliableDeltaSmall: after nearly MaxMsgNumDelta
+// unreliable messages, one goes reliably, so the reliable header of the next
+// reliable message never jumps by more than a receiver accepts (GNS and we
+// close the connection on a larger jump).
+func TestUnreliableRunKeepsReliableDeltaSmall(t *testing.T) {
+	p := newPipe(t, 1, Config{}, Config{})
+	if _, err := p.a.SendMessage(p.now, 0, []byte("first"), Reliable); err != nil {
+		t.Fatal(err)
+	}
+	// As if a million unreliable messages had gone since.
+	p.a.lanes[0].lastMsgNum = wire.MaxMsgNumDelta - 3
+	for i := range 10 {
+		if _, err := p.a.SendMessage(p.now, 0, payload(i, 20), Unreliable); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := p.a.SendMessage(p.now, 0, []byte("last"), Reliable); err != nil {
+		t.Fatal(err)
+	}
+	last := int64(wire.MaxMsgNumDelta - 3 + 11)
+	if !p.run(10*time.Second, func() bool {
+		return len(p.gotB) > 0 && p.gotB[len(p.gotB)-1].MsgNum == last
+	}) {
+		t.Fatalf("got %d messages", len(p.gotB))
+	}
+	rel := 0
+	for _, m := range p.gotB {
+		if m.Reliable {
+			rel++
+			if m.MsgNum != 1 && m.MsgNum != wire.MaxMsgNumDelta+1 && m.MsgNum != last {
+				t.Errorf("message %d came reliably", m.MsgNum)
+			}
+		}
+	}
+	if rel != 3 || len(p.gotB) != 12 {
+		t.Fatalf("%d messages, %d reliable; want 12, 3", len(p.gotB), rel)
+	}
+}
