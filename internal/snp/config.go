@@ -77,6 +77,12 @@ const (
 	// carrying reliable data, rather than waiting up to maxDataAckDelay, so
 	// a one-way bulk sender can release its buffer quickly.
 	ackEveryPackets = 8
+	// ackEveryUnreliable: the receiver acks at once after this many
+	// packets carrying data, reliable or not. GNS acks packets of
+	// unreliable data only within maxAckStatsDelay (250 ms), which leaves
+	// an unreliable stream's congestion control without feedback: its
+	// rate would double only every 250 ms from SendRateMin.
+	ackEveryUnreliable = 32
 	// maxInFlightPackets bounds the sender's record of unacked packets;
 	// new data waits while it is full.
 	maxInFlightPackets = 4096

@@ -49,6 +49,7 @@ type Conn struct {
 	ackDue         int64 // time an ack must be sent by
 	ackDirty       bool  // packets were received since the last ack we sent
 	ackElicit      int   // reliable-carrying packets since the last ack we sent
+	ackElicitUnrel int   // packets of unreliable data only since the last ack we sent
 	forceAt        int64 // QueueAck: a packet must go out by then, even an empty one
 	inbox          msgQueue
 	bufferedRel    int // reliable bytes buffered in receive lanes

@@ -189,6 +189,7 @@ func (c *Conn) appendAck(t int64, room int) {
 	c.enc.AppendAck(latest, uint16(delay), c.blocks)
 	c.st.acksSent++
 	c.ackElicit = 0
+	c.ackElicitUnrel = 0
 	if heldUntil == never {
 		c.ackDirty = false
 		c.ackDue = never

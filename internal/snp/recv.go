@@ -134,6 +134,10 @@ func (c *Conn) ReceivePacket(now time.Time, pktNum int64, payload []byte) error 
 		}
 	} else if hasData {
 		c.ackDue = min(c.ackDue, t+int64(maxAckStatsDelay/time.Microsecond))
+		c.ackElicitUnrel++
+		if c.ackElicitUnrel >= ackEveryUnreliable {
+			c.ackDue = t
+		}
 	}
 	if newGap {
 		c.ackDue = min(c.ackDue, c.rec.gaps[len(c.rec.gaps)-1].okNack)
