@@ -63,7 +63,8 @@ type Host struct {
 	readerWaits bool          // the reader waits on tookKick for the application to take messages
 	tookKick    chan struct{} // signalled (cap 1) when messages are taken while readerWaits
 
-	timerKick chan struct{}
+	timerAt   time.Time     // when the timer goroutine will look at the connections next; guarded by mu
+	timerKick chan struct{} // signalled (cap 1) when a connection must wake before timerAt
 	eventKick chan struct{}
 	done      chan struct{}
 	wg        sync.WaitGroup
@@ -142,6 +143,13 @@ const (
 	// the scheduling hiccups of a busy 2-core machine (at 1.5M msgs/s,
 	// RecvBufferMessages = 1000 holds 0.7 ms of traffic).
 	readerStall = 5 * time.Millisecond
+
+	// sendBatchDelay is the longest a packet of a send without
+	// SendNoNagle that could go at once waits for the timer goroutine, so
+	// that the packets of a burst of sends share system calls and GSO
+	// super-datagrams. Such a send accepts Nagle's delay (5 ms by
+	// default) already.
+	sendBatchDelay = 200 * time.Microsecond
 
 	// activeReceiver is how recently the application must have taken
 	// messages of a connection for the reader to wait for it: an
@@ -413,10 +421,10 @@ func (h *Host) send(c ConnHandle, lane int, data []byte, flags SendFlags) (int64
 		// goroutine.
 		h.pollLocked(now, hc)
 	} else {
-		// Throughput first: the timer goroutine sends what is due, so
-		// that several packets go out in one batch (one sendmmsg, or one
-		// GSO super-datagram).
-		h.rescheduleLocked(hc)
+		// Throughput first: the timer goroutine sends what is due, at
+		// most sendBatchDelay from now, so that several packets go out
+		// in one batch (one sendmmsg, or one GSO super-datagram).
+		h.rescheduleBatchLocked(now, hc)
 	}
 	h.unlockFlush()
 	return num, nil
@@ -1030,11 +1038,39 @@ func (h *Host) stateChangedLocked(hc *hostConn, ev conn.Event) {
 // if it is sooner than the one it waits for.
 func (h *Host) rescheduleLocked(hc *hostConn) {
 	hc.wake = hc.c.NextWake()
-	if !hc.wake.IsZero() {
-		select {
-		case h.timerKick <- struct{}{}:
-		default:
-		}
+	h.kickTimerLocked(hc.wake)
+}
+
+// rescheduleBatchLocked is rescheduleLocked for a send that leaves its
+// packets to the timer goroutine: data that could go now waits until
+// sendBatchDelay from now (or an earlier wake-up already set) for more to
+// join it.
+func (h *Host) rescheduleBatchLocked(now time.Time, hc *hostConn) {
+	w := hc.c.NextWake()
+	if w.IsZero() {
+		hc.wake = w
+		return
+	}
+	if d := now.Add(sendBatchDelay); w.Before(d) {
+		w = d
+	}
+	if !hc.wake.IsZero() && hc.wake.Before(w) {
+		w = hc.wake // polling early is harmless: it sends what is ready
+	}
+	hc.wake = w
+	h.kickTimerLocked(w)
+}
+
+// kickTimerLocked wakes the timer goroutine if w is sooner than the time
+// it sleeps until.
+func (h *Host) kickTimerLocked(w time.Time) {
+	if w.IsZero() || !w.Before(h.timerAt) {
+		return
+	}
+	h.timerAt = w
+	select {
+	case h.timerKick <- struct{}{}:
+	default:
 	}
 }
 
@@ -1123,11 +1159,12 @@ func (h *Host) timerLoop() {
 				next = hc.wake
 			}
 		}
-		h.unlockFlush()
 		d := time.Hour
 		if !next.IsZero() {
 			d = max(next.Sub(now), 0)
 		}
+		h.timerAt = now.Add(d)
+		h.unlockFlush()
 		t.Reset(d)
 		select {
 		case <-h.done:
