@@ -52,6 +52,7 @@ type Host struct {
 	outBufs    [][]byte
 	scratch    []byte
 	msgs       []snp.Message
+	slab       msgSlab // the slices receive calls return
 	stats      HostStats
 
 	writeMu      sync.Mutex // guards the spare batch, and the socket's write side
@@ -473,7 +474,7 @@ func (h *Host) ReceiveMessagesOnConnection(c ConnHandle, max int) []*Message {
 	if hc.group != nil {
 		return nil // GNS: messages of a connection in a poll group go to the group
 	}
-	ms := hc.recv.take(max)
+	ms := hc.recv.take(max, &h.slab)
 	h.tookLocked(ms)
 	return ms
 }
@@ -494,7 +495,7 @@ func (h *Host) Receive(ctx context.Context, c ConnHandle, max int) ([]*Message, 
 			h.mu.Unlock()
 			return nil, ResultNoConnection
 		}
-		if ms := hc.recv.take(max); len(ms) > 0 {
+		if ms := hc.recv.take(max, &h.slab); len(ms) > 0 {
 			h.tookLocked(ms)
 			h.mu.Unlock()
 			return ms, nil
@@ -529,7 +530,7 @@ func (h *Host) ReceiveOnPollGroup(ctx context.Context, g PollGroup, max int) ([]
 			h.mu.Unlock()
 			return nil, fmt.Errorf("netmsg: no poll group %d: %w", g, ResultInvalidParam)
 		}
-		if ms := pg.recv.take(max); len(ms) > 0 {
+		if ms := pg.recv.take(max, &h.slab); len(ms) > 0 {
 			h.tookLocked(ms)
 			h.mu.Unlock()
 			return ms, nil
@@ -568,7 +569,7 @@ func (h *Host) DestroyPollGroup(g PollGroup) bool {
 			hc.group = nil
 		}
 	}
-	for _, m := range pg.recv.take(pg.recv.len()) {
+	for _, m := range pg.recv.take(pg.recv.len(), nil) {
 		if hc := h.conns[m.Connection]; hc != nil {
 			hc.queued--
 		}
@@ -594,7 +595,7 @@ func (h *Host) SetConnectionPollGroup(c ConnHandle, g PollGroup) bool {
 		}
 	}
 	if hc.group == nil && pg != nil {
-		for _, m := range hc.recv.take(hc.recv.len()) {
+		for _, m := range hc.recv.take(hc.recv.len(), nil) {
 			pg.recv.push(m)
 		}
 		if pg.recv.len() > 0 {
@@ -614,7 +615,7 @@ func (h *Host) ReceiveMessagesOnPollGroup(g PollGroup, max int) []*Message {
 	if pg == nil || max <= 0 {
 		return nil
 	}
-	ms := pg.recv.take(max)
+	ms := pg.recv.take(max, &h.slab)
 	h.tookLocked(ms)
 	return ms
 }

@@ -61,13 +61,14 @@ func (q *msgQueue) push(m *Message) {
 	q.size++
 }
 
-// take removes and returns up to max messages, oldest first (nil if none).
-func (q *msgQueue) take(max int) []*Message {
+// take removes and returns up to max messages, oldest first (nil if none),
+// in a slice from slab (nil: a new one).
+func (q *msgQueue) take(max int, slab *msgSlab) []*Message {
 	n := min(max, q.size)
 	if n == 0 {
 		return nil
 	}
-	out := make([]*Message, n)
+	out := slab.get(n)
 	for i := range out {
 		out[i] = q.buf[q.head]
 		q.buf[q.head] = nil
@@ -79,8 +80,34 @@ func (q *msgQueue) take(max int) []*Message {
 
 // drop releases every message in the queue.
 func (q *msgQueue) drop() {
-	for _, m := range q.take(q.size) {
+	for _, m := range q.take(q.size, nil) {
 		m.Release()
 	}
 	q.buf, q.head = nil, 0
+}
+
+// msgSlab hands out the slices the receive calls return, carved from
+// shared chunks, so that a receive does not allocate one: a chunk of
+// msgSlabChunk pointers serves many calls, and becomes garbage once the
+// application dropped every slice carved from it. The slices are capped
+// (an append copies), and never reused by the Host. Guarded by Host.mu.
+type msgSlab struct {
+	buf []*Message
+}
+
+// msgSlabChunk is the size of a slab chunk (32 KiB on 64-bit); a take of
+// more than a quarter of it gets a slice of its own.
+const msgSlabChunk = 4096
+
+// get returns a slice of n nil pointers; a nil slab allocates it.
+func (s *msgSlab) get(n int) []*Message {
+	if s == nil || n > msgSlabChunk/4 {
+		return make([]*Message, n)
+	}
+	if n > len(s.buf) {
+		s.buf = make([]*Message, msgSlabChunk)
+	}
+	out := s.buf[:n:n]
+	s.buf = s.buf[n:]
+	return out
 }
