@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -58,6 +59,7 @@ type common struct {
 	workload string
 	loss     float64
 	timeout  time.Duration
+	cpuprof  string
 }
 
 func (c *common) flags(fs *flag.FlagSet) {
@@ -65,6 +67,28 @@ func (c *common) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.workload, "workload", "", "workload: W1..W5, W6a, W6b")
 	fs.Float64Var(&c.loss, "loss", 0, "fake random loss each way, 0..1 (overrides the workload's; W6 has 0.1)")
 	fs.DurationVar(&c.timeout, "timeout", 60*time.Second, "give up (and exit) after this long")
+	// Hidden (not in usage): a CPU profile of this process, for work on a
+	// peer's data path.
+	fs.StringVar(&c.cpuprof, "cpuprofile", "", "write a CPU profile of this process to FILE")
+}
+
+// startProfile starts the CPU profile if --cpuprofile was given and returns
+// the function that stops it.
+func (c *common) startProfile() func() {
+	if c.cpuprof == "" {
+		return func() {}
+	}
+	f, err := os.Create(c.cpuprof)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "netbench: cpuprofile:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "netbench: cpuprofile:", err)
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 func (c *common) resolve() (peer.Peer, workload.Spec, context.Context, context.CancelFunc, error) {
@@ -103,6 +127,7 @@ func server(args []string) error {
 		return err
 	}
 	defer cancel()
+	defer c.startProfile()()
 	if why := workload.Unsupported(p.Caps(), s); why != "" {
 		return fmt.Errorf("%s %s: %s", p.Name(), s.ID, why)
 	}
@@ -129,7 +154,9 @@ func client(args []string) error {
 	if !strings.HasPrefix(*addr, "127.0.0.1:") && !strings.HasPrefix(*addr, "[::1]:") {
 		return fmt.Errorf("--addr %q: only 127.0.0.1 and ::1 are allowed", *addr)
 	}
+	stop := c.startProfile()
 	res, err := workload.Run(ctx, p, *addr, s)
+	stop()
 	if err != nil && res.Error == "" {
 		res.Error = err.Error()
 	}
