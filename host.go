@@ -166,6 +166,15 @@ func NewHost(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.Certificate != nil {
+		// GNS's SetCertificate: the host takes its identity from its
+		// certificate, or refuses one that names another identity.
+		id, k, err := ownCertificate(c.Identity, c.PrivateKey, c.AppID, c.Certificate)
+		if err != nil {
+			return nil, err
+		}
+		c.Identity, c.PrivateKey = id, k
+	}
 	key := c.PrivateKey
 	if key == nil {
 		_, key, err = ed25519.GenerateKey(c.Rand)
