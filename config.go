@@ -43,9 +43,11 @@ const (
 	// defaultSendRateMin is GNS's SendRateMin, 256 KiB/s (GNS's SendRateMax
 	// has the same default, which fixes the rate). Ours is a tuning choice:
 	// defaultSendRateMax lets congestion control find the path's rate.
-	// Each is 1 KiB/s..256 MiB/s.
+	// Each is 1 KiB/s..maxSendRate. GNS caps the setting at 256 MiB/s; we
+	// allow 4 GiB/s, since one core moves more than that on loopback.
 	defaultSendRateMin = 256 * 1024
-	defaultSendRateMax = 256 * 1024 * 1024
+	defaultSendRateMax = 1 << 30
+	maxSendRate        = 4 << 30
 	minSendRate        = 1024
 
 	defaultNagleTime = 5 * time.Millisecond // NagleTime 5000 us, 0..20000 us
@@ -221,8 +223,8 @@ type ConnConfig struct {
 
 	// SendRateMin and SendRateMax bound the send rate, in bytes per second,
 	// that congestion control may choose. SendRateMin defaults to 256 KiB/s
-	// (GNS k_ESteamNetworkingConfig_SendRateMin) and SendRateMax to 256 MiB/s;
-	// each is 1 KiB/s to 256 MiB/s. GNS defaults both to 256 KiB/s, which
+	// (GNS k_ESteamNetworkingConfig_SendRateMin) and SendRateMax to 1 GiB/s;
+	// each is 1 KiB/s to 4 GiB/s. GNS defaults both to 256 KiB/s, which
 	// fixes the rate; set them equal for that behaviour. When they differ,
 	// the rate adapts to loss and delay between them (see internal/snp's
 	// package documentation). If only one is set and it crosses the other's default,
@@ -311,8 +313,8 @@ func (c *ConnConfig) withDefaults(parent *ConnConfig) (ConnConfig, error) {
 		{"RecvBufferMessages", &out.RecvBufferMessages, def.RecvBufferMessages, minRecvBufferMessages, maxBufferSize},
 		{"RecvMaxMessageSize", &out.RecvMaxMessageSize, def.RecvMaxMessageSize, minRecvMaxMessageSize, maxBufferSize},
 		{"MaxMessageSize", &out.MaxMessageSize, def.MaxMessageSize, 1, defaultMaxMessageSize},
-		{"SendRateMin", &out.SendRateMin, def.SendRateMin, minSendRate, maxBufferSize},
-		{"SendRateMax", &out.SendRateMax, def.SendRateMax, minSendRate, maxBufferSize},
+		{"SendRateMin", &out.SendRateMin, def.SendRateMin, minSendRate, maxSendRate},
+		{"SendRateMax", &out.SendRateMax, def.SendRateMax, minSendRate, maxSendRate},
 		{"MTUPacketSize", &out.MTUPacketSize, def.MTUPacketSize, minMTUPacketSize, maxMTUPacketSize},
 	} {
 		if *n.v == 0 {

@@ -27,7 +27,7 @@ func TestConfigDefaults(t *testing.T) {
 				RecvMaxMessageSize: 512 * 1024,
 				MaxMessageSize:     512 * 1024,
 				SendRateMin:        256 * 1024,
-				SendRateMax:        256 << 20,
+				SendRateMax:        1 << 30,
 				NagleTime:          5 * time.Millisecond,
 				MTUPacketSize:      1300,
 			}
@@ -96,10 +96,10 @@ func TestConfigSendRate(t *testing.T) {
 		min, max         int
 		wantMin, wantMax int
 	}{
-		{0, 0, 256 * 1024, 256 << 20},
+		{0, 0, 256 * 1024, 1 << 30},
 		{0, 100 * 1024, 100 * 1024, 100 * 1024},      // max below the default min: min follows
 		{0, 128 << 20, 256 * 1024, 128 << 20},        // no crossing
-		{10 * 1024, 0, 10 * 1024, 256 << 20},         // no crossing
+		{10 * 1024, 0, 10 * 1024, 1 << 30},           // no crossing
 		{0, 1024 * 1024, 256 * 1024, 1024 * 1024},    // no crossing
 		{2048, 1024 * 1024, 2048, 1024 * 1024},       // both set
 		{64 * 1024, 64 * 1024, 64 * 1024, 64 * 1024}, // equal

@@ -13,7 +13,7 @@ import (
 
 // netmsgPeer is netmsg's connection API over its own UDP Host: the GNS
 // protocol with AES-256-GCM, default configuration (Nagle 5 ms, adaptive
-// send rate from 256 KiB/s to 256 MiB/s, 512 KiB send buffer). NoDelay
+// send rate from 256 KiB/s to 1 GiB/s, 512 KiB send buffer). NoDelay
 // sends use SendNoNagle.
 type netmsgPeer struct{}
 
