@@ -88,6 +88,10 @@ type Config struct {
 
 	TimeoutInitial   time.Duration // default 10 s
 	TimeoutConnected time.Duration // default 10 s
+	// VirtualPort, for Dial only, is sent in netmsg's connect-request
+	// extension so the server can route the connection (netmsg's Messages
+	// sessions use GNS's Messages port, 0x7fffffff). 0 sends none, as GNS.
+	VirtualPort int
 	// SNP configures the reliability engine of each connection
 	// (FirstPktNum/PeerFirstPktNum are set by the handshake).
 	SNP snp.Config

@@ -99,6 +99,7 @@ type Conn struct {
 	// Handshake.
 	crypt        *crypto.LocalCrypt
 	peerVersion  uint32
+	vport        int // virtual port: ours when dialling (Config.VirtualPort), the client's when accepted
 	lastAttempt  time.Time // client: last challenge request (GNS m_usecWhenSentConnectRequest)
 	accepted     bool
 	pendingPeer  *crypto.Peer        // server: verified, until Accept
@@ -162,6 +163,10 @@ func Dial(cfg Config, now time.Time, localID uint32, remote netip.AddrPort) (*Co
 	}
 	c := newConn(loc, now, localID, remote, false)
 	c.expectIdentity = cfg.RemoteIdentity
+	if cfg.VirtualPort < 0 {
+		return nil, errors.New("conn: negative virtual port")
+	}
+	c.vport = cfg.VirtualPort
 	c.crypt, err = newLocalCrypt(loc, crypto.DefaultCiphers)
 	if err != nil {
 		return nil, err
@@ -193,6 +198,12 @@ func (c *Conn) IsServer() bool { return c.server }
 
 // PeerProtocolVersion is the peer's protocol version (0 until known).
 func (c *Conn) PeerProtocolVersion() int { return int(c.peerVersion) }
+
+// VirtualPort is the virtual port the connection was made to (netmsg's
+// connect-request extension): Config.VirtualPort on a dialled connection,
+// the client's on an accepted one; 0 for a plain connection, and for every
+// connection from a GNS peer.
+func (c *Conn) VirtualPort() int { return c.vport }
 
 // NextEvent returns the oldest state change not yet reported.
 func (c *Conn) NextEvent() (Event, bool) {

@@ -2,6 +2,7 @@ package conn
 
 import (
 	"math/rand/v2"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -277,5 +278,30 @@ func TestNoBusyWake(t *testing.T) {
 		if p.client.State() == StateProblemDetectedLocally {
 			p.client.Close(p.now, 0, "", false)
 		}
+	}
+}
+
+// TestVirtualPort: the client's virtual port (netmsg's connect-request
+// extension) reaches the server; a plain connection has none.
+func TestVirtualPort(t *testing.T) {
+	for _, vp := range []int{0, 0x7fffffff, 7} {
+		cc := testConfig("str:client")
+		cc.VirtualPort = vp
+		p := newPair(t, cc, testConfig("str:server"))
+		p.run(50 * time.Millisecond)
+		if p.server == nil || p.server.State() != StateConnected {
+			t.Fatalf("vport %d: not connected", vp)
+		}
+		if got := p.server.VirtualPort(); got != vp {
+			t.Errorf("server sees virtual port %d, want %d", got, vp)
+		}
+		if got := p.client.VirtualPort(); got != vp {
+			t.Errorf("client has virtual port %d, want %d", got, vp)
+		}
+	}
+	cc := testConfig("str:client")
+	cc.VirtualPort = -1
+	if _, err := Dial(cc, time.Now(), 1, netip.MustParseAddrPort("127.0.0.1:1")); err == nil {
+		t.Error("Dial took a negative virtual port")
 	}
 }

@@ -89,6 +89,9 @@ func (c *Conn) recvChallengeReply(now time.Time, m *pb.UDPChallengeReply) error 
 	if !c.loc.certHasID {
 		req.IdentityString = proto.String(c.loc.cfg.Identity)
 	}
+	if c.vport > 0 {
+		req.NetmsgVirtualPort = proto.Uint32(uint32(c.vport))
+	}
 	c.queueControl(pb.UDPMsgID_UDP_MSG_CONNECT_REQUEST, req)
 	c.lastAttempt = now // GNS SentEndToEndConnectRequest: the retry clock restarts
 	return nil

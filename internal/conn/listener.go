@@ -126,6 +126,7 @@ func (l *Listener) HandleConnectRequest(now time.Time, from netip.AddrPort, b []
 	peer, err := crypto.VerifyPeer(l.loc.policy(now, "", 0), req.GetCert(), req.GetCrypt())
 	c = newConn(l.loc, now, localID, from, true)
 	c.remoteID = req.GetClientConnectionId()
+	c.vport = int(req.GetNetmsgVirtualPort())
 	if err == nil {
 		err = c.checkLanes(peer)
 	}

@@ -312,8 +312,13 @@ type UDPConnectRequest struct {
 	IdentityString       *string               `protobuf:"bytes,10,opt,name=identity_string,json=identityString" json:"identity_string,omitempty"`
 	LegacyClientSteamId  *uint64               `protobuf:"fixed64,3,opt,name=legacy_client_steam_id,json=legacyClientSteamId" json:"legacy_client_steam_id,omitempty"`
 	LegacyIdentityBinary *IdentityLegacyBinary `protobuf:"bytes,9,opt,name=legacy_identity_binary,json=legacyIdentityBinary" json:"legacy_identity_binary,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// netmsg's extension (GNS uses no field number above 100 here and ignores
+	// unknown fields): the virtual port the client connects to. A netmsg
+	// Messages session sets GNS's Messages port, 0x7fffffff; a plain
+	// connection leaves it out, as GNS does.
+	NetmsgVirtualPort *uint32 `protobuf:"varint,1001,opt,name=netmsg_virtual_port,json=netmsgVirtualPort" json:"netmsg_virtual_port,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *UDPConnectRequest) Reset() {
@@ -414,6 +419,13 @@ func (x *UDPConnectRequest) GetLegacyIdentityBinary() *IdentityLegacyBinary {
 		return x.LegacyIdentityBinary
 	}
 	return nil
+}
+
+func (x *UDPConnectRequest) GetNetmsgVirtualPort() uint32 {
+	if x != nil && x.NetmsgVirtualPort != nil {
+		return *x.NetmsgVirtualPort
+	}
+	return 0
 }
 
 // UDPConnectOK accepts a connect request and carries the server's
@@ -726,7 +738,7 @@ const file_internal_pb_udp_proto_rawDesc = "" +
 	"\rconnection_id\x18\x01 \x01(\aR\fconnectionId\x12\x1c\n" +
 	"\tchallenge\x18\x02 \x01(\x06R\tchallenge\x12%\n" +
 	"\x0eyour_timestamp\x18\x03 \x01(\x06R\ryourTimestamp\x12)\n" +
-	"\x10protocol_version\x18\x04 \x01(\rR\x0fprotocolVersion\"\x81\x04\n" +
+	"\x10protocol_version\x18\x04 \x01(\rR\x0fprotocolVersion\"\xb2\x04\n" +
 	"\x11UDPConnectRequest\x120\n" +
 	"\x14client_connection_id\x18\x01 \x01(\aR\x12clientConnectionId\x12\x1c\n" +
 	"\tchallenge\x18\x02 \x01(\x06R\tchallenge\x12!\n" +
@@ -738,7 +750,8 @@ const file_internal_pb_udp_proto_rawDesc = "" +
 	"\x0fidentity_string\x18\n" +
 	" \x01(\tR\x0eidentityString\x123\n" +
 	"\x16legacy_client_steam_id\x18\x03 \x01(\x06R\x13legacyClientSteamId\x12V\n" +
-	"\x16legacy_identity_binary\x18\t \x01(\v2 .netmsg.gns.IdentityLegacyBinaryR\x14legacyIdentityBinary\"\xe4\x03\n" +
+	"\x16legacy_identity_binary\x18\t \x01(\v2 .netmsg.gns.IdentityLegacyBinaryR\x14legacyIdentityBinary\x12/\n" +
+	"\x13netmsg_virtual_port\x18\xe9\a \x01(\rR\x11netmsgVirtualPort\"\xe4\x03\n" +
 	"\fUDPConnectOK\x120\n" +
 	"\x14client_connection_id\x18\x01 \x01(\aR\x12clientConnectionId\x120\n" +
 	"\x14server_connection_id\x18\x05 \x01(\aR\x12serverConnectionId\x12%\n" +
