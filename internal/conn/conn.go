@@ -99,7 +99,7 @@ type Conn struct {
 	// Handshake.
 	crypt        *crypto.LocalCrypt
 	peerVersion  uint32
-	vport        int // virtual port: ours when dialling (Config.VirtualPort), the client's when accepted
+	vport        int       // virtual port: ours when dialling (Config.VirtualPort), the client's when accepted
 	lastAttempt  time.Time // client: last challenge request (GNS m_usecWhenSentConnectRequest)
 	accepted     bool
 	pendingPeer  *crypto.Peer        // server: verified, until Accept
