@@ -38,6 +38,7 @@ type Host struct {
 	key      ed25519.PrivateKey
 	listener *conn.Listener
 	connCfg  conn.Config
+	messages *Messages
 
 	mu         sync.Mutex
 	closed     bool
@@ -100,6 +101,7 @@ type hostConn struct {
 	queued   int           // messages of this connection waiting in recv or its group's
 	group    *pollGroup
 	wake     time.Time
+	sess     *session  // the Messages session this connection carries, or nil
 	lastTake time.Time // when the application last took messages of this connection
 }
 
@@ -122,6 +124,14 @@ type ConnStatusChanged struct {
 
 type statusEvent struct {
 	ev ConnStatusChanged
+	fn func() // if not nil, run instead (the Messages layer's callbacks)
+}
+
+// postLocked queues fn to run on the event goroutine, in order with the
+// status callbacks.
+func (h *Host) postLocked(fn func()) {
+	h.events = append(h.events, statusEvent{fn: fn})
+	signal(h.eventKick)
 }
 
 // Errors of the connection API.
@@ -199,6 +209,7 @@ func NewHost(cfg Config) (*Host, error) {
 	}
 	h := &Host{
 		cfg: c, pc: pc, identity: id, key: key,
+		messages:   &Messages{},
 		conns:      make(map[ConnHandle]*hostConn),
 		servers:    make(map[serverKey]*hostConn),
 		pollGroups: make(map[PollGroup]*pollGroup),
@@ -209,6 +220,7 @@ func NewHost(cfg Config) (*Host, error) {
 		eventKick:  make(chan struct{}, 1),
 		done:       make(chan struct{}),
 	}
+	h.messages.init(h)
 	h.connCfg = conn.Config{
 		Identity:         id.String(),
 		Key:              key,
@@ -345,25 +357,36 @@ func (h *Host) Connect(addr netip.AddrPort) (ConnHandle, error) {
 	if h.closed {
 		return InvalidConn, ErrHostClosed
 	}
-	now := h.cfg.Now()
-	handle, err := h.newHandleLocked()
+	hc, err := h.connectLocked(h.cfg.Now(), addr, 0)
 	if err != nil {
 		return InvalidConn, err
 	}
-	c, err := conn.Dial(h.connCfg, now, uint32(handle), addr)
+	h.flushOutLocked()
+	return hc.handle, nil
+}
+
+// connectLocked dials addr with virtual port vport (0: a plain connection)
+// and queues the first datagram.
+func (h *Host) connectLocked(now time.Time, addr netip.AddrPort, vport int) (*hostConn, error) {
+	handle, err := h.newHandleLocked()
 	if err != nil {
-		return InvalidConn, fmt.Errorf("netmsg: connect: %w", err)
+		return nil, err
+	}
+	cfg := h.connCfg
+	cfg.VirtualPort = vport
+	c, err := conn.Dial(cfg, now, uint32(handle), addr)
+	if err != nil {
+		return nil, fmt.Errorf("netmsg: connect: %w", err)
 	}
 	hc := &hostConn{handle: handle, c: c, state: StateNone, ready: make(chan struct{}, 1)}
 	h.conns[handle] = hc
 	h.pollLocked(now, hc)
-	h.flushOutLocked()
-	return handle, nil
+	return hc, nil
 }
 
 // connLocked returns the connection the application knows as c, or nil.
 func (h *Host) connLocked(c ConnHandle) *hostConn {
-	if hc := h.conns[c]; hc != nil && hc.handle == c {
+	if hc := h.conns[c]; hc != nil && hc.handle == c && hc.sess == nil {
 		return hc
 	}
 	return nil
@@ -738,6 +761,10 @@ func (h *Host) RealTimeStatus(c ConnHandle) (RealTimeStatus, error) {
 	if hc == nil {
 		return RealTimeStatus{}, ErrNoSuchConn
 	}
+	return h.statusLocked(hc), nil
+}
+
+func (h *Host) statusLocked(hc *hostConn) RealTimeStatus {
 	s := hc.c.Stats(h.cfg.Now())
 	ping := time.Duration(-1)
 	if s.Ping >= 0 {
@@ -757,7 +784,7 @@ func (h *Host) RealTimeStatus(c ConnHandle) (RealTimeStatus, error) {
 		PendingReliable:         s.PendingReliable,
 		SentUnackedReliable:     s.SentUnackedReliable,
 		QueueTime:               s.QueueTime,
-	}, nil
+	}
 }
 
 // readLoop takes datagrams from the socket and hands them to the
@@ -853,7 +880,7 @@ func (h *Host) handleDatagramLocked(now time.Time, from netip.AddrPort, b []byte
 	kind, id := conn.Classify(b)
 	switch kind {
 	case conn.KindChallengeRequest:
-		if h.listening == InvalidListen {
+		if h.listening == InvalidListen && !h.messages.enabled {
 			h.stats.Dropped++
 			return
 		}
@@ -869,7 +896,7 @@ func (h *Host) handleDatagramLocked(now time.Time, from netip.AddrPort, b []byte
 			h.deliverLocked(now, hc, from, b)
 			return
 		}
-		if h.listening == InvalidListen {
+		if h.listening == InvalidListen && !h.messages.enabled {
 			h.stats.Dropped++
 			return
 		}
@@ -888,8 +915,19 @@ func (h *Host) handleDatagramLocked(now time.Time, from netip.AddrPort, b []byte
 		}
 		hc := &hostConn{handle: handle, c: c, listen: h.listening, state: StateNone, ready: make(chan struct{}, 1)}
 		hc.identity, _ = ParseIdentity(c.RemoteIdentity())
+		isMsgs := c.VirtualPort() == messagesVirtualPort
+		if isMsgs != h.messages.enabled && (isMsgs || h.listening == InvalidListen) {
+			// Nobody here takes this kind of connection: refuse it.
+			h.stats.ConnectsRefused++
+			c.Close(now, int(EndAppMin), "nobody listens to that virtual port", false)
+			hc.handle = InvalidConn // a zombie: it only says goodbye
+		}
 		h.conns[handle] = hc
 		h.servers[serverKey{from, id}] = hc
+		if isMsgs && h.messages.enabled && hc.handle != InvalidConn {
+			hc.listen = InvalidListen
+			h.messages.incomingLocked(now, hc)
+		}
 		h.pollLocked(now, hc)
 	case conn.KindChallengeReply, conn.KindConnectOK, conn.KindConnectionClosed, conn.KindNoConnection, conn.KindData:
 		hc := h.conns[ConnHandle(id)]
@@ -944,6 +982,11 @@ func (h *Host) drainLocked(now time.Time, hc *hostConn) {
 			m.Identity = hc.identity
 			m.ReceiverUserData = hc.userData
 			m.TimeReceived = now
+			if hc.sess != nil {
+				h.messages.deliverLocked(now, hc, m)
+				*sm = snp.Message{}
+				continue
+			}
 			hc.queued++
 			if hc.group != nil {
 				hc.group.recv.push(m)
@@ -1031,13 +1074,17 @@ func (h *Host) stateChangedLocked(hc *hostConn, ev conn.Event) {
 	if hc.state == StateClosedByPeer || hc.state == StateProblemDetectedLocally {
 		signal(hc.ready) // wake a Receive waiting on a connection that ended
 	}
+	if hc.sess != nil {
+		h.messages.connStateLocked(hc, old)
+		return
+	}
 	if hc.handle == InvalidConn || h.cfg.OnConnectionStatusChanged == nil {
 		return
 	}
 	if hc.state == StateFinWait || hc.state == StateLinger || hc.state == StateDead {
 		return // internal states: GNS does not report them
 	}
-	h.events = append(h.events, statusEvent{ConnStatusChanged{Conn: hc.handle, Info: h.infoLocked(hc), OldState: old}})
+	h.events = append(h.events, statusEvent{ev: ConnStatusChanged{Conn: hc.handle, Info: h.infoLocked(hc), OldState: old}})
 	select {
 	case h.eventKick <- struct{}{}:
 	default:
@@ -1169,6 +1216,9 @@ func (h *Host) timerLoop() {
 				next = hc.wake
 			}
 		}
+		if w := h.messages.tickLocked(now); !w.IsZero() && (next.IsZero() || w.Before(next)) {
+			next = w
+		}
 		d := time.Hour
 		if !next.IsZero() {
 			d = max(next.Sub(now), 0)
@@ -1203,7 +1253,11 @@ func (h *Host) eventLoop() {
 				break
 			}
 			for _, e := range evs {
-				h.cfg.OnConnectionStatusChanged(e.ev)
+				if e.fn != nil {
+					e.fn()
+				} else {
+					h.cfg.OnConnectionStatusChanged(e.ev)
+				}
 			}
 		}
 	}

@@ -1,0 +1,544 @@
+package netmsg
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/netmsg-go/netmsg/internal/snp"
+)
+
+// GNS's facts for the Messages layer (csteamnetworkingmessages.cpp,
+// steamnetworkingsockets_internal.h).
+const (
+	// messagesVirtualPort is k_nVirtualPort_Messages: the virtual port of
+	// every Messages connection.
+	messagesVirtualPort = 0x7fffffff
+
+	// msgHeaderLen is the size of the header GNS puts before every
+	// Messages payload: a flags byte, then the channel (int32 LE).
+	msgHeaderLen = 5
+
+	// msgHeaderFlags is the only flags value GNS writes.
+	msgHeaderFlags = 1
+)
+
+// Our tuning of the Messages layer.
+const (
+	// sessionRequestRepeat is how often a session request is posted again
+	// while the peer keeps trying and the application has not accepted.
+	sessionRequestRepeat = time.Second
+)
+
+// Messages is the Networking Messages API of a Host
+// (ISteamNetworkingMessages): messages to peers named by identity, on
+// numbered channels, with sessions made on demand. Get it with
+// Host.Messages. Its methods are safe for concurrent use; its state is
+// guarded by the Host's lock.
+type Messages struct {
+	h        *Host
+	enabled  bool                  // Host.Messages was called: take incoming sessions
+	sessions map[Identity]*session // by peer
+	channels map[int]*channelQueue // received messages by channel
+	scratch  []byte                // header + payload of the message being sent
+	next     time.Time             // the soonest tick the sessions need
+}
+
+// session is one peer's Messages session. Its fields are guarded by the
+// Host's lock.
+type session struct {
+	peer     Identity
+	hc       *hostConn // the connection carrying it (nil once it failed and was freed)
+	accepted bool      // we sent to the peer or accepted its request
+	failed   bool      // broken: sends fail with ResultNoConnection until closed or restarted
+	info     ConnectionInfo
+	lastUsed time.Time
+	// requestAt is when the session request is next posted again (zero:
+	// not pending).
+	requestAt time.Time
+	open      map[int]bool // channels in use with this peer
+	// early holds copies of the messages (header included) sent before
+	// the connection was up, for a symmetric connect that switches to the
+	// peer's connection; dropped once connected.
+	early [][]byte
+	alias Identity // a second key of the session in Messages.sessions, if any
+}
+
+type channelQueue struct {
+	recv  msgQueue
+	ready chan struct{} // signalled (cap 1) when recv gains messages
+}
+
+func (ms *Messages) init(h *Host) {
+	ms.h = h
+	ms.sessions = make(map[Identity]*session)
+	ms.channels = make(map[int]*channelQueue)
+}
+
+// Messages returns the Host's Networking Messages interface. From the
+// first call on, the Host accepts incoming Messages sessions (peers that
+// send first get a session request).
+func (h *Host) Messages() *Messages {
+	h.mu.Lock()
+	h.messages.enabled = true
+	h.mu.Unlock()
+	return h.messages
+}
+
+func (ms *Messages) channelLocked(ch int) *channelQueue {
+	q := ms.channels[ch]
+	if q == nil {
+		q = &channelQueue{ready: make(chan struct{}, 1)}
+		ms.channels[ch] = q
+	}
+	return q
+}
+
+// SendMessageToUser sends data to peer on channel (GNS's
+// SendMessageToUser). A session is created if there is none (directly over
+// UDP for an ip: identity; other identities need an existing session until
+// P2P lands), and a pending request from the peer is accepted. Messages sent
+// before the session is connected are queued and sent reliably, as GNS
+// does. The data is copied.
+//
+// It returns nil or a Result: ResultInvalidParam for an invalid peer or a
+// message over 512 KiB, ResultLimitExceeded when the send buffer is full,
+// ResultNoConnection when the session failed or was closed (until
+// CloseSessionWithUser, or a send with SendAutoRestartBrokenSession, which
+// starts a fresh session).
+func (ms *Messages) SendMessageToUser(peer Identity, data []byte, flags SendFlags, channel int) error {
+	h := ms.h
+	if !peer.IsValid() {
+		return fmt.Errorf("netmsg: send to an invalid identity: %w", ResultInvalidParam)
+	}
+	if len(data) > h.cfg.MaxMessageSize {
+		return fmt.Errorf("netmsg: message of %d bytes over the %d limit: %w", len(data), h.cfg.MaxMessageSize, ResultInvalidParam)
+	}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return ErrHostClosed
+	}
+	now := h.cfg.Now()
+	s := ms.sessions[peer]
+	if s != nil && s.failed {
+		if flags&SendAutoRestartBrokenSession == 0 {
+			h.mu.Unlock()
+			return ResultNoConnection
+		}
+		ms.freeLocked(now, s, EndSessionClosed, "Session restarted")
+		s = nil
+	}
+	if s == nil {
+		var err error
+		if s, err = ms.dialLocked(now, peer); err != nil {
+			h.mu.Unlock()
+			return err
+		}
+	}
+	hc := s.hc
+	if !s.accepted {
+		if err := hc.c.Accept(now); err != nil {
+			h.mu.Unlock()
+			return fmt.Errorf("netmsg: accept %v: %v: %w", peer, err, ResultNoConnection)
+		}
+		s.accepted, s.requestAt = true, time.Time{}
+	}
+	sf := snp.SendFlags(flags & (SendReliable | SendNoNagle | SendNoDelay))
+	if hc.state != StateConnected {
+		sf |= snp.Reliable // GNS: nothing sent before the session is up may be lost
+	}
+	b := append(ms.scratch[:0], msgHeaderFlags, 0, 0, 0, 0)
+	binary.LittleEndian.PutUint32(b[1:], uint32(int32(channel)))
+	b = append(b, data...)
+	ms.scratch = b[:0]
+	if _, err := hc.c.Send(now, 0, b, sf); err != nil {
+		h.mu.Unlock()
+		return sendResult(err)
+	}
+	if hc.state != StateConnected && !hc.c.IsServer() {
+		s.early = append(s.early, append([]byte(nil), b...))
+	}
+	s.lastUsed = now
+	s.open[channel] = true
+	ms.scheduleLocked(now, s)
+	if flags&SendNoNagle != 0 {
+		h.pollLocked(now, hc)
+	} else {
+		h.rescheduleLocked(hc)
+	}
+	h.unlockFlush()
+	return nil
+}
+
+// dialLocked starts a session to peer.
+func (ms *Messages) dialLocked(now time.Time, peer Identity) (*session, error) {
+	addr, ok := peer.Addr()
+	if !ok {
+		return nil, fmt.Errorf("netmsg: no route to %v (sessions to non-ip identities need P2P, not built yet): %w", peer, ResultNoConnection)
+	}
+	hc, err := ms.h.connectLocked(now, addr, messagesVirtualPort)
+	if err != nil {
+		return nil, err
+	}
+	s := ms.newSessionLocked(now, peer, hc)
+	s.accepted = true
+	return s, nil
+}
+
+func (ms *Messages) newSessionLocked(now time.Time, peer Identity, hc *hostConn) *session {
+	s := &session{peer: peer, hc: hc, lastUsed: now, open: map[int]bool{}}
+	hc.sess = s
+	ms.sessions[peer] = s
+	return s
+}
+
+// incomingLocked takes a new incoming Messages connection: a session
+// request, or, when both sides dialled at once, the one connection of the
+// two that survives (the one whose client picked the lower connection id;
+// both sides apply the same rule).
+func (ms *Messages) incomingLocked(now time.Time, hc *hostConn) {
+	peer := hc.identity
+	s := ms.sessions[peer]
+	if s == nil {
+		// A session we dialled by address, to a peer whose certificate
+		// names another identity: the peer's socket is the same.
+		if id, err := IdentityFromAddr(hc.c.RemoteAddr()); err == nil {
+			if s = ms.sessions[id]; s != nil {
+				peer = id
+			}
+		}
+	}
+	if s != nil && s.hc != nil && !s.failed && !s.hc.c.IsServer() && s.hc.state != StateConnected {
+		// Symmetric connect.
+		if s.hc.c.LocalID() < hc.c.RemoteID() {
+			// Ours survives; the peer drops its own and accepts ours.
+			hc.c.Close(now, int(EndAppMin), "symmetric connect: the other connection wins", false)
+			hc.handle = InvalidConn
+			return
+		}
+		// Theirs survives: move what we queued on ours over to it.
+		old := s.hc
+		for _, b := range s.early {
+			hc.c.Send(now, 0, b, snp.Reliable)
+		}
+		s.early = nil
+		old.sess = nil
+		old.handle = InvalidConn
+		old.c.Close(now, int(EndAppMin), "symmetric connect: the other connection wins", false)
+		ms.h.pollLocked(now, old)
+		s.hc, hc.sess = hc, s
+		if err := hc.c.Accept(now); err == nil {
+			s.accepted = true
+		}
+		return
+	}
+	if s != nil {
+		// A new connection from a peer we had a session with: it replaces
+		// the old one (the peer restarted its session).
+		ms.freeLocked(now, s, EndSessionClosed, "Session replaced")
+	}
+	s = ms.newSessionLocked(now, peer, hc)
+	s.requestAt = now
+	ms.postRequestLocked(now, s)
+}
+
+// postRequestLocked posts OnSessionRequest for s and schedules the repeat.
+func (ms *Messages) postRequestLocked(now time.Time, s *session) {
+	s.requestAt = now.Add(sessionRequestRepeat)
+	ms.scheduleLocked(now, s)
+	if cb := ms.h.cfg.OnSessionRequest; cb != nil {
+		peer := s.peer
+		ms.h.postLocked(func() { cb(peer) })
+	}
+}
+
+// deliverLocked takes a message that arrived on a session's connection:
+// strips GNS's header and queues it on its channel.
+func (ms *Messages) deliverLocked(now time.Time, hc *hostConn, m *Message) {
+	s := hc.sess
+	if len(m.Payload) < msgHeaderLen {
+		m.Release()
+		ms.h.stats.Dropped++
+		return
+	}
+	ch := int(int32(binary.LittleEndian.Uint32(m.Payload[1:])))
+	m.Payload = m.Payload[msgHeaderLen:]
+	m.Size = len(m.Payload)
+	m.Channel = ch
+	s.lastUsed = now
+	s.open[ch] = true
+	hc.queued++
+	q := ms.channelLocked(ch)
+	q.recv.push(m)
+	signal(q.ready)
+}
+
+// connStateLocked follows a session connection's state changes.
+func (ms *Messages) connStateLocked(hc *hostConn, old ConnectionState) {
+	s := hc.sess
+	now := ms.h.cfg.Now()
+	switch hc.state {
+	case StateConnected:
+		s.lastUsed = now
+		s.early = nil
+		// A session dialled by address is also known by the identity the
+		// peer's certificate names, so a reply to Message.Identity finds
+		// it.
+		if id := hc.identity; id.IsValid() && id != s.peer && ms.sessions[id] == nil {
+			ms.sessions[id] = s
+			s.alias = id
+		}
+	case StateClosedByPeer, StateProblemDetectedLocally:
+		info := ms.infoLocked(s)
+		hc.sess = nil
+		hc.handle = InvalidConn
+		s.hc = nil
+		if !s.accepted {
+			// A request the application never took: it just goes.
+			ms.forgetLocked(s)
+			return
+		}
+		if hc.state == StateClosedByPeer && (info.EndReason == EndSessionClosed || info.EndReason == EndIdleTimeout) {
+			// The peer closed the session ("closed by peer" is no
+			// failure in UDP-style messaging): the next send makes a
+			// new one.
+			ms.forgetLocked(s)
+			return
+		}
+		s.failed = true
+		s.info = info
+		if cb := ms.h.cfg.OnSessionFailed; cb != nil {
+			ms.h.postLocked(func() { cb(info) })
+		}
+	}
+}
+
+// freeLocked closes s's connection with reason and forgets s and its unread
+// messages.
+func (ms *Messages) freeLocked(now time.Time, s *session, reason EndReason, debug string) {
+	if hc := s.hc; hc != nil {
+		hc.sess = nil
+		hc.handle = InvalidConn
+		hc.c.Close(now, int(reason), debug, false)
+		ms.h.pollLocked(now, hc)
+		s.hc = nil
+	}
+	for ch := range s.open {
+		ms.dropLocked(s, ch)
+	}
+	ms.forgetLocked(s)
+}
+
+// forgetLocked removes s from the session table.
+func (ms *Messages) forgetLocked(s *session) {
+	if ms.sessions[s.peer] == s {
+		delete(ms.sessions, s.peer)
+	}
+	if s.alias.IsValid() && ms.sessions[s.alias] == s {
+		delete(ms.sessions, s.alias)
+	}
+}
+
+// dropLocked releases the unread messages from s's peer on channel ch.
+func (ms *Messages) dropLocked(s *session, ch int) {
+	q := ms.channels[ch]
+	if q == nil {
+		return
+	}
+	keep := q.recv.take(q.recv.len(), nil)
+	for _, m := range keep {
+		if m.Identity == s.peer || (s.alias.IsValid() && m.Identity == s.alias) {
+			if hc := ms.h.conns[m.Connection]; hc != nil {
+				hc.queued--
+			}
+			m.Release()
+			continue
+		}
+		q.recv.push(m)
+	}
+}
+
+// scheduleLocked notes that s needs a tick by its next deadline.
+func (ms *Messages) scheduleLocked(now time.Time, s *session) {
+	w := ms.deadline(s)
+	if ms.next.IsZero() || w.Before(ms.next) {
+		ms.next = w
+		signal(ms.h.timerKick)
+	}
+}
+
+// deadline is when s next needs attention: its idle timeout, or the repeat
+// of its pending request.
+func (ms *Messages) deadline(s *session) time.Time {
+	w := s.lastUsed.Add(ms.h.cfg.SessionIdleTimeout)
+	if !s.requestAt.IsZero() && s.requestAt.Before(w) {
+		w = s.requestAt
+	}
+	return w
+}
+
+// tickLocked re-posts pending requests and closes idle sessions; it returns
+// when it next needs to run (zero: no session).
+func (ms *Messages) tickLocked(now time.Time) time.Time {
+	if ms.next.IsZero() || now.Before(ms.next) {
+		return ms.next
+	}
+	var next time.Time
+	for _, s := range ms.sessions {
+		if !s.requestAt.IsZero() && !now.Before(s.requestAt) && s.hc != nil && s.hc.state == StateConnecting {
+			ms.postRequestLocked(now, s)
+		}
+		if !now.Before(s.lastUsed.Add(ms.h.cfg.SessionIdleTimeout)) {
+			if s.hc == nil || s.hc.c.Stats(now).PendingReliable+s.hc.c.Stats(now).SentUnackedReliable == 0 {
+				// Idle: closed silently, as GNS does.
+				ms.freeLocked(now, s, EndIdleTimeout, "Session Idle Timeout")
+				continue
+			}
+			s.lastUsed = now.Add(-ms.h.cfg.SessionIdleTimeout + time.Second)
+		}
+		if w := ms.deadline(s); next.IsZero() || w.Before(next) {
+			next = w
+		}
+	}
+	ms.next = next
+	return next
+}
+
+// ReceiveMessagesOnChannel returns up to maxMessages received on channel,
+// oldest first, without blocking (nil when there are none). Reliable
+// messages from one peer on one channel come exactly once and in order.
+// Release each Message when done with it.
+func (ms *Messages) ReceiveMessagesOnChannel(channel, maxMessages int) []*Message {
+	h := ms.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	q := ms.channels[channel]
+	if q == nil || maxMessages <= 0 {
+		return nil
+	}
+	out := q.recv.take(maxMessages, &h.slab)
+	h.tookLocked(out)
+	return out
+}
+
+// Receive waits for the next message on channel: the blocking form Go
+// servers want. It returns ctx's error when ctx ends first, and
+// ErrHostClosed when the Host closes.
+func (ms *Messages) Receive(ctx context.Context, channel int) (*Message, error) {
+	h := ms.h
+	for {
+		h.mu.Lock()
+		q := ms.channelLocked(channel)
+		if out := q.recv.take(1, &h.slab); len(out) == 1 {
+			h.tookLocked(out)
+			h.mu.Unlock()
+			return out[0], nil
+		}
+		ready := q.ready
+		h.mu.Unlock()
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-h.done:
+			return nil, ErrHostClosed
+		}
+	}
+}
+
+// AcceptSessionWithUser accepts a pending session request from peer
+// (GNS's AcceptSessionWithUser). It returns false if there is no session
+// with peer, pending or not; true for a pending one it accepted and for an
+// active one.
+func (ms *Messages) AcceptSessionWithUser(peer Identity) bool {
+	h := ms.h
+	h.mu.Lock()
+	s := ms.sessions[peer]
+	if s == nil || s.failed || s.hc == nil {
+		h.mu.Unlock()
+		return false
+	}
+	if !s.accepted {
+		now := h.cfg.Now()
+		if err := s.hc.c.Accept(now); err != nil {
+			h.mu.Unlock()
+			return false
+		}
+		s.accepted, s.requestAt = true, time.Time{}
+		s.lastUsed = now
+		h.pollLocked(now, s.hc)
+	}
+	h.unlockFlush()
+	return true
+}
+
+// CloseSessionWithUser closes the session with peer at once, freeing
+// everything it holds, its unread messages included (GNS's
+// CloseSessionWithUser; the peer sees end reason 1001). It returns false if
+// there was no session.
+func (ms *Messages) CloseSessionWithUser(peer Identity) bool {
+	h := ms.h
+	h.mu.Lock()
+	s := ms.sessions[peer]
+	if s == nil {
+		h.mu.Unlock()
+		return false
+	}
+	ms.freeLocked(h.cfg.Now(), s, EndSessionClosed, "Session closed")
+	h.unlockFlush()
+	return true
+}
+
+// CloseChannelWithUser stops talking to peer on channel: its unread
+// messages there are dropped, and when it was the last channel in use with
+// peer the session closes (GNS's CloseChannelWithUser). It returns false
+// if there is no session with peer.
+func (ms *Messages) CloseChannelWithUser(peer Identity, channel int) bool {
+	h := ms.h
+	h.mu.Lock()
+	s := ms.sessions[peer]
+	if s == nil {
+		h.mu.Unlock()
+		return false
+	}
+	ms.dropLocked(s, channel)
+	delete(s.open, channel)
+	if len(s.open) == 0 {
+		ms.freeLocked(h.cfg.Now(), s, EndSessionClosed, "Session closed")
+	}
+	h.unlockFlush()
+	return true
+}
+
+// GetSessionConnectionInfo returns the state of the session with peer, its
+// connection info and its real-time status (GNS's
+// GetSessionConnectionInfo). The state is StateNone when there is no
+// session. A failed session keeps reporting its end reason until it is
+// closed or restarted.
+func (ms *Messages) GetSessionConnectionInfo(peer Identity) (ConnectionState, ConnectionInfo, RealTimeStatus) {
+	h := ms.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := ms.sessions[peer]
+	if s == nil {
+		return StateNone, ConnectionInfo{}, RealTimeStatus{}
+	}
+	if s.hc == nil {
+		return s.info.State, s.info, RealTimeStatus{State: s.info.State, Ping: -1}
+	}
+	info := ms.infoLocked(s)
+	st := h.statusLocked(s.hc)
+	return info.State, info, st
+}
+
+// infoLocked is the connection info of s's connection, which names the
+// session's peer even before the peer's certificate was seen.
+func (ms *Messages) infoLocked(s *session) ConnectionInfo {
+	info := ms.h.infoLocked(s.hc)
+	if !info.Identity.IsValid() {
+		info.Identity = s.peer
+	}
+	return info
+}
