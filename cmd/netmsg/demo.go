@@ -54,6 +54,7 @@ const (
 	demoReorder = 2                      // percent of datagrams reordered
 	demoDup     = 1                      // percent of datagrams duplicated
 	demoDrain   = 20 * time.Second       // longest wait for the reliable data after the script
+	demoStall   = 3 * time.Second        // or for the next reliable message while draining
 )
 
 type demoOptions struct {
@@ -204,8 +205,19 @@ func demo(o demoOptions, out io.Writer) error {
 	d.script()
 
 	d.printf("%5.2fs  script over; draining the reliable data\n", d.elapsed().Seconds())
+	// Wait until every reliable message sent has arrived, or nothing has
+	// arrived for a while (a message lost for good: the check fails).
 	deadline := time.Now().Add(demoDrain)
-	for !d.caughtUp() && time.Now().Before(deadline) {
+	last, progress := -1, time.Now()
+	for {
+		done, got := d.caughtUp()
+		now := time.Now()
+		if got != last {
+			last, progress = got, now
+		}
+		if done || now.After(deadline) || now.Sub(progress) > demoStall {
+			break
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	// Give the last unreliable messages time to land too.
@@ -430,20 +442,24 @@ func (d *demoRun) receive(ctx context.Context, to int, h *demoHost, ch int) {
 	}
 }
 
-// caughtUp reports whether every reliable message sent has been received.
-func (d *demoRun) caughtUp() bool {
+// caughtUp reports whether every reliable message sent has been received,
+// and how many reliable messages have been received.
+func (d *demoRun) caughtUp() (done bool, got int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	done = true
 	for from := range d.hosts {
 		for to := range d.hosts {
 			for _, ch := range []int{chChat, chBulk} {
-				if f := &d.flows[from][to][ch]; f.got < f.sent {
-					return false
+				f := &d.flows[from][to][ch]
+				got += f.got
+				if f.got < f.sent {
+					done = false
 				}
 			}
 		}
 	}
-	return true
+	return done, got
 }
 
 // view prints every session as each host sees it.
