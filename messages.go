@@ -213,8 +213,11 @@ func (ms *Messages) incomingLocked(now time.Time, hc *hostConn) {
 	if s != nil && s.hc != nil && !s.failed && !s.hc.c.IsServer() && s.hc.state != StateConnected {
 		// Symmetric connect.
 		if s.hc.c.LocalID() < hc.c.RemoteID() {
-			// Ours survives; the peer drops its own and accepts ours.
-			hc.c.Close(now, int(EndAppMin), "symmetric connect: the other connection wins", false)
+			// Ours survives. The peer's is left unanswered (never
+			// accepted, it expires by itself): closing it could reach
+			// the peer before our connect request does, and the peer
+			// would take that for a failed session. The peer drops its
+			// own once ours reaches it.
 			hc.handle = InvalidConn
 			return
 		}

@@ -1,7 +1,9 @@
 package netmsg
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -370,4 +372,138 @@ func TestMessagesSymmetricConnect(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestMessagesLossy: under 10% and 30% loss with reordering, duplication and
+// jitter, reliable messages from one peer on one channel arrive exactly once
+// and in order, on every channel, both ways; unreliable ones intact or not
+// at all.
+func TestMessagesLossy(t *testing.T) {
+	for _, loss := range []float64{10, 30} {
+		t.Run(fmt.Sprint(loss), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				nw, _ := netsim.New(netsim.Config{Seed: uint64(loss), Link: netsim.LinkConfig{
+					Delay: 15 * time.Millisecond, Jitter: 5 * time.Millisecond, LossPercent: loss, ReorderPercent: 5, DuplicatePercent: 5,
+				}})
+				defer nw.Close()
+				ps := newMsgPeers(t, nw, 2)
+				defer closeAll(ps)
+				alice, bob := ps[0], ps[1]
+				const n = 300
+				send := func(from, to *msgPeer) {
+					for i := range n {
+						ch := i % 3
+						body := numbered(uint64(i), 10+(i*97)%3000)
+						for {
+							err := from.m.SendMessageToUser(to.id, body, SendReliable, ch)
+							if err == nil {
+								break
+							}
+							if !errors.Is(err, ResultLimitExceeded) {
+								t.Errorf("send: %v", err)
+								return
+							}
+							time.Sleep(10 * time.Millisecond)
+						}
+						from.m.SendMessageToUser(to.id, numbered(uint64(1_000_000+i), 200), SendUnreliable, 3)
+					}
+				}
+				bob.m.SendMessageToUser(alice.id, []byte("hi"), SendReliable, 9) // both sides want to talk
+				alice.m.SendMessageToUser(bob.id, []byte("hi"), SendReliable, 9)
+				go send(alice, bob)
+				go send(bob, alice)
+				check := func(p *msgPeer) {
+					next := [3]uint64{0, 1, 2}
+					got := 0
+					for got < n {
+						for ch := range 3 {
+							for _, m := range p.m.ReceiveMessagesOnChannel(ch, 64) {
+								seq := binary.LittleEndian.Uint64(m.Payload)
+								if seq != next[ch] || !bytes.Equal(m.Payload, numbered(seq, 10+(int(seq)*97)%3000)) {
+									t.Fatalf("channel %d: got message %d, want %d (or corrupt)", ch, seq, next[ch])
+								}
+								next[ch] += 3
+								got++
+								m.Release()
+							}
+						}
+						time.Sleep(5 * time.Millisecond)
+					}
+					for _, m := range p.m.ReceiveMessagesOnChannel(3, 1<<20) {
+						if seq := binary.LittleEndian.Uint64(m.Payload); !bytes.Equal(m.Payload, numbered(seq, 200)) {
+							t.Fatalf("unreliable message %d corrupt", seq)
+						}
+						m.Release()
+					}
+				}
+				done := make(chan struct{})
+				go func() { check(bob); close(done) }()
+				check(alice)
+				<-done
+			})
+		})
+	}
+}
+
+// TestMessagesManyPeers: 1,000 sessions to one Host, each exchanging a
+// message both ways.
+func TestMessagesManyPeers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 2 * time.Millisecond}})
+		defer nw.Close()
+		const n = 1000
+		ps := newMsgPeers(t, nw, 1)
+		defer closeAll(ps)
+		hub := ps[0]
+		var peers []*msgPeer
+		for i := range n {
+			addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 1, byte(i >> 8), byte(i)}), 1)
+			ep, err := nw.Listen(addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, err := NewHost(Config{PacketConn: ep})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := &msgPeer{Host: h, m: h.Messages()}
+			p.id, _ = IdentityFromAddr(addr)
+			peers = append(peers, p)
+		}
+		defer closeAll(peers)
+		for i, p := range peers {
+			if err := p.m.SendMessageToUser(hub.id, numbered(uint64(i), 32), SendReliable, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		seen := map[Identity]bool{}
+		waitFor(t, time.Minute, "every peer's request", func() bool {
+			for _, id := range hub.gotRequests() {
+				if !seen[id] {
+					seen[id] = true
+					hub.m.AcceptSessionWithUser(id)
+				}
+			}
+			return len(seen) == n
+		})
+		got := 0
+		for got < n {
+			m, err := hub.m.Receive(context.Background(), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := hub.m.SendMessageToUser(m.Identity, m.Payload, SendReliable, 0); err != nil {
+				t.Fatal(err)
+			}
+			m.Release()
+			got++
+		}
+		for i, p := range peers {
+			text, m := recvText(t, p, 0)
+			if text != string(numbered(uint64(i), 32)) {
+				t.Fatalf("peer %d got the wrong echo", i)
+			}
+			m.Release()
+		}
+	})
 }

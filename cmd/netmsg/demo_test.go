@@ -50,10 +50,6 @@ func TestDemoHeavyLoss(t *testing.T) {
 // which bob's first packets to carol are lost, so that carol, joining, dials
 // bob while bob is still dialling her: a symmetric connect.
 func TestDemoSymmetricConnectLoss(t *testing.T) {
-	t.Skip("known bug in messages.go: when the peer settles a symmetric connect for its own " +
-		"connection before ours has seen it, ours is closed by the peer (\"symmetric connect: the " +
-		"other connection wins\"), the session fails (OnSessionFailed) and the reliable messages " +
-		"queued on it are lost; remove this Skip once that is fixed")
 	runDemoOK(t, demoOptions{duration: 3 * time.Second, loss: 20, lag: 30 * time.Millisecond,
 		jitter: 5 * time.Millisecond, seed: 7, every: time.Second})
 }
