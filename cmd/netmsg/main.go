@@ -1,6 +1,6 @@
 // Command netmsg is the netmsg command line:
 //
-//	netmsg demo    two peers exchange messages over a lossy in-memory network
+//	netmsg demo    three hosts talk through the Messages API over a lossy in-memory network
 //	netmsg chat    a chat server or client compatible with GNS's example_chat
 //
 // Later issues add chat, signal, relay, ping, bench and cert.
@@ -16,7 +16,7 @@ import (
 const usage = `usage: netmsg <command> [flags]
 
 commands:
-  demo    run two peers over a lossy in-memory network and check delivery
+  demo    three hosts talk through the Messages API over a lossy in-memory network
   chat    a chat server (--listen :PORT) or client (--connect HOST:PORT),
           compatible with GameNetworkingSockets' example_chat
   cert    make and inspect CA keys and certificates (netmsg cert help)
