@@ -50,7 +50,7 @@ const (
 	SendUseCurrentThread SendFlags = 16
 
 	// SendAutoRestartBrokenSession lets a send to a peer whose session has
-	// failed start a new session instead of returning ResultConnectFailed.
+	// failed start a new session instead of returning ResultNoConnection.
 	// Only the Messages API looks at it.
 	SendAutoRestartBrokenSession SendFlags = 32
 )

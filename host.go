@@ -139,8 +139,14 @@ var (
 	// ErrHostClosed is returned by methods called after Close.
 	ErrHostClosed = errors.New("netmsg: host closed")
 	// ErrNoSuchConn is returned for a handle that names no connection.
-	ErrNoSuchConn = fmt.Errorf("netmsg: no such connection: %w", ResultInvalidParam)
+	ErrNoSuchConn error = noSuchConn{}
 )
+
+// noSuchConn is ErrNoSuchConn: it is ResultInvalidParam for errors.Is.
+type noSuchConn struct{}
+
+func (noSuchConn) Error() string        { return "netmsg: no such connection" }
+func (noSuchConn) Is(target error) bool { return target == ResultInvalidParam }
 
 const (
 	// maxBatch is how many datagrams the reader takes per ReadBatch.
@@ -378,7 +384,7 @@ func (h *Host) connectLocked(now time.Time, addr netip.AddrPort, vport int) (*ho
 	if err != nil {
 		return nil, fmt.Errorf("netmsg: connect: %w", err)
 	}
-	hc := &hostConn{handle: handle, c: c, state: StateNone, ready: make(chan struct{}, 1)}
+	hc := &hostConn{userData: -1, handle: handle, c: c, state: StateNone, ready: make(chan struct{}, 1)}
 	h.conns[handle] = hc
 	h.pollLocked(now, hc)
 	return hc, nil
@@ -676,7 +682,7 @@ func (h *Host) CloseConnection(c ConnHandle, reason EndReason, debug string, lin
 	// table under it until it is dead, but the application cannot reach
 	// it any more.
 	hc.listen = InvalidListen
-	hc.userData = 0
+	hc.userData = -1
 	hc.state = StateNone
 	h.forgetHandleLocked(hc)
 	return true
@@ -913,7 +919,7 @@ func (h *Host) handleDatagramLocked(now time.Time, from netip.AddrPort, b []byte
 			h.stats.ConnectsRefused++
 			return
 		}
-		hc := &hostConn{handle: handle, c: c, listen: h.listening, state: StateNone, ready: make(chan struct{}, 1)}
+		hc := &hostConn{userData: -1, handle: handle, c: c, listen: h.listening, state: StateNone, ready: make(chan struct{}, 1)}
 		hc.identity, _ = ParseIdentity(c.RemoteIdentity())
 		isMsgs := c.VirtualPort() == messagesVirtualPort
 		if isMsgs != h.messages.enabled && (isMsgs || h.listening == InvalidListen) {

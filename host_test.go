@@ -3,6 +3,7 @@ package netmsg
 import (
 	"bytes"
 	"context"
+	"errors"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -358,6 +359,29 @@ func TestHostReceive(t *testing.T) {
 		cli.CloseConnection(c, 0, "done", false)
 		if _, err := srv.Receive(context.Background(), s, 10); err != ResultNoConnection {
 			t.Fatalf("receive on a connection closed by the peer: %v", err)
+		}
+	})
+}
+
+// TestHostDefaults: an unknown handle is ResultInvalidParam with a clear
+// message; a connection's user data is -1 until set (GNS's default).
+func TestHostDefaults(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cli, srv, nw := netsimPair(t, netsim.LinkConfig{Delay: time.Millisecond})
+		defer nw.Close()
+		defer srv.Close()
+		defer cli.Close()
+		_, err := cli.ConnectionInfo(12345)
+		if !errors.Is(err, ResultInvalidParam) || err.Error() != "netmsg: no such connection" {
+			t.Errorf("unknown handle: %v", err)
+		}
+		c, _ := cli.Connect(srv.LocalAddr())
+		if info, _ := cli.ConnectionInfo(c); info.UserData != -1 {
+			t.Errorf("user data %d before any was set, want -1", info.UserData)
+		}
+		cli.SetConnectionUserData(c, 42)
+		if info, _ := cli.ConnectionInfo(c); info.UserData != 42 {
+			t.Errorf("user data %d, want 42", info.UserData)
 		}
 	})
 }

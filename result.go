@@ -54,8 +54,9 @@ const (
 	ResultDuplicateRequest Result = 29
 	// ResultIPNotFound: the connection was not made with a FakeIP.
 	ResultIPNotFound Result = 31
-	// ResultConnectFailed: the Messages session to the peer failed and the
-	// send did not ask for SendAutoRestartBrokenSession.
+	// ResultConnectFailed: a connection could not be made (GNS returns it
+	// from a few calls; a send on a failed Messages session returns
+	// ResultNoConnection, as GNS does).
 	ResultConnectFailed Result = 35
 	// ResultHandshakeFailed: the crypto handshake could not be set up,
 	// e.g. no certificate.
