@@ -459,6 +459,18 @@ type Config struct {
 	// Called in order, from one goroutine of the Host, never from the
 	// packet path. nil means no callback.
 	OnSessionFailed func(info ConnectionInfo)
+
+	// OnSessionConnected, beyond the seed (GNS has no such callback, and
+	// its users miss it), is called when a Messages session becomes
+	// connected: both sides can now exchange messages without a queue.
+	// Same goroutine and order rules as OnSessionFailed. nil means none.
+	OnSessionConnected func(info ConnectionInfo)
+
+	// OnSessionClosedByPeer, beyond the seed, is called when the peer
+	// closes a session (CloseSessionWithUser, the last channel closed, or
+	// its idle timeout), which the seed deliberately does not report. The
+	// session is gone; the next send makes a new one. nil means none.
+	OnSessionClosedByPeer func(info ConnectionInfo)
 }
 
 // withDefaults returns a copy of c with every zero field set to its default

@@ -293,6 +293,10 @@ func (ms *Messages) connStateLocked(hc *hostConn, old ConnectionState) {
 			ms.sessions[id] = s
 			s.alias = id
 		}
+		if cb := ms.h.cfg.OnSessionConnected; cb != nil {
+			info := ms.infoLocked(s)
+			ms.h.postLocked(func() { cb(info) })
+		}
 	case StateClosedByPeer, StateProblemDetectedLocally:
 		info := ms.infoLocked(s)
 		hc.sess = nil
@@ -308,6 +312,9 @@ func (ms *Messages) connStateLocked(hc *hostConn, old ConnectionState) {
 			// failure in UDP-style messaging): the next send makes a
 			// new one.
 			ms.forgetLocked(s)
+			if cb := ms.h.cfg.OnSessionClosedByPeer; cb != nil {
+				ms.h.postLocked(func() { cb(info) })
+			}
 			return
 		}
 		s.failed = true

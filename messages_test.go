@@ -23,6 +23,14 @@ type msgPeer struct {
 	mu       sync.Mutex
 	requests []Identity
 	failures []ConnectionInfo
+	connects []ConnectionInfo // OnSessionConnected
+	closed   []ConnectionInfo // OnSessionClosedByPeer
+}
+
+func (p *msgPeer) gotEvents() (connects, closed []ConnectionInfo) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]ConnectionInfo(nil), p.connects...), append([]ConnectionInfo(nil), p.closed...)
 }
 
 func (p *msgPeer) gotRequests() []Identity {
@@ -59,6 +67,16 @@ func newMsgPeers(t *testing.T, nw *netsim.Network, n int) []*msgPeer {
 			OnSessionFailed: func(info ConnectionInfo) {
 				p.mu.Lock()
 				p.failures = append(p.failures, info)
+				p.mu.Unlock()
+			},
+			OnSessionConnected: func(info ConnectionInfo) {
+				p.mu.Lock()
+				p.connects = append(p.connects, info)
+				p.mu.Unlock()
+			},
+			OnSessionClosedByPeer: func(info ConnectionInfo) {
+				p.mu.Lock()
+				p.closed = append(p.closed, info)
 				p.mu.Unlock()
 			},
 		})
@@ -215,6 +233,16 @@ func TestMessagesCloseSession(t *testing.T) {
 		})
 		if f := alice.gotFailures(); len(f) != 0 {
 			t.Errorf("a closed session was reported as failed: %+v", f)
+		}
+		// The opt-in events: both saw the session connect, alice saw bob
+		// close it.
+		waitFor(t, time.Minute, "the closed-by-peer event", func() bool { _, c := alice.gotEvents(); return len(c) == 1 })
+		conn, closed := alice.gotEvents()
+		if len(conn) != 1 || conn[0].Identity != bob.id || closed[0].EndReason != EndSessionClosed || closed[0].Identity != bob.id {
+			t.Errorf("alice's events: connected %+v, closed by peer %+v", conn, closed)
+		}
+		if conn, _ := bob.gotEvents(); len(conn) != 1 || conn[0].Identity != alice.id {
+			t.Errorf("bob's connected events: %+v", conn)
 		}
 		n := len(bob.gotRequests())
 		alice.m.SendMessageToUser(bob.id, []byte("again"), SendReliable, 0)
