@@ -14,6 +14,7 @@ import (
 
 	"github.com/netmsg-go/netmsg/internal/conn"
 	"github.com/netmsg-go/netmsg/internal/crypto"
+	"github.com/netmsg-go/netmsg/internal/fakenet"
 	"github.com/netmsg-go/netmsg/internal/snp"
 	"github.com/netmsg-go/netmsg/internal/udp"
 	"github.com/netmsg-go/netmsg/transport"
@@ -212,6 +213,14 @@ func NewHost(cfg Config) (*Host, error) {
 		if err != nil {
 			return nil, fmt.Errorf("netmsg: %w", err)
 		}
+	}
+	if !c.FakeSend.IsZero() || !c.FakeRecv.IsZero() {
+		var seed [8]byte
+		if _, err := io.ReadFull(c.Rand, seed[:]); err != nil {
+			pc.Close()
+			return nil, fmt.Errorf("netmsg: fake network seed: %w", err)
+		}
+		pc = fakenet.Wrap(pc, fakenet.Conditions(c.FakeSend), fakenet.Conditions(c.FakeRecv), binary.LittleEndian.Uint64(seed[:]))
 	}
 	h := &Host{
 		cfg: c, pc: pc, identity: id, key: key,
