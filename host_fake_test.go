@@ -7,9 +7,11 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/netmsg-go/netmsg/internal/fakenet"
+	"github.com/netmsg-go/netmsg/netsim"
 	"go.uber.org/goleak"
 )
 
@@ -198,4 +200,41 @@ func TestHostNoFakeNetwork(t *testing.T) {
 	if _, ok := h.pc.(*fakenet.Conn); ok {
 		t.Error("a Host with no fake conditions wrapped its socket")
 	}
+}
+
+// TestHostFakeNetworkNetsim runs the common end-to-end script on fake time
+// over a perfect in-memory network, with every fake condition on both Hosts.
+func TestHostFakeNetworkNetsim(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw, err := netsim.New(netsim.Config{Seed: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nw.Close()
+		send := FakeNetwork{
+			LossPercent: 5, Lag: 20 * time.Millisecond, Jitter: 5 * time.Millisecond,
+			ReorderPercent: 5, DuplicatePercent: 5, RateLimit: 2 << 20,
+		}
+		recv := FakeNetwork{LossPercent: 5, Jitter: time.Millisecond}
+		var peers [2]*testPeer
+		for i, name := range []string{"alice", "bob"} {
+			ep, err := nw.Listen(netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(i + 1)}), 27015))
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, _ := ParseIdentity("str:" + name)
+			peers[i] = newTestPeer(t, Config{
+				PacketConn: ep, Identity: id, Rand: seededRand(uint64(20 + i)),
+				ConnConfig: ConnConfig{FakeSend: send, FakeRecv: recv},
+			}, i == 1)
+			defer peers[i].Close()
+		}
+		exchange(t, peers[0], peers[1], 2*time.Minute, true)
+		for _, p := range peers {
+			st, rt := fakeStats(t, p.Host)
+			if st.DroppedLoss == 0 || st.Reordered == 0 || st.Duplicated == 0 || rt.DroppedLoss == 0 {
+				t.Errorf("a condition was not applied: send %+v, recv %+v", st, rt)
+			}
+		}
+	})
 }
