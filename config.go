@@ -91,7 +91,8 @@ type FakeNetwork struct {
 	Lag time.Duration
 
 	// Jitter adds a further random delay, uniform in [0, Jitter), to each
-	// packet. Default 0.
+	// packet; as in GNS it never reorders packets (use ReorderPercent).
+	// Default 0.
 	Jitter time.Duration
 
 	// ReorderPercent is the chance, 0 to 100, that a packet is held back by
@@ -112,7 +113,8 @@ type FakeNetwork struct {
 	DuplicateLag time.Duration
 
 	// RateLimit caps the throughput in bytes per second, with a token
-	// bucket of RateBurst bytes; packets over it are dropped. 0, the
+	// bucket of RateBurst bytes; packets over it wait in a queue of up to
+	// 250 ms and are dropped beyond it (GNS drops at once). 0, the
 	// default, means no limit.
 	RateLimit int
 
