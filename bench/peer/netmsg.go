@@ -50,8 +50,8 @@ func newNetmsgHost(addr netip.AddrPort, opt Options) (*netmsgHost, error) {
 		},
 	}
 	if opt.Loss > 0 {
-		// Config.FakeSend is defined but the Host does not apply it yet.
-		return nil, errors.New("netmsg: fake loss is not implemented in the Host yet")
+		// In-library fake loss on this side's sends (W6).
+		cfg.FakeSend.LossPercent = opt.Loss * 100
 	}
 	h, err := netmsg.NewHost(cfg)
 	if err != nil {
