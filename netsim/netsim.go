@@ -53,6 +53,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/netmsg-go/netmsg/internal/schedheap"
 	"github.com/netmsg-go/netmsg/transport"
 )
 
@@ -93,12 +94,12 @@ type Network struct {
 	cfgGen    uint64                         // bumped on every condition change
 	endpoints map[netip.AddrPort]*Endpoint   // open endpoints
 	links     map[linkKey]*link
-	nextHost  uint32                // last host number given to an unspecified IP
-	nextPort  map[netip.Addr]uint16 // last port given for port 0, per IP
-	sched     schedHeap             // datagrams in flight
-	order     uint64                // ties between equal delivery times
-	armed     bool                  // timer set to fire at armedAt
-	armedAt   time.Duration         // since epoch
+	nextHost  uint32                    // last host number given to an unspecified IP
+	nextPort  map[netip.Addr]uint16     // last port given for port 0, per IP
+	sched     schedheap.Heap[*datagram] // datagrams in flight
+	order     uint64                    // ties between equal delivery times
+	armed     bool                      // timer set to fire at armedAt
+	armedAt   time.Duration             // since epoch
 }
 
 // linkKey names one direction.

@@ -115,7 +115,7 @@ func (n *Network) scheduleLocked(d *datagram, at, now time.Duration) {
 	d.at = at
 	d.order = n.order
 	n.order++
-	n.sched.push(d)
+	n.sched.Push(d)
 	if !n.armed || at < n.armedAt {
 		n.armed = true
 		n.armedAt = at
@@ -159,7 +159,7 @@ func (n *Network) fire() {
 	}
 	now := n.now()
 	for len(n.sched) > 0 && n.sched[0].at <= now {
-		n.deliverLocked(n.sched.pop())
+		n.deliverLocked(n.sched.Pop())
 	}
 	n.armed = false
 	if len(n.sched) > 0 {
@@ -170,54 +170,5 @@ func (n *Network) fire() {
 	}
 }
 
-// schedHeap is a binary min-heap of datagrams by (at, order). It is written
-// out rather than built on container/heap to avoid boxing in the hot path.
-type schedHeap []*datagram
-
-func (h schedHeap) less(i, j int) bool {
-	if h[i].at != h[j].at {
-		return h[i].at < h[j].at
-	}
-	return h[i].order < h[j].order
-}
-
-func (h *schedHeap) push(d *datagram) {
-	*h = append(*h, d)
-	s := *h
-	i := len(s) - 1
-	for i > 0 {
-		p := (i - 1) / 2
-		if !s.less(i, p) {
-			break
-		}
-		s[i], s[p] = s[p], s[i]
-		i = p
-	}
-}
-
-func (h *schedHeap) pop() *datagram {
-	s := *h
-	d := s[0]
-	last := len(s) - 1
-	s[0] = s[last]
-	s[last] = nil
-	s = s[:last]
-	*h = s
-	i := 0
-	for {
-		l := 2*i + 1
-		if l >= len(s) {
-			break
-		}
-		m := l
-		if r := l + 1; r < len(s) && s.less(r, l) {
-			m = r
-		}
-		if !s.less(m, i) {
-			break
-		}
-		s[i], s[m] = s[m], s[i]
-		i = m
-	}
-	return d
-}
+// SchedKey orders datagrams in the scheduling heap.
+func (d *datagram) SchedKey() (time.Duration, uint64) { return d.at, d.order }

@@ -31,6 +31,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/netmsg-go/netmsg/internal/schedheap"
 	"github.com/netmsg-go/netmsg/transport"
 )
 
@@ -355,7 +356,7 @@ type dir struct {
 	mu       sync.Mutex
 	closed   bool
 	rng      *rand.Rand
-	sched    schedHeap
+	sched    schedheap.Heap[*datagram]
 	order    uint64        // next tie-break number for sched
 	armed    bool          // the timer is set...
 	armedAt  time.Duration // ...for this time
@@ -512,7 +513,7 @@ func (d *dir) holdLocked(b []byte, addr netip.AddrPort, at, now time.Duration) {
 	dg.at = at
 	dg.order = d.order
 	d.order++
-	d.sched.push(dg)
+	d.sched.Push(dg)
 	if !d.armed || at < d.armedAt {
 		d.armed = true
 		d.armedAt = at
@@ -566,7 +567,7 @@ func (d *dir) fire() {
 	now := d.now()
 	var due []*datagram
 	for len(d.sched) > 0 && d.sched[0].at <= now {
-		dg := d.sched.pop()
+		dg := d.sched.Pop()
 		if d.isSend {
 			due = append(due, dg)
 		} else {
@@ -642,54 +643,5 @@ func putDatagram(dg *datagram) {
 	datagramPool.Put(dg)
 }
 
-// schedHeap is a binary min-heap of datagrams by (at, order), written out
-// rather than built on container/heap to avoid boxing.
-type schedHeap []*datagram
-
-func (h schedHeap) less(i, j int) bool {
-	if h[i].at != h[j].at {
-		return h[i].at < h[j].at
-	}
-	return h[i].order < h[j].order
-}
-
-func (h *schedHeap) push(dg *datagram) {
-	*h = append(*h, dg)
-	s := *h
-	i := len(s) - 1
-	for i > 0 {
-		p := (i - 1) / 2
-		if !s.less(i, p) {
-			break
-		}
-		s[i], s[p] = s[p], s[i]
-		i = p
-	}
-}
-
-func (h *schedHeap) pop() *datagram {
-	s := *h
-	dg := s[0]
-	last := len(s) - 1
-	s[0] = s[last]
-	s[last] = nil
-	s = s[:last]
-	*h = s
-	i := 0
-	for {
-		l := 2*i + 1
-		if l >= len(s) {
-			break
-		}
-		m := l
-		if r := l + 1; r < len(s) && s.less(r, l) {
-			m = r
-		}
-		if !s.less(m, i) {
-			break
-		}
-		s[i], s[m] = s[m], s[i]
-		i = m
-	}
-	return dg
-}
+// SchedKey orders datagrams in the scheduling heap.
+func (d *datagram) SchedKey() (time.Duration, uint64) { return d.at, d.order }
