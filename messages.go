@@ -401,7 +401,12 @@ func (ms *Messages) tickLocked(now time.Time) time.Time {
 			ms.postRequestLocked(now, s)
 		}
 		if !now.Before(s.lastUsed.Add(ms.h.cfg.SessionIdleTimeout)) {
-			if s.hc == nil || s.hc.c.Stats(now).PendingReliable+s.hc.c.Stats(now).SentUnackedReliable == 0 {
+			idle := s.hc == nil
+			if !idle {
+				st := s.hc.c.Stats(now)
+				idle = st.PendingReliable+st.SentUnackedReliable == 0
+			}
+			if idle {
 				// Idle: closed silently, as GNS does.
 				ms.freeLocked(now, s, EndIdleTimeout, "Session Idle Timeout")
 				continue

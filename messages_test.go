@@ -90,6 +90,38 @@ func newMsgPeers(t *testing.T, nw *netsim.Network, n int) []*msgPeer {
 	return out
 }
 
+// msgPair opens two Hosts with Messages on a netsim network with the given
+// one-way delay; everything closes when the test ends.
+func msgPair(t *testing.T, delay time.Duration) (alice, bob *msgPeer) {
+	t.Helper()
+	nw, err := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: delay}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := newMsgPeers(t, nw, 2)
+	t.Cleanup(func() {
+		closeAll(ps)
+		nw.Close()
+	})
+	return ps[0], ps[1]
+}
+
+// openSession has from send a first message on channel 0, to accept the
+// request, and waits until to received it.
+func openSession(t *testing.T, from, to *msgPeer) {
+	t.Helper()
+	if err := from.m.SendMessageToUser(to.id, []byte("hello"), SendReliable, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "a session request", func() bool { return len(to.gotRequests()) > 0 })
+	to.m.AcceptSessionWithUser(from.id)
+	if text, m := recvText(t, to, 0); text != "hello" {
+		t.Fatalf("first message %q, want hello", text)
+	} else {
+		m.Release()
+	}
+}
+
 func closeAll(ps []*msgPeer) {
 	for _, p := range ps {
 		p.Close()
@@ -178,11 +210,7 @@ func TestMessagesRequestAccept(t *testing.T) {
 // accepts it.
 func TestMessagesImplicitAccept(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 5 * time.Millisecond}})
-		defer nw.Close()
-		ps := newMsgPeers(t, nw, 2)
-		defer closeAll(ps)
-		alice, bob := ps[0], ps[1]
+		alice, bob := msgPair(t, 5*time.Millisecond)
 		alice.m.SendMessageToUser(bob.id, []byte("ping"), SendReliable, 0)
 		waitFor(t, time.Minute, "a session request", func() bool { return len(bob.gotRequests()) > 0 })
 		if err := bob.m.SendMessageToUser(alice.id, []byte("pong"), SendReliable, 0); err != nil {
@@ -202,15 +230,8 @@ func TestMessagesImplicitAccept(t *testing.T) {
 // new request.
 func TestMessagesCloseSession(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 5 * time.Millisecond}})
-		defer nw.Close()
-		ps := newMsgPeers(t, nw, 2)
-		defer closeAll(ps)
-		alice, bob := ps[0], ps[1]
-		alice.m.SendMessageToUser(bob.id, []byte("one"), SendReliable, 0)
-		waitFor(t, time.Minute, "a session request", func() bool { return len(bob.gotRequests()) > 0 })
-		bob.m.AcceptSessionWithUser(alice.id)
-		recvText(t, bob, 0)
+		alice, bob := msgPair(t, 5*time.Millisecond)
+		openSession(t, alice, bob)
 		alice.m.SendMessageToUser(bob.id, []byte("unread"), SendReliable, 3)
 		waitFor(t, time.Minute, "the unread message", func() bool {
 			bob.Host.mu.Lock()
@@ -257,11 +278,7 @@ func TestMessagesCloseSession(t *testing.T) {
 // closing the last one closes the session.
 func TestMessagesCloseChannel(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 5 * time.Millisecond}})
-		defer nw.Close()
-		ps := newMsgPeers(t, nw, 2)
-		defer closeAll(ps)
-		alice, bob := ps[0], ps[1]
+		alice, bob := msgPair(t, 5*time.Millisecond)
 		alice.m.SendMessageToUser(bob.id, []byte("a1"), SendReliable, 1)
 		alice.m.SendMessageToUser(bob.id, []byte("b1"), SendReliable, 2)
 		waitFor(t, time.Minute, "a session request", func() bool { return len(bob.gotRequests()) > 0 })
@@ -293,15 +310,8 @@ func TestMessagesCloseChannel(t *testing.T) {
 // on both sides.
 func TestMessagesIdleTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 5 * time.Millisecond}})
-		defer nw.Close()
-		ps := newMsgPeers(t, nw, 2)
-		defer closeAll(ps)
-		alice, bob := ps[0], ps[1]
-		alice.m.SendMessageToUser(bob.id, []byte("hello"), SendReliable, 0)
-		waitFor(t, time.Minute, "a session request", func() bool { return len(bob.gotRequests()) > 0 })
-		bob.m.AcceptSessionWithUser(alice.id)
-		recvText(t, bob, 0)
+		alice, bob := msgPair(t, 5*time.Millisecond)
+		openSession(t, alice, bob)
 		time.Sleep(2 * time.Minute)
 		if st, _, _ := alice.m.GetSessionConnectionInfo(bob.id); st != StateConnected {
 			t.Fatalf("session %v after 2 idle minutes, want Connected", st)
