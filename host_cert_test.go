@@ -111,18 +111,7 @@ func certHostConfig(t *testing.T, s certSpec, app uint32, trusted ...ed25519.Pri
 // configurations over a fresh in-memory network.
 func certPair(t *testing.T, cliCfg, srvCfg Config) (cli, srv *testPeer, nw *netsim.Network) {
 	t.Helper()
-	nw, err := netsim.New(netsim.Config{Seed: 1, Link: netsim.LinkConfig{Delay: 10 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ea, err := nw.Listen(netip.MustParseAddrPort("127.0.0.1:27015"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	eb, err := nw.Listen(netip.MustParseAddrPort("127.0.0.2:27015"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	nw, ea, eb := netsimEndpoints(t, netsim.LinkConfig{Delay: 10 * time.Millisecond})
 	cliCfg.PacketConn, srvCfg.PacketConn = ea, eb
 	cli = newTestPeer(t, cliCfg, false)
 	srv = newTestPeer(t, srvCfg, true)

@@ -25,11 +25,7 @@ func TestHostHostile(t *testing.T) {
 		defer nw.Close()
 		defer srv.Close()
 		defer cli.Close()
-		c, err := cli.Connect(srv.LocalAddr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, time.Minute, "connected", func() bool { st, _ := cli.lastState(c); return st == StateConnected })
+		c := connectWait(t, cli, srv)
 
 		// A real challenge request to replay and mutate: make one with a
 		// second client whose datagrams we capture.

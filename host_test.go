@@ -72,6 +72,33 @@ func newTestPeer(t *testing.T, cfg Config, listen bool) *testPeer {
 	return p
 }
 
+// netsimEndpoints makes a network (seed 1) with link and two endpoints,
+// 127.0.0.1:27015 and 127.0.0.2:27015.
+func netsimEndpoints(t *testing.T, link netsim.LinkConfig) (nw *netsim.Network, ea, eb *netsim.Endpoint) {
+	t.Helper()
+	nw, err := netsim.New(netsim.Config{Seed: 1, Link: link})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ep := range []**netsim.Endpoint{&ea, &eb} {
+		if *ep, err = nw.Listen(netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(i + 1)}), 27015)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nw, ea, eb
+}
+
+// connectWait connects cli to srv and waits until the client is connected.
+func connectWait(t *testing.T, cli, srv *testPeer) ConnHandle {
+	t.Helper()
+	c, err := cli.Connect(srv.LocalAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "connected", func() bool { st, _ := cli.lastState(c); return st == StateConnected })
+	return c
+}
+
 // waitFor polls cond every 10 ms until it holds or limit passes.
 func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -212,18 +239,7 @@ func exchange(t *testing.T, cli, srv *testPeer, limit time.Duration, lossy bool)
 
 func netsimPair(t *testing.T, link netsim.LinkConfig) (cli, srv *testPeer, nw *netsim.Network) {
 	t.Helper()
-	nw, err := netsim.New(netsim.Config{Seed: 1, Link: link})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ea, err := nw.Listen(netip.MustParseAddrPort("127.0.0.1:27015"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	eb, err := nw.Listen(netip.MustParseAddrPort("127.0.0.2:27015"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	nw, ea, eb := netsimEndpoints(t, link)
 	alice, _ := ParseIdentity("str:alice")
 	bob, _ := ParseIdentity("str:bob")
 	cli = newTestPeer(t, Config{PacketConn: ea, Identity: alice}, false)
@@ -265,11 +281,7 @@ func TestHostPeerVanishes(t *testing.T) {
 		defer nw.Close()
 		defer srv.Close()
 		defer cli.Close()
-		c, err := cli.Connect(srv.LocalAddr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, time.Minute, "connected", func() bool { st, _ := cli.lastState(c); return st == StateConnected })
+		c := connectWait(t, cli, srv)
 		// The server vanishes: nothing from it reaches the client any more.
 		if err := nw.SetLink(srv.LocalAddr(), cli.LocalAddr(), netsim.LinkConfig{LossPercent: 100}); err != nil {
 			t.Fatal(err)
@@ -331,11 +343,7 @@ func TestHostReceive(t *testing.T) {
 		defer nw.Close()
 		defer srv.Close()
 		defer cli.Close()
-		c, err := cli.Connect(srv.LocalAddr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, time.Minute, "connected", func() bool { st, _ := cli.lastState(c); return st == StateConnected })
+		c := connectWait(t, cli, srv)
 		s := serverConn(t, srv)
 
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
