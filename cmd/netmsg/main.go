@@ -2,8 +2,9 @@
 //
 //	netmsg demo    three hosts talk through the Messages API over a lossy in-memory network
 //	netmsg chat    a chat server or client compatible with GNS's example_chat
-//
-// Later issues add chat, signal, relay, ping, bench and cert.
+//	netmsg cert    make and inspect CA keys and certificates
+//	netmsg signal  a signaling server (GNS's trivial protocol and netmsg's own)
+//	netmsg relay   an embedded STUN and TURN server
 package main
 
 import (
@@ -20,6 +21,8 @@ commands:
   chat    a chat server (--listen :PORT) or client (--connect HOST:PORT),
           compatible with GameNetworkingSockets' example_chat
   cert    make and inspect CA keys and certificates (netmsg cert help)
+  signal  a signaling server for P2P (netmsg signal --listen ADDR)
+  relay   a STUN and TURN server (netmsg relay --listen ADDR --user U:P)
 `
 
 func main() {
@@ -35,6 +38,10 @@ func main() {
 		err = runChat(os.Args[2:], os.Stdin, os.Stdout)
 	case "cert":
 		err = runCert(os.Args[2:], os.Stdout)
+	case "signal":
+		err = runSignal(os.Args[2:], os.Stdout)
+	case "relay":
+		err = runRelay(os.Args[2:], os.Stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return
