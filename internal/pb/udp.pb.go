@@ -317,8 +317,13 @@ type UDPConnectRequest struct {
 	// Messages session sets GNS's Messages port, 0x7fffffff; a plain
 	// connection leaves it out, as GNS does.
 	NetmsgVirtualPort *uint32 `protobuf:"varint,1001,opt,name=netmsg_virtual_port,json=netmsgVirtualPort" json:"netmsg_virtual_port,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// netmsg's extension: how many SNP lanes the client offers to spread a
+	// Messages session's channels over (so a loss on one channel does not
+	// delay another). Sent only by netmsg, only for Messages sessions; a peer
+	// that leaves it out (GNS) gets every channel on lane 0, as GNS does.
+	NetmsgLanes   *uint32 `protobuf:"varint,1002,opt,name=netmsg_lanes,json=netmsgLanes" json:"netmsg_lanes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UDPConnectRequest) Reset() {
@@ -428,6 +433,13 @@ func (x *UDPConnectRequest) GetNetmsgVirtualPort() uint32 {
 	return 0
 }
 
+func (x *UDPConnectRequest) GetNetmsgLanes() uint32 {
+	if x != nil && x.NetmsgLanes != nil {
+		return *x.NetmsgLanes
+	}
+	return 0
+}
+
 // UDPConnectOK accepts a connect request and carries the server's
 // certificate and signed session parameters.
 type UDPConnectOK struct {
@@ -444,8 +456,11 @@ type UDPConnectOK struct {
 	IdentityString       *string               `protobuf:"bytes,11,opt,name=identity_string,json=identityString" json:"identity_string,omitempty"`
 	LegacyServerSteamId  *uint64               `protobuf:"fixed64,2,opt,name=legacy_server_steam_id,json=legacyServerSteamId" json:"legacy_server_steam_id,omitempty"`
 	LegacyIdentityBinary *IdentityLegacyBinary `protobuf:"bytes,10,opt,name=legacy_identity_binary,json=legacyIdentityBinary" json:"legacy_identity_binary,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// netmsg's extension: the number of lanes the server agrees to (at most
+	// the client's offer), answering netmsg_lanes of the connect request.
+	NetmsgLanes   *uint32 `protobuf:"varint,1002,opt,name=netmsg_lanes,json=netmsgLanes" json:"netmsg_lanes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UDPConnectOK) Reset() {
@@ -539,6 +554,13 @@ func (x *UDPConnectOK) GetLegacyIdentityBinary() *IdentityLegacyBinary {
 		return x.LegacyIdentityBinary
 	}
 	return nil
+}
+
+func (x *UDPConnectOK) GetNetmsgLanes() uint32 {
+	if x != nil && x.NetmsgLanes != nil {
+		return *x.NetmsgLanes
+	}
+	return 0
 }
 
 // UDPConnectionClosed ends a connection; the peer answers with
@@ -738,7 +760,7 @@ const file_internal_pb_udp_proto_rawDesc = "" +
 	"\rconnection_id\x18\x01 \x01(\aR\fconnectionId\x12\x1c\n" +
 	"\tchallenge\x18\x02 \x01(\x06R\tchallenge\x12%\n" +
 	"\x0eyour_timestamp\x18\x03 \x01(\x06R\ryourTimestamp\x12)\n" +
-	"\x10protocol_version\x18\x04 \x01(\rR\x0fprotocolVersion\"\xb2\x04\n" +
+	"\x10protocol_version\x18\x04 \x01(\rR\x0fprotocolVersion\"\xd6\x04\n" +
 	"\x11UDPConnectRequest\x120\n" +
 	"\x14client_connection_id\x18\x01 \x01(\aR\x12clientConnectionId\x12\x1c\n" +
 	"\tchallenge\x18\x02 \x01(\x06R\tchallenge\x12!\n" +
@@ -751,7 +773,8 @@ const file_internal_pb_udp_proto_rawDesc = "" +
 	" \x01(\tR\x0eidentityString\x123\n" +
 	"\x16legacy_client_steam_id\x18\x03 \x01(\x06R\x13legacyClientSteamId\x12V\n" +
 	"\x16legacy_identity_binary\x18\t \x01(\v2 .netmsg.gns.IdentityLegacyBinaryR\x14legacyIdentityBinary\x12/\n" +
-	"\x13netmsg_virtual_port\x18\xe9\a \x01(\rR\x11netmsgVirtualPort\"\xe4\x03\n" +
+	"\x13netmsg_virtual_port\x18\xe9\a \x01(\rR\x11netmsgVirtualPort\x12\"\n" +
+	"\fnetmsg_lanes\x18\xea\a \x01(\rR\vnetmsgLanes\"\x88\x04\n" +
 	"\fUDPConnectOK\x120\n" +
 	"\x14client_connection_id\x18\x01 \x01(\aR\x12clientConnectionId\x120\n" +
 	"\x14server_connection_id\x18\x05 \x01(\aR\x12serverConnectionId\x12%\n" +
@@ -762,7 +785,8 @@ const file_internal_pb_udp_proto_rawDesc = "" +
 	"\x0fidentity_string\x18\v \x01(\tR\x0eidentityString\x123\n" +
 	"\x16legacy_server_steam_id\x18\x02 \x01(\x06R\x13legacyServerSteamId\x12V\n" +
 	"\x16legacy_identity_binary\x18\n" +
-	" \x01(\v2 .netmsg.gns.IdentityLegacyBinaryR\x14legacyIdentityBinary\"\xa4\x01\n" +
+	" \x01(\v2 .netmsg.gns.IdentityLegacyBinaryR\x14legacyIdentityBinary\x12\"\n" +
+	"\fnetmsg_lanes\x18\xea\a \x01(\rR\vnetmsgLanes\"\xa4\x01\n" +
 	"\x13UDPConnectionClosed\x12(\n" +
 	"\x10to_connection_id\x18\x04 \x01(\aR\x0etoConnectionId\x12,\n" +
 	"\x12from_connection_id\x18\x05 \x01(\aR\x10fromConnectionId\x12\x14\n" +
