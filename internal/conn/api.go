@@ -92,6 +92,14 @@ type Config struct {
 	// extension so the server can route the connection (netmsg's Messages
 	// sessions use GNS's Messages port, 0x7fffffff). 0 sends none, as GNS.
 	VirtualPort int
+	// OfferLanes is netmsg's lane extension for connections with a virtual
+	// port (Messages sessions): a dialled connection offers this many SNP
+	// lanes in its connect request, and a listener agrees to at most this
+	// many when a request offers some. When both sides agree on more than
+	// one, SendKeyed spreads messages over the lanes by key, so a loss on
+	// one key (a Messages channel) does not delay another. A peer that
+	// offers or answers nothing (GNS) gets one lane. 0 or 1: no offer.
+	OfferLanes int
 	// SNP configures the reliability engine of each connection
 	// (FirstPktNum/PeerFirstPktNum are set by the handshake).
 	SNP snp.Config

@@ -58,7 +58,8 @@ type ConnStats struct {
 
 // preMsg is a message sent before the connection is connected.
 type preMsg struct {
-	lane  int
+	lane  int // -1: keyed (SendKeyed), mapped to a lane when connected
+	key   uint32
 	data  []byte
 	flags snp.SendFlags
 }
@@ -110,6 +111,7 @@ type Conn struct {
 
 	// Data.
 	eng      *snp.Conn
+	lanesNeg int // lanes agreed by netmsg's lane extension (0: none)
 	pre      []preMsg
 	preBytes int
 	preNums  []int64

@@ -50,6 +50,9 @@ func (c *Conn) connected(now time.Time, peer *crypto.Peer, keys *crypto.SessionK
 	if cfg.MaxPayload == 0 {
 		cfg.MaxPayload = 1200
 	}
+	if c.lanesNeg > 1 {
+		cfg.Lanes = make([]snp.Lane, c.lanesNeg) // equal priority and weight
+	}
 	if c.eng, err = snp.New(cfg, now); err != nil {
 		return err
 	}
@@ -58,7 +61,11 @@ func (c *Conn) connected(now time.Time, peer *crypto.Peer, keys *crypto.SessionK
 	c.pendingPeer, c.pendingKeys = nil, nil
 	c.setState(now, StateConnected)
 	for _, m := range c.pre {
-		if _, err := c.eng.SendMessage(now, m.lane, m.data, m.flags); err != nil {
+		lane := m.lane
+		if lane < 0 {
+			lane = int(m.key % uint32(c.eng.NumLanes()))
+		}
+		if _, err := c.eng.SendMessage(now, lane, m.data, m.flags); err != nil {
 			c.st.Discarded++
 		}
 	}
@@ -303,6 +310,44 @@ func (c *Conn) Send(now time.Time, lane int, data []byte, flags snp.SendFlags) (
 	c.preBytes += len(data)
 	c.preNums[lane]++
 	return c.preNums[lane], nil
+}
+
+// SendKeyed queues a message on the lane that key maps to: key modulo the
+// number of lanes the handshake agreed (see Config.OfferLanes), so every
+// message of one key travels on one lane, in order, and keys on different
+// lanes do not hold each other up. Before the connection is connected the
+// lane is not known yet: the message waits, keyed, and is mapped when the
+// connection is; it then returns message number 0.
+func (c *Conn) SendKeyed(now time.Time, key uint32, data []byte, flags snp.SendFlags) (int64, error) {
+	switch c.state {
+	case StateConnected:
+		return c.eng.SendMessage(now, int(key%uint32(c.eng.NumLanes())), data, flags)
+	case StateConnecting, StateFindingRoute:
+	default:
+		return 0, ErrNotConnected
+	}
+	if len(data) > c.loc.maxMsgSize {
+		return 0, snp.ErrMessageTooBig
+	}
+	limit := c.loc.cfg.SNP.SendBufferSize
+	if limit <= 0 {
+		limit = 512 * 1024
+	}
+	if c.preBytes+len(data) > limit {
+		return 0, snp.ErrSendBufferFull
+	}
+	c.pre = append(c.pre, preMsg{lane: -1, key: key, data: append([]byte(nil), data...), flags: flags})
+	c.preBytes += len(data)
+	return 0, nil
+}
+
+// NumLanes returns the number of send lanes: those configured in
+// Config.SNP, or those the lane extension agreed, once connected.
+func (c *Conn) NumLanes() int {
+	if c.eng != nil {
+		return c.eng.NumLanes()
+	}
+	return c.loc.lanes
 }
 
 // Flush sends what is queued as soon as pacing allows.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/netmsg-go/netmsg/internal/crypto"
 	"github.com/netmsg-go/netmsg/internal/pb"
+	"github.com/netmsg-go/netmsg/internal/snp"
 )
 
 // newLocalCrypt makes our signed session crypt info. With Config.Rand set,
@@ -91,6 +92,9 @@ func (c *Conn) recvChallengeReply(now time.Time, m *pb.UDPChallengeReply) error 
 	}
 	if c.vport > 0 {
 		req.NetmsgVirtualPort = proto.Uint32(uint32(c.vport))
+		if n := c.loc.cfg.OfferLanes; n > 1 {
+			req.NetmsgLanes = proto.Uint32(uint32(min(n, snp.MaxLanes)))
+		}
 	}
 	c.queueControl(pb.UDPMsgID_UDP_MSG_CONNECT_REQUEST, req)
 	c.lastAttempt = now // GNS SentEndToEndConnectRequest: the retry clock restarts
@@ -180,6 +184,9 @@ func (c *Conn) recvConnectOK(now time.Time, m *pb.UDPConnectOK) error {
 	if peer.IdentityIsLocalhost {
 		// GNS's anonymous identity: the peer is known by its address.
 		c.remoteIdentity = ipIdentity(c.remote)
+	}
+	if n, ours := int(m.GetNetmsgLanes()), c.loc.cfg.OfferLanes; c.vport > 0 && n > 1 && ours > 1 {
+		c.lanesNeg = min(n, ours, snp.MaxLanes) // never more than we offered
 	}
 	if err := c.connected(now, peer, keys); err != nil {
 		c.problem(now, EndMiscInternalError, err.Error())

@@ -10,6 +10,7 @@ import (
 
 	"github.com/netmsg-go/netmsg/internal/crypto"
 	"github.com/netmsg-go/netmsg/internal/pb"
+	"github.com/netmsg-go/netmsg/internal/snp"
 )
 
 // ListenerStats counts what a Listener did.
@@ -127,6 +128,9 @@ func (l *Listener) HandleConnectRequest(now time.Time, from netip.AddrPort, b []
 	c = newConn(l.loc, now, localID, from, true)
 	c.remoteID = req.GetClientConnectionId()
 	c.vport = int(req.GetNetmsgVirtualPort())
+	if offer, ours := int(req.GetNetmsgLanes()), l.loc.cfg.OfferLanes; c.vport > 0 && offer > 1 && ours > 1 {
+		c.lanesNeg = min(offer, ours, snp.MaxLanes)
+	}
 	if err == nil {
 		err = c.checkLanes(peer)
 	}
@@ -246,6 +250,9 @@ func (c *Conn) sendConnectOK(now time.Time) {
 	}
 	if !c.loc.certHasID {
 		m.IdentityString = proto.String(c.loc.cfg.Identity)
+	}
+	if c.lanesNeg > 1 {
+		m.NetmsgLanes = proto.Uint32(uint32(c.lanesNeg))
 	}
 	if !c.hsTimestampT.IsZero() {
 		el := now.Sub(c.hsTimestampT)
