@@ -473,6 +473,11 @@ type Config struct {
 	// its idle timeout), which the seed deliberately does not report. The
 	// session is gone; the next send makes a new one. nil means none.
 	OnSessionClosedByPeer func(info ConnectionInfo)
+
+	// gnsLanes, for tests, makes the Host behave as a GNS peer towards
+	// netmsg's lane extension: it offers and agrees to no extra lanes, so
+	// every Messages channel travels on lane 0.
+	gnsLanes bool
 }
 
 // withDefaults returns a copy of c with every zero field set to its default

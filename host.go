@@ -244,10 +244,14 @@ func NewHost(cfg Config) (*Host, error) {
 		TimeoutInitial:   c.TimeoutInitial,
 		TimeoutConnected: c.TimeoutConnected,
 		SNP:              snpConfig(&c.ConnConfig),
+		OfferLanes:       messagesLanes,
 		Rand:             c.Rand,
 		ParseIdentity: func(s string) (crypto.Identity, error) {
 			return ParseIdentity(s)
 		},
+	}
+	if c.gnsLanes {
+		h.connCfg.OfferLanes = 0
 	}
 	for _, ca := range c.TrustedCAs {
 		h.connCfg.TrustedCAs = append(h.connCfg.TrustedCAs, ca)

@@ -29,6 +29,13 @@ const (
 	// sessionRequestRepeat is how often a session request is posted again
 	// while the peer keeps trying and the application has not accepted.
 	sessionRequestRepeat = time.Second
+
+	// messagesLanes is how many SNP lanes a session between two netmsg
+	// Hosts spreads its channels over (channel modulo lanes), so a lost
+	// packet on one channel does not hold up another. The handshake agrees
+	// on it (netmsg's lane extension); a GNS peer offers none and gets
+	// every channel on lane 0, as GNS does.
+	messagesLanes = 8
 )
 
 // Messages is the Networking Messages API of a Host
@@ -153,7 +160,7 @@ func (ms *Messages) SendMessageToUser(peer Identity, data []byte, flags SendFlag
 	binary.LittleEndian.PutUint32(b[1:], uint32(int32(channel)))
 	b = append(b, data...)
 	ms.scratch = b[:0]
-	if _, err := hc.c.Send(now, 0, b, sf); err != nil {
+	if _, err := hc.c.SendKeyed(now, uint32(int32(channel)), b, sf); err != nil {
 		h.mu.Unlock()
 		return sendResult(err)
 	}
@@ -224,7 +231,7 @@ func (ms *Messages) incomingLocked(now time.Time, hc *hostConn) {
 		// Theirs survives: move what we queued on ours over to it.
 		old := s.hc
 		for _, b := range s.early {
-			hc.c.Send(now, 0, b, snp.Reliable)
+			hc.c.SendKeyed(now, binary.LittleEndian.Uint32(b[1:]), b, snp.Reliable)
 		}
 		s.early = nil
 		old.sess = nil

@@ -48,6 +48,13 @@ func (p *msgPeer) gotFailures() []ConnectionInfo {
 // newMsgPeers opens n Hosts on nw at 127.0.0.(i+1):27015 with Messages on.
 func newMsgPeers(t *testing.T, nw *netsim.Network, n int) []*msgPeer {
 	t.Helper()
+	return newMsgPeersWith(t, nw, n, nil)
+}
+
+// newMsgPeersWith is newMsgPeers with a hook that adjusts each Host's
+// Config before it starts.
+func newMsgPeersWith(t *testing.T, nw *netsim.Network, n int, adjust func(i int, c *Config)) []*msgPeer {
+	t.Helper()
 	var out []*msgPeer
 	for i := range n {
 		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(i + 1)}), 27015)
@@ -57,7 +64,7 @@ func newMsgPeers(t *testing.T, nw *netsim.Network, n int) []*msgPeer {
 		}
 		p := &msgPeer{}
 		p.id, _ = IdentityFromAddr(addr)
-		h, err := NewHost(Config{
+		cfg := Config{
 			PacketConn: ep,
 			OnSessionRequest: func(peer Identity) {
 				p.mu.Lock()
@@ -79,7 +86,11 @@ func newMsgPeers(t *testing.T, nw *netsim.Network, n int) []*msgPeer {
 				p.closed = append(p.closed, info)
 				p.mu.Unlock()
 			},
-		})
+		}
+		if adjust != nil {
+			adjust(i, &cfg)
+		}
+		h, err := NewHost(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,95 @@
+package netmsg
+
+import (
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/netmsg-go/netmsg/netsim"
+)
+
+// TestMessagesChannelsDoNotBlock: between two netmsg Hosts a lost packet on
+// channel 1 does not delay channel 2 (each channel rides its own lane);
+// when one side behaves as GNS (no lane extension), every channel shares
+// lane 0 and channel 2 waits for channel 1's retransmission, as with GNS.
+func TestMessagesChannelsDoNotBlock(t *testing.T) {
+	for _, gns := range []bool{false, true} {
+		name := "netmsg peer"
+		if gns {
+			name = "GNS-style peer"
+		}
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const delay = 20 * time.Millisecond
+				nw, err := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: delay}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer nw.Close()
+				ps := newMsgPeersWith(t, nw, 2, func(i int, c *Config) { c.gnsLanes = gns && i == 1 })
+				defer closeAll(ps)
+				alice, bob := ps[0], ps[1]
+				openSession(t, alice, bob)
+				// Every channel used once, both ways, so nothing below waits
+				// on a session or channel being set up.
+				for _, ch := range []int{1, 2} {
+					alice.m.SendMessageToUser(bob.id, []byte("warm"), SendReliable|SendNoNagle, ch)
+					if text, m := recvText(t, bob, ch); text != "warm" {
+						t.Fatalf("channel %d: %q", ch, text)
+					} else {
+						m.Release()
+					}
+				}
+				time.Sleep(time.Second)
+
+				// Drop the next data packet from alice to bob: the one that
+				// carries channel 1's message.
+				var armed atomic.Bool
+				armed.Store(true)
+				a, b := alice.LocalAddr(), bob.LocalAddr()
+				if err := nw.SetLink(a, b, netsim.LinkConfig{Delay: delay, Drop: func(_ uint64, d []byte) bool {
+					return len(d) > 0 && d[0]&0x80 != 0 && armed.CompareAndSwap(true, false)
+				}}); err != nil {
+					t.Fatal(err)
+				}
+				start := time.Now()
+				if err := alice.m.SendMessageToUser(bob.id, []byte("one"), SendReliable|SendNoNagle, 1); err != nil {
+					t.Fatal(err)
+				}
+				if err := alice.m.SendMessageToUser(bob.id, []byte("two"), SendReliable|SendNoNagle, 2); err != nil {
+					t.Fatal(err)
+				}
+				var arrived [3]time.Duration
+				done := make(chan struct{})
+				for _, ch := range []int{1, 2} {
+					go func() {
+						text, m := recvText(t, bob, ch)
+						m.Release()
+						if text != map[int]string{1: "one", 2: "two"}[ch] {
+							t.Errorf("channel %d: %q", ch, text)
+						}
+						arrived[ch] = time.Since(start)
+						done <- struct{}{}
+					}()
+				}
+				<-done
+				<-done
+				if armed.Load() {
+					t.Fatal("no packet was dropped")
+				}
+				t.Logf("channel 1 after %v, channel 2 after %v", arrived[1], arrived[2])
+				if arrived[1] <= 2*delay {
+					t.Fatalf("channel 1 arrived after %v: its packet was not the one lost", arrived[1])
+				}
+				if gns {
+					if arrived[2] < arrived[1] {
+						t.Errorf("GNS-style: channel 2 (%v) overtook channel 1 (%v) on one lane", arrived[2], arrived[1])
+					}
+				} else if arrived[2] > delay+time.Millisecond {
+					t.Errorf("channel 2 took %v, want one-way delay %v: blocked by channel 1's loss", arrived[2], delay)
+				}
+			})
+		})
+	}
+}
