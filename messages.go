@@ -449,14 +449,31 @@ func (ms *Messages) ReceiveMessagesOnChannel(channel, maxMessages int) []*Messag
 // servers want. It returns ctx's error when ctx ends first, and
 // ErrHostClosed when the Host closes.
 func (ms *Messages) Receive(ctx context.Context, channel int) (*Message, error) {
+	out, err := ms.ReceiveBatch(ctx, channel, 1)
+	if err != nil {
+		return nil, err
+	}
+	return out[0], nil
+}
+
+// ReceiveBatch waits until messages arrived on channel, then returns up to
+// max of them (in arrival order), like ReceiveMessagesOnChannel but
+// blocking. A busy server reads many messages per call this way instead of
+// one (Receive), which costs one lock per call rather than per message.
+// It returns ctx's error when ctx ends first and ErrHostClosed when the
+// Host closes. The slice is the caller's to keep.
+func (ms *Messages) ReceiveBatch(ctx context.Context, channel, max int) ([]*Message, error) {
+	if max <= 0 {
+		return nil, fmt.Errorf("netmsg: receive: max %d: %w", max, ResultInvalidParam)
+	}
 	h := ms.h
 	for {
 		h.mu.Lock()
 		q := ms.channelLocked(channel)
-		if out := q.recv.take(1, &h.slab); len(out) == 1 {
+		if out := q.recv.take(max, &h.slab); len(out) > 0 {
 			h.tookLocked(out)
 			h.mu.Unlock()
-			return out[0], nil
+			return out, nil
 		}
 		ready := q.ready
 		h.mu.Unlock()

@@ -1,6 +1,8 @@
 package netmsg
 
 import (
+	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -92,4 +94,42 @@ func TestMessagesChannelsDoNotBlock(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestMessagesReceiveBatch: ReceiveBatch blocks until a message arrives,
+// returns up to max in order, refuses a bad max, and ends with ctx.
+func TestMessagesReceiveBatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		alice, bob := msgPair(t, 10*time.Millisecond)
+		openSession(t, alice, bob)
+		if _, err := bob.m.ReceiveBatch(context.Background(), 0, 0); !errors.Is(err, ResultInvalidParam) {
+			t.Fatalf("max 0: %v", err)
+		}
+		for i := range 10 {
+			alice.m.SendMessageToUser(bob.id, []byte{byte(i)}, SendReliable, 3)
+		}
+		time.Sleep(time.Second)
+		got := 0
+		for got < 10 {
+			ms, err := bob.m.ReceiveBatch(context.Background(), 3, 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ms) > 4 {
+				t.Fatalf("%d messages, max 4", len(ms))
+			}
+			for _, m := range ms {
+				if m.Payload[0] != byte(got) || m.Channel != 3 {
+					t.Fatalf("message %d: %v on channel %d", got, m.Payload, m.Channel)
+				}
+				got++
+				m.Release()
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if _, err := bob.m.ReceiveBatch(ctx, 3, 4); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("empty channel: %v", err)
+		}
+	})
 }

@@ -34,7 +34,7 @@ func (netmsgMsgsPeer) Caps() Caps {
 		Unreliable:  true,
 		MaxReliable: netmsgMsgsMax,
 		Encrypted:   true,
-		Note:        "Messages API (SendMessageToUser/Receive), GNS protocol v13, AES-256-GCM, default config; channel 0 carries both reliable and unreliable; SendNoNagle for NoDelay",
+		Note:        "Messages API (SendMessageToUser/ReceiveBatch), GNS protocol v13, AES-256-GCM, default config; channel 0 carries both reliable and unreliable; SendNoNagle for NoDelay",
 	}
 }
 
@@ -139,8 +139,10 @@ type netmsgMsgsConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	pending *netmsg.Message // received by Accept, not yet returned by Recv
-	last    *netmsg.Message // returned by the last Recv, released on the next
+	pending *netmsg.Message   // received by Accept, not yet returned by Recv
+	last    *netmsg.Message   // returned by the last Recv, released on the next
+	batch   []*netmsg.Message // received by ReceiveBatch, batch[next:] not yet returned
+	next    int
 	once    sync.Once
 }
 
@@ -195,10 +197,16 @@ func (nc *netmsgMsgsConn) Recv() ([]byte, error) {
 		nc.last, nc.pending = nc.pending, nil
 		return nc.last.Payload, nil
 	}
-	m, err := nc.ms.Receive(nc.ctx, 0)
-	if err != nil {
-		return nil, err
+	if nc.next == len(nc.batch) {
+		b, err := nc.ms.ReceiveBatch(nc.ctx, 0, 256)
+		if err != nil {
+			return nil, err
+		}
+		nc.batch, nc.next = b, 0
 	}
+	m := nc.batch[nc.next]
+	nc.batch[nc.next] = nil
+	nc.next++
 	nc.last = m
 	return m.Payload, nil
 }
