@@ -67,6 +67,8 @@ type Host struct {
 	tookKick    chan struct{} // signalled (cap 1) when messages are taken while readerWaits
 
 	timerAt   time.Time     // when the timer goroutine will look at the connections next; guarded by mu
+	wakes     wakeHeap      // connections by next wake-up
+	dueBuf    []*hostConn   // the timer goroutine's connections due now
 	timerKick chan struct{} // signalled (cap 1) when a connection must wake before timerAt
 	eventKick chan struct{}
 	done      chan struct{}
@@ -101,7 +103,8 @@ type hostConn struct {
 	ready    chan struct{} // signalled (cap 1) when recv gains messages or the connection ends
 	queued   int           // messages of this connection waiting in recv or its group's
 	group    *pollGroup
-	wake     time.Time
+	wake     time.Time // next wake-up (zero: none); change it with wakes.set
+	hidx     int       // index in Host.wakes, -1 when not in it
 	sess     *session  // the Messages session this connection carries, or nil
 	lastTake time.Time // when the application last took messages of this connection
 }
@@ -397,7 +400,7 @@ func (h *Host) connectLocked(now time.Time, addr netip.AddrPort, vport int) (*ho
 	if err != nil {
 		return nil, fmt.Errorf("netmsg: connect: %w", err)
 	}
-	hc := &hostConn{userData: -1, handle: handle, c: c, state: StateNone, ready: make(chan struct{}, 1)}
+	hc := &hostConn{userData: -1, handle: handle, c: c, state: StateNone, ready: make(chan struct{}, 1), hidx: -1}
 	h.conns[handle] = hc
 	h.pollLocked(now, hc)
 	return hc, nil
@@ -714,6 +717,7 @@ func (h *Host) forgetHandleLocked(hc *hostConn) {
 }
 
 func (h *Host) removeLocked(hc *hostConn) {
+	h.wakes.remove(hc)
 	id := ConnHandle(hc.c.LocalID())
 	if h.conns[id] == hc {
 		delete(h.conns, id)
@@ -932,7 +936,7 @@ func (h *Host) handleDatagramLocked(now time.Time, from netip.AddrPort, b []byte
 			h.stats.ConnectsRefused++
 			return
 		}
-		hc := &hostConn{userData: -1, handle: handle, c: c, listen: h.listening, state: StateNone, ready: make(chan struct{}, 1)}
+		hc := &hostConn{userData: -1, handle: handle, c: c, listen: h.listening, state: StateNone, ready: make(chan struct{}, 1), hidx: -1}
 		hc.identity, _ = ParseIdentity(c.RemoteIdentity())
 		isMsgs := c.VirtualPort() == messagesVirtualPort
 		if isMsgs != h.messages.enabled && (isMsgs || h.listening == InvalidListen) {
@@ -1113,7 +1117,7 @@ func (h *Host) stateChangedLocked(hc *hostConn, ev conn.Event) {
 // rescheduleLocked notes the connection's next wake-up and kicks the timer
 // if it is sooner than the one it waits for.
 func (h *Host) rescheduleLocked(hc *hostConn) {
-	hc.wake = hc.c.NextWake()
+	h.wakes.set(hc, hc.c.NextWake())
 	h.kickTimerLocked(hc.wake)
 }
 
@@ -1124,7 +1128,7 @@ func (h *Host) rescheduleLocked(hc *hostConn) {
 func (h *Host) rescheduleBatchLocked(now time.Time, hc *hostConn) {
 	w := hc.c.NextWake()
 	if w.IsZero() {
-		hc.wake = w
+		h.wakes.set(hc, w)
 		return
 	}
 	if d := now.Add(sendBatchDelay); w.Before(d) {
@@ -1133,7 +1137,7 @@ func (h *Host) rescheduleBatchLocked(now time.Time, hc *hostConn) {
 	if !hc.wake.IsZero() && hc.wake.Before(w) {
 		w = hc.wake // polling early is harmless: it sends what is ready
 	}
-	hc.wake = w
+	h.wakes.set(hc, w)
 	h.kickTimerLocked(w)
 }
 
@@ -1222,19 +1226,24 @@ func (h *Host) timerLoop() {
 	for {
 		h.mu.Lock()
 		now := h.cfg.Now()
-		var next time.Time
-		for _, hc := range h.conns {
-			if hc.wake.IsZero() {
-				continue
-			}
-			if !hc.wake.After(now) {
-				h.drainLocked(now, hc)
-				h.pollLocked(now, hc)
-			}
-			if !hc.wake.IsZero() && (next.IsZero() || hc.wake.Before(next)) {
-				next = hc.wake
-			}
+		// Every connection due now, each once: polling may leave one
+		// due again at once (it sends what pacing allows next), which the
+		// next round takes.
+		h.dueBuf = h.dueBuf[:0]
+		for hc := h.wakes.due(now); hc != nil; hc = h.wakes.due(now) {
+			h.wakes.remove(hc)
+			hc.wake = time.Time{}
+			h.dueBuf = append(h.dueBuf, hc)
 		}
+		for i, hc := range h.dueBuf {
+			h.dueBuf[i] = nil
+			if h.conns[ConnHandle(hc.c.LocalID())] != hc {
+				continue // removed meanwhile
+			}
+			h.drainLocked(now, hc)
+			h.pollLocked(now, hc)
+		}
+		next := h.wakes.next()
 		if w := h.messages.tickLocked(now); !w.IsZero() && (next.IsZero() || w.Before(next)) {
 			next = w
 		}

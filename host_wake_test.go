@@ -1,0 +1,64 @@
+package netmsg
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// TestWakeHeap: random sets and removals keep the heap ordered, every
+// index right, and due/next equal to a brute-force scan.
+func TestWakeHeap(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	base := time.Unix(1000, 0)
+	conns := make([]*hostConn, 50)
+	for i := range conns {
+		conns[i] = &hostConn{hidx: -1}
+	}
+	var w wakeHeap
+	for step := range 20000 {
+		hc := conns[r.IntN(len(conns))]
+		switch r.IntN(4) {
+		case 0:
+			w.remove(hc)
+			hc.wake = time.Time{}
+		case 1:
+			w.set(hc, time.Time{})
+		default:
+			w.set(hc, base.Add(time.Duration(r.IntN(100))*time.Millisecond))
+		}
+		var want time.Time
+		n := 0
+		for _, c := range conns {
+			if c.hidx >= 0 {
+				n++
+				if w[c.hidx] != c {
+					t.Fatalf("step %d: index %d is wrong", step, c.hidx)
+				}
+				if c.wake.IsZero() {
+					t.Fatalf("step %d: a connection without wake-up is in the heap", step)
+				}
+				if want.IsZero() || c.wake.Before(want) {
+					want = c.wake
+				}
+			} else if !c.wake.IsZero() {
+				t.Fatalf("step %d: a connection with a wake-up is not in the heap", step)
+			}
+		}
+		if n != len(w) {
+			t.Fatalf("step %d: %d in heap, %d indexed", step, len(w), n)
+		}
+		for i := 1; i < len(w); i++ {
+			if w.less(i, (i-1)/2) {
+				t.Fatalf("step %d: heap order broken at %d", step, i)
+			}
+		}
+		if !w.next().Equal(want) {
+			t.Fatalf("step %d: next %v, want %v", step, w.next(), want)
+		}
+		now := base.Add(50 * time.Millisecond)
+		if d := w.due(now); (d != nil) != (!want.IsZero() && !want.After(now)) {
+			t.Fatalf("step %d: due %v with earliest %v", step, d != nil, want)
+		}
+	}
+}
