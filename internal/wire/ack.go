@@ -17,10 +17,11 @@ package wire
 // packets from the sender's own latest stop-waiting point up to there are
 // acked implicitly (see ImplicitAckBelow).
 
-// parseAck decodes the ack frame whose lead is b[0] into f. blocks holds
-// the decoded blocks (f.AckBlocks aliases it). nextSend is the receiving
+// parseAck decodes the ack frame whose lead is b[0] into f. *blocks holds
+// the decoded blocks (f.AckBlocks aliases it); it is grown when an ack has
+// more blocks than it can hold. nextSend is the receiving
 // side's next packet number; wide enables the w bit (peer version >= 13).
-func parseAck(b []byte, nextSend int64, wide bool, blocks *[MaxAckBlocks]AckBlock, f *Frame) (n int, err error) {
+func parseAck(b []byte, nextSend int64, wide bool, bs *[]AckBlock, f *Frame) (n int, err error) {
 	lead := b[0]
 	i := 1
 	var latest int64
@@ -56,6 +57,10 @@ func parseAck(b []byte, nextSend int64, wide bool, blocks *[MaxAckBlocks]AckBloc
 		count = int(b[i])
 		i++
 	}
+	if cap(*bs) < count {
+		*bs = make([]AckBlock, max(8, min(MaxAckBlocks, 2*count)))
+	}
+	blocks := (*bs)[:cap(*bs)]
 	end := latest + 1 // exclusive end of the next block's acked range
 	for k := 0; k < count; k++ {
 		if i >= len(b) {
