@@ -118,7 +118,6 @@ type Conn struct {
 	sendC    *crypto.PacketCipher
 	recvC    *crypto.PacketCipher
 	win      recvWindow
-	payload  []byte // engine payload scratch
 	scratch  []byte // decryption scratch
 	statsBuf []byte
 

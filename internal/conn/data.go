@@ -56,7 +56,6 @@ func (c *Conn) connected(now time.Time, peer *crypto.Peer, keys *crypto.SessionK
 	if c.eng, err = snp.New(cfg, now); err != nil {
 		return err
 	}
-	c.payload = make([]byte, 0, cfg.MaxPayload+64)
 	c.lastRecv = now
 	c.pendingPeer, c.pendingKeys = nil, nil
 	c.setState(now, StateConnected)
@@ -233,17 +232,25 @@ func (c *Conn) pollData(now time.Time, dst []byte) ([]byte, bool) {
 			q.QueueAck(now, true)
 		}
 	}
-	payload, pktNum, ok := c.eng.Poll(now, c.payload[:0])
-	if !ok {
-		return nil, false
-	}
-	h := dataHeader{ToConnID: c.remoteID, WirePktNum: uint16(pktNum)}
+	h := dataHeader{ToConnID: c.remoteID}
 	if flags != 0 {
 		c.statsBuf, _ = proto.MarshalOptions{Deterministic: true}.MarshalAppend(c.statsBuf[:0], &pb.UDPStats{Flags: proto.Uint32(flags)})
 		h.Stats = c.statsBuf
+	}
+	// The header's length does not depend on the packet number: the
+	// engine writes the payload right after it, in dst, and the payload is
+	// sealed in place (no payload buffer per connection).
+	hd := appendDataHeader(dst[:0], &h)
+	hdrLen := len(hd)
+	payload, pktNum, ok := c.eng.Poll(now, hd[hdrLen:hdrLen])
+	if !ok {
+		return nil, false
+	}
+	if flags != 0 {
 		c.sentAckRequest(now, flags)
 	}
-	d := appendDataHeader(dst[:0], &h)
+	h.WirePktNum = uint16(pktNum)
+	d := appendDataHeader(hd[:0], &h)
 	d = c.sendC.Seal(d, payload, uint64(pktNum))
 	c.st.DatagramsSent++
 	return d, true
