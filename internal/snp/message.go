@@ -45,7 +45,7 @@ type msgQueue struct {
 
 func (q *msgQueue) push(m Message) {
 	if q.n == len(q.a) {
-		na := make([]Message, max(16, 2*len(q.a)))
+		na := make([]Message, max(4, 2*len(q.a))) // small at first: most connections hold few
 		for i := 0; i < q.n; i++ {
 			na[i] = q.a[(q.head+i)&(len(q.a)-1)]
 		}
