@@ -104,6 +104,7 @@ type hostConn struct {
 	queued   int           // messages of this connection waiting in recv or its group's
 	group    *pollGroup
 	wake     time.Time // next wake-up (zero: none); change it with wakes.set
+	wakeNs   int64     // wake as Unix nanoseconds, the heap's key
 	hidx     int       // index in Host.wakes, -1 when not in it
 	sess     *session  // the Messages session this connection carries, or nil
 	lastTake time.Time // when the application last took messages of this connection

@@ -9,7 +9,7 @@ import "time"
 // changed wake-up moves it in place. Guarded by the Host's lock.
 type wakeHeap []*hostConn
 
-func (w wakeHeap) less(i, j int) bool { return w[i].wake.Before(w[j].wake) }
+func (w wakeHeap) less(i, j int) bool { return w[i].wakeNs < w[j].wakeNs }
 
 func (w wakeHeap) swap(i, j int) {
 	w[i], w[j] = w[j], w[i]
@@ -51,6 +51,7 @@ func (w *wakeHeap) set(hc *hostConn, t time.Time) {
 		return
 	}
 	hc.wake = t
+	hc.wakeNs = t.UnixNano() // the heap compares these: cheaper than Time.Before
 	switch {
 	case t.IsZero():
 		w.remove(hc)

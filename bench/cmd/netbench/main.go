@@ -4,6 +4,7 @@
 //	netbench server --peer P --workload W          # prints "listening ADDR", then serves one client
 //	netbench client --peer P --workload W --addr A # prints one JSON result line
 //	netbench run --peers raw,kcp,quic --workloads W1,W2,W3,W4,W5 --runs 3 [--json out.json]
+//	netbench w7 [--sessions 10000] [--rate 10] [--window 10s]  # 10,000 sessions to one Host (see w7.go)
 package main
 
 import (
@@ -43,6 +44,10 @@ func main() {
 		err = client(os.Args[2:])
 	case "run":
 		err = run(os.Args[2:])
+	case "w7":
+		err = w7(os.Args[2:])
+	case "w7-server":
+		err = w7Server(os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		usage()
 	default:
