@@ -133,3 +133,32 @@ func TestMessagesReceiveBatch(t *testing.T) {
 		}
 	})
 }
+
+// TestMessagesConnectionFields: a Messages message names its session's
+// connection, which the connection API refuses (the session owns it, as in
+// GNS), and user data reads -1, GNS's "none set".
+func TestMessagesConnectionFields(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		alice, bob := msgPair(t, 10*time.Millisecond)
+		openSession(t, alice, bob)
+		alice.m.SendMessageToUser(bob.id, []byte("x"), SendReliable, 0)
+		_, m := recvText(t, bob, 0)
+		defer m.Release()
+		if m.Connection == InvalidConn {
+			t.Error("Message.Connection is invalid")
+		}
+		if m.ReceiverUserData != -1 {
+			t.Errorf("receiver user data %d, want -1", m.ReceiverUserData)
+		}
+		if bob.SetConnectionUserData(m.Connection, 7) {
+			t.Error("SetConnectionUserData took a session's connection")
+		}
+		if _, err := bob.ConnectionInfo(m.Connection); err == nil {
+			t.Error("ConnectionInfo took a session's connection")
+		}
+		_, info, _ := bob.m.GetSessionConnectionInfo(alice.id)
+		if info.UserData != -1 {
+			t.Errorf("session user data %d, want -1", info.UserData)
+		}
+	})
+}
