@@ -50,6 +50,9 @@ type w7Stats struct {
 	FirstMs      float64 `json:"first_ms"`       // first session connected, ms since start
 	LastMs       float64 `json:"last_ms"`        // latest session connected, ms since start
 	Goroutines   int     `json:"goroutines"`
+	DatagramsIn  int64   `json:"datagrams_in"`
+	DatagramsOut int64   `json:"datagrams_out"`
+	Dropped      int64   `json:"dropped"`
 }
 
 func cpuSeconds() float64 {
@@ -146,7 +149,8 @@ func w7Server(args []string) error {
 			RSSKiB: rssKiB(), HeapInuseKiB: int64(mem.HeapInuse >> 10),
 			CPUSeconds: cpuSeconds(),
 			FirstMs:    float64(firstNs.Load()) / 1e6, LastMs: float64(lastNs.Load()) / 1e6,
-			Goroutines: runtime.NumGoroutine(),
+			Goroutines:  runtime.NumGoroutine(),
+			DatagramsIn: h.Stats().DatagramsIn, DatagramsOut: h.Stats().DatagramsOut, Dropped: h.Stats().Dropped,
 		})
 	}
 	return nil
@@ -360,6 +364,8 @@ func w7(args []string) error {
 	got := float64(load1.Messages-load0.Messages) / secs
 	fmt.Printf("CPU under load: %.3f cores, receiving %.0f msg/s (offered %d), %d send errors\n",
 		(load1.CPUSeconds-load0.CPUSeconds)/secs, got, *n**rate, sendErrs.Load())
+	fmt.Printf("server datagrams under load: %.0f/s in, %.0f/s out, %.0f/s dropped\n",
+		float64(load1.DatagramsIn-load0.DatagramsIn)/secs, float64(load1.DatagramsOut-load0.DatagramsOut)/secs, float64(load1.Dropped-load0.Dropped)/secs)
 	fmt.Printf("after the load: RSS %d KiB, heap in use %d KiB\n", after.RSSKiB, after.HeapInuseKiB)
 	return nil
 }
