@@ -52,20 +52,14 @@ func newMsgPeers(t *testing.T, nw *netsim.Network, n int) []*msgPeer {
 }
 
 // newMsgPeersWith is newMsgPeers with a hook that adjusts each Host's
-// Config before it starts.
+// Config before it starts. With nw nil the Hosts use real UDP sockets on
+// 127.0.0.1.
 func newMsgPeersWith(t *testing.T, nw *netsim.Network, n int, adjust func(i int, c *Config)) []*msgPeer {
 	t.Helper()
 	var out []*msgPeer
 	for i := range n {
-		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(i + 1)}), 27015)
-		ep, err := nw.Listen(addr)
-		if err != nil {
-			t.Fatal(err)
-		}
 		p := &msgPeer{}
-		p.id, _ = IdentityFromAddr(addr)
 		cfg := Config{
-			PacketConn: ep,
 			OnSessionRequest: func(peer Identity) {
 				p.mu.Lock()
 				p.requests = append(p.requests, peer)
@@ -87,6 +81,16 @@ func newMsgPeersWith(t *testing.T, nw *netsim.Network, n int, adjust func(i int,
 				p.mu.Unlock()
 			},
 		}
+		if nw != nil {
+			addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(i + 1)}), 27015)
+			ep, err := nw.Listen(addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.PacketConn = ep
+		} else {
+			cfg.ListenAddr = netip.MustParseAddrPort("127.0.0.1:0")
+		}
 		if adjust != nil {
 			adjust(i, &cfg)
 		}
@@ -94,6 +98,7 @@ func newMsgPeersWith(t *testing.T, nw *netsim.Network, n int, adjust func(i int,
 		if err != nil {
 			t.Fatal(err)
 		}
+		p.id, _ = IdentityFromAddr(h.LocalAddr())
 		p.Host = h
 		p.m = h.Messages()
 		out = append(out, p)
