@@ -48,8 +48,8 @@ type Messages struct {
 	enabled  bool                  // Host.Messages was called: take incoming sessions
 	sessions map[Identity]*session // by peer
 	channels map[int]*channelQueue // received messages by channel
-	scratch  []byte                // header + payload of the message being sent
 	next     time.Time             // the soonest tick the sessions need
+	hdr      [msgHeaderLen]byte    // the header of the message being sent
 }
 
 // session is one peer's Messages session. Its fields are guarded by the
@@ -156,16 +156,15 @@ func (ms *Messages) SendMessageToUser(peer Identity, data []byte, flags SendFlag
 	if hc.state != StateConnected {
 		sf |= snp.Reliable // GNS: nothing sent before the session is up may be lost
 	}
-	b := append(ms.scratch[:0], msgHeaderFlags, 0, 0, 0, 0)
-	binary.LittleEndian.PutUint32(b[1:], uint32(int32(channel)))
-	b = append(b, data...)
-	ms.scratch = b[:0]
-	if _, err := hc.c.SendKeyed(now, uint32(int32(channel)), b, sf); err != nil {
+	hdr := ms.hdr[:] // under the Host's lock; the engine copies it
+	hdr[0] = msgHeaderFlags
+	binary.LittleEndian.PutUint32(hdr[1:], uint32(int32(channel)))
+	if _, err := hc.c.SendKeyed(now, uint32(int32(channel)), hdr, data, sf); err != nil {
 		h.mu.Unlock()
 		return sendResult(err)
 	}
 	if hc.state != StateConnected && !hc.c.IsServer() {
-		s.early = append(s.early, append([]byte(nil), b...))
+		s.early = append(s.early, append(append([]byte(nil), hdr...), data...))
 	}
 	s.lastUsed = now
 	s.open[channel] = true
@@ -231,7 +230,7 @@ func (ms *Messages) incomingLocked(now time.Time, hc *hostConn) {
 		// Theirs survives: move what we queued on ours over to it.
 		old := s.hc
 		for _, b := range s.early {
-			hc.c.SendKeyed(now, binary.LittleEndian.Uint32(b[1:]), b, snp.Reliable)
+			hc.c.SendKeyed(now, binary.LittleEndian.Uint32(b[1:]), nil, b, snp.Reliable)
 		}
 		s.early = nil
 		old.sess = nil

@@ -319,32 +319,37 @@ func (c *Conn) Send(now time.Time, lane int, data []byte, flags snp.SendFlags) (
 	return c.preNums[lane], nil
 }
 
-// SendKeyed queues a message on the lane that key maps to: key modulo the
+// SendKeyed queues the message prefix+data (prefix may be nil; the two are
+// not joined by the caller, so the message is copied once) on the lane
+// that key maps to: key modulo the
 // number of lanes the handshake agreed (see Config.OfferLanes), so every
 // message of one key travels on one lane, in order, and keys on different
 // lanes do not hold each other up. Before the connection is connected the
 // lane is not known yet: the message waits, keyed, and is mapped when the
 // connection is; it then returns message number 0.
-func (c *Conn) SendKeyed(now time.Time, key uint32, data []byte, flags snp.SendFlags) (int64, error) {
+func (c *Conn) SendKeyed(now time.Time, key uint32, prefix, data []byte, flags snp.SendFlags) (int64, error) {
 	switch c.state {
 	case StateConnected:
-		return c.eng.SendMessage(now, int(key%uint32(c.eng.NumLanes())), data, flags)
+		return c.eng.SendMessagePrefixed(now, int(key%uint32(c.eng.NumLanes())), prefix, data, flags)
 	case StateConnecting, StateFindingRoute:
 	default:
 		return 0, ErrNotConnected
 	}
-	if len(data) > c.loc.maxMsgSize {
+	size := len(prefix) + len(data)
+	if size > c.loc.maxMsgSize {
 		return 0, snp.ErrMessageTooBig
 	}
 	limit := c.loc.cfg.SNP.SendBufferSize
 	if limit <= 0 {
 		limit = 512 * 1024
 	}
-	if c.preBytes+len(data) > limit {
+	if c.preBytes+size > limit {
 		return 0, snp.ErrSendBufferFull
 	}
-	c.pre = append(c.pre, preMsg{lane: -1, key: key, data: append([]byte(nil), data...), flags: flags})
-	c.preBytes += len(data)
+	b := make([]byte, 0, size)
+	b = append(append(b, prefix...), data...)
+	c.pre = append(c.pre, preMsg{lane: -1, key: key, data: b, flags: flags})
+	c.preBytes += size
 	return 0, nil
 }
 

@@ -31,7 +31,7 @@ func TestLaneExtension(t *testing.T) {
 			p := newPair(t, cc, sc)
 			// Before the handshake: keyed messages wait for their lane.
 			for k := uint32(0); k < 4; k++ {
-				if _, err := p.client.SendKeyed(p.now, k, []byte{byte(k), 0}, snp.Reliable); err != nil {
+				if _, err := p.client.SendKeyed(p.now, k, []byte{byte(k)}, []byte{0}, snp.Reliable); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -46,10 +46,10 @@ func TestLaneExtension(t *testing.T) {
 				t.Errorf("server lanes %d, want %d", got, tc.want)
 			}
 			for k := uint32(0); k < 4; k++ {
-				if _, err := p.client.SendKeyed(p.now, k, []byte{byte(k), 1}, snp.Reliable); err != nil {
+				if _, err := p.client.SendKeyed(p.now, k, nil, []byte{byte(k), 1}, snp.Reliable); err != nil {
 					t.Fatal(err)
 				}
-				if _, err := p.server.SendKeyed(p.now, k, []byte{byte(k), 1}, snp.Reliable); err != nil {
+				if _, err := p.server.SendKeyed(p.now, k, []byte{byte(k), 1}, nil, snp.Reliable); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -130,20 +130,29 @@ func (c *Conn) NumLanes() int { return len(c.lanes) }
 // go out within about 200 ms, ErrIgnored. An unreliable message larger than
 // 16500 bytes is sent reliably, as GNS does.
 func (c *Conn) SendMessage(now time.Time, lane int, data []byte, flags SendFlags) (int64, error) {
+	return c.SendMessagePrefixed(now, lane, nil, data, flags)
+}
+
+// SendMessagePrefixed is SendMessage for the message prefix followed by
+// data, without the caller joining them first (the Messages layer puts
+// GNS's 5-byte channel header before every payload this way, so each
+// message is copied once, into the send queue).
+func (c *Conn) SendMessagePrefixed(now time.Time, lane int, prefix, data []byte, flags SendFlags) (int64, error) {
 	if lane < 0 || lane >= len(c.lanes) {
 		return 0, ErrBadLane
 	}
-	if len(data) > c.cfg.MaxMessageSize {
+	size := len(prefix) + len(data)
+	if size > c.cfg.MaxMessageSize {
 		return 0, ErrMessageTooBig
 	}
-	if c.pendingBytes()+len(data) > c.cfg.SendBufferSize {
+	if c.pendingBytes()+size > c.cfg.SendBufferSize {
 		return 0, ErrSendBufferFull
 	}
 	t := c.us(now)
-	reliable := flags&Reliable != 0 || len(data) > maxUnreliableMsgSizeSend
+	reliable := flags&Reliable != 0 || size > maxUnreliableMsgSizeSend
 	if !reliable && flags&NoDelay != 0 {
 		c.pace.accumulate(t)
-		if c.queueTime(len(data)) > int64(noDelayLimit/time.Microsecond) {
+		if c.queueTime(size) > int64(noDelayLimit/time.Microsecond) {
 			c.st.unreliableDroppedSend++
 			return 0, ErrIgnored
 		}
@@ -165,10 +174,10 @@ func (c *Conn) SendMessage(now time.Time, lane int, data []byte, flags SendFlags
 	}
 	var n int
 	if reliable {
-		n = l.queueReliable(num, data)
+		n = l.queueReliable(num, prefix, data)
 		c.st.msgsSentRel++
 	} else {
-		n = l.queueUnreliable(num, data)
+		n = l.queueUnreliable(num, prefix, data)
 		c.st.msgsSentUnrel++
 	}
 	if c.pendingNew == 0 {

@@ -74,22 +74,25 @@ func (l *sendLane) unsentUnrelOff() int {
 func (l *sendLane) hasUnrel() bool { return l.uhead < len(l.uq) }
 
 // queueReliable appends a message to the stream and returns the bytes added.
-func (l *sendLane) queueReliable(num int64, data []byte) int {
+func (l *sendLane) queueReliable(num int64, prefix, data []byte) int {
 	delta := uint64(num - l.lastRelMsgNum)
 	l.lastRelMsgNum = num
 	n0 := len(l.buf)
-	l.buf = wire.AppendMsgHeader(l.buf, delta, len(data))
+	l.buf = wire.AppendMsgHeader(l.buf, delta, len(prefix)+len(data))
+	l.buf = append(l.buf, prefix...)
 	l.buf = append(l.buf, data...)
 	n := len(l.buf) - n0
 	l.endPos += int64(n)
 	return n
 }
 
-func (l *sendLane) queueUnreliable(num int64, data []byte) int {
+func (l *sendLane) queueUnreliable(num int64, prefix, data []byte) int {
 	off := len(l.ubuf)
+	l.ubuf = append(l.ubuf, prefix...)
 	l.ubuf = append(l.ubuf, data...)
-	l.uq = append(l.uq, unrelMsg{num: num, off: int32(off), size: int32(len(data))})
-	return len(data)
+	n := len(prefix) + len(data)
+	l.uq = append(l.uq, unrelMsg{num: num, off: int32(off), size: int32(n)})
+	return n
 }
 
 // popUnrel drops the head unreliable message, compacting when worthwhile.
