@@ -11,4 +11,4 @@
 // Everything here is pure: no I/O, no goroutines.
 package pb
 
-//go:generate sh -c "cd ../.. && protoc --go_out=. --go_opt=module=github.com/netmsg-go/netmsg internal/pb/certs.proto internal/pb/messages.proto internal/pb/udp.proto"
+//go:generate sh -c "cd ../.. && protoc --go_out=. --go_opt=module=github.com/netmsg-go/netmsg internal/pb/certs.proto internal/pb/messages.proto internal/pb/udp.proto internal/pb/p2p.proto"
