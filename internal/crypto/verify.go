@@ -132,7 +132,51 @@ func VerifyPeer(p *PeerPolicy, cert *pb.CertificateSigned, crypt *pb.SessionCryp
 	if cert == nil || crypt == nil || cert.Cert == nil || crypt.Info == nil {
 		return nil, ErrMissingCertOrCrypt
 	}
-	peer := &Peer{CertBytes: cert.GetCert(), CryptBytes: crypt.GetInfo(), Cert: new(pb.Certificate)}
+	peer, err := verifyCert(p, cert)
+	if err != nil {
+		return nil, err
+	}
+	peer.CryptBytes = crypt.GetInfo()
+	if err := verifySignature(peer.Cert, peer.CryptBytes, crypt.GetSignature()); err != nil {
+		return nil, err
+	}
+	peer.Crypt = new(pb.SessionCryptInfo)
+	if err := proto.Unmarshal(peer.CryptBytes, peer.Crypt); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCryptParse, err)
+	}
+	v := peer.Crypt.GetProtocolVersion()
+	if v < MinProtocolVersion {
+		return nil, fmt.Errorf("%w: V%d, need V%d", ErrOldProtocol, v, MinProtocolVersion)
+	}
+	if p.EarlierProtocolVersion != 0 && v != p.EarlierProtocolVersion {
+		return nil, fmt.Errorf("%w: V%d now, V%d before", ErrProtocolChanged, v, p.EarlierProtocolVersion)
+	}
+	return peer, nil
+}
+
+// VerifyProof checks a proof of identity outside the handshake (netmsg's
+// authenticated signaling): the certificate as VerifyPeer checks it
+// (steps 1-5), then an Ed25519 signature by the certificate's key over msg.
+// It returns the certificate's canonical identity (empty when the
+// certificate names none) and whether a trusted CA signed it. The caller
+// makes msg unique (a server nonce) and domain-separated.
+func VerifyProof(p *PeerPolicy, cert *pb.CertificateSigned, msg, sig []byte) (identity string, caSigned bool, err error) {
+	if cert == nil || cert.Cert == nil {
+		return "", false, ErrMissingCertOrCrypt
+	}
+	peer, err := verifyCert(p, cert)
+	if err != nil {
+		return "", false, err
+	}
+	if err := verifySignature(peer.Cert, msg, sig); err != nil {
+		return "", false, err
+	}
+	return peer.Identity, peer.CASigned, nil
+}
+
+// verifyCert is steps 1-5 of VerifyPeer: the certificate alone.
+func verifyCert(p *PeerPolicy, cert *pb.CertificateSigned) (*Peer, error) {
+	peer := &Peer{CertBytes: cert.GetCert(), Cert: new(pb.Certificate)}
 
 	if cert.CaSignature != nil {
 		id, err := checkCASigned(p, cert, peer.Cert)
@@ -181,21 +225,6 @@ func VerifyPeer(p *PeerPolicy, cert *pb.CertificateSigned, crypt *pb.SessionCryp
 	}
 	if !peer.CASigned && !p.AllowUnsigned {
 		return nil, ErrUnsignedCert
-	}
-
-	if err := verifySignature(peer.Cert, peer.CryptBytes, crypt.GetSignature()); err != nil {
-		return nil, err
-	}
-	peer.Crypt = new(pb.SessionCryptInfo)
-	if err := proto.Unmarshal(peer.CryptBytes, peer.Crypt); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCryptParse, err)
-	}
-	v := peer.Crypt.GetProtocolVersion()
-	if v < MinProtocolVersion {
-		return nil, fmt.Errorf("%w: V%d, need V%d", ErrOldProtocol, v, MinProtocolVersion)
-	}
-	if p.EarlierProtocolVersion != 0 && v != p.EarlierProtocolVersion {
-		return nil, fmt.Errorf("%w: V%d now, V%d before", ErrProtocolChanged, v, p.EarlierProtocolVersion)
 	}
 	return peer, nil
 }

@@ -1,0 +1,200 @@
+package signaling
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+)
+
+// Limits of the signaling protocols.
+const (
+	// MaxBlobSize is the largest blob a signal carries. GNS's rendezvous
+	// messages are under 1 KiB; a certificate chain and many candidates fit
+	// well within this.
+	MaxBlobSize = 16 << 10
+
+	// MaxIdentityLen is the longest identity string accepted (GNS renders
+	// an identity in at most 128 characters).
+	MaxIdentityLen = 128
+
+	// maxLine is the longest line either protocol carries: an identity, a
+	// space, the hex of a blob, the newline.
+	maxLine = MaxIdentityLen + 1 + 2*MaxBlobSize + 1
+
+	// defaultQueueLen is how many received signals a client keeps unread
+	// before it drops new ones.
+	defaultQueueLen = 256
+)
+
+// Errors.
+var (
+	ErrClosed      = errors.New("signaling: closed")
+	ErrTooLarge    = fmt.Errorf("signaling: blob larger than %d bytes", MaxBlobSize)
+	ErrBadIdentity = errors.New("signaling: invalid identity")
+	ErrRefused     = errors.New("signaling: refused by the server")
+	ErrNotUp       = errors.New("signaling: not connected to the server (reconnecting)")
+)
+
+// Conn is one peer's attachment to a signaling service: the interface a
+// netmsg Host uses (GNS's connection signaling, in Go's shape). Signals are
+// best effort: one may be dropped, duplicated or reordered, and the P2P
+// layer above copes (it retries and acknowledges).
+type Conn interface {
+	// Send delivers blob to the peer known by identity to. It does not
+	// block for long; it returns an error when the blob or identity is
+	// invalid or the service cannot be reached now.
+	Send(to string, blob []byte) error
+	// Recv waits for the next signal and returns its sender's identity and
+	// blob. It returns ctx's error when ctx ends first and ErrClosed once
+	// the Conn is closed.
+	Recv(ctx context.Context) (from string, blob []byte, err error)
+	// Close ends the attachment; a pending Recv returns ErrClosed.
+	Close() error
+}
+
+// CheckIdentity reports whether s can name a peer on the wire: 1 to
+// MaxIdentityLen printable characters without spaces, with a "type:"
+// prefix, as GNS renders identities.
+func CheckIdentity(s string) error {
+	if s == "" || len(s) > MaxIdentityLen || !strings.Contains(s, ":") {
+		return fmt.Errorf("%w: %q", ErrBadIdentity, clip(s))
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f {
+			return fmt.Errorf("%w: %q", ErrBadIdentity, clip(s))
+		}
+	}
+	return nil
+}
+
+func clip(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}
+
+// appendLine appends "<id> <hex of blob>\n": the line both protocols use
+// for a signal (the id is the destination from a client, the source to a
+// client).
+func appendLine(b []byte, id string, blob []byte) []byte {
+	b = append(b, id...)
+	b = append(b, ' ')
+	b = hex.AppendEncode(b, blob)
+	return append(b, '\n')
+}
+
+// parseLine splits a signal line (without its newline) into the identity
+// and the blob. GNS's trivial server splits at the first space and strips
+// the identity; the hex is taken as is.
+func parseLine(line []byte) (id string, blob []byte, err error) {
+	sp := -1
+	for i, c := range line {
+		if c == ' ' {
+			sp = i
+			break
+		}
+	}
+	if sp < 0 {
+		return "", nil, errors.New("signaling: line without a space")
+	}
+	id = strings.TrimSpace(string(line[:sp]))
+	if err := CheckIdentity(id); err != nil {
+		return "", nil, err
+	}
+	h := line[sp+1:]
+	if n := len(h); n > 0 && h[n-1] == '\r' {
+		h = h[:n-1]
+	}
+	if len(h) > 2*MaxBlobSize {
+		return "", nil, ErrTooLarge
+	}
+	blob = make([]byte, hex.DecodedLen(len(h)))
+	if _, err := hex.Decode(blob, h); err != nil {
+		return "", nil, fmt.Errorf("signaling: bad hex: %w", err)
+	}
+	return id, blob, nil
+}
+
+// signal is one received signal.
+type signal struct {
+	from string
+	blob []byte
+}
+
+// inbox is a bounded queue of received signals with a blocking pop.
+type inbox struct {
+	mu      sync.Mutex
+	q       []signal
+	max     int
+	ready   chan struct{} // signalled (cap 1) when q gains an item or closes
+	closed  bool
+	dropped uint64
+}
+
+func newInbox(max int) *inbox {
+	if max <= 0 {
+		max = defaultQueueLen
+	}
+	return &inbox{max: max, ready: make(chan struct{}, 1)}
+}
+
+// push queues a signal; it drops it (and counts) when the queue is full or
+// closed.
+func (b *inbox) push(from string, blob []byte) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || len(b.q) >= b.max {
+		b.dropped++
+		return false
+	}
+	b.q = append(b.q, signal{from, blob})
+	select {
+	case b.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+func (b *inbox) pop(ctx context.Context) (string, []byte, error) {
+	for {
+		b.mu.Lock()
+		if len(b.q) > 0 {
+			s := b.q[0]
+			b.q[0] = signal{}
+			b.q = b.q[1:]
+			if len(b.q) > 0 {
+				select {
+				case b.ready <- struct{}{}:
+				default:
+				}
+			}
+			b.mu.Unlock()
+			return s.from, s.blob, nil
+		}
+		if b.closed {
+			b.mu.Unlock()
+			return "", nil, ErrClosed
+		}
+		b.mu.Unlock()
+		select {
+		case <-b.ready:
+		case <-ctx.Done():
+			return "", nil, ctx.Err()
+		}
+	}
+}
+
+func (b *inbox) close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	b.q = nil
+	select {
+	case b.ready <- struct{}{}:
+	default:
+	}
+}
