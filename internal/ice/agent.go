@@ -1,0 +1,539 @@
+package ice
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/pion/stun/v4"
+)
+
+// Timing and limits of the checks.
+const (
+	// pacing is Ta: at most one new check (or retransmission) this often.
+	pacing = 20 * time.Millisecond
+	// checkRTO is the first retransmission timeout of a check; it doubles.
+	checkRTO = 100 * time.Millisecond
+	// checkTries is how many times a check is sent before its pair fails.
+	checkTries = 7
+	// keepaliveEvery is how often the selected pair is checked again
+	// (consent), which also keeps NAT bindings open.
+	keepaliveEvery = 2500 * time.Millisecond
+	// MaxRemoteCandidates bounds the pairs of one agent.
+	MaxRemoteCandidates = 32
+)
+
+// Errors HandleSTUN returns for input it drops (count them).
+var (
+	ErrNotSTUN     = errors.New("ice: not a STUN message")
+	ErrIntegrity   = errors.New("ice: message integrity check failed")
+	ErrUsername    = errors.New("ice: unexpected username")
+	ErrUnsolicited = errors.New("ice: response to no check of ours")
+	ErrNoPassword  = errors.New("ice: remote credentials not known yet")
+)
+
+// Config configures an Agent.
+type Config struct {
+	// LocalUfrag and LocalPwd are our credentials (Ufrag of our connection
+	// id, and the password we signal).
+	LocalUfrag, LocalPwd string
+	// Controlling is our role: in GNS the side that accepted the
+	// connection (sent connect OK) controls and nominates.
+	Controlling bool
+	// Tiebreaker settles role conflicts; 0 draws one from Rand.
+	Tiebreaker uint64
+	// Rand is the source of transaction ids; nil means crypto/rand.
+	Rand io.Reader
+}
+
+type pairState uint8
+
+const (
+	waiting pairState = iota
+	inProgress
+	succeeded
+	failed
+)
+
+type pair struct {
+	remote    Candidate
+	state     pairState
+	nominated bool // USE-CANDIDATE seen (controlled) or our nomination succeeded (controlling)
+	txID      [stun.TransactionIDSize]byte
+	pending   bool // a check is in flight (txID)
+	useCand   bool // the check in flight carries USE-CANDIDATE
+	tries     int
+	nextAt    time.Time // retransmission or keepalive
+}
+
+// Datagram is a STUN message the agent wants sent to To.
+type Datagram struct {
+	To netip.AddrPort
+	B  []byte
+}
+
+// Stats counts an agent's traffic.
+type Stats struct {
+	ChecksSent, ResponsesSent, Succeeded, Dropped uint64
+}
+
+// Agent runs ICE connectivity checks for one connection, GNS's way, from
+// the Host's one socket (so every local candidate shares one base). It is
+// pure: the caller feeds it STUN datagrams and the time, and sends what
+// Poll returns.
+type Agent struct {
+	cfg           Config
+	remoteUfrag   string
+	remotePwd     string
+	pairs         []*pair
+	selected      *pair
+	out           []Datagram
+	nextCheck     time.Time
+	nominating    *pair
+	st            Stats
+	selectChanged bool
+}
+
+// NewAgent returns an agent with no remote candidates yet.
+func NewAgent(cfg Config) (*Agent, error) {
+	if cfg.LocalUfrag == "" || cfg.LocalPwd == "" {
+		return nil, errors.New("ice: local credentials required")
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	if cfg.Tiebreaker == 0 {
+		var b [8]byte
+		if _, err := io.ReadFull(cfg.Rand, b[:]); err != nil {
+			return nil, err
+		}
+		cfg.Tiebreaker = binary.BigEndian.Uint64(b[:])
+	}
+	return &Agent{cfg: cfg}, nil
+}
+
+// SetRemoteCredentials sets the peer's ufrag (derived from its connection
+// id) and password (from its signaled ICE auth).
+func (a *Agent) SetRemoteCredentials(ufrag, pwd string) {
+	a.remoteUfrag, a.remotePwd = ufrag, pwd
+}
+
+// Controlling reports our role.
+func (a *Agent) Controlling() bool { return a.cfg.Controlling }
+
+// SetControlling changes our role (symmetric connect settles it after the
+// agent was made).
+func (a *Agent) SetControlling(c bool) { a.cfg.Controlling = c }
+
+// AddRemoteCandidate adds a candidate the peer signaled. Duplicates and
+// candidates beyond MaxRemoteCandidates are ignored.
+func (a *Agent) AddRemoteCandidate(c Candidate) {
+	if !c.Addr.IsValid() || c.Addr.Port() == 0 {
+		return
+	}
+	c.Addr = netip.AddrPortFrom(c.Addr.Addr().Unmap(), c.Addr.Port())
+	for _, p := range a.pairs {
+		if p.remote.Addr == c.Addr {
+			return
+		}
+	}
+	if len(a.pairs) >= MaxRemoteCandidates {
+		return
+	}
+	a.pairs = append(a.pairs, &pair{remote: c})
+}
+
+// Selected returns the remote address of the selected pair.
+func (a *Agent) Selected() (netip.AddrPort, bool) {
+	if a.selected == nil {
+		return netip.AddrPort{}, false
+	}
+	return a.selected.remote.Addr, true
+}
+
+// SelectedChanged reports (once) that the selected pair changed since the
+// last call.
+func (a *Agent) SelectedChanged() bool {
+	c := a.selectChanged
+	a.selectChanged = false
+	return c
+}
+
+// Failed reports whether every pair failed (and there is at least one).
+func (a *Agent) Failed() bool {
+	if len(a.pairs) == 0 || a.selected != nil {
+		return false
+	}
+	for _, p := range a.pairs {
+		if p.state != failed {
+			return false
+		}
+	}
+	return true
+}
+
+// Stats returns the counters.
+func (a *Agent) Stats() Stats { return a.st }
+
+func (a *Agent) newTxID() (id [stun.TransactionIDSize]byte) {
+	io.ReadFull(a.cfg.Rand, id[:])
+	return id
+}
+
+// HandleSTUN takes a STUN datagram from the peer. It returns an error for
+// one it drops.
+func (a *Agent) HandleSTUN(now time.Time, from netip.AddrPort, b []byte) error {
+	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	m := &stun.Message{Raw: append([]byte(nil), b...)}
+	if err := m.Decode(); err != nil {
+		a.st.Dropped++
+		return fmt.Errorf("%w: %v", ErrNotSTUN, err)
+	}
+	if err := stun.Fingerprint.Check(m); err != nil {
+		a.st.Dropped++
+		return fmt.Errorf("%w: fingerprint: %v", ErrIntegrity, err)
+	}
+	switch m.Type {
+	case stun.BindingRequest:
+		return a.request(now, from, m)
+	case stun.BindingSuccess:
+		return a.response(now, from, m)
+	case stun.BindingError:
+		return a.errorResponse(now, m)
+	}
+	a.st.Dropped++
+	return fmt.Errorf("%w: type %v", ErrNotSTUN, m.Type)
+}
+
+func (a *Agent) request(now time.Time, from netip.AddrPort, m *stun.Message) error {
+	var user stun.Username
+	if err := user.GetFrom(m); err != nil || !strings.HasPrefix(user.String(), a.cfg.LocalUfrag+":") {
+		a.st.Dropped++
+		return ErrUsername
+	}
+	if err := stun.NewShortTermIntegrity(a.cfg.LocalPwd).Check(m); err != nil {
+		a.st.Dropped++
+		return ErrIntegrity
+	}
+	// Role conflict (RFC 8445 7.3.1.1): the larger tiebreaker controls.
+	theirs, errControlling := m.Get(stun.AttrICEControlling)
+	theyControl := errControlling == nil
+	if !theyControl {
+		theirs, _ = m.Get(stun.AttrICEControlled)
+	}
+	if len(theirs) == 8 {
+		tb := binary.BigEndian.Uint64(theirs)
+		if theyControl == a.cfg.Controlling {
+			if (a.cfg.Tiebreaker >= tb) == a.cfg.Controlling {
+				a.queue(from, a.buildError(m, 487, "Role Conflict"))
+				return nil
+			}
+			a.cfg.Controlling = !a.cfg.Controlling
+		}
+	}
+	a.queue(from, a.buildResponse(m, from, user))
+	a.st.ResponsesSent++
+
+	// The peer reached us from from: a pair to check (a peer-reflexive
+	// candidate if we did not know that address), with a triggered check.
+	p := a.pairFor(from)
+	if p == nil {
+		if len(a.pairs) >= MaxRemoteCandidates {
+			return nil
+		}
+		prio := Priority(PeerReflexive)
+		if v, err := m.Get(stun.AttrPriority); err == nil && len(v) == 4 {
+			prio = binary.BigEndian.Uint32(v)
+		}
+		c := NewCandidate(PeerReflexive, from, netip.AddrPort{})
+		c.Priority = prio
+		p = &pair{remote: c}
+		a.pairs = append(a.pairs, p)
+	}
+	if m.Contains(stun.AttrUseCandidate) && !a.cfg.Controlling {
+		p.nominated = true
+		if p.state == succeeded {
+			a.selectPair(p)
+		}
+	}
+	if p.state == waiting || p.state == failed {
+		p.state, p.tries, p.nextAt = waiting, 0, time.Time{}
+		a.nextCheck = now // triggered: ahead of pacing
+	}
+	return nil
+}
+
+func (a *Agent) response(now time.Time, from netip.AddrPort, m *stun.Message) error {
+	var p *pair
+	for _, q := range a.pairs {
+		if q.pending && q.txID == m.TransactionID {
+			p = q
+			break
+		}
+	}
+	if p == nil {
+		a.st.Dropped++
+		return ErrUnsolicited
+	}
+	if err := stun.NewShortTermIntegrity(a.remotePwd).Check(m); err != nil {
+		a.st.Dropped++
+		return ErrIntegrity
+	}
+	p.pending, p.tries = false, 0
+	if p.state != succeeded {
+		p.state = succeeded
+		a.st.Succeeded++
+	}
+	p.nextAt = now.Add(keepaliveEvery)
+	switch {
+	case a.cfg.Controlling && p.useCand:
+		p.nominated = true
+		a.selectPair(p)
+	case a.cfg.Controlling && a.nominating == nil && a.selected == nil:
+		// Regular nomination of the first pair that works: check it
+		// again with USE-CANDIDATE.
+		a.nominating = p
+		p.useCand = true
+		a.sendCheck(now, p)
+	case !a.cfg.Controlling && p.nominated:
+		a.selectPair(p)
+	}
+	return nil
+}
+
+func (a *Agent) errorResponse(now time.Time, m *stun.Message) error {
+	for _, p := range a.pairs {
+		if p.pending && p.txID == m.TransactionID {
+			p.pending = false
+			var code stun.ErrorCodeAttribute
+			if code.GetFrom(m) == nil && code.Code == 487 {
+				a.cfg.Controlling = !a.cfg.Controlling
+				p.state, p.tries = waiting, 0
+				a.nextCheck = now
+				return nil
+			}
+			p.state = failed
+			return nil
+		}
+	}
+	a.st.Dropped++
+	return ErrUnsolicited
+}
+
+// selectPair makes p the selected pair, replacing a worse one (a route
+// upgrade) but never a better one.
+func (a *Agent) selectPair(p *pair) {
+	if a.selected == p {
+		return
+	}
+	if a.selected != nil && a.selected.remote.Priority > p.remote.Priority {
+		return
+	}
+	a.selected = p
+	a.selectChanged = true
+}
+
+func (a *Agent) pairFor(addr netip.AddrPort) *pair {
+	for _, p := range a.pairs {
+		if p.remote.Addr == addr {
+			return p
+		}
+	}
+	return nil
+}
+
+func (a *Agent) queue(to netip.AddrPort, b []byte) {
+	if b != nil {
+		a.out = append(a.out, Datagram{to, b})
+	}
+}
+
+// sendCheck queues a connectivity check on p.
+func (a *Agent) sendCheck(now time.Time, p *pair) {
+	if a.remotePwd == "" {
+		return
+	}
+	if p.state != succeeded {
+		p.state = inProgress
+	}
+	p.txID = a.newTxID()
+	p.pending = true
+	p.tries++
+	p.nextAt = now.Add(checkRTO << min(p.tries-1, 4))
+	a.queue(p.remote.Addr, a.buildRequest(p))
+	a.st.ChecksSent++
+}
+
+// Poll returns the next datagram to send now, if any.
+func (a *Agent) Poll(now time.Time) (Datagram, bool) {
+	if len(a.out) == 0 {
+		a.think(now)
+	}
+	if len(a.out) == 0 {
+		return Datagram{}, false
+	}
+	d := a.out[0]
+	a.out[0] = Datagram{}
+	a.out = a.out[1:]
+	return d, true
+}
+
+// think starts the next check if pacing allows, retransmits checks whose
+// timers ran out and sends keepalives on the selected pair.
+func (a *Agent) think(now time.Time) {
+	if a.remotePwd == "" {
+		return
+	}
+	for _, p := range a.pairs {
+		if p.pending && !now.Before(p.nextAt) {
+			if p.tries >= checkTries {
+				p.pending, p.tries = false, 0
+				if p.state == inProgress {
+					p.state = failed
+				}
+				if a.nominating == p {
+					a.nominating = nil
+				}
+				continue
+			}
+			a.sendCheck(now, p)
+		}
+	}
+	if s := a.selected; s != nil && !s.pending && !now.Before(s.nextAt) {
+		s.useCand = a.cfg.Controlling
+		a.sendCheck(now, s)
+	}
+	if now.Before(a.nextCheck) {
+		return
+	}
+	if p := a.nextWaiting(); p != nil {
+		p.useCand = a.cfg.Controlling && a.nominating == p
+		a.sendCheck(now, p)
+		a.nextCheck = now.Add(pacing)
+	}
+}
+
+// nextWaiting is the waiting pair of highest priority.
+func (a *Agent) nextWaiting() *pair {
+	var best *pair
+	for _, p := range a.pairs {
+		if p.state == waiting && (best == nil || p.remote.Priority > best.remote.Priority) {
+			best = p
+		}
+	}
+	return best
+}
+
+// NextWake returns when Poll has something to do next (zero: nothing until
+// new input).
+func (a *Agent) NextWake() time.Time {
+	if len(a.out) > 0 {
+		return time.Unix(0, 1) // at once
+	}
+	if a.remotePwd == "" {
+		return time.Time{}
+	}
+	var w time.Time
+	at := func(t time.Time) {
+		if !t.IsZero() && (w.IsZero() || t.Before(w)) {
+			w = t
+		}
+	}
+	for _, p := range a.pairs {
+		if p.pending || p == a.selected {
+			at(p.nextAt)
+		}
+	}
+	if a.nextWaiting() != nil {
+		at(a.nextCheck)
+		if w.IsZero() {
+			w = time.Unix(0, 1)
+		}
+	}
+	return w
+}
+
+// buildRequest is a connectivity check as GNS writes them: USERNAME
+// "<their ufrag>:<our ufrag>", PRIORITY (peer-reflexive), ICE-CONTROLLING
+// or ICE-CONTROLLED with our tiebreaker, USE-CANDIDATE when nominating,
+// MESSAGE-INTEGRITY with their password, FINGERPRINT.
+func (a *Agent) buildRequest(p *pair) []byte {
+	var prio, tb [8]byte
+	binary.BigEndian.PutUint32(prio[:4], Priority(PeerReflexive))
+	binary.BigEndian.PutUint64(tb[:], a.cfg.Tiebreaker)
+	role := stun.AttrICEControlled
+	if a.cfg.Controlling {
+		role = stun.AttrICEControlling
+	}
+	m := new(stun.Message)
+	m.SetType(stun.BindingRequest)
+	m.TransactionID = p.txID
+	m.WriteHeader()
+	stun.NewUsername(a.remoteUfrag + ":" + a.cfg.LocalUfrag).AddTo(m)
+	m.Add(stun.AttrPriority, prio[:4])
+	m.Add(role, tb[:])
+	if p.useCand {
+		m.Add(stun.AttrUseCandidate, nil)
+	}
+	stun.NewShortTermIntegrity(a.remotePwd).AddTo(m)
+	stun.Fingerprint.AddTo(m)
+	return m.Raw
+}
+
+// buildResponse answers a check: XOR-MAPPED-ADDRESS, the request's
+// USERNAME, MESSAGE-INTEGRITY with our password, FINGERPRINT.
+func (a *Agent) buildResponse(req *stun.Message, from netip.AddrPort, user stun.Username) []byte {
+	m := new(stun.Message)
+	m.SetType(stun.BindingSuccess)
+	m.TransactionID = req.TransactionID
+	m.WriteHeader()
+	(&stun.XORMappedAddress{IP: from.Addr().AsSlice(), Port: int(from.Port())}).AddTo(m)
+	user.AddTo(m)
+	stun.NewShortTermIntegrity(a.cfg.LocalPwd).AddTo(m)
+	stun.Fingerprint.AddTo(m)
+	return m.Raw
+}
+
+func (a *Agent) buildError(req *stun.Message, code int, reason string) []byte {
+	m := new(stun.Message)
+	m.SetType(stun.BindingError)
+	m.TransactionID = req.TransactionID
+	m.WriteHeader()
+	(&stun.ErrorCodeAttribute{Code: stun.ErrorCode(code), Reason: []byte(reason)}).AddTo(m)
+	stun.NewShortTermIntegrity(a.cfg.LocalPwd).AddTo(m)
+	stun.Fingerprint.AddTo(m)
+	return m.Raw
+}
+
+// IsSTUN reports whether b looks like a STUN message (the first two bits
+// zero and the magic cookie), which is how the Host tells STUN apart from
+// GNS's packets on its one socket.
+func IsSTUN(b []byte) bool { return stun.IsMessage(b) }
+
+// Route tells the Host which agent a STUN datagram is for: a request names
+// our ufrag first in its USERNAME; a response from a netmsg or GNS peer
+// echoes the request's USERNAME, which names our ufrag second. ok is false
+// when b has no usable USERNAME.
+func Route(b []byte) (localUfrag string, ok bool) {
+	m := &stun.Message{Raw: append([]byte(nil), b...)}
+	if m.Decode() != nil {
+		return "", false
+	}
+	var user stun.Username
+	if user.GetFrom(m) != nil {
+		return "", false
+	}
+	first, second, found := strings.Cut(user.String(), ":")
+	if !found {
+		return "", false
+	}
+	if m.Type == stun.BindingRequest {
+		return first, true
+	}
+	return second, true
+}
