@@ -111,7 +111,8 @@ type Conn struct {
 
 	// Data.
 	eng      *snp.Conn
-	lanesNeg int // lanes agreed by netmsg's lane extension (0: none)
+	lanesNeg int  // lanes agreed by netmsg's lane extension (0: none)
+	p2p      bool // the handshake travels in rendezvous messages (p2p.go)
 	pre      []preMsg
 	preBytes int
 	preNums  []int64

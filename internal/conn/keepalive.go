@@ -21,7 +21,7 @@ func (c *Conn) think(now time.Time) {
 			}
 			return
 		}
-		if !c.server && (c.lastAttempt.IsZero() || !now.Before(c.lastAttempt.Add(connectRetryInterval))) {
+		if !c.server && !c.p2p && (c.lastAttempt.IsZero() || !now.Before(c.lastAttempt.Add(connectRetryInterval))) {
 			c.sendChallengeRequest(now)
 		}
 	case StateLinger:

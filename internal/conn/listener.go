@@ -235,7 +235,9 @@ func (c *Conn) Accept(now time.Time) error {
 		c.problem(now, EndMiscInternalError, "Failed to accept connection.")
 		return err
 	}
-	c.sendConnectOK(now)
+	if !c.p2p { // a P2P connect OK travels in the rendezvous
+		c.sendConnectOK(now)
+	}
 	return nil
 }
 

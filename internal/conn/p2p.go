@@ -1,0 +1,212 @@
+package conn
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/netmsg-go/netmsg/internal/crypto"
+	"github.com/netmsg-go/netmsg/internal/pb"
+	"github.com/netmsg-go/netmsg/internal/snp"
+)
+
+// P2P connections (GNS steamnetworkingsockets_p2p.cpp): the handshake's
+// certificate and signed crypt info travel in the rendezvous messages'
+// connect_request and connect_ok, through signaling, instead of the UDP
+// challenge and connect request; the side that sent connect_ok is the
+// "server" of the key derivation (and controls ICE). Once connected, the
+// data packets are those of direct UDP (same header, keys, packet
+// numbers), sent to the remote address ICE selected (SetRemoteAddr). The
+// host carries the rendezvous messages; a P2P Conn never sends handshake
+// datagrams.
+
+// ErrNoRoute is returned by nothing here, but the host uses it for a P2P
+// connection without a selected path.
+var ErrNoRoute = errors.New("conn: no route to the peer yet")
+
+// DialP2P returns a P2P client connection in state Connecting. The host
+// signals P2PConnectRequest until HandleP2PConnectOK (or the connect
+// timeout). cfg.RemoteIdentity, if set, is the identity the peer's
+// certificate must name.
+func DialP2P(cfg Config, now time.Time, localID uint32) (*Conn, error) {
+	loc, err := prepare(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if localID == 0 {
+		return nil, errors.New("conn: localID must be nonzero")
+	}
+	if cfg.VirtualPort < 0 {
+		return nil, errors.New("conn: negative virtual port")
+	}
+	c := newConn(loc, now, localID, netip.AddrPort{}, false)
+	c.p2p = true
+	c.expectIdentity = cfg.RemoteIdentity
+	c.vport = cfg.VirtualPort
+	if c.crypt, err = newLocalCrypt(loc, crypto.DefaultCiphers); err != nil {
+		return nil, err
+	}
+	c.setState(now, StateConnecting)
+	return c, nil
+}
+
+// IsP2P reports whether c is a P2P connection.
+func (c *Conn) IsP2P() bool { return c.p2p }
+
+// SetRemoteAddr sets where c's datagrams go (the ICE path selected for a
+// P2P connection, which may change on a route upgrade).
+func (c *Conn) SetRemoteAddr(a netip.AddrPort) { c.remote = unmap(a) }
+
+// P2PConnectRequest is the connect_request a P2P client signals.
+func (c *Conn) P2PConnectRequest() *pb.P2PRendezvous_ConnectRequest {
+	m := &pb.P2PRendezvous_ConnectRequest{
+		Crypt: c.crypt.Signed,
+		Cert:  c.loc.cert,
+	}
+	if c.vport > 0 {
+		m.ToVirtualPort = proto.Uint32(uint32(c.vport))
+		m.FromVirtualPort = proto.Uint32(uint32(c.vport))
+		if n := c.loc.cfg.OfferLanes; n > 1 {
+			m.NetmsgLanes = proto.Uint32(uint32(min(n, snp.MaxLanes)))
+		}
+	}
+	return m
+}
+
+// P2PConnectOK is the connect_ok an accepted P2P server connection signals.
+func (c *Conn) P2PConnectOK() *pb.P2PRendezvous_ConnectOK {
+	m := &pb.P2PRendezvous_ConnectOK{Crypt: c.crypt.Signed, Cert: c.loc.cert}
+	if c.lanesNeg > 1 {
+		m.NetmsgLanes = proto.Uint32(uint32(c.lanesNeg))
+	}
+	return m
+}
+
+// HandleP2PConnectOK completes a P2P client's handshake with the peer's
+// connect_ok (from connection remoteID). A duplicate after connecting is
+// ignored; a bad certificate or crypt info ends the connection (as
+// recvConnectOK does).
+func (c *Conn) HandleP2PConnectOK(now time.Time, remoteID uint32, ok *pb.P2PRendezvous_ConnectOK) error {
+	if !c.p2p || c.server {
+		return fmt.Errorf("%w: connect OK on a connection that did not ask", ErrUnexpected)
+	}
+	if c.state != StateConnecting {
+		if remoteID != c.remoteID {
+			return fmt.Errorf("%w: connect OK from %d", ErrWrongConnID, remoteID)
+		}
+		return nil // a duplicate
+	}
+	if remoteID == 0 {
+		return fmt.Errorf("%w: connect OK without connection id", ErrMalformed)
+	}
+	ident, err := peerIdentity(ok.GetCert(), "", "")
+	if err != nil {
+		return err
+	}
+	if ident == "" {
+		return fmt.Errorf("%w: certificate names no identity", ErrHandshake)
+	}
+	c.remoteID = remoteID
+	peer, err := crypto.VerifyPeer(c.loc.policy(now, c.expectIdentity, 0), ok.GetCert(), ok.GetCrypt())
+	if err == nil {
+		err = c.checkLanes(peer)
+	}
+	var keys *crypto.SessionKeys
+	if err == nil {
+		var ciph pb.Cipher
+		ciph, err = crypto.NegotiateCipher(c.crypt.Info.GetCiphers(), peer.Crypt.GetCiphers(), true)
+		if err == nil {
+			keys, err = crypto.DeriveKeys(crypto.KeyParams{
+				LocalConnID: c.localID, RemoteConnID: c.remoteID,
+				LocalCert: c.loc.cert.GetCert(), Local: c.crypt, Peer: peer, Cipher: ciph,
+			})
+		}
+	}
+	if err != nil {
+		reason := crypto.EndReasonOf(err)
+		if reason == 0 {
+			reason = EndRemoteBadCrypt
+		}
+		c.problem(now, reason, err.Error())
+		return fmt.Errorf("%w: %w", ErrHandshake, err)
+	}
+	c.remoteIdentity = ident
+	if n, ours := int(ok.GetNetmsgLanes()), c.loc.cfg.OfferLanes; c.vport > 0 && n > 1 && ours > 1 {
+		c.lanesNeg = min(n, ours, snp.MaxLanes)
+	}
+	if err := c.connected(now, peer, keys); err != nil {
+		c.problem(now, EndMiscInternalError, err.Error())
+		return err
+	}
+	return nil
+}
+
+// AcceptP2P checks a connect_request signaled by connection remoteID of the
+// peer and returns the server side, in state Connecting until Accept (whose
+// connect_ok the host then signals with P2PConnectOK). A bad request is an
+// error and no connection.
+func AcceptP2P(cfg Config, now time.Time, localID, remoteID uint32, req *pb.P2PRendezvous_ConnectRequest) (*Conn, error) {
+	loc, err := prepare(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if localID == 0 || remoteID == 0 {
+		return nil, fmt.Errorf("%w: connection ids must be nonzero", ErrMalformed)
+	}
+	if req.GetCert() == nil || req.GetCrypt() == nil {
+		return nil, fmt.Errorf("%w: connect request without certificate or crypt info", ErrMalformed)
+	}
+	ident, err := peerIdentity(req.GetCert(), "", "")
+	if err != nil {
+		return nil, err
+	}
+	if ident == "" {
+		return nil, fmt.Errorf("%w: certificate names no identity", ErrHandshake)
+	}
+	peer, err := crypto.VerifyPeer(loc.policy(now, "", 0), req.GetCert(), req.GetCrypt())
+	c := newConn(loc, now, localID, netip.AddrPort{}, true)
+	c.p2p = true
+	c.remoteID = remoteID
+	c.vport = int(req.GetToVirtualPort())
+	if offer, ours := int(req.GetNetmsgLanes()), loc.cfg.OfferLanes; c.vport > 0 && offer > 1 && ours > 1 {
+		c.lanesNeg = min(offer, ours, snp.MaxLanes)
+	}
+	if err == nil {
+		err = c.checkLanes(peer)
+	}
+	var keys *crypto.SessionKeys
+	if err == nil {
+		var ciph pb.Cipher
+		ciph, err = crypto.NegotiateCipher(crypto.DefaultCiphers, peer.Crypt.GetCiphers(), false)
+		if err == nil {
+			c.crypt, err = newLocalCrypt(loc, []pb.Cipher{ciph})
+		}
+		if err == nil {
+			keys, err = crypto.DeriveKeys(crypto.KeyParams{
+				IsServer:    true,
+				LocalConnID: localID, RemoteConnID: remoteID,
+				LocalCert: loc.cert.GetCert(), Local: c.crypt, Peer: peer, Cipher: ciph,
+			})
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrHandshake, err)
+	}
+	c.remoteIdentity = ident
+	c.peerVersion = peer.Crypt.GetProtocolVersion()
+	c.pendingPeer, c.pendingKeys = peer, keys
+	c.setState(now, StateConnecting)
+	return c, nil
+}
+
+// CloseByPeer ends c because the peer's rendezvous said connection_closed
+// (reason and debug from it).
+func (c *Conn) CloseByPeer(now time.Time, reason int, debug string) {
+	switch c.state {
+	case StateConnecting, StateFindingRoute, StateConnected, StateLinger:
+		c.closedByPeer(now, reason, debug)
+	}
+}
