@@ -109,7 +109,9 @@ func (c *Conn) handle(now time.Time, from netip.AddrPort, b []byte) error {
 	if len(b) < minDatagram || len(b) > pb.MaxUDPPacketSize {
 		return fmt.Errorf("%w: %d-byte datagram", ErrMalformed, len(b))
 	}
-	if unmap(from) != c.remote {
+	// A P2P connection takes datagrams from any of the peer's candidate
+	// addresses (ICE may switch paths); they are authenticated anyway.
+	if unmap(from) != c.remote && !c.p2p {
 		c.st.WrongAddr++
 		return fmt.Errorf("%w: from %v, not the peer %v", ErrUnexpected, from, c.remote)
 	}
