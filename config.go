@@ -474,6 +474,13 @@ type Config struct {
 	// session is gone; the next send makes a new one. nil means none.
 	OnSessionClosedByPeer func(info ConnectionInfo)
 
+	// Signaling carries the rendezvous messages of P2P sessions: with it,
+	// SendMessageToUser reaches peers of any identity (not only ip:) the
+	// way GNS does, through signaling and ICE. The Host reads it until the
+	// Host closes; the caller closes it after. See package signaling. nil:
+	// only ip: identities can be reached (directly over UDP).
+	Signaling Signaling
+
 	// gnsLanes, for tests, makes the Host behave as a GNS peer towards
 	// netmsg's lane extension: it offers and agrees to no extra lanes, so
 	// every Messages channel travels on lane 0.

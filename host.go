@@ -15,6 +15,7 @@ import (
 	"github.com/netmsg-go/netmsg/internal/conn"
 	"github.com/netmsg-go/netmsg/internal/crypto"
 	"github.com/netmsg-go/netmsg/internal/fakenet"
+	"github.com/netmsg-go/netmsg/internal/ice"
 	"github.com/netmsg-go/netmsg/internal/snp"
 	"github.com/netmsg-go/netmsg/internal/udp"
 	"github.com/netmsg-go/netmsg/transport"
@@ -66,19 +67,26 @@ type Host struct {
 	readerWaits bool          // the reader waits on tookKick for the application to take messages
 	tookKick    chan struct{} // signalled (cap 1) when messages are taken while readerWaits
 
-	timerAt   time.Time     // when the timer goroutine will look at the connections next; guarded by mu
-	wakes     wakeHeap      // connections by next wake-up
-	dueBuf    []*hostConn   // the timer goroutine's connections due now
-	timerKick chan struct{} // signalled (cap 1) when a connection must wake before timerAt
-	eventKick chan struct{}
-	done      chan struct{}
-	wg        sync.WaitGroup
+	timerAt time.Time // when the timer goroutine will look at the connections next; guarded by mu
+	wakes   wakeHeap  // connections by next wake-up
+
+	// P2P (host_p2p.go); nil without Config.Signaling.
+	sigOut      chan signalOut
+	sigCancel   context.CancelFunc
+	iceConns    map[string]*hostConn // by our ICE ufrag
+	p2pIncoming map[p2pKey]*hostConn // accepted P2P connections by the peer's connection
+	dueBuf      []*hostConn          // the timer goroutine's connections due now
+	timerKick   chan struct{}        // signalled (cap 1) when a connection must wake before timerAt
+	eventKick   chan struct{}
+	done        chan struct{}
+	wg          sync.WaitGroup
 }
 
 // HostStats counts what a Host's socket saw; it is for tests and
 // monitoring.
 type HostStats struct {
 	DatagramsIn, DatagramsOut int64
+	SignalsDropped            int64 // P2P signals that could not be sent, or were malformed, forged or for no connection
 	BytesIn, BytesOut         int64
 	Dropped                   int64 // datagrams dropped: malformed, unknown connection, refused
 	ChallengesAnswered        int64
@@ -107,6 +115,7 @@ type hostConn struct {
 	wakeNs   int64     // wake as Unix nanoseconds, the heap's key
 	hidx     int       // index in Host.wakes, -1 when not in it
 	sess     *session  // the Messages session this connection carries, or nil
+	p2p      *p2pConn  // the signaling and ICE of a P2P connection, or nil
 	lastTake time.Time // when the application last took messages of this connection
 }
 
@@ -273,6 +282,9 @@ func NewHost(cfg Config) (*Host, error) {
 	go h.readLoop()
 	go h.timerLoop()
 	go h.eventLoop()
+	if c.Signaling != nil {
+		h.startSignaling()
+	}
 	return h, nil
 }
 
@@ -332,6 +344,9 @@ func (h *Host) Close() error {
 	h.flushOutLocked()
 	h.closed = true
 	h.mu.Unlock()
+	if h.sigCancel != nil {
+		h.sigCancel()
+	}
 	close(h.done)
 	err := h.pc.Close()
 	h.wg.Wait()
@@ -719,6 +734,7 @@ func (h *Host) forgetHandleLocked(hc *hostConn) {
 
 func (h *Host) removeLocked(hc *hostConn) {
 	h.wakes.remove(hc)
+	h.removeP2PLocked(hc)
 	id := ConnHandle(hc.c.LocalID())
 	if h.conns[id] == hc {
 		delete(h.conns, id)
@@ -901,6 +917,10 @@ func (h *Host) handleDatagramLocked(now time.Time, from netip.AddrPort, b []byte
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	h.stats.DatagramsIn++
 	h.stats.BytesIn += int64(len(b))
+	if h.iceConns != nil && len(b) > 0 && b[0] < 4 && ice.IsSTUN(b) {
+		h.handleSTUNLocked(now, from, b)
+		return
+	}
 	kind, id := conn.Classify(b)
 	switch kind {
 	case conn.KindChallengeRequest:
@@ -1072,7 +1092,11 @@ func (h *Host) pollLocked(now time.Time, hc *hostConn) {
 		if !ok {
 			break
 		}
-		h.out = append(h.out, transport.Packet{Buf: d, N: len(d), Addr: hc.c.RemoteAddr()})
+		to := hc.c.RemoteAddr()
+		if !to.IsValid() {
+			continue // a P2P connection without a path yet: the engine resends
+		}
+		h.out = append(h.out, transport.Packet{Buf: d, N: len(d), Addr: to})
 		if len(h.out) == maxBatch {
 			h.flushOutLocked()
 		}
@@ -1083,6 +1107,9 @@ func (h *Host) pollLocked(now time.Time, hc *hostConn) {
 			break
 		}
 		h.stateChangedLocked(hc, ev)
+	}
+	if hc.p2p != nil {
+		h.p2pPollLocked(now, hc)
 	}
 	if st := hc.c.State(); st == conn.StateDead || (hc.handle == InvalidConn && st == conn.StateNone) {
 		h.removeLocked(hc)
@@ -1118,7 +1145,11 @@ func (h *Host) stateChangedLocked(hc *hostConn, ev conn.Event) {
 // rescheduleLocked notes the connection's next wake-up and kicks the timer
 // if it is sooner than the one it waits for.
 func (h *Host) rescheduleLocked(hc *hostConn) {
-	h.wakes.set(hc, hc.c.NextWake())
+	w := hc.c.NextWake()
+	if hc.p2p != nil {
+		w = p2pWake(hc, w)
+	}
+	h.wakes.set(hc, w)
 	h.kickTimerLocked(hc.wake)
 }
 
@@ -1128,6 +1159,9 @@ func (h *Host) rescheduleLocked(hc *hostConn) {
 // join it.
 func (h *Host) rescheduleBatchLocked(now time.Time, hc *hostConn) {
 	w := hc.c.NextWake()
+	if hc.p2p != nil {
+		w = p2pWake(hc, w)
+	}
 	if w.IsZero() {
 		h.wakes.set(hc, w)
 		return

@@ -180,11 +180,13 @@ func (ms *Messages) SendMessageToUser(peer Identity, data []byte, flags SendFlag
 
 // dialLocked starts a session to peer.
 func (ms *Messages) dialLocked(now time.Time, peer Identity) (*session, error) {
-	addr, ok := peer.Addr()
-	if !ok {
-		return nil, fmt.Errorf("netmsg: no route to %v (sessions to non-ip identities need P2P, not built yet): %w", peer, ResultNoConnection)
+	var hc *hostConn
+	var err error
+	if addr, ok := peer.Addr(); ok {
+		hc, err = ms.h.connectLocked(now, addr, messagesVirtualPort)
+	} else {
+		hc, err = ms.h.connectP2PLocked(now, peer, messagesVirtualPort)
 	}
-	hc, err := ms.h.connectLocked(now, addr, messagesVirtualPort)
 	if err != nil {
 		return nil, err
 	}
@@ -241,6 +243,13 @@ func (ms *Messages) incomingLocked(now time.Time, hc *hostConn) {
 		if err := hc.c.Accept(now); err == nil {
 			s.accepted = true
 		}
+		return
+	}
+	if s != nil && s.hc != nil && !s.failed && !s.hc.c.IsServer() && s.hc.c.LocalID() < hc.c.RemoteID() {
+		// A late copy of the losing request of a symmetric connect that
+		// ours already won (signals can be delayed and duplicated): left
+		// unanswered, as above.
+		hc.handle = InvalidConn
 		return
 	}
 	if s != nil {

@@ -273,7 +273,7 @@ func (c *Conn) NextWake() time.Time {
 	switch c.state {
 	case StateConnecting:
 		at(c.entered.Add(c.loc.cfg.TimeoutInitial))
-		if !c.server {
+		if !c.server && !c.p2p {
 			at(c.lastAttempt.Add(connectRetryInterval))
 		}
 	case StateConnected, StateLinger:

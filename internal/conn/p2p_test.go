@@ -135,3 +135,12 @@ func TestP2PRefused(t *testing.T) {
 		t.Fatalf("connecting P2P client: %v %d", c2.State(), c2.EndReason())
 	}
 }
+
+// TestP2PNoBusyWake: a connecting P2P client wakes only for its timeout.
+func TestP2PNoBusyWake(t *testing.T) {
+	c, _ := DialP2P(testConfig("str:alice"), t0, 7)
+	c.Poll(t0, nil)
+	if w := c.NextWake(); !w.After(t0) {
+		t.Fatalf("wakes at %v, not after %v", w, t0)
+	}
+}

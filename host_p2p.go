@@ -1,0 +1,365 @@
+package netmsg
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/netmsg-go/netmsg/internal/conn"
+	"github.com/netmsg-go/netmsg/internal/ice"
+	"github.com/netmsg-go/netmsg/internal/p2p"
+	"github.com/netmsg-go/netmsg/internal/pb"
+)
+
+// Signaling is what a Host needs from a signaling service to make P2P
+// sessions: send a rendezvous blob to a peer named by identity, and
+// receive the blobs sent to this Host's identity. Package signaling's Conn
+// (an in-memory Hub, GNS's trivial TCP protocol, netmsg's authenticated
+// protocol) satisfies it. Delivery may be lossy, duplicated and reordered.
+type Signaling interface {
+	Send(to string, blob []byte) error
+	Recv(ctx context.Context) (from string, blob []byte, err error)
+}
+
+// sigOutQueue bounds the signals waiting for the signaling writer.
+const sigOutQueue = 1024
+
+// p2pConn is the P2P side of a connection: its rendezvous session and its
+// ICE agent.
+type p2pConn struct {
+	peer      Identity
+	sess      *p2p.Session
+	agent     *ice.Agent
+	ufrag     string
+	okSent    bool
+	closeSent bool
+	key       p2pKey // in Host.p2pIncoming, for an accepted connection
+}
+
+// p2pKey names a peer's connection: its identity and connection id.
+type p2pKey struct {
+	peer string
+	id   uint32
+}
+
+type signalOut struct {
+	to   string
+	blob []byte
+}
+
+// startSignaling starts the goroutines that read and write signals.
+func (h *Host) startSignaling() {
+	h.sigOut = make(chan signalOut, sigOutQueue)
+	h.iceConns = map[string]*hostConn{}
+	h.p2pIncoming = map[p2pKey]*hostConn{}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.sigCancel = cancel
+	h.wg.Add(2)
+	go func() {
+		defer h.wg.Done()
+		for {
+			from, blob, err := h.cfg.Signaling.Recv(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					h.cfg.Logger.Warn("netmsg: signaling stopped", "err", err)
+				}
+				return
+			}
+			h.mu.Lock()
+			if h.closed {
+				h.mu.Unlock()
+				return
+			}
+			h.handleSignalLocked(h.cfg.Now(), from, blob)
+			h.unlockFlush()
+		}
+	}()
+	go func() {
+		defer h.wg.Done()
+		for {
+			select {
+			case <-h.done:
+				return
+			case s := <-h.sigOut:
+				if err := h.cfg.Signaling.Send(s.to, s.blob); err != nil {
+					h.mu.Lock()
+					h.stats.SignalsDropped++
+					h.mu.Unlock()
+				}
+			}
+		}
+	}()
+}
+
+// hostCandidates are the addresses peers may reach this Host's socket at:
+// its address, or, when it is bound to every interface, each interface's
+// (loopback and link-local ones left out, as GNS does).
+func (h *Host) hostCandidates() []netip.AddrPort {
+	la := h.pc.LocalAddr()
+	if !la.Addr().IsUnspecified() {
+		return []netip.AddrPort{la}
+	}
+	var out []netip.AddrPort
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	for _, a := range addrs {
+		pfx, err := netip.ParsePrefix(a.String())
+		if err != nil {
+			continue
+		}
+		ip := pfx.Addr().Unmap()
+		if ip.IsLoopback() || ip.IsLinkLocalUnicast() || (ip.Is6() && la.Addr().Is4()) {
+			continue
+		}
+		out = append(out, netip.AddrPortFrom(ip, la.Port()))
+	}
+	return out
+}
+
+// newP2PLocked gives hc its rendezvous session and ICE agent, and queues
+// our ICE password and candidates on the reliable stream.
+func (h *Host) newP2PLocked(now time.Time, hc *hostConn, peer Identity, controlling bool, remoteID uint32) error {
+	local := hc.c.LocalID()
+	pwd, err := ice.NewPassword(h.cfg.Rand)
+	if err != nil {
+		return err
+	}
+	p := &p2pConn{peer: peer, ufrag: ice.Ufrag(local)}
+	if h.iceConns[p.ufrag] != nil {
+		return fmt.Errorf("netmsg: ICE ufrag %s in use", p.ufrag)
+	}
+	p.agent, err = ice.NewAgent(ice.Config{LocalUfrag: p.ufrag, LocalPwd: pwd, Controlling: controlling, Rand: h.cfg.Rand})
+	if err != nil {
+		return err
+	}
+	p.sess = p2p.NewSession(h.identity.String(), local, peer.String(), remoteID)
+	p.sess.QueueReliable(now, p2p.ICEAuth(pwd))
+	for _, a := range h.hostCandidates() {
+		p.sess.QueueReliable(now, p2p.ICECandidate(ice.NewCandidate(ice.Host, a, netip.AddrPort{}).String()))
+	}
+	hc.p2p = p
+	h.iceConns[p.ufrag] = hc
+	return nil
+}
+
+// connectP2PLocked starts a P2P connection to peer (a Messages session
+// when vport is the Messages port).
+func (h *Host) connectP2PLocked(now time.Time, peer Identity, vport int) (*hostConn, error) {
+	if h.cfg.Signaling == nil {
+		return nil, fmt.Errorf("netmsg: no route to %v: P2P needs Config.Signaling: %w", peer, ResultNoConnection)
+	}
+	if h.identity.IsLocalhost() || !h.identity.IsValid() {
+		return nil, fmt.Errorf("netmsg: P2P needs a Host identity (Config.Identity), not %v: %w", h.identity, ResultInvalidParam)
+	}
+	handle, err := h.newHandleLocked()
+	if err != nil {
+		return nil, err
+	}
+	cfg := h.connCfg
+	cfg.VirtualPort = vport
+	cfg.RemoteIdentity = peer.String()
+	c, err := conn.DialP2P(cfg, now, uint32(handle))
+	if err != nil {
+		return nil, fmt.Errorf("netmsg: connect: %w", err)
+	}
+	hc := &hostConn{userData: -1, handle: handle, c: c, state: StateNone, ready: make(chan struct{}, 1), hidx: -1, identity: peer}
+	if err := h.newP2PLocked(now, hc, peer, false, 0); err != nil {
+		return nil, err
+	}
+	hc.p2p.sess.SetConnectRequest(now, c.P2PConnectRequest())
+	h.conns[handle] = hc
+	h.pollLocked(now, hc)
+	return hc, nil
+}
+
+// handleSignalLocked takes one signal: a rendezvous for one of our P2P
+// connections, or a connect request for a new one.
+func (h *Host) handleSignalLocked(now time.Time, from string, blob []byte) {
+	rv, err := p2p.ParseRendezvous(blob)
+	if err != nil || rv.GetFromIdentity() != from ||
+		(rv.GetToIdentity() != "" && rv.GetToIdentity() != h.identity.String()) {
+		h.stats.SignalsDropped++
+		return
+	}
+	key := p2pKey{from, rv.GetFromConnectionId()}
+	var hc *hostConn
+	if id := rv.GetToConnectionId(); id != 0 {
+		hc = h.conns[ConnHandle(id)]
+		if hc == nil || hc.p2p == nil || hc.p2p.peer.String() != from {
+			h.stats.SignalsDropped++
+			return
+		}
+	} else if hc = h.p2pIncoming[key]; hc == nil {
+		if rv.ConnectRequest == nil {
+			h.stats.SignalsDropped++
+			return
+		}
+		if hc = h.acceptP2PLocked(now, from, rv.GetFromConnectionId(), rv.ConnectRequest); hc == nil {
+			return
+		}
+	}
+	p := hc.p2p
+	rec, err := p.sess.Receive(now, rv)
+	if err != nil {
+		h.stats.SignalsDropped++
+		return
+	}
+	for _, m := range rec.Reliable {
+		ie := m.GetIce()
+		if a := ie.GetAuth(); a != nil {
+			p.agent.SetRemoteCredentials(ice.Ufrag(p.sess.RemoteID), a.GetPwdFrag())
+		}
+		if c := ie.GetAddCandidate(); c != nil {
+			if cand, err := ice.ParseCandidate(c.GetCandidate()); err == nil {
+				p.agent.AddRemoteCandidate(cand)
+			}
+		}
+	}
+	if rec.ConnectOK != nil && !hc.c.IsServer() {
+		if err := hc.c.HandleP2PConnectOK(now, p.sess.RemoteID, rec.ConnectOK); err == nil {
+			p.agent.SetControlling(false) // the accepting side controls
+		}
+	}
+	if rec.Closed != nil {
+		hc.c.CloseByPeer(now, int(rec.Closed.GetReasonCode()), rec.Closed.GetDebug())
+		p.closeSent = true // nothing to tell a peer that closed
+	}
+	if !hc.identity.IsValid() {
+		if s := hc.c.RemoteIdentity(); s != "" {
+			hc.identity, _ = ParseIdentity(s)
+		}
+	}
+	h.pollLocked(now, hc)
+}
+
+// acceptP2PLocked takes a connect request signaled by connection id of
+// peer from: a new Messages session (or the other half of a symmetric
+// connect). It returns nil when it refuses it.
+func (h *Host) acceptP2PLocked(now time.Time, from string, id uint32, req *pb.P2PRendezvous_ConnectRequest) *hostConn {
+	if !h.messages.enabled || int(req.GetToVirtualPort()) != messagesVirtualPort {
+		h.stats.ConnectsRefused++ // only Messages sessions come over P2P so far
+		return nil
+	}
+	peer, err := ParseIdentity(from)
+	if err != nil {
+		h.stats.SignalsDropped++
+		return nil
+	}
+	handle, err := h.newHandleLocked()
+	if err != nil {
+		h.stats.ConnectsRefused++
+		return nil
+	}
+	c, err := conn.AcceptP2P(h.connCfg, now, uint32(handle), id, req)
+	if err != nil {
+		h.stats.ConnectsRefused++
+		return nil
+	}
+	if c.RemoteIdentity() != peer.String() {
+		// The certificate names someone else than the signaling sender.
+		h.stats.ConnectsRefused++
+		return nil
+	}
+	hc := &hostConn{userData: -1, handle: handle, c: c, listen: InvalidListen, state: StateNone, ready: make(chan struct{}, 1), hidx: -1, identity: peer}
+	if err := h.newP2PLocked(now, hc, peer, true, id); err != nil {
+		h.stats.ConnectsRefused++
+		return nil
+	}
+	hc.p2p.key = p2pKey{from, id}
+	h.conns[handle] = hc
+	h.p2pIncoming[hc.p2p.key] = hc
+	h.messages.incomingLocked(now, hc)
+	return hc
+}
+
+// p2pPollLocked runs a P2P connection's signaling and ICE: connect OK once
+// accepted, connection closed once closing, the agent's checks, the
+// selected path, and the signals due.
+func (h *Host) p2pPollLocked(now time.Time, hc *hostConn) {
+	p := hc.p2p
+	st := hc.c.State()
+	if hc.c.IsServer() && !p.okSent && (st == conn.StateConnected || st == conn.StateLinger) {
+		p.okSent = true
+		p.sess.SetConnectOK(now, hc.c.P2PConnectOK())
+	}
+	if !p.closeSent && (st == conn.StateProblemDetectedLocally || st == conn.StateFinWait || st == conn.StateLinger || st == conn.StateDead) {
+		p.closeSent = true
+		if hc.handle != InvalidConn { // a symmetric-connect loser or zombie says nothing
+			reason, debug := hc.c.EndReason(), hc.c.EndDebug()
+			if reason == 0 {
+				reason = int(EndAppMin)
+			}
+			p.sess.Close(now, reason, debug)
+		}
+	}
+	for {
+		d, ok := p.agent.Poll(now)
+		if !ok {
+			break
+		}
+		h.queueLocked(d.To, d.B)
+	}
+	if p.agent.SelectedChanged() {
+		if a, ok := p.agent.Selected(); ok {
+			hc.c.SetRemoteAddr(a)
+		}
+	}
+	for {
+		rv := p.sess.Build(now)
+		if rv == nil {
+			break
+		}
+		blob, err := proto.Marshal(rv)
+		if err != nil {
+			break
+		}
+		select {
+		case h.sigOut <- signalOut{p.peer.String(), blob}:
+		default:
+			h.stats.SignalsDropped++
+		}
+	}
+}
+
+// p2pWake folds a P2P connection's agent and session wake-ups into w.
+func p2pWake(hc *hostConn, w time.Time) time.Time {
+	for _, t := range []time.Time{hc.p2p.agent.NextWake(), hc.p2p.sess.NextWake()} {
+		if !t.IsZero() && (w.IsZero() || t.Before(w)) {
+			w = t
+		}
+	}
+	return w
+}
+
+// handleSTUNLocked gives a STUN datagram to the connection whose ICE
+// agent it is for.
+func (h *Host) handleSTUNLocked(now time.Time, from netip.AddrPort, b []byte) {
+	ufrag, ok := ice.Route(b)
+	hc := h.iceConns[ufrag]
+	if !ok || hc == nil {
+		h.stats.Dropped++
+		return
+	}
+	if err := hc.p2p.agent.HandleSTUN(now, from, b); err != nil {
+		h.stats.Dropped++
+	}
+	h.pollLocked(now, hc)
+}
+
+// removeP2PLocked forgets a P2P connection's indexes.
+func (h *Host) removeP2PLocked(hc *hostConn) {
+	if p := hc.p2p; p != nil {
+		if h.iceConns[p.ufrag] == hc {
+			delete(h.iceConns, p.ufrag)
+		}
+		if h.p2pIncoming[p.key] == hc {
+			delete(h.p2pIncoming, p.key)
+		}
+	}
+}

@@ -1,0 +1,139 @@
+package netmsg
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/netmsg-go/netmsg/netsim"
+	"github.com/netmsg-go/netmsg/signaling"
+)
+
+// p2pPeers opens n Hosts named str:p0, str:p1, ... on nw, each with a
+// signaling Conn from hub.
+func p2pPeers(t *testing.T, nw *netsim.Network, hub *signaling.Hub, n int) []*msgPeer {
+	t.Helper()
+	var sigs []signaling.Conn
+	ps := newMsgPeersWith(t, nw, n, func(i int, c *Config) {
+		id := fmt.Sprintf("str:p%d", i)
+		c.Identity = mustIdentity(t, id)
+		sc, err := hub.Connect(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sigs = append(sigs, sc)
+		c.Signaling = sc
+	})
+	for i, p := range ps {
+		p.id = mustIdentity(t, fmt.Sprintf("str:p%d", i))
+	}
+	t.Cleanup(func() {
+		for _, s := range sigs {
+			s.Close()
+		}
+	})
+	return ps
+}
+
+// TestMessagesP2P: sessions between str: identities through signaling and
+// ICE over the in-memory network: request, accept, messages both ways on
+// several channels, the path ICE chose, close.
+func TestMessagesP2P(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 10 * time.Millisecond}})
+		defer nw.Close()
+		hub, _ := signaling.NewHub(signaling.HubConfig{Delay: 20 * time.Millisecond})
+		ps := p2pPeers(t, nw, hub, 2)
+		defer closeAll(ps)
+		alice, bob := ps[0], ps[1]
+		for i := range 5 {
+			for _, ch := range []int{0, 3} {
+				if err := alice.m.SendMessageToUser(bob.id, fmt.Appendf(nil, "%d/%d", ch, i), SendReliable, ch); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		waitFor(t, time.Minute, "a session request", func() bool { return len(bob.gotRequests()) > 0 })
+		if r := bob.gotRequests()[0]; r != alice.id {
+			t.Fatalf("request from %v", r)
+		}
+		bob.m.AcceptSessionWithUser(alice.id)
+		for _, ch := range []int{0, 3} {
+			for i := range 5 {
+				text, m := recvText(t, bob, ch)
+				if text != fmt.Sprintf("%d/%d", ch, i) || m.Identity != alice.id {
+					t.Fatalf("bob got %q from %v", text, m.Identity)
+				}
+				m.Release()
+			}
+		}
+		bob.m.SendMessageToUser(alice.id, []byte("hi alice"), SendReliable, 1)
+		if text, m := recvText(t, alice, 1); text != "hi alice" || m.Identity != bob.id {
+			t.Fatalf("alice got %q from %v", text, m.Identity)
+		} else {
+			m.Release()
+		}
+		st, info, _ := alice.m.GetSessionConnectionInfo(bob.id)
+		if st != StateConnected || info.RemoteAddress != bob.LocalAddr() || info.Identity != bob.id {
+			t.Errorf("alice's session: %v %+v", st, info)
+		}
+		alice.m.CloseSessionWithUser(bob.id)
+		waitFor(t, time.Minute, "bob hears the close", func() bool { _, c := bob.gotEvents(); return len(c) == 1 })
+	})
+}
+
+// TestMessagesP2PSymmetricLossySignaling: both send first, signals lost
+// (30%), duplicated (50%) and reordered; one session survives and every
+// message arrives once, in order.
+func TestMessagesP2PSymmetricLossySignaling(t *testing.T) {
+	for seed := range uint64(12) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				nw, _ := netsim.New(netsim.Config{Seed: seed, Link: netsim.LinkConfig{Delay: 15 * time.Millisecond, LossPercent: 5}})
+				defer nw.Close()
+				hub, _ := signaling.NewHub(signaling.HubConfig{Seed: seed, Delay: 30 * time.Millisecond, LossPercent: 30, DuplicatePercent: 50, ReorderPercent: 20})
+				ps := p2pPeers(t, nw, hub, 2)
+				defer closeAll(ps)
+				alice, bob := ps[0], ps[1]
+				for i := range 4 {
+					alice.m.SendMessageToUser(bob.id, fmt.Appendf(nil, "a%d", i), SendReliable, 0)
+					bob.m.SendMessageToUser(alice.id, fmt.Appendf(nil, "b%d", i), SendReliable, 0)
+				}
+				for i := range 4 {
+					if text, _ := recvText(t, bob, 0); text != fmt.Sprintf("a%d", i) {
+						t.Fatalf("bob got %q, want a%d", text, i)
+					}
+					if text, _ := recvText(t, alice, 0); text != fmt.Sprintf("b%d", i) {
+						t.Fatalf("alice got %q, want b%d", text, i)
+					}
+				}
+				time.Sleep(2 * time.Second)
+				for _, p := range ps {
+					if ms := p.m.ReceiveMessagesOnChannel(0, 10); len(ms) != 0 {
+						t.Fatalf("%d duplicates", len(ms))
+					}
+				}
+				if st := hub.Stats(); st.Lost == 0 || st.Duplicated == 0 {
+					t.Errorf("the hub did no harm: %+v", st)
+				}
+			})
+		})
+	}
+}
+
+// TestMessagesP2PNoSignaling: without signaling a str: peer is
+// unreachable, with a clear error.
+func TestMessagesP2PNoSignaling(t *testing.T) {
+	h, err := NewHost(Config{ListenAddr: netip.MustParseAddrPort("127.0.0.1:0"), Identity: mustIdentity(t, "str:lonely")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	err = h.Messages().SendMessageToUser(mustIdentity(t, "str:bob"), []byte("x"), SendReliable, 0)
+	if err == nil {
+		t.Fatal("send without signaling worked")
+	}
+	t.Log(err)
+}
