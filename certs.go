@@ -418,3 +418,23 @@ func ownCertificate(id Identity, key ed25519.PrivateKey, appID uint32, cert []by
 	}
 	return id, key, nil
 }
+
+// UnsignedCertificate returns an unsigned certificate that binds id to
+// key's public key, in GNS's serialized form: what a Host makes for itself
+// when Config.Certificate is nil. Peers accept it unless they require a
+// CA; a signaling server accepts it with ServerConfig.AllowUnsigned (the
+// client still proves it holds key).
+func UnsignedCertificate(id Identity, key ed25519.PrivateKey, appID uint32) ([]byte, error) {
+	if !id.IsValid() || len(key) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("netmsg: UnsignedCertificate needs an identity and an Ed25519 key: %w", ResultInvalidParam)
+	}
+	c, err := crypto.NewCert(crypto.CertTemplate{PublicKey: key.Public().(ed25519.PublicKey), Identity: id, AppIDs: []uint32{appID}})
+	if err != nil {
+		return nil, err
+	}
+	signed, err := crypto.UnsignedCert(c)
+	if err != nil {
+		return nil, err
+	}
+	return proto.Marshal(signed)
+}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/netmsg-go/netmsg/signaling"
+)
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestPingCommand: two `netmsg ping` peers on 127.0.0.1 find each other
+// through a signaling server (trivial and authenticated protocols) and
+// ping over P2P.
+func TestPingCommand(t *testing.T) {
+	for _, auth := range []bool{false, true} {
+		s, err := signaling.NewServer(signaling.ServerConfig{AllowUnsigned: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Serve(l)
+		addr := l.Addr().String()
+		extra := []string{}
+		if auth {
+			extra = append(extra, "--auth")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var bobOut lockedBuf
+		bobDone := make(chan error, 1)
+		go func() {
+			bobDone <- runPingCtx(ctx, append([]string{"--identity", "str:bob", "--signaling", addr, "--listen", "127.0.0.1:0", "--count", "0", "--timeout", "30s"}, extra...), &bobOut)
+		}()
+		deadline := time.Now().Add(10 * time.Second)
+		for s.Stats().Registered < 1 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		var aliceOut lockedBuf
+		err = runPingCtx(ctx, append([]string{"--identity", "str:alice", "--peer", "str:bob", "--signaling", addr, "--listen", "127.0.0.1:0", "--count", "3", "--interval", "50ms"}, extra...), &aliceOut)
+		if err != nil {
+			t.Fatalf("auth %v: %v\nalice:\n%s\nbob:\n%s", auth, err, aliceOut.String(), bobOut.String())
+		}
+		if n := strings.Count(aliceOut.String(), "pong "); n != 3 {
+			t.Errorf("auth %v: %d pongs:\n%s", auth, n, aliceOut.String())
+		}
+		cancel()
+		if err := <-bobDone; err != nil {
+			t.Errorf("bob: %v", err)
+		}
+		s.Close()
+	}
+}
