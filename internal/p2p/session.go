@@ -130,8 +130,7 @@ func (s *Session) Build(now time.Time) *pb.P2PRendezvous {
 	}
 	switch {
 	case s.closed != nil:
-		rv.ConnectionClosed = s.closed
-		rv.IceEnabled = nil
+		rv.ConnectionClosed = s.closed // ice_enabled stays: GNS fails ICE on a signal without it
 	case s.connectRequest != nil:
 		rv.ConnectRequest = s.connectRequest
 	case s.connectOK != nil:
