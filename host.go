@@ -1083,10 +1083,16 @@ func (h *Host) tookLocked(ms []*Message) {
 // pollLocked collects the connection's datagrams and events and schedules
 // its next wake-up.
 func (h *Host) pollLocked(now time.Time, hc *hostConn) {
+	if hc.p2p != nil {
+		h.p2pRouteLocked(now, hc)
+	}
 	for {
 		i := len(h.out)
 		if i == len(h.outBufs) {
 			h.outBufs = append(h.outBufs, make([]byte, 0, transport.MaxDatagram))
+		}
+		if hc.p2p != nil && !hc.c.RemoteAddr().IsValid() && hc.c.State() == conn.StateConnected {
+			break // no path yet: data waits in the engine until ICE selects one
 		}
 		d, ok := hc.c.Poll(now, h.outBufs[i])
 		if !ok {
@@ -1094,7 +1100,7 @@ func (h *Host) pollLocked(now time.Time, hc *hostConn) {
 		}
 		to := hc.c.RemoteAddr()
 		if !to.IsValid() {
-			continue // a P2P connection without a path yet: the engine resends
+			continue // a P2P connection's closing datagram without a path: dropped
 		}
 		h.out = append(h.out, transport.Packet{Buf: d, N: len(d), Addr: to})
 		if len(h.out) == maxBatch {
@@ -1147,7 +1153,7 @@ func (h *Host) stateChangedLocked(hc *hostConn, ev conn.Event) {
 func (h *Host) rescheduleLocked(hc *hostConn) {
 	w := hc.c.NextWake()
 	if hc.p2p != nil {
-		w = p2pWake(hc, w)
+		w = h.p2pWake(hc, w)
 	}
 	h.wakes.set(hc, w)
 	h.kickTimerLocked(hc.wake)
@@ -1160,7 +1166,7 @@ func (h *Host) rescheduleLocked(hc *hostConn) {
 func (h *Host) rescheduleBatchLocked(now time.Time, hc *hostConn) {
 	w := hc.c.NextWake()
 	if hc.p2p != nil {
-		w = p2pWake(hc, w)
+		w = h.p2pWake(hc, w)
 	}
 	if w.IsZero() {
 		h.wakes.set(hc, w)

@@ -298,18 +298,7 @@ func (h *Host) p2pPollLocked(now time.Time, hc *hostConn) {
 			p.sess.Close(now, reason, debug)
 		}
 	}
-	for {
-		d, ok := p.agent.Poll(now)
-		if !ok {
-			break
-		}
-		h.queueLocked(d.To, d.B)
-	}
-	if p.agent.SelectedChanged() {
-		if a, ok := p.agent.Selected(); ok {
-			hc.c.SetRemoteAddr(a)
-		}
-	}
+	h.p2pRouteLocked(now, hc)
 	for {
 		rv := p.sess.Build(now)
 		if rv == nil {
@@ -327,14 +316,47 @@ func (h *Host) p2pPollLocked(now time.Time, hc *hostConn) {
 	}
 }
 
+// p2pRouteLocked sends the ICE agent's checks and follows the path it
+// selects.
+func (h *Host) p2pRouteLocked(now time.Time, hc *hostConn) {
+	p := hc.p2p
+	for {
+		d, ok := p.agent.Poll(now)
+		if !ok {
+			break
+		}
+		h.queueLocked(d.To, d.B)
+	}
+	if p.agent.SelectedChanged() {
+		if a, ok := p.agent.Selected(); ok {
+			hc.c.SetRemoteAddr(a)
+		}
+	}
+}
+
+// noRouteRecheck is how often a connected P2P connection without a path
+// looks again (its data waits in the engine meanwhile, which would
+// otherwise ask to be polled at once).
+const noRouteRecheck = 20 * time.Millisecond
+
 // p2pWake folds a P2P connection's agent and session wake-ups into w.
-func p2pWake(hc *hostConn, w time.Time) time.Time {
+func (h *Host) p2pWake(hc *hostConn, w time.Time) time.Time {
+	if !w.IsZero() && !hc.c.RemoteAddr().IsValid() && hc.c.State() == conn.StateConnected {
+		w = maxTime(w, h.cfg.Now().Add(noRouteRecheck))
+	}
 	for _, t := range []time.Time{hc.p2p.agent.NextWake(), hc.p2p.sess.NextWake()} {
 		if !t.IsZero() && (w.IsZero() || t.Before(w)) {
 			w = t
 		}
 	}
 	return w
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // handleSTUNLocked gives a STUN datagram to the connection whose ICE
