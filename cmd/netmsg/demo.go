@@ -15,6 +15,7 @@ import (
 
 	"github.com/netmsg-go/netmsg"
 	"github.com/netmsg-go/netmsg/netsim"
+	"github.com/netmsg-go/netmsg/signaling"
 )
 
 // The demo runs three Hosts (alice, bob and carol) in one process over the
@@ -55,6 +56,10 @@ const (
 	demoDup     = 1                      // percent of datagrams duplicated
 	demoDrain   = 20 * time.Second       // longest wait for the reliable data after the script
 	demoStall   = 3 * time.Second        // or for the next reliable message while draining
+
+	demoSignalDelay = 25 * time.Millisecond // the embedded signaling service's latency
+	demoSignalLoss  = 10                    // percent of signals lost
+	demoSignalDup   = 10                    // percent of signals delivered twice
 )
 
 type demoOptions struct {
@@ -64,6 +69,7 @@ type demoOptions struct {
 	jitter   time.Duration
 	seed     uint64
 	every    time.Duration
+	direct   bool // ip: identities, sessions directly over UDP (no signaling)
 }
 
 func runDemo(args []string, out io.Writer) error {
@@ -76,6 +82,7 @@ func runDemo(args []string, out io.Writer) error {
 	fs.DurationVar(&o.jitter, "jitter", 10*time.Millisecond, "fake jitter (extra lag up to this)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the fake network and the workload")
 	fs.DurationVar(&o.every, "every", time.Second, "how often the live view prints")
+	fs.BoolVar(&o.direct, "ip", false, "use ip: identities and direct-UDP sessions instead of str: identities over P2P")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -118,6 +125,8 @@ type demoRun struct {
 	start time.Time
 	hosts []*demoHost
 
+	hub *signaling.Hub // the embedded signaling service (nil with --ip)
+
 	outMu sync.Mutex // serializes writes to out
 
 	mu    sync.Mutex // guards flows and failures
@@ -158,6 +167,13 @@ func demo(o demoOptions, out io.Writer) error {
 	defer nw.Close()
 
 	d := &demoRun{o: o, out: out, start: time.Now()}
+	if !o.direct {
+		// The embedded signaling service: in memory, and a little lossy.
+		d.hub, err = signaling.NewHub(signaling.HubConfig{Seed: o.seed, Delay: demoSignalDelay, LossPercent: demoSignalLoss, DuplicatePercent: demoSignalDup})
+		if err != nil {
+			return err
+		}
+	}
 	for from := range d.flows {
 		for to := range d.flows[from] {
 			d.flows[from][to][chState].seen = map[uint64]bool{}
@@ -183,6 +199,12 @@ func demo(o demoOptions, out io.Writer) error {
 	d.printf("  hosts:    %s\n", strings.Join(ids, ", "))
 	d.printf("  network:  each way %.1f%% loss, %v lag + up to %v jitter, %d%% reordered, %d%% duplicated\n",
 		o.loss, o.lag, o.jitter, demoReorder, demoDup)
+	if o.direct {
+		d.printf("  sessions: directly over UDP to ip: identities\n")
+	} else {
+		d.printf("  sessions: P2P, GNS's way: rendezvous through an embedded signaling service (%v, %d%% of signals lost, %d%% doubled), then ICE picks the path\n",
+			demoSignalDelay, demoSignalLoss, demoSignalDup)
+	}
 	d.printf("  channels: 0 chat (reliable, all to all), 1 state (unreliable, 60 Hz), 2 bulk (reliable, 64-200 KiB)\n")
 	d.printf("  script:   %v, hosts join %v apart; sessions are made on demand\n\n", o.duration, demoJoinGap)
 
@@ -223,6 +245,7 @@ func demo(o demoOptions, out io.Writer) error {
 	// Give the last unreliable messages time to land too.
 	time.Sleep(o.lag + o.jitter + netsim.DefaultReorderDelay)
 	d.view()
+	d.paths()
 	return d.summary(nw)
 }
 
@@ -243,6 +266,16 @@ func (d *demoRun) addHost(nw *netsim.Network, name string, addr netip.AddrPort, 
 		return err
 	}
 	id, err := netmsg.IdentityFromAddr(addr)
+	var sig netmsg.Signaling
+	if d.hub != nil {
+		id, err = netmsg.ParseIdentity("str:" + name)
+		if err == nil {
+			var sc signaling.Conn
+			if sc, err = d.hub.Connect(id.String()); err == nil {
+				sig = sc
+			}
+		}
+	}
 	if err != nil {
 		ep.Close()
 		return err
@@ -252,6 +285,7 @@ func (d *demoRun) addHost(nw *netsim.Network, name string, addr netip.AddrPort, 
 		Identity:   id,
 		PacketConn: ep,
 		Rand:       rnd,
+		Signaling:  sig,
 		OnSessionRequest: func(peer netmsg.Identity) {
 			ok := dh.h.Messages().AcceptSessionWithUser(peer)
 			verdict := "accepted"
@@ -496,6 +530,27 @@ func (d *demoRun) view() {
 		}
 	}
 	d.printf("%s", b.String())
+}
+
+// paths prints the path each session took: with P2P, the address ICE
+// selected (a peer's host candidate: direct; a relay comes with the TURN
+// work).
+func (d *demoRun) paths() {
+	var parts []string
+	for i, h := range d.hosts {
+		for _, p := range d.hosts[i+1:] {
+			st, info, _ := h.ms.GetSessionConnectionInfo(p.id)
+			if st != netmsg.StateConnected {
+				continue
+			}
+			how := "direct UDP"
+			if d.hub != nil {
+				how = "direct (ICE)"
+			}
+			parts = append(parts, fmt.Sprintf("%s-%s %s to %v", h.name, p.name, how, info.RemoteAddress))
+		}
+	}
+	d.printf("paths:   %s\n", strings.Join(parts, "; "))
 }
 
 // sample reads every session's status without printing it: the engine

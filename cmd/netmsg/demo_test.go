@@ -26,7 +26,7 @@ func TestDemo(t *testing.T) {
 		// The hosts join one after another, so sessions start with a
 		// request that the callback accepts (unless both sides dial at
 		// once, which a lost first packet can cause).
-		if !strings.Contains(text, "session request from alice (ip:127.0.0.1:27015): accepted") {
+		if !strings.Contains(text, "session request from alice (str:alice): accepted") || !strings.Contains(text, "alice-bob direct (ICE) to 127.0.0.2:27015") {
 			t.Errorf("no session request from alice was accepted:\n%s", text)
 		}
 		if strings.Contains(text, "failed") || strings.Contains(text, "no session") {
@@ -65,4 +65,11 @@ func runDemoOK(t *testing.T, o demoOptions) {
 			t.Fatalf("demo output lacks its OK line:\n%s", out.String())
 		}
 	})
+}
+
+// TestDemoDirect runs the demo with ip: identities, directly over UDP
+// (netmsg demo --ip).
+func TestDemoDirect(t *testing.T) {
+	runDemoOK(t, demoOptions{duration: 2 * time.Second, loss: 5, lag: 30 * time.Millisecond,
+		jitter: 5 * time.Millisecond, seed: 1, every: time.Second, direct: true})
 }
