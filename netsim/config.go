@@ -189,12 +189,13 @@ type Stats struct {
 	DroppedRecvQueue   uint64 // destination's receive queue full
 	DroppedUnreachable uint64 // no open endpoint at the destination on arrival
 	DroppedClosed      uint64 // in flight when the network was closed
+	DroppedNAT         uint64 // refused by a NAT (no mapping, or its filter)
 }
 
 // Dropped returns the total of the Dropped fields.
 func (s Stats) Dropped() uint64 {
 	return s.DroppedMTU + s.DroppedFilter + s.DroppedLoss + s.DroppedQueue +
-		s.DroppedRecvQueue + s.DroppedUnreachable + s.DroppedClosed
+		s.DroppedRecvQueue + s.DroppedUnreachable + s.DroppedClosed + s.DroppedNAT
 }
 
 // InFlight returns the number of datagrams (and copies) neither delivered
@@ -218,4 +219,5 @@ func (s *Stats) add(o *Stats) {
 	s.DroppedRecvQueue += o.DroppedRecvQueue
 	s.DroppedUnreachable += o.DroppedUnreachable
 	s.DroppedClosed += o.DroppedClosed
+	s.DroppedNAT += o.DroppedNAT
 }

@@ -93,9 +93,16 @@ func (e *Endpoint) WriteBatch(pkts []transport.Packet) (int, error) {
 	now := n.now()
 	for i := range pkts {
 		p := &pkts[i]
+		src := e.addr
+		if len(n.nats) > 0 {
+			var ok bool
+			if src, ok = n.natOutLocked(e.addr, p.Addr, now); !ok {
+				continue // a NAT without hairpinning, or out of ports
+			}
+		}
 		l := e.lastLink
-		if l == nil || l.to != p.Addr {
-			l = n.linkLocked(linkKey{e.addr, p.Addr})
+		if l == nil || l.to != p.Addr || l.from != src {
+			l = n.linkLocked(linkKey{src, p.Addr})
 			e.lastLink = l
 		}
 		n.sendLocked(l, p.Buf[:p.N], now)

@@ -126,7 +126,16 @@ func (n *Network) scheduleLocked(d *datagram, at, now time.Duration) {
 // deliverLocked puts d into its destination's receive queue, or drops it.
 func (n *Network) deliverLocked(d *datagram) {
 	st := &d.l.stats
-	e := n.endpoints[d.l.to]
+	to := d.l.to
+	if len(n.nats) > 0 {
+		var ok bool
+		if to, ok = n.natInLocked(d.from, to, n.now()); !ok {
+			st.DroppedNAT++
+			n.putDatagram(d)
+			return
+		}
+	}
+	e := n.endpoints[to]
 	if e == nil {
 		st.DroppedUnreachable++
 		n.putDatagram(d)
