@@ -94,7 +94,7 @@ type Network struct {
 	cfgGen    uint64                         // bumped on every condition change
 	endpoints map[netip.AddrPort]*Endpoint   // open endpoints
 	links     map[linkKey]*link
-	nats      []*NAT // NAT boxes (nat.go)
+	nats      []*NAT                    // NAT boxes (nat.go)
 	nextHost  uint32                    // last host number given to an unspecified IP
 	nextPort  map[netip.Addr]uint16     // last port given for port 0, per IP
 	sched     schedheap.Heap[*datagram] // datagrams in flight
