@@ -481,6 +481,12 @@ type Config struct {
 	// only ip: identities can be reached (directly over UDP).
 	Signaling Signaling
 
+	// STUNServers are asked for the address this Host's socket has as seen
+	// from outside (behind a NAT), which is then offered to P2P peers as a
+	// server-reflexive candidate (GNS's P2P_STUN_ServerList). Default
+	// none: netmsg never contacts a public server on its own.
+	STUNServers []netip.AddrPort
+
 	// gnsLanes, for tests, makes the Host behave as a GNS peer towards
 	// netmsg's lane extension: it offers and agrees to no extra lanes, so
 	// every Messages channel travels on lane 0.

@@ -75,6 +75,7 @@ type Host struct {
 	sigCancel   context.CancelFunc
 	iceConns    map[string]*hostConn // by our ICE ufrag
 	p2pIncoming map[p2pKey]*hostConn // accepted P2P connections by the peer's connection
+	stunServers []*stunServer        // Config.STUNServers once P2P is used (host_stun.go)
 	dueBuf      []*hostConn          // the timer goroutine's connections due now
 	timerKick   chan struct{}        // signalled (cap 1) when a connection must wake before timerAt
 	eventKick   chan struct{}
@@ -1286,6 +1287,9 @@ func (h *Host) timerLoop() {
 		}
 		next := h.wakes.next()
 		if w := h.messages.tickLocked(now); !w.IsZero() && (next.IsZero() || w.Before(next)) {
+			next = w
+		}
+		if w := h.stunTickLocked(now); !w.IsZero() && (next.IsZero() || w.Before(next)) {
 			next = w
 		}
 		d := time.Hour

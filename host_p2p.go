@@ -32,6 +32,7 @@ const sigOutQueue = 1024
 // ICE agent.
 type p2pConn struct {
 	peer      Identity
+	since     time.Time // when the connection was made (the route deadline counts from it)
 	sess      *p2p.Session
 	agent     *ice.Agent
 	ufrag     string
@@ -130,7 +131,7 @@ func (h *Host) newP2PLocked(now time.Time, hc *hostConn, peer Identity, controll
 	if err != nil {
 		return err
 	}
-	p := &p2pConn{peer: peer, ufrag: ice.Ufrag(local)}
+	p := &p2pConn{peer: peer, ufrag: ice.Ufrag(local), since: now}
 	if h.iceConns[p.ufrag] != nil {
 		return fmt.Errorf("netmsg: ICE ufrag %s in use", p.ufrag)
 	}
@@ -143,6 +144,10 @@ func (h *Host) newP2PLocked(now time.Time, hc *hostConn, peer Identity, controll
 	for _, a := range h.hostCandidates() {
 		p.sess.QueueReliable(now, p2p.ICECandidate(ice.NewCandidate(ice.Host, a, netip.AddrPort{}).String()))
 	}
+	for _, c := range h.srflxCandidates() {
+		p.sess.QueueReliable(now, p2p.ICECandidate(c.String()))
+	}
+	h.stunStartLocked(now)
 	hc.p2p = p
 	h.iceConns[p.ufrag] = hc
 	return nil
@@ -317,9 +322,14 @@ func (h *Host) p2pPollLocked(now time.Time, hc *hostConn) {
 }
 
 // p2pRouteLocked sends the ICE agent's checks and follows the path it
-// selects.
+// selects. A connection that found no path within the connect timeout
+// (TimeoutInitial) after it was made ends with EndMiscP2PNATFirewall, as
+// GNS's does when ICE fails.
 func (h *Host) p2pRouteLocked(now time.Time, hc *hostConn) {
 	p := hc.p2p
+	if !hc.c.RemoteAddr().IsValid() && !now.Before(p.since.Add(h.cfg.TimeoutInitial)) {
+		hc.c.FailRoute(now, int(EndMiscP2PNATFirewall), "ICE found no path to the peer (NAT or firewall; no relay configured)")
+	}
 	for {
 		d, ok := p.agent.Poll(now)
 		if !ok {
@@ -344,7 +354,11 @@ func (h *Host) p2pWake(hc *hostConn, w time.Time) time.Time {
 	if !w.IsZero() && !hc.c.RemoteAddr().IsValid() && hc.c.State() == conn.StateConnected {
 		w = maxTime(w, h.cfg.Now().Add(noRouteRecheck))
 	}
-	for _, t := range []time.Time{hc.p2p.agent.NextWake(), hc.p2p.sess.NextWake()} {
+	deadline := time.Time{}
+	if st := hc.c.State(); !hc.c.RemoteAddr().IsValid() && (st == conn.StateConnected || st == conn.StateConnecting) {
+		deadline = hc.p2p.since.Add(h.cfg.TimeoutInitial)
+	}
+	for _, t := range []time.Time{hc.p2p.agent.NextWake(), hc.p2p.sess.NextWake(), deadline} {
 		if !t.IsZero() && (w.IsZero() || t.Before(w)) {
 			w = t
 		}
@@ -362,6 +376,9 @@ func maxTime(a, b time.Time) time.Time {
 // handleSTUNLocked gives a STUN datagram to the connection whose ICE
 // agent it is for.
 func (h *Host) handleSTUNLocked(now time.Time, from netip.AddrPort, b []byte) {
+	if h.stunResponseLocked(now, from, b) {
+		return
+	}
 	ufrag, ok := ice.Route(b)
 	hc := h.iceConns[ufrag]
 	if !ok || hc == nil {

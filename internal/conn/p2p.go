@@ -210,3 +210,12 @@ func (c *Conn) CloseByPeer(now time.Time, reason int, debug string) {
 		c.closedByPeer(now, reason, debug)
 	}
 }
+
+// FailRoute ends a P2P connection that found no path to its peer
+// (ProblemDetectedLocally with reason, as GNS does when ICE fails).
+func (c *Conn) FailRoute(now time.Time, reason int, debug string) {
+	switch c.state {
+	case StateConnecting, StateFindingRoute, StateConnected:
+		c.problem(now, reason, debug)
+	}
+}

@@ -537,3 +537,54 @@ func Route(b []byte) (localUfrag string, ok bool) {
 	}
 	return second, true
 }
+
+// BindingRequest returns a STUN binding request to a STUN server (for a
+// server-reflexive candidate) with transaction id tx: no credentials, a
+// FINGERPRINT.
+func BindingRequest(tx [12]byte) []byte {
+	m := new(stun.Message)
+	m.SetType(stun.BindingRequest)
+	m.TransactionID = tx
+	m.WriteHeader()
+	stun.Fingerprint.AddTo(m)
+	return m.Raw
+}
+
+// ParseBindingResponse returns the transaction id and the mapped address
+// of a STUN binding success response (XOR-MAPPED-ADDRESS, or MAPPED-ADDRESS
+// from an old server). ok is false for anything else.
+func ParseBindingResponse(b []byte) (tx [12]byte, mapped netip.AddrPort, ok bool) {
+	m := &stun.Message{Raw: append([]byte(nil), b...)}
+	if m.Decode() != nil || m.Type != stun.BindingSuccess {
+		return tx, mapped, false
+	}
+	var xa stun.XORMappedAddress
+	if err := xa.GetFrom(m); err == nil {
+		if a, ok := netip.AddrFromSlice(xa.IP); ok {
+			return m.TransactionID, netip.AddrPortFrom(a.Unmap(), uint16(xa.Port)), true
+		}
+	}
+	var ma stun.MappedAddress
+	if err := ma.GetFrom(m); err == nil {
+		if a, ok := netip.AddrFromSlice(ma.IP); ok {
+			return m.TransactionID, netip.AddrPortFrom(a.Unmap(), uint16(ma.Port)), true
+		}
+	}
+	return tx, mapped, false
+}
+
+// BindingResponse answers a binding request from a STUN client at from:
+// what a STUN server sends (tests use it as one).
+func BindingResponse(req []byte, from netip.AddrPort) ([]byte, bool) {
+	m := &stun.Message{Raw: append([]byte(nil), req...)}
+	if m.Decode() != nil || m.Type != stun.BindingRequest {
+		return nil, false
+	}
+	r := new(stun.Message)
+	r.SetType(stun.BindingSuccess)
+	r.TransactionID = m.TransactionID
+	r.WriteHeader()
+	(&stun.XORMappedAddress{IP: from.Addr().AsSlice(), Port: int(from.Port())}).AddTo(r)
+	stun.Fingerprint.AddTo(r)
+	return r.Raw, true
+}

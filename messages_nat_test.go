@@ -1,0 +1,123 @@
+package netmsg
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/netmsg-go/netmsg/internal/ice"
+	"github.com/netmsg-go/netmsg/netsim"
+	"github.com/netmsg-go/netmsg/signaling"
+	"github.com/netmsg-go/netmsg/transport"
+)
+
+// stunResponder answers STUN binding requests on ep until it closes.
+func stunResponder(ep *netsim.Endpoint) {
+	pkts := []transport.Packet{{Buf: make([]byte, transport.MaxDatagram)}}
+	for {
+		n, err := ep.ReadBatch(pkts)
+		if err != nil {
+			return
+		}
+		for _, p := range pkts[:n] {
+			if r, ok := ice.BindingResponse(p.Bytes(), p.Addr); ok {
+				ep.WriteBatch([]transport.Packet{{Buf: r, N: len(r), Addr: p.Addr}})
+			}
+		}
+	}
+}
+
+// TestMessagesP2PThroughNAT: two Hosts, each behind its own NAT of the
+// in-memory network, learn their public addresses from a STUN server and
+// connect directly where the NATs allow it (hole punching through cone
+// NATs, and a symmetric NAT facing a full cone); two symmetric NATs need a
+// relay, which does not exist yet, so that session fails cleanly with
+// EndMiscP2PNATFirewall.
+func TestMessagesP2PThroughNAT(t *testing.T) {
+	cases := []struct {
+		a, b netsim.NATType
+		ok   bool
+	}{
+		{netsim.FullCone, netsim.FullCone, true},
+		{netsim.Restricted, netsim.Restricted, true},
+		{netsim.PortRestricted, netsim.PortRestricted, true},
+		{netsim.Symmetric, netsim.FullCone, true},
+		{netsim.Symmetric, netsim.Symmetric, false},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%v-%v", tc.a, tc.b), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 10 * time.Millisecond}})
+				defer nw.Close()
+				natA, err := nw.AddNAT(netsim.NATConfig{Inside: netip.MustParsePrefix("10.1.0.0/16"), Public: netip.MustParseAddr("203.0.113.1"), Type: tc.a})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := nw.AddNAT(netsim.NATConfig{Inside: netip.MustParsePrefix("10.2.0.0/16"), Public: netip.MustParseAddr("203.0.113.2"), Type: tc.b}); err != nil {
+					t.Fatal(err)
+				}
+				stunAddr := netip.MustParseAddrPort("198.51.100.10:3478")
+				stun, _ := nw.Listen(stunAddr)
+				go stunResponder(stun)
+				defer stun.Close()
+				hub, _ := signaling.NewHub(signaling.HubConfig{Delay: 20 * time.Millisecond})
+				var ps []*msgPeer
+				for i, addr := range []string{"10.1.0.2:27015", "10.2.0.2:27015"} {
+					ep, err := nw.Listen(netip.MustParseAddrPort(addr))
+					if err != nil {
+						t.Fatal(err)
+					}
+					id := mustIdentity(t, fmt.Sprintf("str:n%d", i))
+					sc, _ := hub.Connect(id.String())
+					defer sc.Close()
+					p := &msgPeer{id: id}
+					h, err := NewHost(Config{PacketConn: ep, Identity: id, Signaling: sc, STUNServers: []netip.AddrPort{stunAddr},
+						OnSessionRequest: func(peer Identity) { p.m.AcceptSessionWithUser(peer) },
+						OnSessionFailed: func(info ConnectionInfo) {
+							p.mu.Lock()
+							p.failures = append(p.failures, info)
+							p.mu.Unlock()
+						},
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+					p.Host, p.m = h, h.Messages()
+					ps = append(ps, p)
+				}
+				defer closeAll(ps)
+				a, b := ps[0], ps[1]
+				if err := a.m.SendMessageToUser(b.id, []byte("through the NATs"), SendReliable, 0); err != nil {
+					t.Fatal(err)
+				}
+				if !tc.ok {
+					waitFor(t, time.Minute, "the failure", func() bool { return len(a.gotFailures()) > 0 })
+					if f := a.gotFailures()[0]; f.EndReason != EndMiscP2PNATFirewall {
+						t.Fatalf("failure %v %s, want %v", f.EndReason, f.EndDebug, EndMiscP2PNATFirewall)
+					}
+					return
+				}
+				text, m := recvText(t, b, 0)
+				if text != "through the NATs" {
+					t.Fatalf("b got %q", text)
+				}
+				m.Release()
+				b.m.SendMessageToUser(a.id, []byte("back"), SendReliable, 0)
+				if text, m := recvText(t, a, 0); text != "back" {
+					t.Fatalf("a got %q", text)
+				} else {
+					m.Release()
+				}
+				_, info, _ := a.m.GetSessionConnectionInfo(b.id)
+				if info.RemoteAddress.Addr() != netip.MustParseAddr("203.0.113.2") {
+					t.Errorf("a reaches b at %v, want b's NAT", info.RemoteAddress)
+				}
+				if st := natA.Stats(nw); st.MappingsCreated == 0 {
+					t.Errorf("NAT A made no mapping: %+v", st)
+				}
+			})
+		})
+	}
+}
