@@ -4,6 +4,7 @@
 //	netmsg chat    a chat server or client compatible with GNS's example_chat
 //	netmsg cert    make and inspect CA keys and certificates
 //	netmsg signal  a signaling server (GNS's trivial protocol and netmsg's own)
+//	netmsg relay   an embedded STUN and TURN server
 //	netmsg ping    a Messages peer over P2P, for checks by hand
 package main
 
@@ -22,6 +23,7 @@ commands:
           compatible with GameNetworkingSockets' example_chat
   cert    make and inspect CA keys and certificates (netmsg cert help)
   signal  a signaling server for P2P (netmsg signal --listen ADDR)
+  relay   a STUN and TURN server (--listen ADDR --user U:P)
   ping    a Messages peer over P2P: ping another (--identity ID --peer ID
           --signaling ADDR [--count N] [--channel C]), or answer (--count 0)
 `
@@ -43,6 +45,8 @@ func main() {
 		err = runSignal(os.Args[2:], os.Stdout)
 	case "ping":
 		err = runPing(os.Args[2:], os.Stdout)
+	case "relay":
+		err = runRelay(os.Args[2:], os.Stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return

@@ -1,0 +1,133 @@
+package relay
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/pion/turn/v5"
+	"go.uber.org/goleak"
+
+	"github.com/netmsg-go/netmsg/internal/ice"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// turnClient allocates a relayed address on the server at addr.
+func turnClient(t *testing.T, addr netip.AddrPort, user, pass string) (*turn.Client, net.PacketConn, error) {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := turn.NewClient(&turn.ClientConfig{
+		STUNServerAddr: addr.String(), TURNServerAddr: addr.String(),
+		Username: user, Password: pass, Realm: "netmsg", Conn: c, LoggerFactory: quietLogger{},
+	})
+	if err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	if err := cl.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close(); c.Close() })
+	relayed, err := cl.Allocate()
+	if err == nil {
+		t.Cleanup(func() { relayed.Close() }) // before the client: its refresh timers
+	}
+	return cl, relayed, err
+}
+
+// checkRelay sends through an allocation to a peer socket and back.
+func checkRelay(t *testing.T, relayed net.PacketConn) {
+	t.Helper()
+	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	if _, err := relayed.WriteTo([]byte("via the relay"), peer.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1500)
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, from, err := peer.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != "via the relay" {
+		t.Fatalf("peer got %q, %v", buf[:n], err)
+	}
+	if from.String() != relayed.LocalAddr().String() {
+		t.Fatalf("peer saw %v, the allocation is %v", from, relayed.LocalAddr())
+	}
+	peer.WriteTo([]byte("and back"), from)
+	relayed.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, from, err = relayed.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != "and back" || from.String() != peer.LocalAddr().String() {
+		t.Fatalf("client got %q from %v, %v", buf[:n], from, err)
+	}
+}
+
+func TestRelay(t *testing.T) {
+	s, err := NewServer(Config{ListenAddr: "127.0.0.1:0", Users: map[string]string{"alice": "secret"}, MaxAllocations: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, relayed, err := turnClient(t, s.Addr(), "alice", "secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRelay(t, relayed)
+	relayed.Close()
+
+	if _, _, err := turnClient(t, s.Addr(), "alice", "wrong"); err == nil {
+		t.Error("a wrong password allocated")
+	}
+	if st := s.Stats(); st.AuthFailed == 0 && st.Allocations > 1 {
+		t.Errorf("stats %+v", st)
+	}
+
+	// STUN binding: the mapped address is the client's.
+	c, _ := net.ListenPacket("udp4", "127.0.0.1:0")
+	defer c.Close()
+	var tx [12]byte
+	tx[0] = 7
+	c.WriteTo(ice.BindingRequest(tx), net.UDPAddrFromAddrPort(s.Addr()))
+	buf := make([]byte, 1500)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _, err := c.ReadFrom(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotTx, mapped, ok := ice.ParseBindingResponse(buf[:n])
+	if !ok || gotTx != tx || mapped.String() != c.LocalAddr().String() {
+		t.Fatalf("binding: %v %v %v", ok, mapped, c.LocalAddr())
+	}
+}
+
+func TestRelayMaxAllocations(t *testing.T) {
+	s, err := NewServer(Config{ListenAddr: "127.0.0.1:0", Users: map[string]string{"u": "p"}, MaxAllocations: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, _, err := turnClient(t, s.Addr(), "u", "p"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := turnClient(t, s.Addr(), "u", "p"); err == nil {
+		t.Error("a second allocation over the limit")
+	}
+	if s.Stats().Refused == 0 {
+		t.Errorf("stats %+v", s.Stats())
+	}
+}
+
+func TestRelayConfig(t *testing.T) {
+	if _, err := NewServer(Config{ListenAddr: "127.0.0.1:0"}); err == nil {
+		t.Error("no users accepted")
+	}
+	if _, err := NewServer(Config{ListenAddr: "0.0.0.0:0", Users: map[string]string{"u": "p"}}); err == nil {
+		t.Error("unspecified relay address accepted")
+	}
+}
