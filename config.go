@@ -487,6 +487,16 @@ type Config struct {
 	// none: netmsg never contacts a public server on its own.
 	STUNServers []netip.AddrPort
 
+	// TURNServers are relays the Host allocates an address on when it
+	// first makes a P2P connection; peers that cannot reach each other
+	// directly then talk through them (GNS's P2P_TURN_ServerList). The
+	// first allocation that succeeds is used. Default none.
+	TURNServers []TURNServer
+
+	// P2PRelayOnly makes ICE use only paths through TURNServers (GNS's
+	// relay-only ICE setting): for strict networks and for tests.
+	P2PRelayOnly bool
+
 	// gnsLanes, for tests, makes the Host behave as a GNS peer towards
 	// netmsg's lane extension: it offers and agrees to no extra lanes, so
 	// every Messages channel travels on lane 0.

@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pion/turn/v5"
 
 	"github.com/netmsg-go/netmsg/internal/conn"
 	"github.com/netmsg-go/netmsg/internal/crypto"
@@ -76,8 +79,12 @@ type Host struct {
 	iceConns    map[string]*hostConn // by our ICE ufrag
 	p2pIncoming map[p2pKey]*hostConn // accepted P2P connections by the peer's connection
 	stunServers []*stunServer        // Config.STUNServers once P2P is used (host_stun.go)
-	dueBuf      []*hostConn          // the timer goroutine's connections due now
-	timerKick   chan struct{}        // signalled (cap 1) when a connection must wake before timerAt
+	turnStarted bool                 // host_turn.go
+	turnClients map[netip.AddrPort]*turn.Client
+	turnSocks   []*turnSock
+	turn        *turnAlloc    // the allocation in use, once made
+	dueBuf      []*hostConn   // the timer goroutine's connections due now
+	timerKick   chan struct{} // signalled (cap 1) when a connection must wake before timerAt
 	eventKick   chan struct{}
 	done        chan struct{}
 	wg          sync.WaitGroup
@@ -349,6 +356,7 @@ func (h *Host) Close() error {
 		h.sigCancel()
 	}
 	close(h.done)
+	h.closeTURN()
 	err := h.pc.Close()
 	h.wg.Wait()
 	return err
@@ -918,6 +926,12 @@ func (h *Host) handleDatagramLocked(now time.Time, from netip.AddrPort, b []byte
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	h.stats.DatagramsIn++
 	h.stats.BytesIn += int64(len(b))
+	if h.turnClients != nil {
+		if c := h.turnClients[from]; c != nil {
+			c.HandleInbound(append([]byte(nil), b...), net.UDPAddrFromAddrPort(from))
+			return
+		}
+	}
 	if h.iceConns != nil && len(b) > 0 && b[0] < 4 && ice.IsSTUN(b) {
 		h.handleSTUNLocked(now, from, b)
 		return
@@ -1102,6 +1116,10 @@ func (h *Host) pollLocked(now time.Time, hc *hostConn) {
 		to := hc.c.RemoteAddr()
 		if !to.IsValid() {
 			continue // a P2P connection's closing datagram without a path: dropped
+		}
+		if hc.p2p != nil && hc.p2p.agent.SelectedRelay() {
+			h.relaySendLocked(to, d)
+			continue
 		}
 		h.out = append(h.out, transport.Packet{Buf: d, N: len(d), Addr: to})
 		if len(h.out) == maxBatch {

@@ -135,7 +135,7 @@ func (h *Host) newP2PLocked(now time.Time, hc *hostConn, peer Identity, controll
 	if h.iceConns[p.ufrag] != nil {
 		return fmt.Errorf("netmsg: ICE ufrag %s in use", p.ufrag)
 	}
-	p.agent, err = ice.NewAgent(ice.Config{LocalUfrag: p.ufrag, LocalPwd: pwd, Controlling: controlling, Rand: h.cfg.Rand})
+	p.agent, err = ice.NewAgent(ice.Config{LocalUfrag: p.ufrag, LocalPwd: pwd, Controlling: controlling, Rand: h.cfg.Rand, OnlyRelay: h.cfg.P2PRelayOnly})
 	if err != nil {
 		return err
 	}
@@ -148,6 +148,11 @@ func (h *Host) newP2PLocked(now time.Time, hc *hostConn, peer Identity, controll
 		p.sess.QueueReliable(now, p2p.ICECandidate(c.String()))
 	}
 	h.stunStartLocked(now)
+	h.turnStartLocked()
+	if h.turn != nil {
+		p.agent.SetRelayBase()
+		p.sess.QueueReliable(now, p2p.ICECandidate(ice.NewCandidate(ice.Relay, h.turn.addr, h.pc.LocalAddr()).String()))
+	}
 	hc.p2p = p
 	h.iceConns[p.ufrag] = hc
 	return nil
@@ -335,7 +340,11 @@ func (h *Host) p2pRouteLocked(now time.Time, hc *hostConn) {
 		if !ok {
 			break
 		}
-		h.queueLocked(d.To, d.B)
+		if d.Relay {
+			h.relaySendLocked(d.To, d.B)
+		} else {
+			h.queueLocked(d.To, d.B)
+		}
 	}
 	if p.agent.SelectedChanged() {
 		if a, ok := p.agent.Selected(); ok {

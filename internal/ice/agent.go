@@ -49,6 +49,9 @@ type Config struct {
 	Tiebreaker uint64
 	// Rand is the source of transaction ids; nil means crypto/rand.
 	Rand io.Reader
+	// OnlyRelay checks only pairs through our TURN allocation (GNS's
+	// relay-only ICE setting; for tests and strict networks).
+	OnlyRelay bool
 }
 
 type pairState uint8
@@ -62,6 +65,7 @@ const (
 
 type pair struct {
 	remote    Candidate
+	relay     bool // through our TURN allocation (else from our socket)
 	state     pairState
 	nominated bool // USE-CANDIDATE seen (controlled) or our nomination succeeded (controlling)
 	txID      [stun.TransactionIDSize]byte
@@ -71,10 +75,12 @@ type pair struct {
 	nextAt    time.Time // retransmission or keepalive
 }
 
-// Datagram is a STUN message the agent wants sent to To.
+// Datagram is a STUN message the agent wants sent to To: from the
+// Host's socket, or through its TURN allocation when Relay is set.
 type Datagram struct {
-	To netip.AddrPort
-	B  []byte
+	To    netip.AddrPort
+	B     []byte
+	Relay bool
 }
 
 // Stats counts an agent's traffic.
@@ -97,6 +103,8 @@ type Agent struct {
 	nominating    *pair
 	st            Stats
 	selectChanged bool
+	relayBase     bool // we have a TURN allocation: pairs through it too
+	onlyRelay     bool // Config.OnlyRelay
 }
 
 // NewAgent returns an agent with no remote candidates yet.
@@ -114,7 +122,40 @@ func NewAgent(cfg Config) (*Agent, error) {
 		}
 		cfg.Tiebreaker = binary.BigEndian.Uint64(b[:])
 	}
-	return &Agent{cfg: cfg}, nil
+	return &Agent{cfg: cfg, onlyRelay: cfg.OnlyRelay}, nil
+}
+
+// SetRelayBase tells the agent the Host has a TURN allocation: every
+// remote candidate is then also checked through it (at a lower priority
+// than any direct pair).
+func (a *Agent) SetRelayBase() {
+	if a.relayBase {
+		return
+	}
+	a.relayBase = true
+	for _, p := range a.pairs {
+		if !p.relay {
+			a.addPair(p.remote, true)
+		}
+	}
+}
+
+func (a *Agent) addPair(c Candidate, relay bool) *pair {
+	if a.pairFor(c.Addr, relay) != nil || len(a.pairs) >= 2*MaxRemoteCandidates {
+		return nil
+	}
+	p := &pair{remote: c, relay: relay}
+	a.pairs = append(a.pairs, p)
+	return p
+}
+
+// prio orders pairs: direct ones first, by the remote candidate's priority.
+func (p *pair) prio() int64 {
+	v := int64(p.remote.Priority)
+	if p.relay {
+		v -= 1 << 32
+	}
+	return v
 }
 
 // SetRemoteCredentials sets the peer's ufrag (derived from its connection
@@ -137,15 +178,12 @@ func (a *Agent) AddRemoteCandidate(c Candidate) {
 		return
 	}
 	c.Addr = netip.AddrPortFrom(c.Addr.Addr().Unmap(), c.Addr.Port())
-	for _, p := range a.pairs {
-		if p.remote.Addr == c.Addr {
-			return
-		}
+	if !a.onlyRelay {
+		a.addPair(c, false)
 	}
-	if len(a.pairs) >= MaxRemoteCandidates {
-		return
+	if a.relayBase {
+		a.addPair(c, true)
 	}
-	a.pairs = append(a.pairs, &pair{remote: c})
 }
 
 // Selected returns the remote address of the selected pair.
@@ -155,6 +193,10 @@ func (a *Agent) Selected() (netip.AddrPort, bool) {
 	}
 	return a.selected.remote.Addr, true
 }
+
+// SelectedRelay reports whether the selected pair goes through our TURN
+// allocation.
+func (a *Agent) SelectedRelay() bool { return a.selected != nil && a.selected.relay }
 
 // SelectedChanged reports (once) that the selected pair changed since the
 // last call.
@@ -188,6 +230,12 @@ func (a *Agent) newTxID() (id [stun.TransactionIDSize]byte) {
 // HandleSTUN takes a STUN datagram from the peer. It returns an error for
 // one it drops.
 func (a *Agent) HandleSTUN(now time.Time, from netip.AddrPort, b []byte) error {
+	return a.HandleSTUNVia(now, from, false, b)
+}
+
+// HandleSTUNVia is HandleSTUN for a datagram that arrived from the socket
+// (relay false) or through our TURN allocation (relay true).
+func (a *Agent) HandleSTUNVia(now time.Time, from netip.AddrPort, relay bool, b []byte) error {
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	m := &stun.Message{Raw: append([]byte(nil), b...)}
 	if err := m.Decode(); err != nil {
@@ -200,7 +248,7 @@ func (a *Agent) HandleSTUN(now time.Time, from netip.AddrPort, b []byte) error {
 	}
 	switch m.Type {
 	case stun.BindingRequest:
-		return a.request(now, from, m)
+		return a.request(now, from, relay, m)
 	case stun.BindingSuccess:
 		return a.response(now, from, m)
 	case stun.BindingError:
@@ -210,7 +258,7 @@ func (a *Agent) HandleSTUN(now time.Time, from netip.AddrPort, b []byte) error {
 	return fmt.Errorf("%w: type %v", ErrNotSTUN, m.Type)
 }
 
-func (a *Agent) request(now time.Time, from netip.AddrPort, m *stun.Message) error {
+func (a *Agent) request(now time.Time, from netip.AddrPort, relay bool, m *stun.Message) error {
 	var user stun.Username
 	if err := user.GetFrom(m); err != nil || !strings.HasPrefix(user.String(), a.cfg.LocalUfrag+":") {
 		a.st.Dropped++
@@ -230,30 +278,28 @@ func (a *Agent) request(now time.Time, from netip.AddrPort, m *stun.Message) err
 		tb := binary.BigEndian.Uint64(theirs)
 		if theyControl == a.cfg.Controlling {
 			if (a.cfg.Tiebreaker >= tb) == a.cfg.Controlling {
-				a.queue(from, a.buildError(m, 487, "Role Conflict"))
+				a.queue(from, relay, a.buildError(m, 487, "Role Conflict"))
 				return nil
 			}
 			a.cfg.Controlling = !a.cfg.Controlling
 		}
 	}
-	a.queue(from, a.buildResponse(m, from, user))
+	a.queue(from, relay, a.buildResponse(m, from, user))
 	a.st.ResponsesSent++
 
 	// The peer reached us from from: a pair to check (a peer-reflexive
 	// candidate if we did not know that address), with a triggered check.
-	p := a.pairFor(from)
+	p := a.pairFor(from, relay)
 	if p == nil {
-		if len(a.pairs) >= MaxRemoteCandidates {
-			return nil
-		}
 		prio := Priority(PeerReflexive)
 		if v, err := m.Get(stun.AttrPriority); err == nil && len(v) == 4 {
 			prio = binary.BigEndian.Uint32(v)
 		}
 		c := NewCandidate(PeerReflexive, from, netip.AddrPort{})
 		c.Priority = prio
-		p = &pair{remote: c}
-		a.pairs = append(a.pairs, p)
+		if p = a.addPair(c, relay); p == nil {
+			return nil
+		}
 	}
 	if m.Contains(stun.AttrUseCandidate) && !a.cfg.Controlling {
 		p.nominated = true
@@ -331,25 +377,25 @@ func (a *Agent) selectPair(p *pair) {
 	if a.selected == p {
 		return
 	}
-	if a.selected != nil && a.selected.remote.Priority > p.remote.Priority {
+	if a.selected != nil && a.selected.prio() > p.prio() {
 		return
 	}
 	a.selected = p
 	a.selectChanged = true
 }
 
-func (a *Agent) pairFor(addr netip.AddrPort) *pair {
+func (a *Agent) pairFor(addr netip.AddrPort, relay bool) *pair {
 	for _, p := range a.pairs {
-		if p.remote.Addr == addr {
+		if p.remote.Addr == addr && p.relay == relay {
 			return p
 		}
 	}
 	return nil
 }
 
-func (a *Agent) queue(to netip.AddrPort, b []byte) {
+func (a *Agent) queue(to netip.AddrPort, relay bool, b []byte) {
 	if b != nil {
-		a.out = append(a.out, Datagram{to, b})
+		a.out = append(a.out, Datagram{to, b, relay})
 	}
 }
 
@@ -365,7 +411,7 @@ func (a *Agent) sendCheck(now time.Time, p *pair) {
 	p.pending = true
 	p.tries++
 	p.nextAt = now.Add(checkRTO << min(p.tries-1, 4))
-	a.queue(p.remote.Addr, a.buildRequest(p))
+	a.queue(p.remote.Addr, p.relay, a.buildRequest(p))
 	a.st.ChecksSent++
 }
 
@@ -422,7 +468,7 @@ func (a *Agent) think(now time.Time) {
 func (a *Agent) nextWaiting() *pair {
 	var best *pair
 	for _, p := range a.pairs {
-		if p.state == waiting && (best == nil || p.remote.Priority > best.remote.Priority) {
+		if p.state == waiting && (best == nil || p.prio() > best.prio()) {
 			best = p
 		}
 	}

@@ -1,0 +1,91 @@
+// Package coturntest starts coturn (the TURN server users deploy, from
+// Debian's coturn package) on 127.0.0.1 for tests.
+package coturntest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/netmsg-go/netmsg/internal/ice"
+)
+
+// Realm is the realm of the credentials Start configures.
+const Realm = "netmsg"
+
+// Start runs turnserver on 127.0.0.1 with the long-term credential
+// user:pass and loopback peers allowed, waits until it answers STUN, and
+// stops it (by its PID) when the test ends. Without coturn installed it
+// skips the test, unless NETMSG_REQUIRE_COTURN=1 (CI sets it).
+func Start(t testing.TB, user, pass string) netip.AddrPort {
+	t.Helper()
+	bin, err := exec.LookPath("turnserver")
+	if err != nil {
+		if os.Getenv("NETMSG_REQUIRE_COTURN") == "1" {
+			t.Fatal("coturn (turnserver) is not installed but NETMSG_REQUIRE_COTURN=1")
+		}
+		t.Skip("coturn (turnserver) is not installed; apt-get install coturn")
+	}
+	var logs bytes.Buffer
+	for attempt := 0; attempt < 3; attempt++ {
+		port := freeUDPPort(t)
+		addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		cmd := exec.CommandContext(ctx, bin, "-n",
+			"--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", fmt.Sprintf("--listening-port=%d", port),
+			"--min-port=49160", "--max-port=49999",
+			"--lt-cred-mech", "--user="+user+":"+pass, "--realm="+Realm,
+			"--no-tls", "--no-dtls", "--no-cli", "--allow-loopback-peers", "--fingerprint",
+			"--log-file=stdout", "--simple-log")
+		logs.Reset()
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if err := cmd.Start(); err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		if waitSTUN(addr) {
+			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); cancel() })
+			return addr
+		}
+		cmd.Process.Kill() // ours, by its PID
+		cmd.Wait()
+		cancel()
+	}
+	t.Fatalf("coturn never answered a STUN binding:\n%s", logs.String())
+	return netip.AddrPort{}
+}
+
+func freeUDPPort(t testing.TB) int {
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// waitSTUN asks addr for a binding until it answers, for up to 5 s.
+func waitSTUN(addr netip.AddrPort) bool {
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	buf := make([]byte, 1500)
+	for range 50 {
+		c.WriteTo(ice.BindingRequest([12]byte{9}), net.UDPAddrFromAddrPort(addr))
+		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if n, _, err := c.ReadFrom(buf); err == nil {
+			if _, _, ok := ice.ParseBindingResponse(buf[:n]); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
