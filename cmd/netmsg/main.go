@@ -25,7 +25,8 @@ commands:
   signal  a signaling server for P2P (netmsg signal --listen ADDR)
   relay   a STUN and TURN server (--listen ADDR --user U:P)
   ping    a Messages peer over P2P: ping another (--identity ID --peer ID
-          --signaling ADDR [--count N] [--channel C]), or answer (--count 0)
+          --signaling ADDR [--stun ADDR] [--turn ADDR --turn-user U
+          --turn-pass P] [--count N] [--channel C]), or answer (--count 0)
 `
 
 func main() {

@@ -40,6 +40,11 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 	channel := fs.Int("channel", 0, "Messages channel")
 	interval := fs.Duration("interval", 200*time.Millisecond, "time between pings")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long (with --count 0: stop answering)")
+	stunFlag := fs.String("stun", "", "STUN server HOST:PORT for a server-reflexive candidate (netmsg relay serves STUN too)")
+	turnFlag := fs.String("turn", "", "TURN server HOST:PORT to relay through when no direct path works")
+	turnUser := fs.String("turn-user", "", "TURN user name")
+	turnPass := fs.String("turn-pass", "", "TURN password")
+	relayOnly := fs.Bool("relay-only", false, "use only paths through the TURN server")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -79,6 +84,24 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 	}
+	var stunServers []netip.AddrPort
+	if *stunFlag != "" {
+		a, err := netip.ParseAddrPort(*stunFlag)
+		if err != nil {
+			return fmt.Errorf("ping: --stun: %w", err)
+		}
+		stunServers = append(stunServers, a)
+	}
+	var turnServers []netmsg.TURNServer
+	if *turnFlag != "" {
+		a, err := netip.ParseAddrPort(*turnFlag)
+		if err != nil {
+			return fmt.Errorf("ping: --turn: %w", err)
+		}
+		turnServers = append(turnServers, netmsg.TURNServer{Addr: a, Username: *turnUser, Password: *turnPass})
+	} else if *relayOnly {
+		return errors.New("ping: --relay-only needs --turn")
+	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	var sig signaling.Conn
@@ -99,6 +122,7 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 	var ms *netmsg.Messages
 	h, err := netmsg.NewHost(netmsg.Config{
 		Identity: id, PrivateKey: key, Certificate: cert, ListenAddr: la, Signaling: sig,
+		STUNServers: stunServers, TURNServers: turnServers, P2PRelayOnly: *relayOnly,
 		OnSessionRequest: func(p netmsg.Identity) { ms.AcceptSessionWithUser(p) },
 		OnSessionFailed: func(info netmsg.ConnectionInfo) {
 			fmt.Fprintf(out, "session with %v failed: %v %s\n", info.Identity, info.EndReason, info.EndDebug)

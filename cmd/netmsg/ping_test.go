@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netmsg-go/netmsg/relay"
 	"github.com/netmsg-go/netmsg/signaling"
 )
 
@@ -72,4 +73,41 @@ func TestPingCommand(t *testing.T) {
 		}
 		s.Close()
 	}
+}
+
+// TestPingRelayOnly: two `netmsg ping` peers whose only path is through a
+// `netmsg relay` on 127.0.0.1.
+func TestPingRelayOnly(t *testing.T) {
+	s, err := signaling.NewServer(signaling.ServerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	go s.Serve(l)
+	defer s.Close()
+	r, err := relay.NewServer(relay.Config{ListenAddr: "127.0.0.1:0", Users: map[string]string{"u": "p"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	common := []string{"--signaling", l.Addr().String(), "--listen", "127.0.0.1:0", "--turn", r.Addr().String(), "--turn-user", "u", "--turn-pass", "p", "--relay-only", "--stun", r.Addr().String()}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var bobOut lockedBuf
+	bobDone := make(chan error, 1)
+	go func() {
+		bobDone <- runPingCtx(ctx, append([]string{"--identity", "str:bob", "--count", "0", "--timeout", "30s"}, common...), &bobOut)
+	}()
+	for s.Stats().Registered < 1 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	var out lockedBuf
+	if err := runPingCtx(ctx, append([]string{"--identity", "str:alice", "--peer", "str:bob", "--count", "3", "--interval", "50ms"}, common...), &out); err != nil {
+		t.Fatalf("%v\n%s\nbob:\n%s", err, out.String(), bobOut.String())
+	}
+	if n := strings.Count(out.String(), "pong "); n != 3 {
+		t.Fatalf("%d pongs:\n%s", n, out.String())
+	}
+	cancel()
+	<-bobDone
 }
