@@ -786,6 +786,19 @@ func (h *Host) infoLocked(hc *hostConn) ConnectionInfo {
 		st = StateConnected // GNS reports these only internally
 	}
 	desc := fmt.Sprintf("#%d UDP %v", hc.c.LocalID(), hc.c.RemoteAddr())
+	if hc.p2p != nil {
+		// As GNS describes P2P connections ("#id P2P ICE peer"), with the
+		// path: RemoteAddress is the peer's address on it; through a
+		// relay it is the address the relay reaches the peer at.
+		switch {
+		case !hc.c.RemoteAddr().IsValid():
+			desc = fmt.Sprintf("#%d P2P (finding route)", hc.c.LocalID())
+		case hc.p2p.agent.SelectedRelay() && h.turn != nil:
+			desc = fmt.Sprintf("#%d P2P ICE relay %v via TURN %v (relayed address %v)", hc.c.LocalID(), hc.c.RemoteAddr(), h.turn.srv.Addr, h.turn.addr)
+		default:
+			desc = fmt.Sprintf("#%d P2P ICE direct %v", hc.c.LocalID(), hc.c.RemoteAddr())
+		}
+	}
 	if hc.identity.IsValid() && hc.identity.Type() != IdentityIPAddress {
 		desc += " " + hc.identity.String()
 	}

@@ -2,11 +2,16 @@ package netmsg
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/netmsg-go/netmsg/internal/pb"
 	"github.com/netmsg-go/netmsg/netsim"
 	"github.com/netmsg-go/netmsg/signaling"
 )
@@ -76,7 +81,7 @@ func TestMessagesP2P(t *testing.T) {
 			m.Release()
 		}
 		st, info, _ := alice.m.GetSessionConnectionInfo(bob.id)
-		if st != StateConnected || info.RemoteAddress != bob.LocalAddr() || info.Identity != bob.id {
+		if st != StateConnected || info.RemoteAddress != bob.LocalAddr() || info.Identity != bob.id || !strings.Contains(info.Description, "P2P ICE direct") {
 			t.Errorf("alice's session: %v %+v", st, info)
 		}
 		alice.m.CloseSessionWithUser(bob.id)
@@ -136,4 +141,57 @@ func TestMessagesP2PNoSignaling(t *testing.T) {
 		t.Fatal("send without signaling worked")
 	}
 	t.Log(err)
+}
+
+// TestMessagesP2PHostileSignals: garbage blobs, forged senders, signals for
+// unknown connections and connect requests whose certificate names someone
+// else are counted and dropped; the Host still works.
+func TestMessagesP2PHostileSignals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw, _ := netsim.New(netsim.Config{})
+		defer nw.Close()
+		hub, _ := signaling.NewHub(signaling.HubConfig{})
+		ps := p2pPeers(t, nw, hub, 2)
+		defer closeAll(ps)
+		alice, bob := ps[0], ps[1]
+		mallory, _ := hub.Connect("str:mallory")
+		defer mallory.Close()
+		r := rand.New(rand.NewPCG(5, 6))
+		for i := range 2000 {
+			b := make([]byte, r.IntN(200))
+			for j := range b {
+				b[j] = byte(r.Uint32())
+			}
+			mallory.Send(bob.id.String(), b)
+			if i%100 == 0 {
+				// Well-formed rendezvous: claiming to be alice, for an
+				// unknown connection, and a connect request with
+				// mallory's own (absent) certificate.
+				forged, _ := proto.Marshal(&pb.P2PRendezvous{FromIdentity: proto.String("str:p0"), FromConnectionId: proto.Uint32(7)})
+				mallory.Send(bob.id.String(), forged)
+				unknown, _ := proto.Marshal(&pb.P2PRendezvous{FromIdentity: proto.String("str:mallory"), FromConnectionId: proto.Uint32(7), ToConnectionId: proto.Uint32(12345)})
+				mallory.Send(bob.id.String(), unknown)
+				req, _ := proto.Marshal(&pb.P2PRendezvous{FromIdentity: proto.String("str:mallory"), FromConnectionId: proto.Uint32(8),
+					ConnectRequest: &pb.P2PRendezvous_ConnectRequest{ToVirtualPort: proto.Uint32(messagesVirtualPort)}})
+				mallory.Send(bob.id.String(), req)
+			}
+		}
+		time.Sleep(time.Second)
+		bob.Host.mu.Lock()
+		dropped, refused := bob.stats.SignalsDropped, bob.stats.ConnectsRefused
+		bob.Host.mu.Unlock()
+		if dropped < 1000 || refused == 0 {
+			t.Errorf("signals dropped %d, connects refused %d", dropped, refused)
+		}
+		if len(bob.gotRequests()) != 0 {
+			t.Fatalf("a hostile signal made a session request: %v", bob.gotRequests())
+		}
+		// Business as usual.
+		alice.m.SendMessageToUser(bob.id, []byte("still here"), SendReliable, 0)
+		waitFor(t, time.Minute, "alice's request", func() bool { return len(bob.gotRequests()) == 1 })
+		bob.m.AcceptSessionWithUser(alice.id)
+		if text, _ := recvText(t, bob, 0); text != "still here" {
+			t.Fatalf("bob got %q", text)
+		}
+	})
 }

@@ -3,6 +3,7 @@ package netmsg
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,6 +60,10 @@ func relayExchange(t *testing.T, a, b *msgPeer) {
 	}
 	if time.Now().After(deadline) {
 		t.Fatal("too slow")
+	}
+	_, info, _ := a.m.GetSessionConnectionInfo(b.id)
+	if !strings.Contains(info.Description, "P2P ICE relay") {
+		t.Errorf("description %q does not say relayed", info.Description)
 	}
 	a.Host.mu.Lock()
 	defer a.Host.mu.Unlock()

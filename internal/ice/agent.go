@@ -103,8 +103,9 @@ type Agent struct {
 	nominating    *pair
 	st            Stats
 	selectChanged bool
-	relayBase     bool // we have a TURN allocation: pairs through it too
-	onlyRelay     bool // Config.OnlyRelay
+	relayBase     bool        // we have a TURN allocation: pairs through it too
+	onlyRelay     bool        // Config.OnlyRelay
+	remotes       []Candidate // every remote candidate signaled, for pairs made later
 }
 
 // NewAgent returns an agent with no remote candidates yet.
@@ -133,10 +134,8 @@ func (a *Agent) SetRelayBase() {
 		return
 	}
 	a.relayBase = true
-	for _, p := range a.pairs {
-		if !p.relay {
-			a.addPair(p.remote, true)
-		}
+	for _, c := range a.remotes {
+		a.addPair(c, true)
 	}
 }
 
@@ -178,6 +177,15 @@ func (a *Agent) AddRemoteCandidate(c Candidate) {
 		return
 	}
 	c.Addr = netip.AddrPortFrom(c.Addr.Addr().Unmap(), c.Addr.Port())
+	for _, r := range a.remotes {
+		if r.Addr == c.Addr {
+			return
+		}
+	}
+	if len(a.remotes) >= MaxRemoteCandidates {
+		return
+	}
+	a.remotes = append(a.remotes, c)
 	if !a.onlyRelay {
 		a.addPair(c, false)
 	}
