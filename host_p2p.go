@@ -141,11 +141,13 @@ func (h *Host) newP2PLocked(now time.Time, hc *hostConn, peer Identity, controll
 	}
 	p.sess = p2p.NewSession(h.identity.String(), local, peer.String(), remoteID)
 	p.sess.QueueReliable(now, p2p.ICEAuth(pwd))
-	for _, a := range h.hostCandidates() {
-		p.sess.QueueReliable(now, p2p.ICECandidate(ice.NewCandidate(ice.Host, a, netip.AddrPort{}).String()))
-	}
-	for _, c := range h.srflxCandidates() {
-		p.sess.QueueReliable(now, p2p.ICECandidate(c.String()))
+	if !h.cfg.P2PRelayOnly { // relay only: the relay candidate alone, as GNS
+		for _, a := range h.hostCandidates() {
+			p.sess.QueueReliable(now, p2p.ICECandidate(ice.NewCandidate(ice.Host, a, netip.AddrPort{}).String()))
+		}
+		for _, c := range h.srflxCandidates() {
+			p.sess.QueueReliable(now, p2p.ICECandidate(c.String()))
+		}
 	}
 	h.stunStartLocked(now)
 	h.turnStartLocked()

@@ -84,8 +84,8 @@ func (h *Host) stunResponseLocked(now time.Time, from netip.AddrPort, b []byte) 
 			return true
 		}
 		s.mapped = mapped
-		if h.isHostCandidate(mapped) {
-			return true // not behind a NAT: the host candidate says it all
+		if h.isHostCandidate(mapped) || h.cfg.P2PRelayOnly {
+			return true // not behind a NAT (the host candidate says it all), or relay only
 		}
 		// A new reflexive address: offer it to every P2P peer.
 		c := h.srflxCandidate(mapped).String()

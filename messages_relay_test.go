@@ -65,16 +65,18 @@ func relayExchange(t *testing.T, a, b *msgPeer) {
 	if !strings.Contains(info.Description, "P2P ICE relay") {
 		t.Errorf("description %q does not say relayed", info.Description)
 	}
-	a.Host.mu.Lock()
-	defer a.Host.mu.Unlock()
-	relayed := false
-	for _, hc := range a.conns {
-		if hc.p2p != nil && hc.p2p.agent.SelectedRelay() {
-			relayed = true
+	for _, p := range []*msgPeer{a, b} {
+		p.Host.mu.Lock()
+		relayed := false
+		for _, hc := range p.conns {
+			if hc.p2p != nil && hc.p2p.agent.SelectedRelay() {
+				relayed = true
+			}
 		}
-	}
-	if !relayed {
-		t.Fatal("the session does not go through the relay")
+		p.Host.mu.Unlock()
+		if !relayed {
+			t.Fatalf("%v's side of the session does not go through its relay", p.id)
+		}
 	}
 }
 
