@@ -212,7 +212,12 @@ func (h *Host) handleSignalLocked(now time.Time, from string, blob []byte) {
 			h.stats.SignalsDropped++
 			return
 		}
-		if hc = h.acceptP2PLocked(now, from, rv.GetFromConnectionId(), rv.ConnectRequest); hc == nil {
+		if mine := h.p2pClientToLocked(from); mine != nil {
+			// Symmetric connect: we asked this peer too.
+			if hc = h.symmetricLocked(now, mine, key, rv); hc == nil {
+				return
+			}
+		} else if hc = h.acceptP2PLocked(now, from, rv.GetFromConnectionId(), rv.ConnectRequest); hc == nil {
 			return
 		}
 	}
@@ -248,6 +253,61 @@ func (h *Host) handleSignalLocked(now time.Time, from string, blob []byte) {
 		}
 	}
 	h.pollLocked(now, hc)
+}
+
+// p2pClientToLocked returns our live P2P Messages client connection to
+// peer, if any.
+func (h *Host) p2pClientToLocked(peer string) *hostConn {
+	id, err := ParseIdentity(peer)
+	if err != nil {
+		return nil
+	}
+	s := h.messages.sessions[id]
+	if s == nil || s.failed || s.hc == nil || s.hc.p2p == nil || s.hc.c.IsServer() {
+		return nil
+	}
+	return s.hc
+}
+
+// compareSymmetric is GNS's symmetric-connect role rule, from our side:
+// <= 0 means our connection stays the client (the peer will accept it);
+// > 0 means ours should become the server and accept theirs. The lower
+// connection id would be the client, but the rule flips when the low bits
+// of the two ids differ, so that neither side can pick its role by picking
+// its id.
+func compareSymmetric(ours, theirs uint32) int {
+	r := 0
+	switch {
+	case ours < theirs:
+		r = -1
+	case ours > theirs:
+		r = 1
+	}
+	if (ours^theirs)&1 != 0 {
+		r = -r
+	}
+	return r
+}
+
+// symmetricLocked handles the peer's connect request while our own
+// connection to it is out (GNS's symmetric connect): by the role rule,
+// either we drop theirs and wait for them to accept ours, or our
+// connection changes role and accepts theirs, from the same connection id.
+// It returns the connection the rendezvous continues on, or nil.
+func (h *Host) symmetricLocked(now time.Time, mine *hostConn, key p2pKey, rv *pb.P2PRendezvous) *hostConn {
+	if compareSymmetric(mine.c.LocalID(), key.id) <= 0 || mine.c.State() != conn.StateConnecting {
+		return nil // ours stays the client (or is past changing): theirs is dropped, as GNS does
+	}
+	if err := mine.c.BecomeP2PServer(now, key.id, rv.ConnectRequest); err != nil {
+		h.stats.ConnectsRefused++
+		return nil
+	}
+	p := mine.p2p
+	p.sess.BecomeServer(key.id)
+	p.agent.SetControlling(true) // the accepting side controls
+	p.key = key
+	h.p2pIncoming[key] = mine
+	return mine
 }
 
 // acceptP2PLocked takes a connect request signaled by connection id of
@@ -351,6 +411,7 @@ func (h *Host) p2pRouteLocked(now time.Time, hc *hostConn) {
 	if p.agent.SelectedChanged() {
 		if a, ok := p.agent.Selected(); ok {
 			hc.c.SetRemoteAddr(a)
+			h.cfg.Logger.Debug("netmsg: P2P path", "conn", hc.c.LocalID(), "peer", p.peer, "remote", a, "relayed", p.agent.SelectedRelay())
 		}
 	}
 }

@@ -130,7 +130,9 @@ func (h *Host) allocate(srv TURNServer, client *turn.Client, sock *turnSock) {
 			case <-h.done:
 				return
 			case d := <-ta.out:
-				relayed.WriteTo(d.b, net.UDPAddrFromAddrPort(d.to))
+				if _, err := relayed.WriteTo(d.b, net.UDPAddrFromAddrPort(d.to)); err != nil {
+					h.cfg.Logger.Debug("netmsg: TURN send", "to", d.to, "err", err)
+				}
 			}
 		}
 	}()

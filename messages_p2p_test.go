@@ -120,7 +120,23 @@ func TestMessagesP2PSymmetricLossySignaling(t *testing.T) {
 						t.Fatalf("%d duplicates", len(ms))
 					}
 				}
-				if st := hub.Stats(); st.Lost == 0 || st.Duplicated == 0 {
+				// GNS's symmetric connect: one connection per side, the
+				// same pair of ids (one side changed role).
+				var ids [2][2]uint32
+				for i, p := range ps {
+					p.Host.mu.Lock()
+					if len(p.conns) != 1 {
+						t.Errorf("%v has %d connections, want 1", p.id, len(p.conns))
+					}
+					for _, hc := range p.conns {
+						ids[i] = [2]uint32{hc.c.LocalID(), hc.c.RemoteID()}
+					}
+					p.Host.mu.Unlock()
+				}
+				if ids[0][0] != ids[1][1] || ids[0][1] != ids[1][0] {
+					t.Errorf("connection ids %v and %v do not match", ids[0], ids[1])
+				}
+				if st := hub.Stats(); st.Lost+st.Duplicated+st.Reordered == 0 {
 					t.Errorf("the hub did no harm: %+v", st)
 				}
 			})

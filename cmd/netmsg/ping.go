@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -45,6 +46,7 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 	turnUser := fs.String("turn-user", "", "TURN user name")
 	turnPass := fs.String("turn-pass", "", "TURN password")
 	relayOnly := fs.Bool("relay-only", false, "use only paths through the TURN server")
+	verbose := fs.Bool("v", false, "log the Host's debug events (paths, relay errors) to standard error")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -123,6 +125,7 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 	h, err := netmsg.NewHost(netmsg.Config{
 		Identity: id, PrivateKey: key, Certificate: cert, ListenAddr: la, Signaling: sig,
 		STUNServers: stunServers, TURNServers: turnServers, P2PRelayOnly: *relayOnly,
+		Logger:           pingLogger(*verbose),
 		OnSessionRequest: func(p netmsg.Identity) { ms.AcceptSessionWithUser(p) },
 		OnSessionFailed: func(info netmsg.ConnectionInfo) {
 			fmt.Fprintf(out, "session with %v failed: %v %s\n", info.Identity, info.EndReason, info.EndDebug)
@@ -200,4 +203,11 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 			}
 		}
 	}
+}
+
+func pingLogger(verbose bool) *slog.Logger {
+	if !verbose {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

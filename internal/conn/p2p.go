@@ -219,3 +219,60 @@ func (c *Conn) FailRoute(now time.Time, reason int, debug string) {
 		c.problem(now, reason, debug)
 	}
 }
+
+// BecomeP2PServer turns a P2P client connection that is still connecting
+// into the server side of the peer's connection remoteID, whose connect
+// request req it accepts (GNS's symmetric connect: when both sides asked,
+// one of them changes role; see netmsg's host). The handshake is redone
+// as the server, with fresh session keys, and the connection is accepted
+// at once: the host then signals P2PConnectOK from the same connection id.
+func (c *Conn) BecomeP2PServer(now time.Time, remoteID uint32, req *pb.P2PRendezvous_ConnectRequest) error {
+	if !c.p2p || c.server || c.state != StateConnecting {
+		return fmt.Errorf("%w: only a connecting P2P client can change role", ErrUnexpected)
+	}
+	if remoteID == 0 || req.GetCert() == nil || req.GetCrypt() == nil {
+		return fmt.Errorf("%w: connect request without id, certificate or crypt info", ErrMalformed)
+	}
+	ident, err := peerIdentity(req.GetCert(), "", "")
+	if err != nil {
+		return err
+	}
+	if ident == "" || (c.expectIdentity != "" && ident != c.expectIdentity) {
+		return fmt.Errorf("%w: certificate names %q", ErrHandshake, ident)
+	}
+	peer, err := crypto.VerifyPeer(c.loc.policy(now, "", 0), req.GetCert(), req.GetCrypt())
+	if err == nil {
+		err = c.checkLanes(peer)
+	}
+	lanes := 0
+	if offer, ours := int(req.GetNetmsgLanes()), c.loc.cfg.OfferLanes; c.vport > 0 && offer > 1 && ours > 1 {
+		lanes = min(offer, ours, snp.MaxLanes)
+	}
+	var keys *crypto.SessionKeys
+	var local *crypto.LocalCrypt
+	if err == nil {
+		var ciph pb.Cipher
+		ciph, err = crypto.NegotiateCipher(crypto.DefaultCiphers, peer.Crypt.GetCiphers(), false)
+		if err == nil {
+			local, err = newLocalCrypt(c.loc, []pb.Cipher{ciph})
+		}
+		if err == nil {
+			keys, err = crypto.DeriveKeys(crypto.KeyParams{
+				IsServer:    true,
+				LocalConnID: c.localID, RemoteConnID: remoteID,
+				LocalCert: c.loc.cert.GetCert(), Local: local, Peer: peer, Cipher: ciph,
+			})
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrHandshake, err)
+	}
+	c.server = true
+	c.remoteID = remoteID
+	c.remoteIdentity = ident
+	c.crypt = local
+	c.lanesNeg = lanes
+	c.peerVersion = peer.Crypt.GetProtocolVersion()
+	c.pendingPeer, c.pendingKeys = peer, keys
+	return c.Accept(now)
+}

@@ -144,3 +144,31 @@ func TestP2PNoBusyWake(t *testing.T) {
 		t.Fatalf("wakes at %v, not after %v", w, t0)
 	}
 }
+
+// TestP2PChangeRole: a connecting client takes the peer's connect request
+// as the server (symmetric connect), and the two connect with one pair of
+// ids; a connected or server connection refuses.
+func TestP2PChangeRole(t *testing.T) {
+	a, _ := DialP2P(testConfig("str:alice"), t0, 11)
+	b, _ := DialP2P(testConfig("str:bob"), t0, 22)
+	if err := a.BecomeP2PServer(t0, 22, b.P2PConnectRequest()); err != nil {
+		t.Fatal(err)
+	}
+	if !a.IsServer() || a.State() != StateConnected || a.RemoteID() != 22 {
+		t.Fatalf("a: server %v state %v remote %d", a.IsServer(), a.State(), a.RemoteID())
+	}
+	if err := b.HandleP2PConnectOK(t0, 11, a.P2PConnectOK()); err != nil {
+		t.Fatal(err)
+	}
+	a.SetRemoteAddr(clientAddr)
+	b.SetRemoteAddr(serverAddr)
+	a.SendKeyed(t0, 0, nil, []byte("hi"), snp.Reliable)
+	b.SendKeyed(t0, 0, nil, []byte("ho"), snp.Reliable)
+	p2pRun(t, a, b, t0, 100*time.Millisecond)
+	if len(recvAll(a)) != 1 || len(recvAll(b)) != 1 {
+		t.Fatal("no exchange after the role change")
+	}
+	if err := a.BecomeP2PServer(t0, 22, b.P2PConnectRequest()); err == nil {
+		t.Error("a connected server changed role again")
+	}
+}

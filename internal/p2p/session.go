@@ -99,6 +99,14 @@ func (s *Session) Close(now time.Time, reason int, debug string) {
 	s.dueBy(now)
 }
 
+// BecomeServer makes the session that of the server side of the peer's
+// connection remoteID (symmetric connect: our connection changed role): it
+// stops asking and answers from the same connection id.
+func (s *Session) BecomeServer(remoteID uint32) {
+	s.RemoteID = remoteID
+	s.connectRequest = nil
+}
+
 // QueueReliable adds a message to the reliable stream.
 func (s *Session) QueueReliable(now time.Time, m *pb.P2PRendezvous_ReliableMessage) error {
 	if len(s.out) >= MaxUnacked {
