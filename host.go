@@ -795,6 +795,8 @@ func (h *Host) infoLocked(hc *hostConn) ConnectionInfo {
 			desc = fmt.Sprintf("#%d P2P (finding route)", hc.c.LocalID())
 		case hc.p2p.agent.SelectedRelay() && h.turn != nil:
 			desc = fmt.Sprintf("#%d P2P ICE relay %v via TURN %v (relayed address %v)", hc.c.LocalID(), hc.c.RemoteAddr(), h.turn.srv.Addr, h.turn.addr)
+		case hc.p2p.agent.SelectedPeerRelay():
+			desc = fmt.Sprintf("#%d P2P ICE relay %v (the peer's TURN allocation)", hc.c.LocalID(), hc.c.RemoteAddr())
 		default:
 			desc = fmt.Sprintf("#%d P2P ICE direct %v", hc.c.LocalID(), hc.c.RemoteAddr())
 		}

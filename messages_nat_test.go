@@ -3,12 +3,14 @@ package netmsg
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/netmsg-go/netmsg/internal/ice"
 	"github.com/netmsg-go/netmsg/netsim"
+	"github.com/netmsg-go/netmsg/relay"
 	"github.com/netmsg-go/netmsg/signaling"
 	"github.com/netmsg-go/netmsg/transport"
 )
@@ -33,21 +35,30 @@ func stunResponder(ep *netsim.Endpoint) {
 // in-memory network, learn their public addresses from a STUN server and
 // connect directly where the NATs allow it (hole punching through cone
 // NATs, and a symmetric NAT facing a full cone); two symmetric NATs need a
-// relay, which does not exist yet, so that session fails cleanly with
-// EndMiscP2PNATFirewall.
+// relay: without one the session fails cleanly with EndMiscP2PNATFirewall,
+// with a TURN server (package relay, on the same in-memory network) it
+// goes through it; where a direct path exists it is preferred.
 func TestMessagesP2PThroughNAT(t *testing.T) {
 	cases := []struct {
-		a, b netsim.NATType
-		ok   bool
+		a, b    netsim.NATType
+		relay   bool // a TURN server on the network
+		ok      bool
+		relayed bool // the path found goes through the relay
 	}{
-		{netsim.FullCone, netsim.FullCone, true},
-		{netsim.Restricted, netsim.Restricted, true},
-		{netsim.PortRestricted, netsim.PortRestricted, true},
-		{netsim.Symmetric, netsim.FullCone, true},
-		{netsim.Symmetric, netsim.Symmetric, false},
+		{netsim.FullCone, netsim.FullCone, false, true, false},
+		{netsim.Restricted, netsim.Restricted, false, true, false},
+		{netsim.PortRestricted, netsim.PortRestricted, false, true, false},
+		{netsim.Symmetric, netsim.FullCone, false, true, false},
+		{netsim.Symmetric, netsim.Symmetric, false, false, false},
+		{netsim.Symmetric, netsim.Symmetric, true, true, true},
+		{netsim.PortRestricted, netsim.PortRestricted, true, true, false}, // direct preferred
 	}
 	for _, tc := range cases {
-		t.Run(fmt.Sprintf("%v-%v", tc.a, tc.b), func(t *testing.T) {
+		name := fmt.Sprintf("%v-%v", tc.a, tc.b)
+		if tc.relay {
+			name += "-with-relay"
+		}
+		t.Run(name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 10 * time.Millisecond}})
 				defer nw.Close()
@@ -62,6 +73,15 @@ func TestMessagesP2PThroughNAT(t *testing.T) {
 				stun, _ := nw.Listen(stunAddr)
 				go stunResponder(stun)
 				defer stun.Close()
+				var turns []TURNServer
+				if tc.relay {
+					rs, err := relay.NewServer(relay.Config{Network: nw, ListenAddr: "198.51.100.20:3478", RelayIP: netip.MustParseAddr("198.51.100.20"), Users: map[string]string{"u": "p"}})
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer rs.Close()
+					turns = []TURNServer{{Addr: rs.Addr(), Username: "u", Password: "p"}}
+				}
 				hub, _ := signaling.NewHub(signaling.HubConfig{Delay: 20 * time.Millisecond})
 				var ps []*msgPeer
 				for i, addr := range []string{"10.1.0.2:27015", "10.2.0.2:27015"} {
@@ -73,7 +93,7 @@ func TestMessagesP2PThroughNAT(t *testing.T) {
 					sc, _ := hub.Connect(id.String())
 					defer sc.Close()
 					p := &msgPeer{id: id}
-					h, err := NewHost(Config{PacketConn: ep, Identity: id, Signaling: sc, STUNServers: []netip.AddrPort{stunAddr},
+					h, err := NewHost(Config{PacketConn: ep, Identity: id, Signaling: sc, STUNServers: []netip.AddrPort{stunAddr}, TURNServers: turns,
 						OnSessionRequest: func(peer Identity) { p.m.AcceptSessionWithUser(peer) },
 						OnSessionFailed: func(info ConnectionInfo) {
 							p.mu.Lock()
@@ -111,7 +131,10 @@ func TestMessagesP2PThroughNAT(t *testing.T) {
 					m.Release()
 				}
 				_, info, _ := a.m.GetSessionConnectionInfo(b.id)
-				if info.RemoteAddress.Addr() != netip.MustParseAddr("203.0.113.2") {
+				if relayed := strings.Contains(info.Description, "relay"); relayed != tc.relayed {
+					t.Errorf("path %q, want relayed %v", info.Description, tc.relayed)
+				}
+				if !tc.relayed && info.RemoteAddress.Addr() != netip.MustParseAddr("203.0.113.2") {
 					t.Errorf("a reaches b at %v, want b's NAT", info.RemoteAddress)
 				}
 				if st := natA.Stats(nw); st.MappingsCreated == 0 {

@@ -20,6 +20,8 @@ import (
 
 	"github.com/pion/logging"
 	"github.com/pion/turn/v5"
+
+	"github.com/netmsg-go/netmsg/netsim"
 )
 
 // Config configures a Server.
@@ -40,6 +42,10 @@ type Config struct {
 	// MaxAllocations bounds the allocations at once (default 1000); more
 	// are refused.
 	MaxAllocations int
+	// Network, for tests and the demo, runs the relay on netmsg's
+	// in-memory network instead of real sockets: it listens there at
+	// ListenAddr and allocates relayed addresses at RelayIP.
+	Network *netsim.Network
 }
 
 // Stats counts what a Server did.
@@ -71,6 +77,17 @@ func NewServer(cfg Config) (*Server, error) {
 		cfg.MaxAllocations = 1000
 	}
 	conn := cfg.PacketConn
+	if conn == nil && cfg.Network != nil {
+		ap, err := netip.ParseAddrPort(cfg.ListenAddr)
+		if err != nil {
+			return nil, fmt.Errorf("relay: ListenAddr: %w", err)
+		}
+		ep, err := cfg.Network.Listen(ap)
+		if err != nil {
+			return nil, fmt.Errorf("relay: %w", err)
+		}
+		conn = ep.PacketConn()
+	}
 	if conn == nil {
 		addr := cfg.ListenAddr
 		if addr == "" {
@@ -95,6 +112,13 @@ func NewServer(cfg Config) (*Server, error) {
 		keys[u] = turn.GenerateAuthKey(u, cfg.Realm, p)
 	}
 	s := &Server{conn: conn}
+	var gen turn.RelayAddressGenerator = &turn.RelayAddressGeneratorStatic{
+		RelayAddress: net.IP(relayIP.AsSlice()),
+		Address:      la.Addr().Unmap().String(),
+	}
+	if cfg.Network != nil {
+		gen = &netsimRelays{nw: cfg.Network, ip: relayIP}
+	}
 	srv, err := turn.NewServer(turn.ServerConfig{
 		Realm:         cfg.Realm,
 		LoggerFactory: quietLogger{},
@@ -113,11 +137,8 @@ func NewServer(cfg Config) (*Server, error) {
 			return true
 		},
 		PacketConnConfigs: []turn.PacketConnConfig{{
-			PacketConn: conn,
-			RelayAddressGenerator: &turn.RelayAddressGeneratorStatic{
-				RelayAddress: net.IP(relayIP.AsSlice()),
-				Address:      la.Addr().Unmap().String(),
-			},
+			PacketConn:            conn,
+			RelayAddressGenerator: gen,
 		}},
 	})
 	if err != nil {
@@ -157,3 +178,28 @@ func (quietLogger) NewLogger(string) logging.LeveledLogger {
 type nilWriter struct{}
 
 func (nilWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// netsimRelays allocates relayed addresses on the in-memory network.
+type netsimRelays struct {
+	nw *netsim.Network
+	ip netip.Addr
+}
+
+func (g *netsimRelays) Validate() error { return nil }
+
+func (g *netsimRelays) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	ep, err := g.nw.Listen(netip.AddrPortFrom(g.ip, 0))
+	if err != nil {
+		return nil, nil, err
+	}
+	pc := ep.PacketConn()
+	return pc, pc.LocalAddr(), nil
+}
+
+func (g *netsimRelays) AllocateListener(turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
+	return nil, nil, errors.New("relay: no TCP relays on the in-memory network")
+}
+
+func (g *netsimRelays) AllocateConn(turn.AllocateConnConfig) (net.Conn, error) {
+	return nil, errors.New("relay: no TCP relays on the in-memory network")
+}

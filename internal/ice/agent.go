@@ -206,6 +206,10 @@ func (a *Agent) Selected() (netip.AddrPort, bool) {
 // allocation.
 func (a *Agent) SelectedRelay() bool { return a.selected != nil && a.selected.relay }
 
+// SelectedPeerRelay reports whether the selected pair's remote end is the
+// peer's TURN allocation (its relay candidate).
+func (a *Agent) SelectedPeerRelay() bool { return a.selected != nil && a.selected.remote.Type == Relay }
+
 // SelectedChanged reports (once) that the selected pair changed since the
 // last call.
 func (a *Agent) SelectedChanged() bool {
