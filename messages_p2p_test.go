@@ -166,7 +166,9 @@ func TestMessagesP2PHostileSignals(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		nw, _ := netsim.New(netsim.Config{})
 		defer nw.Close()
-		hub, _ := signaling.NewHub(signaling.HubConfig{})
+		// A queue long enough for the whole barrage: what is counted is
+		// the Host's handling, not the hub's overflow.
+		hub, _ := signaling.NewHub(signaling.HubConfig{QueueLen: 10000})
 		ps := p2pPeers(t, nw, hub, 2)
 		defer closeAll(ps)
 		alice, bob := ps[0], ps[1]
@@ -196,7 +198,7 @@ func TestMessagesP2PHostileSignals(t *testing.T) {
 		bob.Host.mu.Lock()
 		dropped, refused := bob.stats.SignalsDropped, bob.stats.ConnectsRefused
 		bob.Host.mu.Unlock()
-		if dropped < 1000 || refused == 0 {
+		if dropped < 1900 || refused == 0 {
 			t.Errorf("signals dropped %d, connects refused %d", dropped, refused)
 		}
 		if len(bob.gotRequests()) != 0 {

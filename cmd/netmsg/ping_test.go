@@ -98,8 +98,10 @@ func TestPingRelayOnly(t *testing.T) {
 	go func() {
 		bobDone <- runPingCtx(ctx, append([]string{"--identity", "str:bob", "--count", "0", "--timeout", "30s"}, common...), &bobOut)
 	}()
-	for s.Stats().Registered < 1 {
-		time.Sleep(10 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); s.Stats().Registered < 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("bob never registered:\n%s", bobOut.String())
+		}
 	}
 	var out lockedBuf
 	if err := runPingCtx(ctx, append([]string{"--identity", "str:alice", "--peer", "str:bob", "--count", "3", "--interval", "50ms"}, common...), &out); err != nil {

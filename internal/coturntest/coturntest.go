@@ -39,7 +39,9 @@ func Start(t testing.TB, user, pass string) netip.AddrPort {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		cmd := exec.CommandContext(ctx, bin, "-n",
 			"--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", fmt.Sprintf("--listening-port=%d", port),
-			"--min-port=49160", "--max-port=49999",
+			// A relay port window of its own, so coturns of tests
+			// running at once do not take each other's ports.
+			fmt.Sprintf("--min-port=%d", 50000+(port%150)*100), fmt.Sprintf("--max-port=%d", 50000+(port%150)*100+99),
 			"--lt-cred-mech", "--user="+user+":"+pass, "--realm="+Realm,
 			"--no-tls", "--no-dtls", "--no-cli", "--allow-loopback-peers", "--fingerprint",
 			"--log-file=stdout", "--simple-log")
