@@ -157,28 +157,9 @@ func (c *Conn) recvConnectOK(now time.Time, m *pb.UDPConnectOK) error {
 		c.problem(now, EndRemoteBadCrypt, "Didn't send valid connection ID")
 		return nil
 	}
-	peer, err := crypto.VerifyPeer(c.loc.policy(now, c.expectIdentity, c.peerVersion), m.GetCert(), m.GetCrypt())
-	if err == nil {
-		err = c.checkLanes(peer)
-	}
-	var keys *crypto.SessionKeys
-	if err == nil {
-		var ciph pb.Cipher
-		ciph, err = crypto.NegotiateCipher(c.crypt.Info.GetCiphers(), peer.Crypt.GetCiphers(), true)
-		if err == nil {
-			keys, err = crypto.DeriveKeys(crypto.KeyParams{
-				LocalConnID: c.localID, RemoteConnID: c.remoteID,
-				LocalCert: c.loc.cert.GetCert(), Local: c.crypt, Peer: peer, Cipher: ciph,
-			})
-		}
-	}
+	peer, keys, err := c.clientKeys(now, c.peerVersion, m.GetCert(), m.GetCrypt())
 	if err != nil {
-		reason := crypto.EndReasonOf(err)
-		if reason == 0 {
-			reason = EndRemoteBadCrypt
-		}
-		c.problem(now, reason, err.Error())
-		return fmt.Errorf("%w: %w", ErrHandshake, err)
+		return err
 	}
 	c.remoteIdentity = ident
 	if peer.IdentityIsLocalhost {
@@ -202,4 +183,35 @@ func (c *Conn) checkLanes(p *crypto.Peer) error {
 		return fmt.Errorf("%w: peer is using old protocol and cannot receive multiple lanes", crypto.ErrBadProtocolVersion)
 	}
 	return nil
+}
+
+// clientKeys checks the server's certificate and signed crypt info (and
+// the lanes we need) and derives the client's session keys (GNS's client
+// side of the crypto handshake: UDP connect OK and P2P connect_ok alike).
+// A failure ends the connection with GNS's reason and is returned.
+func (c *Conn) clientKeys(now time.Time, earlierVersion uint32, cert *pb.CertificateSigned, crypt *pb.SessionCryptInfoSigned) (*crypto.Peer, *crypto.SessionKeys, error) {
+	peer, err := crypto.VerifyPeer(c.loc.policy(now, c.expectIdentity, earlierVersion), cert, crypt)
+	if err == nil {
+		err = c.checkLanes(peer)
+	}
+	var keys *crypto.SessionKeys
+	if err == nil {
+		var ciph pb.Cipher
+		ciph, err = crypto.NegotiateCipher(c.crypt.Info.GetCiphers(), peer.Crypt.GetCiphers(), true)
+		if err == nil {
+			keys, err = crypto.DeriveKeys(crypto.KeyParams{
+				LocalConnID: c.localID, RemoteConnID: c.remoteID,
+				LocalCert: c.loc.cert.GetCert(), Local: c.crypt, Peer: peer, Cipher: ciph,
+			})
+		}
+	}
+	if err != nil {
+		reason := crypto.EndReasonOf(err)
+		if reason == 0 {
+			reason = EndRemoteBadCrypt
+		}
+		c.problem(now, reason, err.Error())
+		return nil, nil, fmt.Errorf("%w: %w", ErrHandshake, err)
+	}
+	return peer, keys, nil
 }

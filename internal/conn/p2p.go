@@ -110,28 +110,9 @@ func (c *Conn) HandleP2PConnectOK(now time.Time, remoteID uint32, ok *pb.P2PRend
 		return fmt.Errorf("%w: certificate names no identity", ErrHandshake)
 	}
 	c.remoteID = remoteID
-	peer, err := crypto.VerifyPeer(c.loc.policy(now, c.expectIdentity, 0), ok.GetCert(), ok.GetCrypt())
-	if err == nil {
-		err = c.checkLanes(peer)
-	}
-	var keys *crypto.SessionKeys
-	if err == nil {
-		var ciph pb.Cipher
-		ciph, err = crypto.NegotiateCipher(c.crypt.Info.GetCiphers(), peer.Crypt.GetCiphers(), true)
-		if err == nil {
-			keys, err = crypto.DeriveKeys(crypto.KeyParams{
-				LocalConnID: c.localID, RemoteConnID: c.remoteID,
-				LocalCert: c.loc.cert.GetCert(), Local: c.crypt, Peer: peer, Cipher: ciph,
-			})
-		}
-	}
+	peer, keys, err := c.clientKeys(now, 0, ok.GetCert(), ok.GetCrypt())
 	if err != nil {
-		reason := crypto.EndReasonOf(err)
-		if reason == 0 {
-			reason = EndRemoteBadCrypt
-		}
-		c.problem(now, reason, err.Error())
-		return fmt.Errorf("%w: %w", ErrHandshake, err)
+		return err
 	}
 	c.remoteIdentity = ident
 	if n, ours := int(ok.GetNetmsgLanes()), c.loc.cfg.OfferLanes; c.vport > 0 && n > 1 && ours > 1 {
