@@ -3,11 +3,15 @@ package peer
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/netmsg-go/netmsg"
+	"github.com/netmsg-go/netmsg/relay"
+	"github.com/netmsg-go/netmsg/signaling"
 )
 
 // netmsgMsgsPeer is netmsg's Messages API (ISteamNetworkingMessages) over
@@ -18,44 +22,120 @@ import (
 // 512 KiB send buffer), plus GNS's 5-byte Messages header on every
 // message. Reliable and unreliable messages both go on channel 0, so that
 // one Receive returns either kind and the reliable stream keeps its order.
-type netmsgMsgsPeer struct{}
+//
+// The P2P variants run the same over P2P: the server side starts a
+// signaling server (TCP, GNS's trivial protocol) on 127.0.0.1 and its Host
+// is str:server; the client is str:client and finds it through signaling
+// and ICE (host candidates on 127.0.0.1). "netmsg-p2p" lets ICE pick the
+// direct path; "netmsg-p2p-relay" also starts a TURN server (package
+// relay, on the UDP port with the signaling server's number) and both
+// Hosts use only paths through it.
+type netmsgMsgsPeer struct {
+	name       string
+	p2p, relay bool
+}
 
-func init() { Register(netmsgMsgsPeer{}) }
+func init() {
+	Register(netmsgMsgsPeer{name: "netmsg-msgs"})
+	Register(netmsgMsgsPeer{name: "netmsg-p2p", p2p: true})
+	Register(netmsgMsgsPeer{name: "netmsg-p2p-relay", p2p: true, relay: true})
+}
 
-func (netmsgMsgsPeer) Name() string { return "netmsg-msgs" }
+func (p netmsgMsgsPeer) Name() string { return p.name }
 
 // netmsgMsgsMax is the largest payload: the 512 KiB message limit less
 // GNS's 5-byte Messages header, which travels in the same message.
 const netmsgMsgsMax = 512*1024 - 5
 
-func (netmsgMsgsPeer) Caps() Caps {
-	return Caps{
-		Reliable:    true,
-		Unreliable:  true,
-		MaxReliable: netmsgMsgsMax,
-		Encrypted:   true,
-		Note:        "Messages API (SendMessageToUser/ReceiveBatch), GNS protocol v13, AES-256-GCM, default config; channel 0 carries both reliable and unreliable; SendNoNagle for NoDelay",
+func (p netmsgMsgsPeer) Caps() Caps {
+	note := "Messages API (SendMessageToUser/ReceiveBatch), GNS protocol v13, AES-256-GCM, default config; channel 0 carries both reliable and unreliable; SendNoNagle for NoDelay"
+	switch {
+	case p.relay:
+		note += "; P2P through signaling and ICE, relay only (netmsg's TURN server on 127.0.0.1)"
+	case p.p2p:
+		note += "; P2P through signaling and ICE (direct path)"
 	}
+	return Caps{Reliable: true, Unreliable: true, MaxReliable: netmsgMsgsMax, Encrypted: true, Note: note}
 }
 
-func newNetmsgMsgsHost(addr netip.AddrPort, opt Options, onRequest func(netmsg.Identity)) (*netmsg.Host, error) {
+// p2pSetup is what a P2P variant's Host needs: its identity, signaling
+// and relay.
+type p2pSetup struct {
+	id    netmsg.Identity
+	sig   signaling.Conn
+	turn  []netmsg.TURNServer
+	close []func() error // signaling server, relay, signaling client
+}
+
+func (p netmsgMsgsPeer) newHost(addr netip.AddrPort, opt Options, ps *p2pSetup, onRequest func(netmsg.Identity)) (*netmsg.Host, error) {
 	if opt.Loss > 0 {
 		// The Host has Config.FakeSend; this adapter does not wire it yet.
-		return nil, errors.New("netmsg-msgs: fake loss is not wired in this adapter")
+		return nil, errors.New(p.name + ": fake loss is not wired in this adapter")
 	}
-	return netmsg.NewHost(netmsg.Config{
-		ListenAddr:       addr,
-		OnSessionRequest: onRequest,
-	})
+	cfg := netmsg.Config{ListenAddr: addr, OnSessionRequest: onRequest}
+	if ps != nil {
+		cfg.Identity, cfg.Signaling, cfg.TURNServers, cfg.P2PRelayOnly = ps.id, ps.sig, ps.turn, p.relay
+	}
+	return netmsg.NewHost(cfg)
 }
 
-func (netmsgMsgsPeer) Listen(ctx context.Context, addr string, opt Options) (Listener, error) {
+// p2pSide connects one side of a P2P variant to the signaling server at
+// sigAddr (and the relay on the same port number over UDP).
+func (p netmsgMsgsPeer) p2pSide(ctx context.Context, sigAddr, identity string) (*p2pSetup, error) {
+	id, err := netmsg.ParseIdentity(identity)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := signaling.DialTrivial(ctx, sigAddr, identity)
+	if err != nil {
+		return nil, err
+	}
+	ps := &p2pSetup{id: id, sig: sc, close: []func() error{sc.Close}}
+	if p.relay {
+		ap, err := netip.ParseAddrPort(sigAddr)
+		if err != nil {
+			return nil, err
+		}
+		ps.turn = []netmsg.TURNServer{{Addr: ap, Username: "bench", Password: "bench"}}
+	}
+	return ps, nil
+}
+
+func (p netmsgMsgsPeer) Listen(ctx context.Context, addr string, opt Options) (Listener, error) {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		return nil, err
 	}
 	l := &netmsgMsgsListener{opt: opt, requests: make(chan netmsg.Identity, 1)}
-	h, err := newNetmsgMsgsHost(ap, opt, func(peer netmsg.Identity) {
+	var ps *p2pSetup
+	if p.p2p {
+		srv, err := signaling.NewServer(signaling.ServerConfig{})
+		if err != nil {
+			return nil, err
+		}
+		tl, err := net.Listen("tcp", netip.AddrPortFrom(ap.Addr(), 0).String())
+		if err != nil {
+			return nil, err
+		}
+		go srv.Serve(tl)
+		l.sigAddr = tl.Addr().String()
+		closers := []func() error{srv.Close}
+		if p.relay {
+			rs, err := relay.NewServer(relay.Config{ListenAddr: l.sigAddr, Users: map[string]string{"bench": "bench"}})
+			if err != nil {
+				srv.Close()
+				return nil, fmt.Errorf("%s: relay on the signaling port: %w", p.name, err)
+			}
+			closers = append(closers, rs.Close)
+		}
+		if ps, err = p.p2pSide(ctx, l.sigAddr, "str:server"); err != nil {
+			srv.Close()
+			return nil, err
+		}
+		ps.close = append(ps.close, closers...)
+		l.closers = ps.close
+	}
+	h, err := p.newHost(ap, opt, ps, func(peer netmsg.Identity) {
 		// The Host repeats a request every second until it is accepted,
 		// so one waiting is enough.
 		select {
@@ -76,9 +156,16 @@ type netmsgMsgsListener struct {
 	ms       *netmsg.Messages
 	opt      Options
 	requests chan netmsg.Identity
+	sigAddr  string         // P2P: the signaling server the client dials
+	closers  []func() error // P2P: closed with the accepted connection
 }
 
-func (l *netmsgMsgsListener) Addr() string { return l.h.LocalAddr().String() }
+func (l *netmsgMsgsListener) Addr() string {
+	if l.sigAddr != "" {
+		return l.sigAddr
+	}
+	return l.h.LocalAddr().String()
+}
 
 // Accept accepts the first session request and returns once the peer's
 // first message has arrived; that message is the first Recv.
@@ -94,6 +181,7 @@ func (l *netmsgMsgsListener) Accept(ctx context.Context) (Conn, error) {
 			continue // gone meanwhile; wait for the next request
 		}
 		nc := newNetmsgMsgsConn(l.h, l.ms, peer, l.opt)
+		nc.closers = l.closers
 		m, err := l.ms.Receive(ctx, 0)
 		if err != nil {
 			nc.cancel()
@@ -110,7 +198,7 @@ func (l *netmsgMsgsListener) Accept(ctx context.Context) (Conn, error) {
 // Close does nothing: the accepted connection owns the Host.
 func (l *netmsgMsgsListener) Close() error { return nil }
 
-func (netmsgMsgsPeer) Dial(ctx context.Context, addr string, opt Options) (Conn, error) {
+func (p netmsgMsgsPeer) Dial(ctx context.Context, addr string, opt Options) (Conn, error) {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		return nil, err
@@ -123,12 +211,23 @@ func (netmsgMsgsPeer) Dial(ctx context.Context, addr string, opt Options) (Conn,
 	if ap.Addr().Is6() && !ap.Addr().Is4In6() {
 		local = netip.MustParseAddrPort("[::1]:0")
 	}
-	h, err := newNetmsgMsgsHost(local, opt, nil)
+	var ps *p2pSetup
+	if p.p2p {
+		if ps, err = p.p2pSide(ctx, addr, "str:client"); err != nil {
+			return nil, err
+		}
+		server, _ = netmsg.ParseIdentity("str:server")
+	}
+	h, err := p.newHost(local, opt, ps, nil)
 	if err != nil {
 		return nil, err
 	}
 	// No handshake here: the first send creates the session.
-	return newNetmsgMsgsConn(h, h.Messages(), server, opt), nil
+	nc := newNetmsgMsgsConn(h, h.Messages(), server, opt)
+	if ps != nil {
+		nc.closers = ps.close
+	}
+	return nc, nil
 }
 
 type netmsgMsgsConn struct {
@@ -144,6 +243,7 @@ type netmsgMsgsConn struct {
 	batch   []*netmsg.Message // received by ReceiveBatch, batch[next:] not yet returned
 	next    int
 	once    sync.Once
+	closers []func() error // P2P: signaling and relay, closed after the Host
 }
 
 func newNetmsgMsgsConn(h *netmsg.Host, ms *netmsg.Messages, peer netmsg.Identity, opt Options) *netmsgMsgsConn {
@@ -220,6 +320,9 @@ func (nc *netmsgMsgsConn) Close() error {
 		nc.ms.CloseSessionWithUser(nc.peer)
 		nc.cancel()
 		nc.h.Close()
+		for _, c := range nc.closers {
+			c()
+		}
 	})
 	return nil
 }
