@@ -135,7 +135,7 @@ func (h *Host) newP2PLocked(now time.Time, hc *hostConn, peer Identity, controll
 	if h.iceConns[p.ufrag] != nil {
 		return fmt.Errorf("netmsg: ICE ufrag %s in use", p.ufrag)
 	}
-	p.agent, err = ice.NewAgent(ice.Config{LocalUfrag: p.ufrag, LocalPwd: pwd, Controlling: controlling, Rand: h.cfg.Rand, OnlyRelay: h.cfg.P2PRelayOnly})
+	p.agent, err = ice.NewAgent(ice.Config{LocalUfrag: p.ufrag, LocalPwd: pwd, Controlling: controlling, Rand: h.cfg.Rand, OnlyRelay: h.cfg.P2PRelayOnly, Persistent: true})
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/netmsg-go/netmsg"
 	"github.com/netmsg-go/netmsg/netsim"
+	"github.com/netmsg-go/netmsg/relay"
 	"github.com/netmsg-go/netmsg/signaling"
 )
 
@@ -49,6 +50,13 @@ var channelNames = [numChannels]string{"chat", "state", "bulk"}
 
 var hostNames = []string{"alice", "bob", "carol"}
 
+// demoNATs are the hosts' NATs in the P2P run: alice and carol behind
+// symmetric NATs (their session goes through the relay), bob behind a full
+// cone (his sessions go direct).
+var demoNATs = []netsim.NATType{netsim.Symmetric, netsim.FullCone, netsim.Symmetric}
+
+var demoRelay = netip.MustParseAddrPort(demoRelayAddr)
+
 const (
 	demoPort    = 27015
 	demoJoinGap = 250 * time.Millisecond // between one host's first sends and the next's
@@ -58,6 +66,7 @@ const (
 	demoStall   = 3 * time.Second        // or for the next reliable message while draining
 
 	demoSignalDelay = 25 * time.Millisecond // the embedded signaling service's latency
+	demoRelayAddr   = "198.51.100.1:3478"   // the embedded STUN and TURN server
 	demoSignalLoss  = 10                    // percent of signals lost
 	demoSignalDup   = 10                    // percent of signals delivered twice
 )
@@ -173,6 +182,20 @@ func demo(o demoOptions, out io.Writer) error {
 		if err != nil {
 			return err
 		}
+		// Each host behind its own NAT (alice and carol behind symmetric
+		// ones, which no hole punching gets through), and an embedded
+		// STUN and TURN server on the "internet".
+		for i, typ := range demoNATs {
+			if _, err := nw.AddNAT(netsim.NATConfig{Inside: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i + 1), 0, 0}), 16),
+				Public: netip.AddrFrom4([4]byte{203, 0, 113, byte(i + 1)}), Type: typ}); err != nil {
+				return err
+			}
+		}
+		rs, err := relay.NewServer(relay.Config{Network: nw, ListenAddr: demoRelay.String(), RelayIP: demoRelay.Addr(), Users: map[string]string{"demo": "demo"}})
+		if err != nil {
+			return err
+		}
+		defer rs.Close()
 	}
 	for from := range d.flows {
 		for to := range d.flows[from] {
@@ -186,6 +209,9 @@ func demo(o demoOptions, out io.Writer) error {
 	}()
 	for i, name := range hostNames {
 		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(i + 1)}), demoPort)
+		if !o.direct {
+			addr = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i + 1), 0, 2}), demoPort) // behind NAT i
+		}
 		if err := d.addHost(nw, name, addr, demoRand(o.seed, i)); err != nil {
 			return fmt.Errorf("demo: %s: %w", name, err)
 		}
@@ -204,6 +230,7 @@ func demo(o demoOptions, out io.Writer) error {
 	} else {
 		d.printf("  sessions: P2P, GNS's way: rendezvous through an embedded signaling service (%v, %d%% of signals lost, %d%% doubled), then ICE picks the path\n",
 			demoSignalDelay, demoSignalLoss, demoSignalDup)
+		d.printf("  NATs:     alice symmetric, bob full cone, carol symmetric; an embedded STUN and TURN server at %v (alice and carol can only meet through it)\n", demoRelay)
 	}
 	d.printf("  channels: 0 chat (reliable, all to all), 1 state (unreliable, 60 Hz), 2 bulk (reliable, 64-200 KiB)\n")
 	d.printf("  script:   %v, hosts join %v apart; sessions are made on demand\n\n", o.duration, demoJoinGap)
@@ -282,10 +309,12 @@ func (d *demoRun) addHost(nw *netsim.Network, name string, addr netip.AddrPort, 
 	}
 	dh := &demoHost{name: name, addr: addr, id: id}
 	h, err := netmsg.NewHost(netmsg.Config{
-		Identity:   id,
-		PacketConn: ep,
-		Rand:       rnd,
-		Signaling:  sig,
+		Identity:    id,
+		PacketConn:  ep,
+		Rand:        rnd,
+		Signaling:   sig,
+		STUNServers: stunFor(d.hub != nil),
+		TURNServers: turnFor(d.hub != nil),
 		OnSessionRequest: func(peer netmsg.Identity) {
 			ok := dh.h.Messages().AcceptSessionWithUser(peer)
 			verdict := "accepted"
@@ -532,6 +561,20 @@ func (d *demoRun) view() {
 	d.printf("%s", b.String())
 }
 
+func stunFor(p2p bool) []netip.AddrPort {
+	if !p2p {
+		return nil
+	}
+	return []netip.AddrPort{demoRelay}
+}
+
+func turnFor(p2p bool) []netmsg.TURNServer {
+	if !p2p {
+		return nil
+	}
+	return []netmsg.TURNServer{{Addr: demoRelay, Username: "demo", Password: "demo"}}
+}
+
 // paths prints the path each session took: with P2P, the address ICE
 // selected (a peer's host candidate: direct; a relay comes with the TURN
 // work).
@@ -546,6 +589,9 @@ func (d *demoRun) paths() {
 			how := "direct UDP"
 			if d.hub != nil {
 				how = "direct (ICE)"
+				if strings.Contains(info.Description, "relay") {
+					how = "relayed (TURN)"
+				}
 			}
 			parts = append(parts, fmt.Sprintf("%s-%s %s to %v", h.name, p.name, how, info.RemoteAddress))
 		}

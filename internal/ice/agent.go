@@ -52,7 +52,15 @@ type Config struct {
 	// OnlyRelay checks only pairs through our TURN allocation (GNS's
 	// relay-only ICE setting; for tests and strict networks).
 	OnlyRelay bool
+	// Persistent, while no pair is selected, checks failed pairs again
+	// every RetryFailed, so a lossy path (a relay under heavy loss) is
+	// found late rather than never; the caller ends the attempt by its
+	// own deadline. Without it the agent gives up once every pair failed.
+	Persistent bool
 }
+
+// RetryFailed is how often a Persistent agent checks failed pairs again.
+const RetryFailed = 2 * time.Second
 
 type pairState uint8
 
@@ -106,6 +114,7 @@ type Agent struct {
 	relayBase     bool        // we have a TURN allocation: pairs through it too
 	onlyRelay     bool        // Config.OnlyRelay
 	remotes       []Candidate // every remote candidate signaled, for pairs made later
+	retryAt       time.Time   // Persistent: when failed pairs are checked again
 }
 
 // NewAgent returns an agent with no remote candidates yet.
@@ -466,6 +475,18 @@ func (a *Agent) think(now time.Time) {
 		s.useCand = a.cfg.Controlling
 		a.sendCheck(now, s)
 	}
+	if a.cfg.Persistent && a.selected == nil && len(a.pairs) > 0 {
+		if a.retryAt.IsZero() {
+			a.retryAt = now.Add(RetryFailed)
+		} else if !now.Before(a.retryAt) {
+			for _, p := range a.pairs {
+				if p.state == failed {
+					p.state, p.tries = waiting, 0
+				}
+			}
+			a.retryAt = now.Add(RetryFailed)
+		}
+	}
 	if now.Before(a.nextCheck) {
 		return
 	}
@@ -512,6 +533,9 @@ func (a *Agent) NextWake() time.Time {
 		if w.IsZero() {
 			w = time.Unix(0, 1)
 		}
+	}
+	if a.cfg.Persistent && a.selected == nil && len(a.pairs) > 0 {
+		at(a.retryAt)
 	}
 	return w
 }
