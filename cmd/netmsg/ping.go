@@ -175,6 +175,14 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 			}
 		case m, ok := <-msgs:
 			if !ok {
+				if ctx.Err() != nil {
+					// The receiver stopped because ctx ended: the same as
+					// the ctx.Done case above, whichever select picked.
+					if *count == 0 {
+						return nil
+					}
+					return fmt.Errorf("ping: %d of %d pongs before the timeout", pongs, *count)
+				}
 				return errors.New("ping: the Host closed")
 			}
 			text := string(m.Payload)
