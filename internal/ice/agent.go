@@ -24,9 +24,22 @@ const (
 	// keepaliveEvery is how often the selected pair is checked again
 	// (consent), which also keeps NAT bindings open.
 	keepaliveEvery = 2500 * time.Millisecond
-	// MaxRemoteCandidates bounds the pairs of one agent.
+	// MaxRemoteCandidates bounds the remote candidates of one agent; its
+	// pairs are at most twice as many (direct and through the relay), each
+	// with at most one check in flight, which bounds its transactions.
 	MaxRemoteCandidates = 32
+	// MaxLocalCandidates bounds the local candidates of one agent.
+	MaxLocalCandidates = 16
+	// maxOut bounds the datagrams waiting for Poll; more are dropped.
+	maxOut = 128
+	// maxEvents bounds the events waiting for Events; more are dropped.
+	maxEvents = 64
+	// maxSTUNSize is the largest STUN datagram taken, well above the 576
+	// bytes GNS writes at most.
+	maxSTUNSize = 1024
 )
+
+var cryptoRand = rand.Reader
 
 // Errors HandleSTUN returns for input it drops (count them).
 var (
@@ -35,6 +48,7 @@ var (
 	ErrUsername    = errors.New("ice: unexpected username")
 	ErrUnsolicited = errors.New("ice: response to no check of ours")
 	ErrNoPassword  = errors.New("ice: remote credentials not known yet")
+	ErrTooLarge    = errors.New("ice: STUN datagram too large")
 )
 
 // Config configures an Agent.
@@ -57,6 +71,18 @@ type Config struct {
 	// found late rather than never; the caller ends the attempt by its
 	// own deadline. Without it the agent gives up once every pair failed.
 	Persistent bool
+	// Allow is GNS's P2P_Transport_ICE_Enable: which local candidates
+	// AddLocalCandidate takes (and so which are signaled). Zero means
+	// EnableAll; GNS's EnableDisable means no agent at all.
+	Allow Enable
+	// Base is the address of the Host's socket, the base of every local
+	// candidate: server-reflexive candidates name it as their related
+	// address and binding requests to STUN servers carry it.
+	Base netip.AddrPort
+	// STUNServers are queried for server-reflexive candidates (never a
+	// default: nothing public is contacted unless the caller says so).
+	// Ignored unless Allow has EnablePublic, and with OnlyRelay.
+	STUNServers []netip.AddrPort
 }
 
 // RetryFailed is how often a Persistent agent checks failed pairs again.
@@ -93,7 +119,35 @@ type Datagram struct {
 
 // Stats counts an agent's traffic.
 type Stats struct {
-	ChecksSent, ResponsesSent, Succeeded, Dropped uint64
+	ChecksSent, ResponsesSent, Succeeded uint64
+	// Dropped counts STUN datagrams refused (not STUN, bad integrity or
+	// fingerprint, wrong username, unsolicited, too large).
+	Dropped uint64
+	// QueueFull counts datagrams and events dropped because the caller
+	// did not take them (Poll, Events) fast enough.
+	QueueFull uint64
+}
+
+// EventKind says what an Event reports.
+type EventKind uint8
+
+// Event kinds.
+const (
+	// EventLocalCandidate: a local candidate to signal to the peer
+	// (Event.Candidate; its String is what GNS signals).
+	EventLocalCandidate EventKind = iota + 1
+	// EventSelected: the selected pair changed (Event.Remote, Event.Relay).
+	EventSelected
+	// EventFailed: every pair failed; a Persistent agent keeps trying.
+	EventFailed
+)
+
+// Event is something the caller acts on, from Events.
+type Event struct {
+	Kind      EventKind
+	Candidate Candidate      // EventLocalCandidate
+	Remote    netip.AddrPort // EventSelected: the selected pair's remote address
+	Relay     bool           // EventSelected: the pair goes through our TURN allocation
 }
 
 // Agent runs ICE connectivity checks for one connection, GNS's way, from
@@ -115,6 +169,10 @@ type Agent struct {
 	onlyRelay     bool        // Config.OnlyRelay
 	remotes       []Candidate // every remote candidate signaled, for pairs made later
 	retryAt       time.Time   // Persistent: when failed pairs are checked again
+	locals        []Candidate // local candidates taken by AddLocalCandidate
+	gatherer      *Gatherer   // server-reflexive gathering (Config.STUNServers)
+	events        []Event
+	failedSent    bool // EventFailed was queued for the current failure
 }
 
 // NewAgent returns an agent with no remote candidates yet.
@@ -123,7 +181,7 @@ func NewAgent(cfg Config) (*Agent, error) {
 		return nil, errors.New("ice: local credentials required")
 	}
 	if cfg.Rand == nil {
-		cfg.Rand = rand.Reader
+		cfg.Rand = cryptoRand
 	}
 	if cfg.Tiebreaker == 0 {
 		var b [8]byte
@@ -132,7 +190,107 @@ func NewAgent(cfg Config) (*Agent, error) {
 		}
 		cfg.Tiebreaker = binary.BigEndian.Uint64(b[:])
 	}
-	return &Agent{cfg: cfg, onlyRelay: cfg.OnlyRelay}, nil
+	if cfg.Allow == 0 {
+		cfg.Allow = EnableAll
+	}
+	a := &Agent{cfg: cfg, onlyRelay: cfg.OnlyRelay}
+	if len(cfg.STUNServers) > 0 && cfg.Allow&EnablePublic != 0 && !cfg.OnlyRelay {
+		a.gatherer = NewGatherer(cfg.Base, cfg.STUNServers, cfg.Rand)
+	}
+	return a, nil
+}
+
+// LocalUfrag returns our ufrag (what a Demux files the agent under).
+func (a *Agent) LocalUfrag() string { return a.cfg.LocalUfrag }
+
+// AddLocalCandidate takes a local candidate to signal: it is refused (false)
+// when Config.Allow does not let it be shared (with OnlyRelay only relayed
+// ones are), when one at its address is known already, or beyond
+// MaxLocalCandidates. A taken one is reported by an EventLocalCandidate.
+// Relayed candidates also make the agent check pairs through the relay
+// (SetRelayBase).
+func (a *Agent) AddLocalCandidate(c Candidate) bool {
+	c.Addr = unmapAP(c.Addr)
+	if !a.cfg.Allow.Allows(c) || (a.onlyRelay && c.Type != Relay) || len(a.locals) >= MaxLocalCandidates {
+		return false
+	}
+	for _, l := range a.locals {
+		if l.Addr == c.Addr {
+			return false
+		}
+	}
+	a.locals = append(a.locals, c)
+	a.event(Event{Kind: EventLocalCandidate, Candidate: c})
+	if c.Type == Relay {
+		a.SetRelayBase()
+	}
+	return true
+}
+
+// AddHostCandidates offers a host candidate for each address the Host's
+// socket is reachable at (its interfaces' addresses with the socket's
+// port), with GNS's local preferences (65535 for the first, one less for
+// each next one) and foundations. It returns the candidates taken.
+func (a *Agent) AddHostCandidates(addrs []netip.AddrPort) []Candidate {
+	var out []Candidate
+	pref := uint16(65535)
+	for _, ap := range addrs {
+		ap = unmapAP(ap)
+		c := Candidate{Foundation: Foundation(Host, ap, netip.AddrPort{}), Priority: PriorityPref(Host, pref), Addr: ap, Type: Host}
+		if a.AddLocalCandidate(c) {
+			out = append(out, c)
+			pref--
+		}
+	}
+	return out
+}
+
+// LocalCandidates returns the local candidates taken so far.
+func (a *Agent) LocalCandidates() []Candidate { return append([]Candidate(nil), a.locals...) }
+
+// Events returns (and forgets) what happened since the last call.
+func (a *Agent) Events() []Event {
+	e := a.events
+	a.events = nil
+	return e
+}
+
+func (a *Agent) event(e Event) {
+	if len(a.events) >= maxEvents {
+		a.st.QueueFull++
+		return
+	}
+	a.events = append(a.events, e)
+}
+
+// Restart is an ICE restart: new local credentials (pwd; our ufrag stays,
+// it is the connection id's) and role, as when a symmetric connect turns
+// the connection around. Checks start over once SetRemoteCredentials gives
+// the peer's new password; remote candidates learnt from checks are
+// forgotten, signaled ones are checked again, and the selected pair is
+// dropped (an EventSelected with no Remote says so).
+func (a *Agent) Restart(pwd string, controlling bool) error {
+	if pwd == "" {
+		return errors.New("ice: restart needs a password")
+	}
+	a.cfg.LocalPwd, a.cfg.Controlling = pwd, controlling
+	a.remotePwd = ""
+	a.pairs = a.pairs[:0]
+	a.nominating, a.retryAt, a.nextCheck, a.failedSent = nil, time.Time{}, time.Time{}, false
+	if a.selected != nil {
+		a.selected = nil
+		a.selectChanged = true
+		a.event(Event{Kind: EventSelected})
+	}
+	for _, c := range a.remotes {
+		if !a.onlyRelay {
+			a.addPair(c, false)
+		}
+		if a.relayBase {
+			a.addPair(c, true)
+		}
+	}
+	return nil
 }
 
 // SetRelayBase tells the agent the Host has a TURN allocation: every
@@ -257,11 +415,28 @@ func (a *Agent) HandleSTUN(now time.Time, from netip.AddrPort, b []byte) error {
 // HandleSTUNVia is HandleSTUN for a datagram that arrived from the socket
 // (relay false) or through our TURN allocation (relay true).
 func (a *Agent) HandleSTUNVia(now time.Time, from netip.AddrPort, relay bool, b []byte) error {
-	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	from = unmapAP(from)
+	if len(b) > maxSTUNSize {
+		a.st.Dropped++
+		return ErrTooLarge
+	}
 	m := &stun.Message{Raw: append([]byte(nil), b...)}
 	if err := m.Decode(); err != nil {
 		a.st.Dropped++
 		return fmt.Errorf("%w: %v", ErrNotSTUN, err)
+	}
+	if g := a.gatherer; g != nil && m.Type.Class != stun.ClassRequest && g.owns(m.TransactionID) {
+		// A STUN server's answer (no FINGERPRINT needed: the captured
+		// server sends none).
+		_, mapped, _ := ParseBindingResponse(b)
+		if !g.handle(now, from, m.TransactionID, mapped) {
+			a.st.Dropped++
+			return ErrUnsolicited
+		}
+		for _, c := range g.Candidates() {
+			a.AddLocalCandidate(c)
+		}
+		return nil
 	}
 	if err := stun.Fingerprint.Check(m); err != nil {
 		a.st.Dropped++
@@ -362,9 +537,14 @@ func (a *Agent) response(now time.Time, from netip.AddrPort, m *stun.Message) er
 		p.nominated = true
 		a.selectPair(p)
 	case a.cfg.Controlling && a.nominating == nil && a.selected == nil:
-		// Regular nomination of the first pair that works: check it
-		// again with USE-CANDIDATE.
+		// Nomination of the first pair that works: check it again with
+		// USE-CANDIDATE.
 		a.nominating = p
+		p.useCand = true
+		a.sendCheck(now, p)
+	case a.cfg.Controlling && a.selected != nil && p != a.selected && p.prio() > a.selected.prio():
+		// A better pair works after one was selected: nominate it too,
+		// and the route moves to it (GNS's upgrade).
 		p.useCand = true
 		a.sendCheck(now, p)
 	case !a.cfg.Controlling && p.nominated:
@@ -403,6 +583,8 @@ func (a *Agent) selectPair(p *pair) {
 	}
 	a.selected = p
 	a.selectChanged = true
+	a.failedSent = false
+	a.event(Event{Kind: EventSelected, Remote: p.remote.Addr, Relay: p.relay})
 }
 
 func (a *Agent) pairFor(addr netip.AddrPort, relay bool) *pair {
@@ -415,9 +597,25 @@ func (a *Agent) pairFor(addr netip.AddrPort, relay bool) *pair {
 }
 
 func (a *Agent) queue(to netip.AddrPort, relay bool, b []byte) {
-	if b != nil {
-		a.out = append(a.out, Datagram{to, b, relay})
+	if b == nil {
+		return
 	}
+	if len(a.out) >= maxOut {
+		a.st.QueueFull++
+		return
+	}
+	a.out = append(a.out, Datagram{to, b, relay})
+}
+
+// owns reports whether tx is a check or STUN server query of ours in
+// flight.
+func (a *Agent) owns(tx [stun.TransactionIDSize]byte) bool {
+	for _, p := range a.pairs {
+		if p.pending && p.txID == tx {
+			return true
+		}
+	}
+	return a.gatherer != nil && a.gatherer.owns(tx)
 }
 
 // sendCheck queues a connectivity check on p.
@@ -438,6 +636,11 @@ func (a *Agent) sendCheck(now time.Time, p *pair) {
 
 // Poll returns the next datagram to send now, if any.
 func (a *Agent) Poll(now time.Time) (Datagram, bool) {
+	if g := a.gatherer; g != nil {
+		if d, ok := g.Poll(now); ok {
+			return d, true
+		}
+	}
 	if len(a.out) == 0 {
 		a.think(now)
 	}
@@ -487,6 +690,10 @@ func (a *Agent) think(now time.Time) {
 			a.retryAt = now.Add(RetryFailed)
 		}
 	}
+	if !a.failedSent && a.Failed() {
+		a.failedSent = true
+		a.event(Event{Kind: EventFailed})
+	}
 	if now.Before(a.nextCheck) {
 		return
 	}
@@ -514,14 +721,17 @@ func (a *Agent) NextWake() time.Time {
 	if len(a.out) > 0 {
 		return time.Unix(0, 1) // at once
 	}
-	if a.remotePwd == "" {
-		return time.Time{}
-	}
 	var w time.Time
 	at := func(t time.Time) {
 		if !t.IsZero() && (w.IsZero() || t.Before(w)) {
 			w = t
 		}
+	}
+	if a.gatherer != nil {
+		at(a.gatherer.NextWake())
+	}
+	if a.remotePwd == "" {
+		return w
 	}
 	for _, p := range a.pairs {
 		if p.pending || p == a.selected {

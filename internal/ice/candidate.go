@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"net/netip"
 	"strconv"
@@ -73,7 +72,50 @@ func (t Type) typePreference() uint32 {
 // candidate, 1862270975 for peer-reflexive; its candidate strings say
 // component 0 but the priority is computed for component 1).
 func Priority(t Type) uint32 {
-	return t.typePreference()<<24 | 65535<<8 | 255
+	return PriorityPref(t, 65535)
+}
+
+// PriorityPref is RFC 8445's priority of a candidate of type t with local
+// preference pref, for component 1. GNS gives its first interface 65535
+// and each further one the next lower value.
+func PriorityPref(t Type, pref uint16) uint32 {
+	return t.typePreference()<<24 | uint32(pref)<<8 | 255
+}
+
+// kind is GNS's number for a candidate type, which its foundations add.
+func (t Type) kind() uint32 {
+	switch t {
+	case Host:
+		return 1
+	case ServerReflexive:
+		return 2
+	case Relay:
+		return 3
+	case PeerReflexive:
+		return 4
+	}
+	return 0
+}
+
+// Foundation is the foundation GNS writes for a candidate of type t
+// gathered on base (the local socket address) from STUN server stun (the
+// zero AddrPort for none, as on host candidates): the two ports plus the
+// byte sum of both addresses in their 16-byte (IPv4-mapped) form shifted
+// left by 15, plus GNS's number for the type. It reproduces the captured
+// "37062591" of 10.99.0.1:34750.
+func Foundation(t Type, base, stun netip.AddrPort) string {
+	var sum uint16
+	for _, ap := range []netip.AddrPort{base, stun} {
+		a := ap.Addr()
+		if !a.IsValid() {
+			a = netip.IPv4Unspecified()
+		}
+		for _, b := range a.As16() {
+			sum += uint16(b)
+		}
+	}
+	f := uint32(base.Port()) + uint32(stun.Port()) + uint32(sum)<<15 + t.kind()
+	return strconv.FormatUint(uint64(f), 10)
 }
 
 // Candidate is an ICE candidate as GNS signals it.
@@ -87,14 +129,14 @@ type Candidate struct {
 }
 
 // NewCandidate returns a candidate of type t at addr with GNS's component,
-// priority and a foundation derived from the type and base address.
+// priority and foundation; related is the base of a reflexive or relayed
+// candidate (written as raddr/rport; zero for a host candidate).
 func NewCandidate(t Type, addr, related netip.AddrPort) Candidate {
-	base := addr.Addr()
+	base := addr
 	if related.IsValid() {
-		base = related.Addr()
+		base = related
 	}
-	f := crc32.ChecksumIEEE([]byte(t.String() + base.String()))
-	return Candidate{Foundation: strconv.FormatUint(uint64(f), 10), Priority: Priority(t), Addr: addr, Type: t, Related: related}
+	return Candidate{Foundation: Foundation(t, base, netip.AddrPort{}), Priority: Priority(t), Addr: addr, Type: t, Related: related}
 }
 
 // String renders c as GNS writes candidates: the RFC 5245 attribute with
@@ -181,4 +223,49 @@ func ParseCandidate(s string) (Candidate, error) {
 		}
 	}
 	return c, nil
+}
+
+// Enable is GNS's P2P_Transport_ICE_Enable bitmask: which kinds of
+// candidates a peer gathers and shares.
+type Enable int32
+
+// GNS's values of P2P_Transport_ICE_Enable.
+const (
+	EnableDisable Enable = 0 // no ICE at all
+	EnableRelay   Enable = 1 // relayed candidates (TURN)
+	EnablePrivate Enable = 2 // host candidates on private (RFC 1918, link-local, ULA) addresses
+	EnablePublic  Enable = 4 // server-reflexive candidates and host candidates on public addresses
+	EnableAll     Enable = 0x7fffffff
+)
+
+// IsPrivate reports whether a is private as GNS classifies addresses: the
+// IPv4 blocks 10/8, 172.16/12, 192.168/16 and 169.254/16, the IPv6 blocks
+// fc00::/7 and fe80::/10. netmsg also counts loopback as private (GNS
+// refuses loopback candidates; netmsg's tests run on loopback).
+func IsPrivate(a netip.Addr) bool {
+	a = a.Unmap()
+	return a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsLoopback()
+}
+
+// Allows reports whether e lets a peer share candidate c: a relayed one
+// needs EnableRelay, a reflexive one EnablePublic, a host one EnablePrivate
+// or EnablePublic by its address. Unspecified and multicast addresses are
+// never allowed.
+func (e Enable) Allows(c Candidate) bool {
+	a := c.Addr.Addr()
+	if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() || c.Addr.Port() == 0 {
+		return false
+	}
+	switch c.Type {
+	case Relay:
+		return e&EnableRelay != 0
+	case ServerReflexive, PeerReflexive:
+		return e&EnablePublic != 0
+	case Host:
+		if IsPrivate(a) {
+			return e&EnablePrivate != 0
+		}
+		return e&EnablePublic != 0
+	}
+	return false
 }

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/pion/stun/v4"
 
@@ -99,6 +100,15 @@ func TestCandidateVectors(t *testing.T) {
 				if c.Type != Host || c.Priority != Priority(Host) || c.Component != 0 {
 					t.Errorf("%q parsed as %+v", str, c)
 				}
+				// GNS's foundation of a host candidate: no STUN server.
+				if f := Foundation(Host, c.Addr, netip.AddrPort{}); f != c.Foundation {
+					t.Errorf("%q: foundation %s", str, f)
+				}
+				// What our agent would signal for the same socket.
+				a := &Agent{cfg: Config{Allow: EnableAll}}
+				if got := a.AddHostCandidates([]netip.AddrPort{c.Addr}); len(got) != 1 || got[0].String() != str {
+					t.Errorf("our host candidate %v, GNS's %q", got, str)
+				}
 				if got := c.String(); got != str {
 					t.Errorf("rendered %q, want %q", got, str)
 				}
@@ -116,7 +126,7 @@ func TestCandidateVectors(t *testing.T) {
 // given the same transaction id, tiebreaker and role, writes every
 // connectivity check and response byte for byte as GNS did.
 func TestSTUNVectors(t *testing.T) {
-	checks, responses := 0, 0
+	checks, responses, servers := 0, 0, 0
 	for _, r := range loadRuns(t) {
 		for i, u := range r.UDP {
 			if u.Kind != "STUN" {
@@ -149,7 +159,10 @@ func TestSTUNVectors(t *testing.T) {
 					}
 				}
 				if key == "" {
-					return // a binding with a STUN server: no integrity
+					// A binding with a STUN server: no integrity.
+					stunServerBinding(t, m, raw, u.Src, u.Dst, u.STUN.TypeName)
+					servers++
+					return
 				}
 				if err := stun.NewShortTermIntegrity(key).Check(m); err != nil {
 					t.Fatalf("integrity with %q: %v", key, err)
@@ -187,7 +200,64 @@ func TestSTUNVectors(t *testing.T) {
 			})
 		}
 	}
-	if checks < 10 || responses < 4 {
-		t.Fatalf("%d checks, %d responses", checks, responses)
+	if checks < 10 || responses < 4 || servers != 6 {
+		t.Fatalf("%d checks, %d responses, %d with the STUN server", checks, responses, servers)
+	}
+}
+
+// stunServerBinding checks a captured exchange with the STUN server: our
+// request from the same socket with the same transaction id is GNS's byte
+// for byte (MAPPED-ADDRESS with the local address, FINGERPRINT), and the
+// server's answer gives a Gatherer its mapped address.
+func stunServerBinding(t *testing.T, m *stun.Message, raw []byte, src, dst, typ string) {
+	switch typ {
+	case "Binding request":
+		local := netip.MustParseAddrPort(src)
+		if got := BindingRequestFrom(m.TransactionID, local); !bytes.Equal(got, raw) {
+			t.Fatalf("our binding request\n %x\nGNS's\n %x", got, raw)
+		}
+		if local, ok := Route(raw); ok {
+			t.Fatalf("Route found ufrag %q in a STUN server binding", local)
+		}
+	case "Binding success response":
+		base, server := netip.MustParseAddrPort(dst), netip.MustParseAddrPort(src)
+		g := NewGatherer(base, []netip.AddrPort{server}, nil)
+		g.queries[0].tx, g.queries[0].pending = m.TransactionID, true
+		if !g.HandleResponse(time.Unix(1, 0), server, raw) {
+			t.Fatal("Gatherer refused the server's answer")
+		}
+		// The server saw the peer at its own address (one namespace), so
+		// the candidate is "reflexive" at the host address, with GNS's
+		// reflexive foundation.
+		c := g.Candidates()
+		if len(c) != 1 || c[0].Addr != base || c[0].Type != ServerReflexive || c[0].Foundation != Foundation(ServerReflexive, base, server) {
+			t.Fatalf("candidates %v", c)
+		}
+	default:
+		t.Fatalf("unexpected %s", typ)
+	}
+}
+
+// TestFoundationRule: GNS's foundation formula on the captured sockets and
+// on a reflexive candidate.
+func TestFoundationRule(t *testing.T) {
+	for _, c := range []struct {
+		t          Type
+		base, stun string
+		want       string
+	}{
+		{Host, "10.99.0.1:34750", "", "37062591"},
+		{Host, "10.99.0.1:50917", "", "37078758"},
+		{Host, "10.99.0.1:36996", "", "37064837"},
+		// (255+255+10+99+1 + 255+255+127+1) << 15 + 39421 + 3478 + 2
+		{ServerReflexive, "10.99.0.1:39421", "127.0.0.1:3478", strconv.Itoa((620+638)<<15 + 39421 + 3478 + 2)},
+	} {
+		var stunAP netip.AddrPort
+		if c.stun != "" {
+			stunAP = netip.MustParseAddrPort(c.stun)
+		}
+		if got := Foundation(c.t, netip.MustParseAddrPort(c.base), stunAP); got != c.want {
+			t.Errorf("%v %s %s: %s, want %s", c.t, c.base, c.stun, got, c.want)
+		}
 	}
 }
