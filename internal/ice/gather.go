@@ -178,7 +178,7 @@ func (g *Gatherer) handle(now time.Time, from netip.AddrPort, tx [stun.Transacti
 		}
 		q.pending, q.sends = false, 0
 		q.nextAt = now.Add(stunRefresh)
-		if mapped.IsValid() && mapped != q.mapped {
+		if usableMapped(mapped) && mapped != q.mapped {
 			q.mapped = mapped
 			if !g.known(mapped) {
 				c := NewCandidate(ServerReflexive, mapped, g.base)
@@ -231,6 +231,13 @@ func (g *Gatherer) Mapped() []netip.AddrPort {
 		}
 	}
 	return out
+}
+
+// usableMapped reports whether a STUN server's answer names an address a
+// peer could send to.
+func usableMapped(a netip.AddrPort) bool {
+	ip := a.Addr()
+	return ip.IsValid() && a.Port() != 0 && !ip.IsUnspecified() && !ip.IsMulticast()
 }
 
 func unmapAP(a netip.AddrPort) netip.AddrPort {
