@@ -47,6 +47,7 @@ const (
 
 var typeNames = [...]string{"host", "prflx", "srflx", "relay"}
 
+// String is the type as candidate strings name it ("host", "srflx"...).
 func (t Type) String() string {
 	if int(t) < len(typeNames) {
 		return typeNames[t]
