@@ -15,17 +15,19 @@ import (
 
 // P2P connections (GNS steamnetworkingsockets_p2p.cpp): the handshake's
 // certificate and signed crypt info travel in the rendezvous messages'
-// connect_request and connect_ok, through signaling, instead of the UDP
-// challenge and connect request; the side that sent connect_ok is the
-// "server" of the key derivation (and controls ICE). Once connected, the
-// data packets are those of direct UDP (same header, keys, packet
-// numbers), sent to the remote address ICE selected (SetRemoteAddr). The
-// host carries the rendezvous messages; a P2P Conn never sends handshake
-// datagrams.
-
-// ErrNoRoute is returned by nothing here, but the host uses it for a P2P
-// connection without a selected path.
-var ErrNoRoute = errors.New("conn: no route to the peer yet")
+// connect_request and connect_ok, through signaling (package internal/p2p
+// carries them), instead of the UDP challenge and connect request; the
+// side that sent connect_ok is the "server" of the key derivation (and
+// controls ICE). The checks, the cipher choice and the keys are those of
+// the UDP handshake, and so is the protocol version rule that the
+// handshake counts as packet 1: data packets start at number 2 both ways,
+// as in GNS's own P2P captures (../shared/vectors/p2p_signaling.json).
+// Once connected, the data packets are those of direct UDP (same header:
+// lead byte 0x80 with its flags, the recipient's connection id, the low 16
+// bits of the packet number; same encryption), sent to the remote address
+// ICE selected (SetRemoteAddr, which may change). Connection closed and no
+// connection datagrams go on that path too; a connection_closed signal is
+// CloseByPeer. A P2P Conn never sends UDP handshake datagrams.
 
 // DialP2P returns a P2P client connection in state Connecting. The host
 // signals P2PConnectRequest until HandleP2PConnectOK (or the connect
@@ -127,8 +129,11 @@ func (c *Conn) HandleP2PConnectOK(now time.Time, remoteID uint32, ok *pb.P2PRend
 
 // AcceptP2P checks a connect_request signaled by connection remoteID of the
 // peer and returns the server side, in state Connecting until Accept (whose
-// connect_ok the host then signals with P2PConnectOK). A bad request is an
-// error and no connection.
+// connect_ok the host then signals with P2PConnectOK). The certificate and
+// signed crypt info are checked with the policy of a UDP connect request
+// (Listener.HandleConnectRequest); with cfg.RemoteIdentity set, the
+// certificate must also name it (the identity signaling says the request
+// came from). A bad request is an error and no connection.
 func AcceptP2P(cfg Config, now time.Time, localID, remoteID uint32, req *pb.P2PRendezvous_ConnectRequest) (*Conn, error) {
 	loc, err := prepare(cfg)
 	if err != nil {
@@ -137,57 +142,102 @@ func AcceptP2P(cfg Config, now time.Time, localID, remoteID uint32, req *pb.P2PR
 	if localID == 0 || remoteID == 0 {
 		return nil, fmt.Errorf("%w: connection ids must be nonzero", ErrMalformed)
 	}
-	if req.GetCert() == nil || req.GetCrypt() == nil {
-		return nil, fmt.Errorf("%w: connect request without certificate or crypt info", ErrMalformed)
+	c := newConn(loc, now, localID, netip.AddrPort{}, true)
+	c.p2p = true
+	c.expectIdentity = cfg.RemoteIdentity
+	hs, err := c.p2pServerHandshake(now, remoteID, req)
+	if err != nil {
+		return nil, err
+	}
+	hs.apply(c)
+	c.setState(now, StateConnecting)
+	return c, nil
+}
+
+// p2pHandshake is the server side of a P2P crypto handshake, checked and
+// derived but not yet applied to the connection.
+type p2pHandshake struct {
+	remoteID uint32
+	ident    string
+	vport    int
+	lanes    int
+	peer     *crypto.Peer
+	local    *crypto.LocalCrypt
+	keys     *crypto.SessionKeys
+}
+
+// p2pServerHandshake checks a connect_request from the peer's connection
+// remoteID and derives the server's keys, as the Listener does for a UDP
+// connect request (same policy, cipher choice and key derivation), without
+// changing c.
+func (c *Conn) p2pServerHandshake(now time.Time, remoteID uint32, req *pb.P2PRendezvous_ConnectRequest) (*p2pHandshake, error) {
+	if remoteID == 0 || req.GetCert() == nil || req.GetCrypt() == nil {
+		return nil, fmt.Errorf("%w: connect request without id, certificate or crypt info", ErrMalformed)
 	}
 	ident, err := peerIdentity(req.GetCert(), "", "")
 	if err != nil {
 		return nil, err
 	}
-	if ident == "" {
-		return nil, fmt.Errorf("%w: certificate names no identity", ErrHandshake)
+	if ident == "" || (c.expectIdentity != "" && ident != c.expectIdentity) {
+		return nil, fmt.Errorf("%w: certificate names %q", ErrHandshake, ident)
 	}
-	peer, err := crypto.VerifyPeer(loc.policy(now, "", 0), req.GetCert(), req.GetCrypt())
-	c := newConn(loc, now, localID, netip.AddrPort{}, true)
-	c.p2p = true
-	c.remoteID = remoteID
-	c.vport = int(req.GetToVirtualPort())
-	if offer, ours := int(req.GetNetmsgLanes()), loc.cfg.OfferLanes; c.vport > 0 && offer > 1 && ours > 1 {
-		c.lanesNeg = min(offer, ours, snp.MaxLanes)
+	hs := &p2pHandshake{remoteID: remoteID, ident: ident, vport: int(req.GetToVirtualPort())}
+	if offer, ours := int(req.GetNetmsgLanes()), c.loc.cfg.OfferLanes; hs.vport > 0 && offer > 1 && ours > 1 {
+		hs.lanes = min(offer, ours, snp.MaxLanes)
 	}
+	hs.peer, err = crypto.VerifyPeer(c.loc.policy(now, "", 0), req.GetCert(), req.GetCrypt())
 	if err == nil {
-		err = c.checkLanes(peer)
+		err = c.checkLanes(hs.peer)
 	}
-	var keys *crypto.SessionKeys
 	if err == nil {
 		var ciph pb.Cipher
-		ciph, err = crypto.NegotiateCipher(crypto.DefaultCiphers, peer.Crypt.GetCiphers(), false)
+		ciph, err = crypto.NegotiateCipher(crypto.DefaultCiphers, hs.peer.Crypt.GetCiphers(), false)
 		if err == nil {
-			c.crypt, err = newLocalCrypt(loc, []pb.Cipher{ciph})
+			hs.local, err = newLocalCrypt(c.loc, []pb.Cipher{ciph})
 		}
 		if err == nil {
-			keys, err = crypto.DeriveKeys(crypto.KeyParams{
+			hs.keys, err = crypto.DeriveKeys(crypto.KeyParams{
 				IsServer:    true,
-				LocalConnID: localID, RemoteConnID: remoteID,
-				LocalCert: loc.cert.GetCert(), Local: c.crypt, Peer: peer, Cipher: ciph,
+				LocalConnID: c.localID, RemoteConnID: remoteID,
+				LocalCert: c.loc.cert.GetCert(), Local: hs.local, Peer: hs.peer, Cipher: ciph,
 			})
 		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
-	c.remoteIdentity = ident
-	c.peerVersion = peer.Crypt.GetProtocolVersion()
-	c.pendingPeer, c.pendingKeys = peer, keys
-	c.setState(now, StateConnecting)
-	return c, nil
+	return hs, nil
 }
 
+// apply makes c the server side of hs, waiting for Accept.
+func (hs *p2pHandshake) apply(c *Conn) {
+	c.server = true
+	c.remoteID = hs.remoteID
+	c.remoteIdentity = hs.ident
+	c.vport = hs.vport
+	c.crypt = hs.local
+	c.lanesNeg = hs.lanes
+	c.peerVersion = hs.peer.Crypt.GetProtocolVersion()
+	c.pendingPeer, c.pendingKeys = hs.peer, hs.keys
+}
+
+// endP2PNoConnection is the reason of a rendezvous "no connection" closed
+// (k_ESteamNetConnectionEnd_Internal_P2PNoConnection,
+// steamnetworkingsockets_p2p.h; p2p.ReasonNoConnection).
+const endP2PNoConnection = 9999
+
 // CloseByPeer ends c because the peer's rendezvous said connection_closed
-// (reason and debug from it).
+// (reason and debug from it), as a UDP connection closed does: state
+// ClosedByPeer with the peer's reason. A "no connection" closed (reason
+// 9999) ends it with 5010, as GNS does. A connection that is closing or
+// closed already is left as it is.
 func (c *Conn) CloseByPeer(now time.Time, reason int, debug string) {
+	if reason == endP2PNoConnection {
+		reason, debug = EndMiscPeerSentNoConnection, "Received unexpected P2P 'no connection' signal"
+	}
 	switch c.state {
 	case StateConnecting, StateFindingRoute, StateConnected, StateLinger:
+		c.closedLeft = 0
 		c.closedByPeer(now, reason, debug)
 	}
 }
@@ -204,56 +254,19 @@ func (c *Conn) FailRoute(now time.Time, reason int, debug string) {
 // BecomeP2PServer turns a P2P client connection that is still connecting
 // into the server side of the peer's connection remoteID, whose connect
 // request req it accepts (GNS's symmetric connect: when both sides asked,
-// one of them changes role; see netmsg's host). The handshake is redone
-// as the server, with fresh session keys, and the connection is accepted
-// at once: the host then signals P2PConnectOK from the same connection id.
+// the role rule, p2p.CompareSymmetric, makes one of them change role). The
+// handshake is redone as the server, with fresh session keys, and the
+// connection is accepted at once: the host then signals P2PConnectOK from
+// the same connection id. The virtual port stays the one we dialled.
 func (c *Conn) BecomeP2PServer(now time.Time, remoteID uint32, req *pb.P2PRendezvous_ConnectRequest) error {
 	if !c.p2p || c.server || c.state != StateConnecting {
 		return fmt.Errorf("%w: only a connecting P2P client can change role", ErrUnexpected)
 	}
-	if remoteID == 0 || req.GetCert() == nil || req.GetCrypt() == nil {
-		return fmt.Errorf("%w: connect request without id, certificate or crypt info", ErrMalformed)
-	}
-	ident, err := peerIdentity(req.GetCert(), "", "")
+	hs, err := c.p2pServerHandshake(now, remoteID, req)
 	if err != nil {
 		return err
 	}
-	if ident == "" || (c.expectIdentity != "" && ident != c.expectIdentity) {
-		return fmt.Errorf("%w: certificate names %q", ErrHandshake, ident)
-	}
-	peer, err := crypto.VerifyPeer(c.loc.policy(now, "", 0), req.GetCert(), req.GetCrypt())
-	if err == nil {
-		err = c.checkLanes(peer)
-	}
-	lanes := 0
-	if offer, ours := int(req.GetNetmsgLanes()), c.loc.cfg.OfferLanes; c.vport > 0 && offer > 1 && ours > 1 {
-		lanes = min(offer, ours, snp.MaxLanes)
-	}
-	var keys *crypto.SessionKeys
-	var local *crypto.LocalCrypt
-	if err == nil {
-		var ciph pb.Cipher
-		ciph, err = crypto.NegotiateCipher(crypto.DefaultCiphers, peer.Crypt.GetCiphers(), false)
-		if err == nil {
-			local, err = newLocalCrypt(c.loc, []pb.Cipher{ciph})
-		}
-		if err == nil {
-			keys, err = crypto.DeriveKeys(crypto.KeyParams{
-				IsServer:    true,
-				LocalConnID: c.localID, RemoteConnID: remoteID,
-				LocalCert: c.loc.cert.GetCert(), Local: local, Peer: peer, Cipher: ciph,
-			})
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrHandshake, err)
-	}
-	c.server = true
-	c.remoteID = remoteID
-	c.remoteIdentity = ident
-	c.crypt = local
-	c.lanesNeg = lanes
-	c.peerVersion = peer.Crypt.GetProtocolVersion()
-	c.pendingPeer, c.pendingKeys = peer, keys
+	hs.vport = c.vport
+	hs.apply(c)
 	return c.Accept(now)
 }
