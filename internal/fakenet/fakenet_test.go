@@ -606,8 +606,12 @@ func TestRealUDP(t *testing.T) {
 			t.Errorf("datagram %d arrived after %v, want >= 40ms (lag on both sides)", rec.seq, d)
 		}
 	}
-	if len(seen) != n {
-		t.Errorf("%d distinct datagrams arrived, want %d", len(seen), n)
+	// Real UDP: a burst of 200 (and its duplicates) released at once can
+	// overflow the receiving socket's buffer when the machine is busy, so a
+	// few may be lost; the wrapper itself loses none (the netsim tests pin
+	// that exactly).
+	if len(seen) < n*95/100 {
+		t.Errorf("%d distinct datagrams arrived, want at least %d of %d", len(seen), n*95/100, n)
 	}
 	a.Close()
 	b.Close()
