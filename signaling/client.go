@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ const (
 	authProof     = "PROOF"
 	authOK        = "OK"
 	authErr       = "ERR"
+	errReplaced   = "replaced" // the reason of an ERR line that ends a replaced client
 	proofDomain   = "netmsg-signal/1\x00"
 	challengeLen  = 32
 )
@@ -33,6 +35,51 @@ func proofMessage(identity string, challenge []byte) []byte {
 	return append(m, challenge...)
 }
 
+// parseHello parses the authenticated client's first line (without its
+// newline): "NETMSG-SIGNAL/1 <identity> <hex of the certificate>". ok is
+// false when the line is not a hello at all (then it is the trivial
+// protocol's identity line); err reports a malformed hello.
+func parseHello(line []byte) (identity string, cert []byte, ok bool, err error) {
+	rest, ok := strings.CutPrefix(string(line), authHello+" ")
+	if !ok {
+		return "", nil, false, nil
+	}
+	identity, certHex, found := strings.Cut(rest, " ")
+	if !found {
+		return "", nil, true, errors.New("hello without a certificate")
+	}
+	if err := CheckIdentity(identity); err != nil {
+		return "", nil, true, err
+	}
+	certHex = strings.TrimSuffix(certHex, "\r")
+	if len(certHex) == 0 || len(certHex) > 2*MaxBlobSize {
+		return "", nil, true, errors.New("bad certificate size")
+	}
+	cert, err = hex.DecodeString(certHex)
+	if err != nil {
+		return "", nil, true, fmt.Errorf("bad certificate hex: %w", err)
+	}
+	return identity, cert, true, nil
+}
+
+// parseWordHex parses "<word> <hex of n bytes>" (CHALLENGE and PROOF
+// lines, without the newline).
+func parseWordHex(line []byte, word string, n int) ([]byte, error) {
+	h, ok := strings.CutPrefix(string(line), word+" ")
+	if !ok {
+		return nil, fmt.Errorf("expected %s, got %q", word, clip(string(line)))
+	}
+	h = strings.TrimSuffix(h, "\r")
+	if len(h) != 2*n {
+		return nil, fmt.Errorf("%s of %d hex digits, want %d", word, len(h), 2*n)
+	}
+	b, err := hex.DecodeString(h)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", word, err)
+	}
+	return b, nil
+}
+
 // ClientConfig is what an authenticated client proves: an identity, the
 // Ed25519 key its certificate binds to it, and the certificate (GNS's
 // serialized CertificateSigned, as Host configuration and `netmsg cert`
@@ -43,12 +90,20 @@ type ClientConfig struct {
 	Certificate []byte
 }
 
-// Timeouts of the TCP clients.
+// Timeouts and bounds of the TCP clients.
 const (
 	dialTimeout  = 5 * time.Second
 	writeTimeout = 5 * time.Second
 	backoffMin   = 100 * time.Millisecond
 	backoffMax   = 5 * time.Second
+	// keepaliveInterval: an authenticated client with nothing to send
+	// writes an empty line this often, so a server's IdleTimeout does not
+	// drop it. (The trivial client sends nothing GNS's client would not.)
+	keepaliveInterval = 30 * time.Second
+	// clientQueueLen and clientQueueBytes bound the lines waiting to be
+	// written to the server (GNS's client keeps 32).
+	clientQueueLen   = 64
+	clientQueueBytes = 1 << 20
 )
 
 // DialTrivial connects to a signaling server with GNS's trivial protocol
@@ -65,7 +120,10 @@ func DialTrivial(ctx context.Context, addr, identity string) (Conn, error) {
 
 // Dial connects to a netmsg signaling server with the authenticated
 // protocol: the server registers cfg.Identity only after the client proved
-// it holds the key of a certificate naming that identity.
+// it holds the key of a certificate naming that identity. It reconnects
+// (and proves again) as DialTrivial does; if a newer authenticated
+// connection takes the identity over, the server tells this one, which
+// stops: Recv and Send then return ErrReplaced.
 func Dial(ctx context.Context, addr string, cfg ClientConfig) (Conn, error) {
 	if err := CheckIdentity(cfg.Identity); err != nil {
 		return nil, err
@@ -73,34 +131,45 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (Conn, error) {
 	if len(cfg.Key) != ed25519.PrivateKeySize || len(cfg.Certificate) == 0 {
 		return nil, errors.New("signaling: Dial needs a key and a certificate")
 	}
+	if len(cfg.Certificate) > MaxBlobSize {
+		return nil, fmt.Errorf("signaling: certificate larger than %d bytes", MaxBlobSize)
+	}
 	c := &client{addr: addr, id: cfg.Identity, auth: &cfg}
 	return dial(ctx, c)
 }
 
+// client is a TCP Conn of either protocol. A reader goroutine reads
+// signals and reconnects; a writer goroutine drains the send queue, so
+// Send never waits for the network.
 type client struct {
 	addr string
 	id   string
 	auth *ClientConfig // nil: the trivial protocol
 	in   *inbox
 
-	mu     sync.Mutex
-	conn   net.Conn // nil while reconnecting
-	closed bool
-	buf    []byte
-	done   chan struct{}
-	wg     sync.WaitGroup
+	mu       sync.Mutex
+	conn     net.Conn // nil while reconnecting
+	out      [][]byte // lines waiting for the writer (for conn)
+	outBytes int
+	closed   bool
+	err      error         // why the client stopped (ErrClosed, ErrReplaced)
+	wake     chan struct{} // the writer has work (cap 1)
+	done     chan struct{} // closed by Close
+	wg       sync.WaitGroup
 }
 
 func dial(ctx context.Context, c *client) (*client, error) {
 	c.in = newInbox(0)
 	c.done = make(chan struct{})
+	c.wake = make(chan struct{}, 1)
 	conn, r, err := c.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
 	c.conn = conn
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go c.run(conn, r)
+	go c.writer()
 	return c, nil
 }
 
@@ -127,8 +196,10 @@ func (c *client) register(ctx context.Context, conn net.Conn, r *bufio.Reader) e
 	conn.SetDeadline(deadline)
 	defer conn.SetDeadline(time.Time{})
 	if c.auth == nil {
-		_, err := conn.Write([]byte(c.id + "\n"))
-		return err
+		if _, err := conn.Write([]byte(c.id + "\n")); err != nil {
+			return fmt.Errorf("signaling: %w", err)
+		}
+		return nil
 	}
 	hello := authHello + " " + c.id + " " + hex.EncodeToString(c.auth.Certificate) + "\n"
 	if _, err := conn.Write([]byte(hello)); err != nil {
@@ -138,13 +209,12 @@ func (c *client) register(ctx context.Context, conn net.Conn, r *bufio.Reader) e
 	if err != nil {
 		return fmt.Errorf("signaling: waiting for the challenge: %w", err)
 	}
-	word, arg, _ := strings.Cut(string(line), " ")
-	if word == authErr {
-		return fmt.Errorf("%w: %s", ErrRefused, arg)
+	if reason, ok := strings.CutPrefix(string(line), authErr+" "); ok {
+		return fmt.Errorf("%w: %s", ErrRefused, clip(reason))
 	}
-	ch, err := hex.DecodeString(arg)
-	if word != authChallenge || err != nil || len(ch) != challengeLen {
-		return fmt.Errorf("signaling: bad challenge %q", clip(string(line)))
+	ch, err := parseWordHex(line, authChallenge, challengeLen)
+	if err != nil {
+		return fmt.Errorf("signaling: %w", err)
 	}
 	sig := ed25519.Sign(c.auth.Key, proofMessage(c.id, ch))
 	if _, err := conn.Write([]byte(authProof + " " + hex.EncodeToString(sig) + "\n")); err != nil {
@@ -154,8 +224,9 @@ func (c *client) register(ctx context.Context, conn net.Conn, r *bufio.Reader) e
 	if err != nil {
 		return fmt.Errorf("signaling: waiting for the verdict: %w", err)
 	}
-	if word, arg, _ := strings.Cut(string(line), " "); word != authOK {
-		return fmt.Errorf("%w: %s", ErrRefused, arg)
+	if string(line) != authOK {
+		reason, _ := strings.CutPrefix(string(line), authErr+" ")
+		return fmt.Errorf("%w: %s", ErrRefused, clip(reason))
 	}
 	return nil
 }
@@ -178,18 +249,25 @@ func readLine(r *bufio.Reader) ([]byte, error) {
 	}
 }
 
-// run reads signals until the connection drops, then reconnects, until
-// Close.
+// run reads signals until the connection drops, then reconnects (with
+// jittered exponential backoff), until Close or replacement.
 func (c *client) run(conn net.Conn, r *bufio.Reader) {
 	defer c.wg.Done()
 	backoff := backoffMin
 	for {
+		replaced := false
 		for {
 			line, err := readLine(r)
 			if err != nil {
 				break
 			}
 			backoff = backoffMin
+			if c.auth != nil {
+				if reason, ok := strings.CutPrefix(string(line), authErr+" "); ok {
+					replaced = reason == errReplaced
+					break
+				}
+			}
 			from, blob, err := parseLine(line)
 			if err != nil {
 				continue // as GNS's client: a bad line is skipped
@@ -198,17 +276,21 @@ func (c *client) run(conn net.Conn, r *bufio.Reader) {
 		}
 		conn.Close()
 		c.mu.Lock()
-		c.conn = nil
+		c.conn, c.out, c.outBytes = nil, nil, 0
+		if replaced {
+			c.stopLocked(ErrReplaced)
+		}
 		closed := c.closed
 		c.mu.Unlock()
 		if closed {
 			return
 		}
 		for {
+			wait := backoff/2 + rand.N(backoff/2+1)
 			select {
 			case <-c.done:
 				return
-			case <-time.After(backoff):
+			case <-time.After(wait):
 			}
 			backoff = min(2*backoff, backoffMax)
 			ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
@@ -231,6 +313,55 @@ func (c *client) run(conn net.Conn, r *bufio.Reader) {
 	}
 }
 
+// writer writes queued lines to the current connection; an authenticated
+// client also writes an empty line after keepaliveInterval of silence.
+func (c *client) writer() {
+	defer c.wg.Done()
+	var buf []byte
+	var batch [][]byte
+	ka := time.NewTimer(keepaliveInterval)
+	defer ka.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-c.wake:
+		case <-ka.C:
+			if c.auth != nil {
+				c.mu.Lock()
+				if c.conn != nil && len(c.out) == 0 {
+					c.out = append(c.out, []byte{'\n'})
+					c.outBytes++
+				}
+				c.mu.Unlock()
+			}
+		}
+		ka.Reset(keepaliveInterval)
+		c.mu.Lock()
+		conn := c.conn
+		batch, c.out = c.out, batch[:0]
+		c.outBytes = 0
+		c.mu.Unlock()
+		if conn == nil || len(batch) == 0 {
+			continue
+		}
+		buf = buf[:0]
+		for i, l := range batch {
+			buf = append(buf, l...)
+			batch[i] = nil
+		}
+		conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if _, err := conn.Write(buf); err != nil {
+			conn.Close() // the reader sees it and reconnects
+		}
+		if cap(buf) > 4*clientQueueBytes {
+			buf = nil
+		}
+	}
+}
+
+// Send queues the signal for the writer. It fails with ErrNotUp while the
+// client reconnects and ErrQueueFull when the server does not keep up.
 func (c *client) Send(to string, blob []byte) error {
 	if err := CheckIdentity(to); err != nil {
 		return err
@@ -238,38 +369,46 @@ func (c *client) Send(to string, blob []byte) error {
 	if len(blob) > MaxBlobSize {
 		return ErrTooLarge
 	}
+	line := appendLine(make([]byte, 0, len(to)+2+2*len(blob)), to, blob)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return ErrClosed
-	}
-	if c.conn == nil {
+	switch {
+	case c.closed:
+		return c.err
+	case c.conn == nil:
 		return ErrNotUp
+	case len(c.out) >= clientQueueLen || c.outBytes+len(line) > clientQueueBytes:
+		return ErrQueueFull
 	}
-	c.buf = appendLine(c.buf[:0], to, blob)
-	c.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-	if _, err := c.conn.Write(c.buf); err != nil {
-		c.conn.Close() // the reader sees it and reconnects
-		return fmt.Errorf("signaling: %w", err)
+	c.out = append(c.out, line)
+	c.outBytes += len(line)
+	select {
+	case c.wake <- struct{}{}:
+	default:
 	}
 	return nil
 }
 
 func (c *client) Recv(ctx context.Context) (string, []byte, error) { return c.in.pop(ctx) }
 
-func (c *client) Close() error {
-	c.mu.Lock()
+// stopLocked ends the client with err (c.mu held): no more sends, no
+// reconnection.
+func (c *client) stopLocked(err error) {
 	if c.closed {
-		c.mu.Unlock()
-		return nil
+		return
 	}
-	c.closed = true
+	c.closed, c.err = true, err
 	if c.conn != nil {
 		c.conn.Close()
 	}
 	close(c.done)
+	c.in.close(err)
+}
+
+func (c *client) Close() error {
+	c.mu.Lock()
+	c.stopLocked(ErrClosed)
 	c.mu.Unlock()
 	c.wg.Wait()
-	c.in.close()
 	return nil
 }

@@ -1,56 +1,111 @@
 // Package signaling carries the rendezvous blobs of P2P connections
 // between peers that know each other only by identity, before (and while)
-// ICE connects them: GNS's "connection signaling", in Go.
+// ICE connects them: GNS's "connection signaling"
+// (include/steam/steamnetworkingcustomsignaling.h: the application sends a
+// connection's signals to the peer by any means, and hands the signals it
+// receives back to the library), in Go.
 //
-// A netmsg Host uses a Conn: Send a blob to an identity, Recv the blobs
-// sent to ours. Delivery is best effort (a signal may be dropped,
-// duplicated or reordered); the P2P layer retries and acknowledges.
-// Three kinds of Conn are built in:
+// A netmsg Host uses a Conn: Send a blob to an identity (GNS's identity
+// string form, "str:alice", "ip:192.0.2.1:27015", "steamid:..."), Recv the
+// blobs sent to ours. Delivery is best effort, as GNS assumes: a signal
+// may be dropped, duplicated or reordered, and the P2P layer retries and
+// acknowledges. Send never waits for the network; every queue is bounded
+// and reports or counts what it drops. Three kinds of Conn are built in:
 //
 //   - Hub: in memory, for tests and the demo, with seeded loss,
-//     duplication, reordering and delay (runs on testing/synctest's clock).
+//     duplication, reordering and delay. Its delays are runtime timers, so
+//     a Hub made inside a testing/synctest bubble runs on the bubble's
+//     fake clock, and a seed gives the same faults every run.
 //   - DialTrivial: GNS's trivial signaling protocol over TCP
-//     (examples/trivial_signaling_client.cpp and trivial_signaling_server.py
-//     in GNS), so netmsg and GNS peers can share a server.
+//     (examples/trivial_signaling_client.cpp and
+//     examples/trivial_signaling_server.py in GNS), so netmsg and GNS
+//     peers can share a server.
 //   - Dial: netmsg's authenticated protocol over TCP, below.
 //
-// Server serves both protocols on one port (`netmsg signal`).
+// Both TCP clients reconnect by themselves, with jittered exponential
+// backoff (100 ms to 5 s), when the server drops them; Send returns
+// ErrNotUp meanwhile and ErrQueueFull when the server does not read.
+//
+// Server serves both protocols on one port (`netmsg signal`); the first
+// line tells them apart.
 //
 // # The trivial protocol (GNS)
 //
-// The client sends its identity and a newline. After that each signal is
-// one line, "<identity> <lowercase hex of the blob>\n": from a client the
-// identity is the destination; the server forwards the line to the
-// destination with the sender's identity instead. The server takes a
-// client's identity on trust; a later registration of the same identity
-// replaces the earlier one; a signal to an identity nobody holds, or a
-// malformed line, is dropped.
+// Text lines ending in "\n". The client sends its identity. After that
+// each signal is one line, "<identity> <lowercase hex of the blob>": from
+// a client the identity is the destination; the server forwards the line
+// to the destination with the sender's identity instead, and sends
+// nothing else. GNS's server takes a client's identity on trust (the
+// first line, whitespace stripped); a later registration of the same
+// identity replaces and closes the earlier connection; a signal to an
+// identity nobody holds, or a line without a space, is ignored. Our
+// server does the same, and also ignores (and counts) lines whose
+// identity is not a valid identity string or whose payload is not hex of
+// at most MaxBlobSize bytes, where GNS's server would forward anything.
+// What it forwards is byte for byte what GNS's server forwards for GNS's
+// client (checked against the captured session in ../shared/vectors).
 //
 // # The authenticated protocol (netmsg)
 //
-//	C: NETMSG-SIGNAL/1 <identity> <hex of the certificate>\n
-//	S: CHALLENGE <hex of 32 random bytes>\n
-//	C: PROOF <hex of an Ed25519 signature>\n
-//	S: OK\n            (or ERR <reason>\n, then close)
+// The same line framing; C is the client, S the server:
 //
-// then signal lines exactly as in the trivial protocol. The certificate is
-// GNS's serialized CertificateSigned (what a Host's Config.Certificate
-// holds and `netmsg cert issue` writes); the server checks it as a GNS
-// peer checks a handshake certificate (a trusted CA's signature, or
-// unsigned when ServerConfig.AllowUnsigned; expiry; app ID) and that it
-// names the identity claimed. The signature is over "netmsg-signal/1",
-// a zero byte, the identity, a zero byte and the challenge, made with the
-// key the certificate names: so a client registers only identities whose
-// keys it holds, and a proof cannot be replayed (fresh challenge) or used
-// with another server (other challenge) or as anything else (domain tag).
-// An identity held by an authenticated client cannot be taken by a
-// trivial one; with ServerConfig.NoTrivial the server speaks only this
-// protocol.
+//	C: NETMSG-SIGNAL/1 <identity> <hex of the certificate>
+//	S: CHALLENGE <hex of 32 random bytes>
+//	C: PROOF <hex of a 64-byte Ed25519 signature>
+//	S: OK                 (or "ERR <reason>", then the server closes)
+//
+// then signal lines exactly as in the trivial protocol, both ways, plus
+// empty lines as keepalives from the client (every 30 s of silence) and,
+// from the server, "ERR replaced" when a newer authenticated connection
+// took the identity over: that client stops (ErrReplaced) rather than
+// take it back. "NETMSG-SIGNAL/1" and "ERR" contain no ':', so they never
+// collide with an identity.
+//
+// The certificate is GNS's serialized CertificateSigned (what a Host's
+// Config.Certificate holds and `netmsg cert issue` writes). The server
+// checks it as a GNS peer checks a handshake certificate: signed by a
+// trusted CA (ServerConfig.TrustedCAs), or unsigned when
+// ServerConfig.AllowUnsigned; not expired; listing the app ID if it lists
+// any; naming the identity claimed. The signature is over
+// "netmsg-signal/1", a zero byte, the identity, a zero byte and the
+// challenge, made with the key the certificate names: so a client
+// registers only identities whose keys it holds, a proof cannot be
+// replayed (each connection gets a fresh challenge) or used with another
+// server (another challenge) or as anything else (the domain tag). A
+// signal forwarded from an authenticated client carries the identity it
+// proved.
+//
+// # Who holds an identity
+//
+//   - A trivial registration replaces a trivial holder (as GNS's server
+//     does), never an authenticated one.
+//   - An authenticated registration replaces a trivial holder, and an
+//     authenticated one when it may: a CA-signed certificate always may;
+//     an unsigned one only with the same key as the holder. The latest
+//     such connection wins; the replaced one is told.
+//   - When an authenticated holder disconnects, its identity stays
+//     reserved for its key (ServerConfig.ReserveFor, default 24 h): no
+//     trivial client or other unsigned key takes it meanwhile.
+//   - Trivial and authenticated clients signal each other by default, so
+//     GNS peers reach netmsg peers; ServerConfig.IsolateTrivial keeps
+//     them apart, so that every sender an authenticated client hears from
+//     was verified. ServerConfig.NoTrivial refuses the trivial protocol.
+//
+// A trivial client can still claim any identity no authenticated client
+// holds or reserved: that is the trivial protocol. The P2P handshake's
+// certificates are the end-to-end check of who a peer is; the server's
+// checks keep an attacker from intercepting or disrupting the signals of
+// authenticated peers.
 //
 // # Limits
 //
-// Blobs up to MaxBlobSize, identities up to MaxIdentityLen (longer lines
-// close the client), a bounded queue of signals per client on both ends
-// (excess dropped and counted), a per-client rate limit on the server
-// (token bucket), a client limit, and a registration timeout.
+// Blobs up to MaxBlobSize, identities up to MaxIdentityLen; a line longer
+// than the longest valid signal closes the client, a malformed one is
+// dropped and counted. On the server: a bounded queue of signals per
+// client (ServerConfig.QueueLen and QueueBytes; excess dropped and
+// counted), a client that does not read for WriteTimeout is dropped, a
+// per-client rate limit (token bucket; excess dropped and counted), a
+// client limit, a registration timeout, an optional idle timeout, TCP
+// keepalive as GNS's server sets it, and ServerStats for all of it. On
+// the clients: bounded send and receive queues.
 package signaling

@@ -68,7 +68,7 @@ func NewHub(cfg HubConfig) (*Hub, error) {
 
 // Connect attaches a peer as identity. A later Connect with the same
 // identity takes its signals over (as GNS's trivial server does); the
-// earlier Conn is closed.
+// earlier Conn is closed and its Recv returns ErrReplaced.
 func (h *Hub) Connect(identity string) (Conn, error) {
 	if err := CheckIdentity(identity); err != nil {
 		return nil, err
@@ -79,7 +79,7 @@ func (h *Hub) Connect(identity string) (Conn, error) {
 	h.conns[identity] = c
 	h.mu.Unlock()
 	if old != nil {
-		old.in.close()
+		old.in.close(ErrReplaced)
 	}
 	return c, nil
 }
@@ -189,6 +189,6 @@ func (c *hubConn) Close() error {
 		delete(c.hub.conns, c.id)
 	}
 	c.hub.mu.Unlock()
-	c.in.close()
+	c.in.close(nil)
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -30,42 +32,72 @@ type ServerConfig struct {
 	TrustedCAs []ed25519.PublicKey
 	// AllowUnsigned lets authenticated clients present unsigned
 	// certificates: they still prove they hold the key the certificate
-	// names, so nobody can take over an identity someone registered that
-	// way, but anyone may register a new identity.
+	// names. An identity registered that way stays bound to that key (see
+	// ReserveFor); only the same key or a CA-signed certificate can take
+	// it over.
 	AllowUnsigned bool
 	// AppID, if the certificates list app IDs, must be among them.
 	AppID uint32
 	// NoTrivial refuses GNS's trivial protocol, whose clients claim an
 	// identity without proof. With trivial clients allowed, an identity
-	// held by an authenticated client cannot be taken by a trivial one.
+	// held (or recently held, see ReserveFor) by an authenticated client
+	// cannot be taken by a trivial one.
 	NoTrivial bool
+	// IsolateTrivial drops signals between trivial and authenticated
+	// clients (counted in ServerStats.Isolated), so an authenticated client
+	// hears only from identities the server verified. By default they mix,
+	// so GNS peers on the trivial protocol reach netmsg peers that
+	// authenticate.
+	IsolateTrivial bool
+	// ReserveFor is how long an identity stays bound to the authenticated
+	// client that last held it after it disconnects: meanwhile trivial
+	// clients cannot take it, and neither can an unsigned certificate for
+	// another key (default 24 h; negative: no reservation). At most
+	// 4*MaxClients identities are reserved; the oldest go first.
+	ReserveFor time.Duration
 	// MaxClients bounds the connected clients (default 10,000).
 	MaxClients int
-	// QueueLen bounds the signals waiting to be written to one client
-	// (default 256); more are dropped and counted.
-	QueueLen int
-	// Rate and Burst limit the signals one client may send (per second,
-	// token bucket; default 200/s and 400). Excess signals are dropped and
+	// QueueLen and QueueBytes bound the signals waiting to be written to
+	// one client (default 256 signals and 1 MiB); more are dropped and
+	// counted.
+	QueueLen, QueueBytes int
+	// Rate and Burst limit the lines one client may send (per second,
+	// token bucket; default 200/s and 400). Excess lines are dropped and
 	// counted.
 	Rate  float64
 	Burst int
 	// HandshakeTimeout bounds registration (default 10 s).
 	HandshakeTimeout time.Duration
+	// IdleTimeout disconnects a registered client that sends nothing for
+	// this long (default 0: never, since GNS's trivial clients are silent
+	// when idle; they reconnect when dropped). Dead connections are found
+	// by TCP keepalive either way (30 s idle, as GNS's server).
+	IdleTimeout time.Duration
+	// WriteTimeout disconnects a client that does not read what the server
+	// writes for this long (default 10 s).
+	WriteTimeout time.Duration
 	// Logger receives one line per client event; nil discards them.
 	Logger *slog.Logger
 }
 
 // ServerStats counts what a Server did.
 type ServerStats struct {
-	Clients, Trivial, Authenticated int // connected now
+	Clients, Trivial, Authenticated int // connected now (Clients counts unregistered ones too)
+	Reserved                        int // identities reserved for their authenticated holder
 	Registered                      uint64
+	Replaced                        uint64 // registrations that replaced a client with the same identity
 	Forwarded                       uint64
 	NoRecipient                     uint64 // signals to an identity nobody holds
+	Isolated                        uint64 // signals between trivial and authenticated clients dropped (IsolateTrivial)
 	RateLimited                     uint64
 	QueueDropped                    uint64 // the recipient did not read fast enough
-	Malformed                       uint64 // bad lines
-	AuthFailed                      uint64 // authentication refused
-	Refused                         uint64 // over MaxClients, trivial when refused, or taking an authenticated identity
+	Malformed                       uint64 // bad lines (an oversized one closes the client)
+	AuthFailed                      uint64 // authentication refused (bad certificate, untrusted CA, wrong identity or key, bad or replayed proof)
+	TakeoverRefused                 uint64 // a trivial client or another key claiming an authenticated identity
+	Refused                         uint64 // over MaxClients, or the trivial protocol with NoTrivial
+	HandshakeTimeouts               uint64
+	IdleTimeouts                    uint64
+	SlowReaders                     uint64 // clients dropped for not reading within WriteTimeout
 }
 
 // Server is a signaling server speaking GNS's trivial protocol and
@@ -75,22 +107,43 @@ type Server struct {
 	trust *crypto.TrustStore
 	log   *slog.Logger
 
-	mu      sync.Mutex
-	clients map[string]*srvClient // by registered identity
-	all     map[*srvClient]struct{}
-	lis     []net.Listener
-	closed  bool
-	st      ServerStats
-	wg      sync.WaitGroup
+	mu       sync.Mutex
+	clients  map[string]*srvClient // by registered identity
+	all      map[*srvClient]struct{}
+	reserved map[string]reservation
+	lis      []net.Listener
+	closed   bool
+	st       ServerStats
+	wg       sync.WaitGroup
 }
 
-// NewServer returns a Server; call Serve to run it.
+// holder is who proved an identity: the key, and whether a trusted CA
+// signed its certificate.
+type holder struct {
+	key      string // the Ed25519 public key
+	caSigned bool
+}
+
+// mayTake reports whether newcomer h may take an identity held by old: a
+// CA-signed certificate beats an unsigned one; an unsigned one needs the
+// same key.
+func (old holder) mayTake(h holder) bool { return h.caSigned || (!old.caSigned && old.key == h.key) }
+
+type reservation struct {
+	holder
+	until time.Time
+}
+
+// NewServer returns a Server; call Serve or Listen to run it.
 func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.MaxClients <= 0 {
 		cfg.MaxClients = 10000
 	}
 	if cfg.QueueLen <= 0 {
 		cfg.QueueLen = 256
+	}
+	if cfg.QueueBytes <= 0 {
+		cfg.QueueBytes = 1 << 20
 	}
 	if cfg.Rate <= 0 {
 		cfg.Rate = 200
@@ -101,11 +154,17 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = 10 * time.Second
 	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.ReserveFor == 0 {
+		cfg.ReserveFor = 24 * time.Hour
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Server{cfg: cfg, log: log, clients: map[string]*srvClient{}, all: map[*srvClient]struct{}{}}
+	s := &Server{cfg: cfg, log: log, clients: map[string]*srvClient{}, all: map[*srvClient]struct{}{}, reserved: map[string]reservation{}}
 	if len(cfg.TrustedCAs) > 0 {
 		cas := make([]crypto.CA, len(cfg.TrustedCAs))
 		for i, k := range cfg.TrustedCAs {
@@ -120,16 +179,60 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	return s, nil
 }
 
-// Serve accepts clients on l until Close. It returns nil after Close.
-func (s *Server) Serve(l net.Listener) error {
+// Listen listens on the TCP address addr and serves there in the
+// background until Close. It returns the address listened on.
+func (s *Server) Listen(addr string) (net.Addr, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("signaling: %w", err)
+	}
+	if err := s.addListener(l, true); err != nil {
+		return nil, err
+	}
+	go func() {
+		defer s.wg.Done()
+		s.accept(l)
+	}()
+	return l.Addr(), nil
+}
+
+// Addr returns the address of the first listener given to Serve or
+// Listen, or nil.
+func (s *Server) Addr() net.Addr {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.lis) == 0 {
+		return nil
+	}
+	return s.lis[0].Addr()
+}
+
+// Serve accepts clients on l until Close. It returns nil after Close and
+// ErrClosed if the Server was closed before.
+func (s *Server) Serve(l net.Listener) error {
+	if err := s.addListener(l, false); err != nil {
+		return err
+	}
+	return s.accept(l)
+}
+
+// addListener records l (closing it if the Server is closed); tracked adds
+// the goroutine that will serve it to s.wg.
+func (s *Server) addListener(l net.Listener, tracked bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
 		l.Close()
 		return ErrClosed
 	}
 	s.lis = append(s.lis, l)
-	s.mu.Unlock()
+	if tracked {
+		s.wg.Add(1)
+	}
+	return nil
+}
+
+func (s *Server) accept(l net.Listener) error {
 	for {
 		conn, err := l.Accept()
 		if err != nil {
@@ -146,20 +249,28 @@ func (s *Server) Serve(l net.Listener) error {
 			}
 			return err
 		}
-		c := &srvClient{s: s, conn: conn, wake: make(chan struct{}, 1), tokens: float64(s.cfg.Burst), last: time.Now()}
-		s.mu.Lock()
-		if s.closed || len(s.all) >= s.cfg.MaxClients {
-			s.st.Refused++
-			s.mu.Unlock()
-			conn.Close()
-			continue
-		}
-		s.all[c] = struct{}{}
-		s.wg.Add(2)
-		s.mu.Unlock()
-		go c.readLoop()
-		go c.writeLoop()
+		s.serveConn(conn)
 	}
+}
+
+// serveConn starts a client's goroutines, or refuses it.
+func (s *Server) serveConn(conn net.Conn) {
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3})
+	}
+	c := &srvClient{s: s, conn: conn, wake: make(chan struct{}, 1), tokens: float64(s.cfg.Burst), last: time.Now()}
+	s.mu.Lock()
+	if s.closed || len(s.all) >= s.cfg.MaxClients {
+		s.st.Refused++
+		s.mu.Unlock()
+		conn.Close()
+		return
+	}
+	s.all[c] = struct{}{}
+	s.wg.Add(2)
+	s.mu.Unlock()
+	go c.readLoop()
+	go c.writeLoop()
 }
 
 // Close stops the listeners and disconnects every client.
@@ -187,6 +298,7 @@ func (s *Server) Stats() ServerStats {
 	defer s.mu.Unlock()
 	st := s.st
 	st.Clients = len(s.all)
+	st.Reserved = len(s.reserved)
 	for _, c := range s.clients {
 		if c.authed {
 			st.Authenticated++
@@ -200,13 +312,17 @@ func (s *Server) Stats() ServerStats {
 type srvClient struct {
 	s      *Server
 	conn   net.Conn
-	id     string // registered identity ("" until registered)
+	id     string // registered identity ("" until registered); set under s.mu
 	authed bool
+	holder holder // authenticated clients
 
 	// Outbound queue, guarded by s.mu.
-	out    [][]byte
-	wake   chan struct{}
-	gone   bool
+	out      [][]byte
+	outBytes int
+	closing  bool // write what is queued, then close (replaced)
+	gone     bool
+	wake     chan struct{}
+
 	tokens float64 // rate limit (read loop only)
 	last   time.Time
 }
@@ -218,22 +334,36 @@ func (c *srvClient) readLoop() {
 	r := bufio.NewReaderSize(c.conn, 4096)
 	c.conn.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	if err := c.register(r); err != nil {
+		if isTimeout(err) {
+			s.count(func(st *ServerStats) { st.HandshakeTimeouts++ })
+		}
 		s.log.Info("signaling: client refused", "addr", c.conn.RemoteAddr(), "err", err)
 		return
 	}
-	c.conn.SetReadDeadline(time.Time{})
 	s.log.Info("signaling: client registered", "identity", c.id, "authenticated", c.authed, "addr", c.conn.RemoteAddr())
 	for {
+		if s.cfg.IdleTimeout > 0 {
+			c.conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		} else {
+			c.conn.SetReadDeadline(time.Time{})
+		}
 		line, err := readLine(r)
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			switch {
+			case isTimeout(err):
+				s.count(func(st *ServerStats) { st.IdleTimeouts++ })
+			case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
 				s.count(func(st *ServerStats) { st.Malformed++ })
 			}
+			s.log.Info("signaling: client read", "identity", c.id, "err", err)
 			return
 		}
 		if !c.allow() {
 			s.count(func(st *ServerStats) { st.RateLimited++ })
 			continue
+		}
+		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
+			continue // a keepalive
 		}
 		to, blob, err := parseLine(line)
 		if err != nil {
@@ -243,6 +373,8 @@ func (c *srvClient) readLoop() {
 		s.forward(c, to, blob)
 	}
 }
+
+func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 
 // allow takes a token from the client's bucket.
 func (c *srvClient) allow() bool {
@@ -268,10 +400,14 @@ func (c *srvClient) register(r *bufio.Reader) error {
 	s := c.s
 	line, err := readLine(r)
 	if err != nil {
+		if !isTimeout(err) && !errors.Is(err, io.EOF) {
+			s.count(func(st *ServerStats) { st.Malformed++ })
+		}
 		return err
 	}
-	word, rest, _ := strings.Cut(string(line), " ")
-	if word != authHello {
+	id, certBytes, isHello, err := parseHello(line)
+	if !isHello {
+		// GNS's server strips the identity line and takes it on trust.
 		id := strings.TrimSpace(string(line))
 		if s.cfg.NoTrivial {
 			s.count(func(st *ServerStats) { st.Refused++ })
@@ -281,73 +417,115 @@ func (c *srvClient) register(r *bufio.Reader) error {
 			s.count(func(st *ServerStats) { st.Malformed++ })
 			return err
 		}
-		return c.take(id, false)
+		return c.take(id, false, holder{})
 	}
 	fail := func(why string) error {
 		s.count(func(st *ServerStats) { st.AuthFailed++ })
-		c.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-		c.conn.Write([]byte(authErr + " " + why + "\n"))
+		c.writeNow(authErr + " " + why + "\n")
 		return errors.New(why)
 	}
-	id, certHex, _ := strings.Cut(rest, " ")
-	if CheckIdentity(id) != nil {
-		return fail("bad identity")
+	if err != nil {
+		return fail(err.Error())
 	}
-	certBytes, err := hex.DecodeString(certHex)
 	var cert pb.CertificateSigned
-	if err != nil || proto.Unmarshal(certBytes, &cert) != nil {
+	if proto.Unmarshal(certBytes, &cert) != nil {
 		return fail("bad certificate")
 	}
 	challenge := make([]byte, challengeLen)
 	rand.Read(challenge)
-	c.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-	if _, err := c.conn.Write([]byte(authChallenge + " " + hex.EncodeToString(challenge) + "\n")); err != nil {
+	if err := c.writeNow(authChallenge + " " + hex.EncodeToString(challenge) + "\n"); err != nil {
 		return err
 	}
 	line, err = readLine(r)
 	if err != nil {
 		return err
 	}
-	word, sigHex, _ := strings.Cut(string(line), " ")
-	sig, err := hex.DecodeString(sigHex)
-	if word != authProof || err != nil {
+	sig, err := parseWordHex(line, authProof, ed25519.SignatureSize)
+	if err != nil {
 		return fail("bad proof")
 	}
 	pol := &crypto.PeerPolicy{Trust: s.trust, AllowUnsigned: s.cfg.AllowUnsigned, AppID: s.cfg.AppID, Now: time.Now(), ExpectedIdentity: id}
-	got, _, err := crypto.VerifyProof(pol, &cert, proofMessage(id, challenge), sig)
+	got, caSigned, err := crypto.VerifyProof(pol, &cert, proofMessage(id, challenge), sig)
 	if err != nil {
 		return fail(err.Error())
 	}
 	if got != id {
 		return fail(fmt.Sprintf("the certificate names %q, not %q", got, id))
 	}
-	if err := c.take(id, true); err != nil {
+	var body pb.Certificate
+	if proto.Unmarshal(cert.GetCert(), &body) != nil {
+		return fail("bad certificate")
+	}
+	if err := c.take(id, true, holder{key: string(body.GetKeyData()), caSigned: caSigned}); err != nil {
+		c.writeNow(authErr + " " + err.Error() + "\n")
 		return err
 	}
-	c.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-	_, err = c.conn.Write([]byte(authOK + "\n"))
+	return nil
+}
+
+// errTakeover refuses a registration that would take an identity from its
+// authenticated holder.
+var errTakeover = errors.New("identity held by another authenticated key")
+
+// writeNow writes a registration line directly (the write loop has nothing
+// to write before the client is registered).
+func (c *srvClient) writeNow(line string) error {
+	c.conn.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+	_, err := c.conn.Write([]byte(line))
 	return err
 }
 
 // take registers c as id. A later registration replaces an earlier one (as
 // GNS's server does), except that a trivial client cannot replace an
-// authenticated one.
-func (c *srvClient) take(id string, authed bool) error {
+// authenticated one or take a reserved identity, and an authenticated one
+// with an unsigned certificate cannot replace another key's.
+func (c *srvClient) take(id string, authed bool, h holder) error {
 	s := c.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := time.Now()
 	old := s.clients[id]
-	if old != nil && old.authed && !authed {
-		s.st.Refused++
-		return fmt.Errorf("%s is held by an authenticated client", id)
+	var prev *holder
+	if old != nil && old.authed {
+		prev = &old.holder
+	} else if r, ok := s.reserved[id]; ok && now.Before(r.until) {
+		prev = &r.holder
+	}
+	if prev != nil && (!authed || !prev.mayTake(h)) {
+		s.st.TakeoverRefused++
+		return errTakeover
+	}
+	if prev == nil {
+		delete(s.reserved, id) // expired, if there
 	}
 	if old != nil {
-		old.conn.Close() // its read loop unregisters nothing: the entry is ours now
+		s.st.Replaced++
+		if old.authed {
+			// Tell it, so it stops instead of taking the identity back.
+			old.queueLocked([]byte(authErr + " " + errReplaced + "\n"))
+			old.closing = true
+		} else {
+			old.conn.Close()
+		}
 	}
-	c.id, c.authed = id, authed
+	c.id, c.authed, c.holder = id, authed, h
+	if authed {
+		delete(s.reserved, id)
+		c.queueLocked([]byte(authOK + "\n")) // before any signal
+	}
 	s.clients[id] = c
 	s.st.Registered++
 	return nil
+}
+
+// queueLocked queues a line for the write loop (s.mu held).
+func (c *srvClient) queueLocked(line []byte) {
+	c.out = append(c.out, line)
+	c.outBytes += len(line)
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
 }
 
 // forward queues a signal from c to the client holding to.
@@ -355,19 +533,20 @@ func (s *Server) forward(from *srvClient, to string, blob []byte) {
 	line := appendLine(make([]byte, 0, len(from.id)+2+2*len(blob)), from.id, blob)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.clients[from.id] != from {
+		return // replaced; its connection is closing
+	}
 	dst := s.clients[to]
 	switch {
-	case dst == nil:
+	case dst == nil || dst.closing:
 		s.st.NoRecipient++
-	case len(dst.out) >= s.cfg.QueueLen:
+	case s.cfg.IsolateTrivial && dst.authed != from.authed:
+		s.st.Isolated++
+	case len(dst.out) >= s.cfg.QueueLen || dst.outBytes+len(line) > s.cfg.QueueBytes:
 		s.st.QueueDropped++
 	default:
-		dst.out = append(dst.out, line)
+		dst.queueLocked(line)
 		s.st.Forwarded++
-		select {
-		case dst.wake <- struct{}{}:
-		default:
-		}
 	}
 }
 
@@ -379,7 +558,8 @@ func (c *srvClient) writeLoop() {
 	for {
 		s.mu.Lock()
 		batch, c.out = c.out, batch[:0]
-		gone := c.gone
+		c.outBytes = 0
+		gone, closing := c.gone, c.closing
 		s.mu.Unlock()
 		if gone {
 			return
@@ -390,23 +570,36 @@ func (c *srvClient) writeLoop() {
 				buf.Write(l)
 				batch[i] = nil
 			}
-			c.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+			c.conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 			if _, err := c.conn.Write(buf.Bytes()); err != nil {
-				c.conn.Close() // a stuck reader: let it go
+				if isTimeout(err) {
+					s.count(func(st *ServerStats) { st.SlowReaders++ })
+				}
+				c.conn.Close() // the read loop sees it and drops the client
+			}
+			if buf.Cap() > 4*s.cfg.QueueBytes {
+				buf = bytes.Buffer{}
 			}
 			continue
+		}
+		if closing {
+			c.conn.Close()
 		}
 		<-c.wake
 	}
 }
 
-// drop unregisters c and stops its writer.
+// drop unregisters c (reserving an authenticated identity) and stops its
+// writer.
 func (c *srvClient) drop() {
 	s := c.s
 	c.conn.Close()
 	s.mu.Lock()
 	if c.id != "" && s.clients[c.id] == c {
 		delete(s.clients, c.id)
+		if c.authed && s.cfg.ReserveFor > 0 {
+			s.reserveLocked(c.id, reservation{c.holder, time.Now().Add(s.cfg.ReserveFor)})
+		}
 	}
 	delete(s.all, c)
 	c.gone, c.out = true, nil
@@ -416,4 +609,35 @@ func (c *srvClient) drop() {
 	default:
 	}
 	s.log.Info("signaling: client gone", "identity", c.id, "addr", c.conn.RemoteAddr())
+}
+
+// reserveLocked records a reservation, keeping at most 4*MaxClients:
+// expired ones go first, then the oldest.
+func (s *Server) reserveLocked(id string, r reservation) {
+	s.reserved[id] = r
+	max := 4 * s.cfg.MaxClients
+	if len(s.reserved) <= max {
+		return
+	}
+	now := time.Now()
+	type entry struct {
+		id    string
+		until time.Time
+	}
+	var live []entry
+	for k, v := range s.reserved {
+		if now.Before(v.until) {
+			live = append(live, entry{k, v.until})
+		} else {
+			delete(s.reserved, k)
+		}
+	}
+	if len(live) <= max {
+		return
+	}
+	// Keep the newest three quarters, so pruning happens rarely.
+	slices.SortFunc(live, func(a, b entry) int { return a.until.Compare(b.until) })
+	for _, e := range live[:len(live)-3*max/4] {
+		delete(s.reserved, e.id)
+	}
 }

@@ -36,6 +36,11 @@ var (
 	ErrBadIdentity = errors.New("signaling: invalid identity")
 	ErrRefused     = errors.New("signaling: refused by the server")
 	ErrNotUp       = errors.New("signaling: not connected to the server (reconnecting)")
+	ErrQueueFull   = errors.New("signaling: send queue full (the server is not reading)")
+	// ErrReplaced ends a Conn whose identity a newer connection took
+	// over (a Hub's Connect, or an authenticated client on a netmsg
+	// server); such a Conn does not reconnect. It wraps ErrClosed.
+	ErrReplaced = fmt.Errorf("%w: replaced by a newer connection with the same identity", ErrClosed)
 )
 
 // Conn is one peer's attachment to a signaling service: the interface a
@@ -132,6 +137,7 @@ type inbox struct {
 	max     int
 	ready   chan struct{} // signalled (cap 1) when q gains an item or closes
 	closed  bool
+	err     error // what pop returns once closed
 	dropped uint64
 }
 
@@ -176,8 +182,9 @@ func (b *inbox) pop(ctx context.Context) (string, []byte, error) {
 			return s.from, s.blob, nil
 		}
 		if b.closed {
+			err := b.err
 			b.mu.Unlock()
-			return "", nil, ErrClosed
+			return "", nil, err
 		}
 		b.mu.Unlock()
 		select {
@@ -188,9 +195,17 @@ func (b *inbox) pop(ctx context.Context) (string, []byte, error) {
 	}
 }
 
-func (b *inbox) close() {
+// close ends the inbox: pop returns err (ErrClosed if nil) and queued
+// signals are discarded. The first close's error stays.
+func (b *inbox) close(err error) {
+	if err == nil {
+		err = ErrClosed
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if !b.closed {
+		b.err = err
+	}
 	b.closed = true
 	b.q = nil
 	select {

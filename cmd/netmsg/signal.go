@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -32,16 +31,21 @@ func runSignal(args []string, out io.Writer) error {
 func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("signal", flag.ContinueOnError)
 	fs.SetOutput(out)
-	listen := fs.String("listen", ":10000", "TCP address to listen on (GNS's trivial signaling uses port 10000)")
+	listen := fs.String("listen", ":10000", "TCP `address` to listen on (GNS's trivial signaling server uses port 10000)")
 	var cas stringList
-	fs.Var(&cas, "ca", "a CA public key file (OpenSSH format, from netmsg cert ca) whose certificates authenticated clients may present; repeatable")
-	unsigned := fs.Bool("allow-unsigned", false, "let authenticated clients present unsigned certificates (they still prove they hold the key)")
+	fs.Var(&cas, "ca", "a CA public key `file` (OpenSSH format, the .pub of netmsg cert ca) whose certificates authenticated clients may present; repeatable")
+	unsigned := fs.Bool("allow-unsigned", false, "let authenticated clients present unsigned certificates (they still prove they hold the key, and the identity stays bound to it)")
 	noTrivial := fs.Bool("no-trivial", false, "refuse GNS's trivial protocol (whose clients claim identities without proof)")
+	isolate := fs.Bool("isolate-trivial", false, "drop signals between trivial and authenticated clients")
+	idle := fs.Duration("idle-timeout", 0, "drop clients silent for this long (0: never; GNS's trivial clients are silent when idle)")
 	verbose := fs.Bool("v", false, "log every client event")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg := signaling.ServerConfig{AllowUnsigned: *unsigned, NoTrivial: *noTrivial}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("signal: unexpected argument %q", fs.Arg(0))
+	}
+	cfg := signaling.ServerConfig{AllowUnsigned: *unsigned, NoTrivial: *noTrivial, IsolateTrivial: *isolate, IdleTimeout: *idle}
 	for _, f := range cas {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -53,6 +57,9 @@ func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
 		}
 		cfg.TrustedCAs = append(cfg.TrustedCAs, ed25519.PublicKey(k))
 	}
+	if *noTrivial && len(cfg.TrustedCAs) == 0 && !*unsigned {
+		return fmt.Errorf("signal: with --no-trivial, give --ca or --allow-unsigned, or nobody can register")
+	}
 	if *verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(out, nil))
 	}
@@ -60,26 +67,21 @@ func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	l, err := net.Listen("tcp", *listen)
+	addr, err := s.Listen(*listen)
 	if err != nil {
+		s.Close()
 		return err
 	}
 	fmt.Fprintf(out, "listening %s (trivial protocol %s, %d trusted CAs, unsigned certificates %s)\n",
-		l.Addr(), onOff(!*noTrivial), len(cfg.TrustedCAs), onOff(*unsigned))
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(l) }()
-	select {
-	case <-ctx.Done():
-		s.Close()
-		<-done
-		st := s.Stats()
-		fmt.Fprintf(out, "stopped: %d registrations, %d signals forwarded, %d to nobody, %d rate-limited, %d refused, %d failed authentication\n",
-			st.Registered, st.Forwarded, st.NoRecipient, st.RateLimited, st.Refused, st.AuthFailed)
-		return nil
-	case err := <-done:
-		s.Close()
-		return err
-	}
+		addr, onOff(!*noTrivial), len(cfg.TrustedCAs), onOff(*unsigned))
+	<-ctx.Done()
+	s.Close()
+	st := s.Stats()
+	fmt.Fprintf(out, "stopped: %d registrations, %d signals forwarded, %d to nobody, %d rate-limited, %d dropped for slow readers, "+
+		"%d malformed, %d failed authentication, %d takeovers refused, %d refused\n",
+		st.Registered, st.Forwarded, st.NoRecipient, st.RateLimited, st.QueueDropped,
+		st.Malformed, st.AuthFailed, st.TakeoverRefused, st.Refused)
+	return nil
 }
 
 func onOff(b bool) string {

@@ -1,36 +1,95 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/netmsg-go/netmsg"
 	"github.com/netmsg-go/netmsg/signaling"
 )
 
-// TestSignalCommand starts `netmsg signal` on 127.0.0.1:0, connects two
-// trivial clients through it and stops it.
-func TestSignalCommand(t *testing.T) {
+// startSignalCmd runs `netmsg signal args...` until the test ends and
+// returns the address it printed and a function that stops it and returns
+// the rest of its output.
+func startSignalCmd(t *testing.T, args ...string) (addr string, stop func() string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- runSignalCtx(ctx, []string{"--listen", "127.0.0.1:0"}, pw)
+		err := runSignalCtx(ctx, args, pw)
 		pw.Close()
+		done <- err
 	}()
-	buf := make([]byte, 512)
-	n, err := pr.Read(buf)
+	r := bufio.NewReader(pr)
+	first, err := r.ReadString('\n')
 	if err != nil {
-		t.Fatal(err)
+		cancel()
+		t.Fatalf("no first line: %v (%v)", err, <-done)
 	}
-	first := string(buf[:n])
 	addr, _, ok := strings.Cut(strings.TrimPrefix(first, "listening "), " ")
 	if !ok || !strings.HasPrefix(first, "listening 127.0.0.1:") {
+		cancel()
 		t.Fatalf("first line %q", first)
 	}
-	go io.Copy(io.Discard, pr)
+	rest := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(r)
+		rest <- string(b)
+	}()
+	var stopped bool
+	stop = func() string {
+		if stopped {
+			return ""
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("netmsg signal: %v", err)
+		}
+		return <-rest
+	}
+	t.Cleanup(func() { stop() })
+	return addr, stop
+}
+
+// exchange sends from a to b (to identity bTo) until b gets it, within
+// 10 s.
+func exchange(t *testing.T, a, b signaling.Conn, aID, bID string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		a.Send(bID, []byte("hello"))
+		c, cc := context.WithTimeout(ctx, 100*time.Millisecond)
+		from, blob, err := b.Recv(c)
+		cc()
+		if err == nil {
+			if from != aID || string(blob) != "hello" {
+				t.Fatalf("got %q from %q", blob, from)
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no signal came through")
+		}
+	}
+}
+
+// TestSignalCommand starts `netmsg signal` on 127.0.0.1:0, connects two
+// trivial clients through it and stops it.
+func TestSignalCommand(t *testing.T) {
+	addr, stop := startSignalCmd(t, "--listen", "127.0.0.1:0")
+	ctx := context.Background()
 	a, err := signaling.DialTrivial(ctx, addr, "str:alice")
 	if err != nil {
 		t.Fatal(err)
@@ -41,28 +100,73 @@ func TestSignalCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer rcancel()
-	for {
-		a.Send("str:bob", []byte("hello"))
-		c, cc := context.WithTimeout(rctx, 100*time.Millisecond)
-		from, blob, err := b.Recv(c)
-		cc()
-		if err == nil {
-			if from != "str:alice" || string(blob) != "hello" {
-				t.Fatalf("got %q from %q", blob, from)
-			}
-			break
-		}
-		if rctx.Err() != nil {
-			t.Fatal("no signal came through")
-		}
+	exchange(t, a, b, "str:alice", "str:bob")
+	if out := stop(); !strings.Contains(out, "stopped: 2 registrations") {
+		t.Errorf("output %q", out)
 	}
-	cancel()
-	if err := <-done; err != nil {
+}
+
+// TestSignalCommandAuthenticated: with --ca and --no-trivial, clients with
+// certificates from `netmsg cert` exchange signals and trivial ones are
+// refused.
+func TestSignalCommandAuthenticated(t *testing.T) {
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.key")
+	if err := runCert([]string{"ca", "--out", ca}, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	if err := runSignalCtx(context.Background(), []string{"--ca", "no-such-dir/ca.pub"}, io.Discard); err == nil {
-		t.Error("a missing CA file was accepted")
+	conns := map[string]signaling.Conn{}
+	addr, stop := startSignalCmd(t, "--listen", "127.0.0.1:0", "--ca", ca+".pub", "--no-trivial")
+	for _, name := range []string{"alice", "bob"} {
+		out := filepath.Join(dir, name+".cert")
+		if err := runCert([]string{"issue", "--ca", ca, "--identity", "str:" + name, "--out", out}, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		certPEM, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyPEM, err := os.ReadFile(filepath.Join(dir, name+".key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, key, err := netmsg.LoadCertificate(certPEM, keyPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := signaling.Dial(context.Background(), addr, signaling.ClientConfig{Identity: "str:" + name, Key: key, Certificate: cert})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[name] = c
+	}
+	exchange(t, conns["alice"], conns["bob"], "str:alice", "str:bob")
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	fmt.Fprintf(raw, "str:carol\n")
+	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := raw.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("a trivial client was not closed: %v", err)
+	}
+	if out := stop(); !strings.Contains(out, "1 refused") {
+		t.Errorf("output %q", out)
+	}
+}
+
+// TestSignalCommandErrors: bad command lines fail before listening.
+func TestSignalCommandErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"--ca", "no-such-dir/ca.pub"},
+		{"--no-trivial"},
+		{"--listen", "127.0.0.1:0", "extra"},
+		{"--listen", "not an address"},
+	} {
+		if err := runSignalCtx(context.Background(), args, io.Discard); err == nil {
+			t.Errorf("%q accepted", args)
+		}
 	}
 }
