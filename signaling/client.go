@@ -155,6 +155,8 @@ type client struct {
 	err      error         // why the client stopped (ErrClosed, ErrReplaced)
 	wake     chan struct{} // the writer has work (cap 1)
 	done     chan struct{} // closed by Close
+	ctx      context.Context
+	cancel   context.CancelFunc // ends a reconnection in progress
 	wg       sync.WaitGroup
 }
 
@@ -166,6 +168,7 @@ func dial(ctx context.Context, c *client) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.conn = conn
 	c.wg.Add(2)
 	go c.run(conn, r)
@@ -195,6 +198,9 @@ func (c *client) register(ctx context.Context, conn net.Conn, r *bufio.Reader) e
 	}
 	conn.SetDeadline(deadline)
 	defer conn.SetDeadline(time.Time{})
+	// Cancelling ctx interrupts the exchange.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
 	if c.auth == nil {
 		if _, err := conn.Write([]byte(c.id + "\n")); err != nil {
 			return fmt.Errorf("signaling: %w", err)
@@ -293,7 +299,7 @@ func (c *client) run(conn net.Conn, r *bufio.Reader) {
 			case <-time.After(wait):
 			}
 			backoff = min(2*backoff, backoffMax)
-			ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+			ctx, cancel := context.WithTimeout(c.ctx, dialTimeout)
 			nc, nr, err := c.connect(ctx)
 			cancel()
 			if err != nil {
@@ -398,6 +404,7 @@ func (c *client) stopLocked(err error) {
 		return
 	}
 	c.closed, c.err = true, err
+	c.cancel()
 	if c.conn != nil {
 		c.conn.Close()
 	}

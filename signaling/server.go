@@ -58,7 +58,7 @@ type ServerConfig struct {
 	// MaxClients bounds the connected clients (default 10,000).
 	MaxClients int
 	// QueueLen and QueueBytes bound the signals waiting to be written to
-	// one client (default 256 signals and 1 MiB); more are dropped and
+	// one client (default 256 signals and 256 KiB); more are dropped and
 	// counted.
 	QueueLen, QueueBytes int
 	// Rate and Burst limit the lines one client may send (per second,
@@ -83,7 +83,7 @@ type ServerConfig struct {
 // ServerStats counts what a Server did.
 type ServerStats struct {
 	Clients, Trivial, Authenticated int // connected now (Clients counts unregistered ones too)
-	Reserved                        int // identities reserved for their authenticated holder
+	Reserved                        int // identities reserved now for their last authenticated holder
 	Registered                      uint64
 	Replaced                        uint64 // registrations that replaced a client with the same identity
 	Forwarded                       uint64
@@ -143,7 +143,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		cfg.QueueLen = 256
 	}
 	if cfg.QueueBytes <= 0 {
-		cfg.QueueBytes = 1 << 20
+		cfg.QueueBytes = 256 << 10
 	}
 	if cfg.Rate <= 0 {
 		cfg.Rate = 200
@@ -298,7 +298,12 @@ func (s *Server) Stats() ServerStats {
 	defer s.mu.Unlock()
 	st := s.st
 	st.Clients = len(s.all)
-	st.Reserved = len(s.reserved)
+	now := time.Now()
+	for _, r := range s.reserved {
+		if now.Before(r.until) {
+			st.Reserved++
+		}
+	}
 	for _, c := range s.clients {
 		if c.authed {
 			st.Authenticated++

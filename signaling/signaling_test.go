@@ -951,3 +951,47 @@ func unhex(t *testing.T, s string) []byte {
 	}
 	return b
 }
+
+// silentListener accepts connections on addr and never answers.
+func silentListener(t *testing.T, addr string) {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+}
+
+// TestClientCancel: cancelling Dial's context ends a registration the
+// server does not answer; Close ends a reconnection in progress.
+func TestClientCancel(t *testing.T) {
+	e := newAuthEnv(t, signaling.ServerConfig{})
+	b := e.mustDial(t, "str:bob")
+	e.s.Close()
+	silentListener(t, e.addr) // the server "restarts" and hangs
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := signaling.Dial(ctx, e.addr, signaling.ClientConfig{Identity: "str:alice", Key: key("str:alice"), Certificate: cert(t, "str:alice", key("str:alice"), e.ca)})
+	if err == nil || time.Since(start) > 2*time.Second {
+		t.Fatalf("Dial to a silent server: %v after %v", err, time.Since(start))
+	}
+	if err := b.Send("str:alice", nil); !errors.Is(err, signaling.ErrNotUp) {
+		t.Errorf("send while reconnecting: %v", err)
+	}
+	time.Sleep(300 * time.Millisecond) // bob is now waiting for a challenge
+	start = time.Now()
+	b.Close()
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Close took %v", d)
+	}
+}
