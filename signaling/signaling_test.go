@@ -995,3 +995,40 @@ func TestClientCancel(t *testing.T) {
 		t.Errorf("Close took %v", d)
 	}
 }
+
+// BenchmarkServerForward: 300-byte signals (a typical rendezvous message)
+// from one trivial client to another through the server on loopback.
+func BenchmarkServerForward(b *testing.B) {
+	s, err := signaling.NewServer(signaling.ServerConfig{Rate: 1e9, Burst: 1 << 30, QueueLen: 1 << 16, QueueBytes: 1 << 30})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	addr, err := s.Listen("127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	a, _ := signaling.DialTrivial(ctx, addr.String(), "str:a")
+	defer a.Close()
+	c, _ := signaling.DialTrivial(ctx, addr.String(), "str:b")
+	defer c.Close()
+	for s.Stats().Trivial < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	blob := make([]byte, 300)
+	b.SetBytes(int64(len(blob)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for a.Send("str:b", blob) != nil {
+			time.Sleep(10 * time.Microsecond) // the client's queue is full
+		}
+		if i%32 == 31 {
+			for range 32 {
+				if _, _, err := c.Recv(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+}
