@@ -31,12 +31,19 @@ const (
 
 // Errors.
 var (
-	ErrClosed      = errors.New("signaling: closed")
-	ErrTooLarge    = fmt.Errorf("signaling: blob larger than %d bytes", MaxBlobSize)
+	// ErrClosed: the Conn was closed.
+	ErrClosed = errors.New("signaling: closed")
+	// ErrTooLarge: a blob over MaxBlobSize.
+	ErrTooLarge = fmt.Errorf("signaling: blob larger than %d bytes", MaxBlobSize)
+	// ErrBadIdentity: not an identity string the protocols can carry.
 	ErrBadIdentity = errors.New("signaling: invalid identity")
-	ErrRefused     = errors.New("signaling: refused by the server")
-	ErrNotUp       = errors.New("signaling: not connected to the server (reconnecting)")
-	ErrQueueFull   = errors.New("signaling: send queue full (the server is not reading)")
+	// ErrRefused: the server refused an authenticated registration (its
+	// reason follows).
+	ErrRefused = errors.New("signaling: refused by the server")
+	// ErrNotUp: a TCP client is reconnecting.
+	ErrNotUp = errors.New("signaling: not connected to the server (reconnecting)")
+	// ErrQueueFull: a TCP client's send queue is full.
+	ErrQueueFull = errors.New("signaling: send queue full (the server is not reading)")
 	// ErrReplaced ends a Conn whose identity a newer connection took
 	// over (a Hub's Connect, or an authenticated client on a netmsg
 	// server); such a Conn does not reconnect. It wraps ErrClosed.
@@ -48,13 +55,17 @@ var (
 // best effort: one may be dropped, duplicated or reordered, and the P2P
 // layer above copes (it retries and acknowledges).
 type Conn interface {
-	// Send delivers blob to the peer known by identity to. It does not
-	// block for long; it returns an error when the blob or identity is
-	// invalid or the service cannot be reached now.
+	// Send queues blob for the peer known by identity to and returns
+	// without waiting for the network. It returns ErrBadIdentity or
+	// ErrTooLarge for what no server would carry, ErrNotUp while a TCP
+	// client reconnects, ErrQueueFull when its server does not keep up,
+	// and ErrClosed (or ErrReplaced) once the Conn has ended. A nil error
+	// does not mean the peer will get it.
 	Send(to string, blob []byte) error
 	// Recv waits for the next signal and returns its sender's identity and
-	// blob. It returns ctx's error when ctx ends first and ErrClosed once
-	// the Conn is closed.
+	// blob (the caller owns it). It returns ctx's error when ctx ends
+	// first, and ErrClosed (or ErrReplaced, which wraps it) once the Conn
+	// has ended.
 	Recv(ctx context.Context) (from string, blob []byte, err error)
 	// Close ends the attachment; a pending Recv returns ErrClosed.
 	Close() error
