@@ -83,9 +83,13 @@
 //     authenticated one when it may: a CA-signed certificate always may;
 //     an unsigned one only with the same key as the holder. The latest
 //     such connection wins; the replaced one is told.
-//   - When an authenticated holder disconnects, its identity stays
-//     reserved for its key (ServerConfig.ReserveFor, default 24 h): no
-//     trivial client or other unsigned key takes it meanwhile.
+//   - When a holder with a CA-signed certificate disconnects, its
+//     identity stays reserved (ServerConfig.ReserveFor, default 24 h):
+//     meanwhile only a CA-signed certificate registers it, no trivial
+//     client or unsigned certificate. An identity held with an unsigned
+//     certificate is bound to its key only while connected (so a peer
+//     restarted with a fresh key, as `netmsg ping --auth` makes, gets its
+//     identity back).
 //   - Trivial and authenticated clients signal each other by default, so
 //     GNS peers reach netmsg peers; ServerConfig.IsolateTrivial keeps
 //     them apart, so that every sender an authenticated client hears from

@@ -32,9 +32,9 @@ type ServerConfig struct {
 	TrustedCAs []ed25519.PublicKey
 	// AllowUnsigned lets authenticated clients present unsigned
 	// certificates: they still prove they hold the key the certificate
-	// names. An identity registered that way stays bound to that key (see
-	// ReserveFor); only the same key or a CA-signed certificate can take
-	// it over.
+	// names. While such a client is connected, its identity is bound to
+	// its key: only the same key or a CA-signed certificate can take it
+	// over. Once it has gone, anyone may register the identity.
 	AllowUnsigned bool
 	// AppID, if the certificates list app IDs, must be among them.
 	AppID uint32
@@ -49,11 +49,11 @@ type ServerConfig struct {
 	// so GNS peers on the trivial protocol reach netmsg peers that
 	// authenticate.
 	IsolateTrivial bool
-	// ReserveFor is how long an identity stays bound to the authenticated
-	// client that last held it after it disconnects: meanwhile trivial
-	// clients cannot take it, and neither can an unsigned certificate for
-	// another key (default 24 h; negative: no reservation). At most
-	// 4*MaxClients identities are reserved; the oldest go first.
+	// ReserveFor is how long an identity proven with a CA-signed
+	// certificate stays reserved after its holder disconnects: meanwhile
+	// only CA-signed certificates may register it, not trivial clients or
+	// unsigned certificates (default 24 h; negative: no reservation). At
+	// most 4*MaxClients identities are reserved; the oldest go first.
 	ReserveFor time.Duration
 	// MaxClients bounds the connected clients (default 10,000).
 	MaxClients int
@@ -83,7 +83,7 @@ type ServerConfig struct {
 // ServerStats counts what a Server did.
 type ServerStats struct {
 	Clients, Trivial, Authenticated int // connected now (Clients counts unregistered ones too)
-	Reserved                        int // identities reserved now for their last authenticated holder
+	Reserved                        int // identities reserved now for CA-signed certificates
 	Registered                      uint64
 	Replaced                        uint64 // registrations that replaced a client with the same identity
 	Forwarded                       uint64
@@ -602,7 +602,7 @@ func (c *srvClient) drop() {
 	s.mu.Lock()
 	if c.id != "" && s.clients[c.id] == c {
 		delete(s.clients, c.id)
-		if c.authed && s.cfg.ReserveFor > 0 {
+		if c.authed && c.holder.caSigned && s.cfg.ReserveFor > 0 {
 			s.reserveLocked(c.id, reservation{c.holder, time.Now().Add(s.cfg.ReserveFor)})
 		}
 	}

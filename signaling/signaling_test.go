@@ -668,47 +668,64 @@ func TestLatestAuthenticatedWins(t *testing.T) {
 }
 
 // TestUnsignedKeyBinding: with unsigned certificates allowed, an identity
-// stays bound to the key that first proved it (while held and while
-// reserved); a CA-signed certificate still takes it; trivial clients
-// never do.
+// is bound to the key that proved it while that client is connected; a
+// CA-signed certificate still takes it, and then it is reserved for
+// CA-signed certificates; trivial clients never take it.
 func TestUnsignedKeyBinding(t *testing.T) {
 	e := newAuthEnv(t, signaling.ServerConfig{AllowUnsigned: true})
 	c1, err := e.dial(t, "str:carol", "carol", "str:carol", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer c1.Close()
 	if _, err := e.dial(t, "str:carol", "mallory", "str:carol", nil); !errors.Is(err, signaling.ErrRefused) {
 		t.Fatalf("another key's unsigned certificate: %v", err)
 	}
-	c1.Close()
-	waitStats(t, e.s, func(st signaling.ServerStats) bool { return st.Reserved == 1 })
-	if _, err := e.dial(t, "str:carol", "mallory", "str:carol", nil); !errors.Is(err, signaling.ErrRefused) {
-		t.Fatalf("another key's unsigned certificate, reserved identity: %v", err)
+	if !dialRaw(t, e.addr, "str:carol").closed() {
+		t.Fatal("a trivial client took an authenticated identity")
+	}
+	waitStats(t, e.s, func(st signaling.ServerStats) bool { return st.TakeoverRefused == 2 })
+	// A CA-signed certificate (another key) takes over.
+	c2, err := e.dial(t, "str:carol", "carol2", "str:carol", e.ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, _, err := c1.Recv(ctx); !errors.Is(err, signaling.ErrReplaced) {
+		t.Fatalf("unsigned holder after a CA-signed registration: %v", err)
+	}
+	if _, err := e.dial(t, "str:carol", "carol", "str:carol", nil); !errors.Is(err, signaling.ErrRefused) {
+		t.Fatalf("unsigned over CA-signed: %v", err)
+	}
+	// Gone, it is reserved for CA-signed certificates.
+	c2.Close()
+	waitStats(t, e.s, func(st signaling.ServerStats) bool { return st.Reserved == 1 && st.Authenticated == 0 })
+	if _, err := e.dial(t, "str:carol", "carol", "str:carol", nil); !errors.Is(err, signaling.ErrRefused) {
+		t.Fatalf("unsigned over a reserved identity: %v", err)
 	}
 	if !dialRaw(t, e.addr, "str:carol").closed() {
 		t.Fatal("a trivial client took a reserved identity")
 	}
-	waitStats(t, e.s, func(st signaling.ServerStats) bool { return st.TakeoverRefused == 3 })
-	// The same key comes back; then a CA-signed certificate takes over.
-	c2, err := e.dial(t, "str:carol", "carol", "str:carol", nil)
+	waitStats(t, e.s, func(st signaling.ServerStats) bool { return st.TakeoverRefused == 5 })
+	c3, err := e.dial(t, "str:carol", "carol3", "str:carol", e.ca)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c2.Close()
-	c3, err := e.dial(t, "str:carol", "carol2", "str:carol", e.ca)
+	c3.Close()
+	// An identity held with an unsigned certificate is free once its
+	// holder has gone.
+	d1, err := e.dial(t, "str:dave", "dave", "str:dave", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c3.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, _, err := c2.Recv(ctx); !errors.Is(err, signaling.ErrReplaced) {
-		t.Fatalf("unsigned holder after a CA-signed registration: %v", err)
+	d1.Close()
+	waitStats(t, e.s, func(st signaling.ServerStats) bool { return st.Authenticated == 0 && st.Reserved == 1 })
+	d2, err := e.dial(t, "str:dave", "dave2", "str:dave", nil)
+	if err != nil {
+		t.Fatalf("a fresh key after the holder left: %v", err)
 	}
-	// Now only CA-signed certificates may take it.
-	if _, err := e.dial(t, "str:carol", "carol", "str:carol", nil); !errors.Is(err, signaling.ErrRefused) {
-		t.Fatalf("unsigned over CA-signed: %v", err)
-	}
+	d2.Close()
 }
 
 // TestNoReservation: with ReserveFor negative, a trivial client may take
