@@ -493,9 +493,24 @@ type Config struct {
 	// first allocation that succeeds is used. Default none.
 	TURNServers []TURNServer
 
-	// P2PRelayOnly makes ICE use only paths through TURNServers (GNS's
-	// relay-only ICE setting): for strict networks and for tests.
+	// P2PRelayOnly makes ICE use only paths through TURNServers: the same
+	// as P2PICEEnable = ICEEnableRelay (GNS's way to force the relay), for
+	// strict networks and for tests. It wins over P2PICEEnable.
 	P2PRelayOnly bool
+
+	// P2PICEEnable says which kinds of ICE candidates this Host gathers
+	// and offers its P2P peers (GNS's P2P_Transport_ICE_Enable bitmask, its
+	// values): ICEEnableRelay the TURN allocation's relayed address,
+	// ICEEnablePrivate host addresses on private networks (RFC 1918,
+	// link-local, unique-local; netmsg counts loopback here too),
+	// ICEEnablePublic host addresses on public networks and the
+	// server-reflexive addresses STUNServers report. STUN is asked only
+	// with ICEEnablePublic, TURN only with ICEEnableRelay; with neither
+	// Private nor Public, only paths through the relay are checked. Zero
+	// (the default) is ICEEnableAll, as GNS's default. GNS's value 0
+	// ("disabled") has no equivalent here: a Host without Signaling makes
+	// no P2P sessions at all.
+	P2PICEEnable ICEEnable
 
 	// gnsLanes, for tests, makes the Host behave as a GNS peer towards
 	// netmsg's lane extension: it offers and agrees to no extra lanes, so
@@ -532,5 +547,29 @@ func (c *Config) withDefaults() (*Config, error) {
 	if out.Logger == nil {
 		out.Logger = slog.Default()
 	}
+	switch {
+	case out.P2PICEEnable < 0:
+		return nil, configErr("P2PICEEnable %d is negative (GNS's default, -1, is the zero value here)", out.P2PICEEnable)
+	case out.P2PICEEnable == 0:
+		out.P2PICEEnable = ICEEnableAll
+	}
+	if out.P2PRelayOnly {
+		out.P2PICEEnable = ICEEnableRelay
+	}
 	return &out, nil
 }
+
+// ICEEnable is GNS's P2P_Transport_ICE_Enable bitmask: which kinds of ICE
+// candidates a Host gathers and shares (Config.P2PICEEnable).
+type ICEEnable int32
+
+// The bits of ICEEnable, GNS's values.
+const (
+	ICEEnableRelay   ICEEnable = 1          // relayed addresses (TURN)
+	ICEEnablePrivate ICEEnable = 2          // host addresses on private networks
+	ICEEnablePublic  ICEEnable = 4          // public host addresses and server-reflexive (STUN) ones
+	ICEEnableAll     ICEEnable = 0x7fffffff // everything (the default)
+)
+
+// relayOnly reports whether e leaves only paths through a relay.
+func (e ICEEnable) relayOnly() bool { return e&(ICEEnablePrivate|ICEEnablePublic) == 0 }

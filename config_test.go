@@ -91,6 +91,36 @@ func TestConfigKeepsValues(t *testing.T) {
 	}
 }
 
+func TestConfigICEEnable(t *testing.T) {
+	for _, c := range []struct {
+		in        ICEEnable
+		relayOnly bool
+		want      ICEEnable
+		ok        bool
+	}{
+		{0, false, ICEEnableAll, true},
+		{ICEEnableRelay, false, ICEEnableRelay, true},
+		{ICEEnablePrivate | ICEEnablePublic, false, ICEEnablePrivate | ICEEnablePublic, true},
+		{ICEEnableAll, true, ICEEnableRelay, true}, // P2PRelayOnly wins
+		{-1, false, 0, false},                      // GNS's "default" is our zero
+	} {
+		cfg, err := (&Config{P2PICEEnable: c.in, P2PRelayOnly: c.relayOnly}).withDefaults()
+		if (err == nil) != c.ok {
+			t.Errorf("%d relay only %v: err %v", c.in, c.relayOnly, err)
+			continue
+		}
+		if err != nil {
+			if !errors.Is(err, ErrBadConfig) || !strings.Contains(err.Error(), "P2PICEEnable") {
+				t.Errorf("%d: error %v does not name the field", c.in, err)
+			}
+			continue
+		}
+		if cfg.P2PICEEnable != c.want || cfg.P2PICEEnable.relayOnly() != (c.want == ICEEnableRelay) {
+			t.Errorf("%d relay only %v: got %d, want %d", c.in, c.relayOnly, cfg.P2PICEEnable, c.want)
+		}
+	}
+}
+
 func TestConfigSendRate(t *testing.T) {
 	for _, c := range []struct {
 		min, max         int

@@ -99,6 +99,7 @@ type HostStats struct {
 	Dropped                   int64 // datagrams dropped: malformed, unknown connection, refused
 	ChallengesAnswered        int64
 	ConnectsRefused           int64
+	ICERestarts               int64 // P2P connections whose ICE started over (symmetric connect turned them into the accepting side)
 }
 
 type serverKey struct {
@@ -786,6 +787,9 @@ func (h *Host) infoLocked(hc *hostConn) ConnectionInfo {
 		st = StateConnected // GNS reports these only internally
 	}
 	desc := fmt.Sprintf("#%d UDP %v", hc.c.LocalID(), hc.c.RemoteAddr())
+	remote := hc.c.RemoteAddr()
+	var flags ConnectionInfoFlags
+	var popRelay uint32
 	if hc.p2p != nil {
 		// As GNS describes P2P connections ("#id P2P ICE peer"), with the
 		// path: RemoteAddress is the peer's address on it; through a
@@ -795,11 +799,26 @@ func (h *Host) infoLocked(hc *hostConn) ConnectionInfo {
 			desc = fmt.Sprintf("#%d P2P (finding route)", hc.c.LocalID())
 		case hc.p2p.agent.SelectedRelay() && h.turn != nil:
 			desc = fmt.Sprintf("#%d P2P ICE relay %v via TURN %v (relayed address %v)", hc.c.LocalID(), hc.c.RemoteAddr(), h.turn.srv.Addr, h.turn.addr)
+			flags |= ConnInfoRelayed
+			popRelay = uint32(h.turn.index + 1)
 		case hc.p2p.agent.SelectedPeerRelay():
 			desc = fmt.Sprintf("#%d P2P ICE relay %v (the peer's TURN allocation)", hc.c.LocalID(), hc.c.RemoteAddr())
+			flags |= ConnInfoRelayed
 		default:
 			desc = fmt.Sprintf("#%d P2P ICE direct %v", hc.c.LocalID(), hc.c.RemoteAddr())
+			if ice.IsPrivate(remote.Addr()) {
+				flags |= ConnInfoFast // both ends on one LAN (GNS: "probably local")
+			}
 		}
+		if flags&ConnInfoRelayed != 0 {
+			remote = netip.AddrPort{} // as GNS: the route is the relay's (Description has the addresses)
+		}
+	}
+	if remote.Addr().IsLoopback() {
+		flags |= ConnInfoFast
+	}
+	if !hc.c.PeerCASigned() || !hc.identity.IsValid() || hc.identity.Type() == IdentityIPAddress {
+		flags |= ConnInfoUnauthenticated
 	}
 	if hc.identity.IsValid() && hc.identity.Type() != IdentityIPAddress {
 		desc += " " + hc.identity.String()
@@ -808,7 +827,9 @@ func (h *Host) infoLocked(hc *hostConn) ConnectionInfo {
 		Identity:      hc.identity,
 		UserData:      hc.userData,
 		ListenSocket:  hc.listen,
-		RemoteAddress: hc.c.RemoteAddr(),
+		RemoteAddress: remote,
+		POPRelay:      popRelay,
+		Flags:         flags,
 		State:         st,
 		EndReason:     EndReason(hc.c.EndReason()),
 		EndDebug:      hc.c.EndDebug(),
@@ -943,6 +964,11 @@ func (h *Host) handleDatagramLocked(now time.Time, from netip.AddrPort, b []byte
 	h.stats.BytesIn += int64(len(b))
 	if h.turnClients != nil {
 		if c := h.turnClients[from]; c != nil {
+			// The server may be our STUN server too: its answers to our
+			// binding requests are ours, the rest is the TURN client's.
+			if len(b) > 0 && b[0] < 4 && h.stunResponseLocked(now, from, b) {
+				return
+			}
 			c.HandleInbound(append([]byte(nil), b...), net.UDPAddrFromAddrPort(from))
 			return
 		}

@@ -135,29 +135,47 @@ func (h *Host) newP2PLocked(now time.Time, hc *hostConn, peer Identity, controll
 	if h.iceConns[p.ufrag] != nil {
 		return fmt.Errorf("netmsg: ICE ufrag %s in use", p.ufrag)
 	}
-	p.agent, err = ice.NewAgent(ice.Config{LocalUfrag: p.ufrag, LocalPwd: pwd, Controlling: controlling, Rand: h.cfg.Rand, OnlyRelay: h.cfg.P2PRelayOnly, Persistent: true})
+	allow := h.cfg.P2PICEEnable
+	p.agent, err = ice.NewAgent(ice.Config{LocalUfrag: p.ufrag, LocalPwd: pwd, Controlling: controlling, Rand: h.cfg.Rand,
+		OnlyRelay: allow.relayOnly(), Allow: ice.Enable(allow), Persistent: true})
 	if err != nil {
 		return err
 	}
 	p.sess = p2p.NewSession(h.identity.String(), local, peer.String(), remoteID)
+	if allow&ICEEnablePublic != 0 {
+		h.stunStartLocked(now)
+	}
+	if allow&ICEEnableRelay != 0 {
+		h.turnStartLocked()
+	}
+	h.queueLocalICELocked(now, p, pwd)
+	hc.p2p = p
+	h.iceConns[p.ufrag] = hc
+	return nil
+}
+
+// queueLocalICELocked queues our ICE password and the candidates
+// Config.P2PICEEnable lets us share on p's reliable stream: host ones
+// (private or public by their address), server-reflexive ones (public) and
+// the TURN allocation's relayed one (relay; with neither private nor
+// public it is the only one, as GNS's relay-only setting).
+func (h *Host) queueLocalICELocked(now time.Time, p *p2pConn, pwd string) {
+	allow := ice.Enable(h.cfg.P2PICEEnable)
 	p.sess.QueueReliable(now, p2p.ICEAuth(pwd))
-	if !h.cfg.P2PRelayOnly { // relay only: the relay candidate alone, as GNS
-		for _, a := range h.hostCandidates() {
-			p.sess.QueueReliable(now, p2p.ICECandidate(ice.NewCandidate(ice.Host, a, netip.AddrPort{}).String()))
+	for _, a := range h.hostCandidates() {
+		if c := ice.NewCandidate(ice.Host, a, netip.AddrPort{}); allow.Allows(c) {
+			p.sess.QueueReliable(now, p2p.ICECandidate(c.String()))
 		}
+	}
+	if allow&ice.EnablePublic != 0 {
 		for _, c := range h.srflxCandidates() {
 			p.sess.QueueReliable(now, p2p.ICECandidate(c.String()))
 		}
 	}
-	h.stunStartLocked(now)
-	h.turnStartLocked()
-	if h.turn != nil {
+	if h.turn != nil && allow&ice.EnableRelay != 0 {
 		p.agent.SetRelayBase()
 		p.sess.QueueReliable(now, p2p.ICECandidate(ice.NewCandidate(ice.Relay, h.turn.addr, h.pc.LocalAddr()).String()))
 	}
-	hc.p2p = p
-	h.iceConns[p.ufrag] = hc
-	return nil
 }
 
 // connectP2PLocked starts a P2P connection to peer (a Messages session
@@ -304,7 +322,18 @@ func (h *Host) symmetricLocked(now time.Time, mine *hostConn, key p2pKey, rv *pb
 	}
 	p := mine.p2p
 	p.sess.BecomeServer(key.id)
-	p.agent.SetControlling(true) // the accepting side controls
+	// As GNS: ICE starts over with the new role (the accepting side
+	// controls) and a fresh password, signaled with our candidates again.
+	pwd, err := ice.NewPassword(h.cfg.Rand)
+	if err == nil {
+		err = p.agent.Restart(pwd, true)
+	}
+	if err != nil {
+		h.stats.ConnectsRefused++
+		return nil
+	}
+	h.queueLocalICELocked(now, p, pwd)
+	h.stats.ICERestarts++
 	p.key = key
 	h.p2pIncoming[key] = mine
 	return mine

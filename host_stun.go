@@ -84,7 +84,7 @@ func (h *Host) stunResponseLocked(now time.Time, from netip.AddrPort, b []byte) 
 			return true
 		}
 		s.mapped = mapped
-		if h.isHostCandidate(mapped) || h.cfg.P2PRelayOnly {
+		if h.isHostCandidate(mapped) || h.cfg.P2PICEEnable&ICEEnablePublic == 0 {
 			return true // not behind a NAT (the host candidate says it all), or relay only
 		}
 		// A new reflexive address: offer it to every P2P peer.

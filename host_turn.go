@@ -34,6 +34,7 @@ const relayQueue = 1024
 // offered to P2P peers as a relay candidate.
 type turnAlloc struct {
 	srv     TURNServer
+	index   int // in Config.TURNServers
 	client  *turn.Client
 	sock    *turnSock
 	relayed net.PacketConn
@@ -53,7 +54,7 @@ func (h *Host) turnStartLocked() {
 	}
 	h.turnStarted = true
 	h.turnClients = map[netip.AddrPort]*turn.Client{}
-	for _, srv := range h.cfg.TURNServers {
+	for i, srv := range h.cfg.TURNServers {
 		sock := &turnSock{h: h, done: make(chan struct{})}
 		client, err := turn.NewClient(&turn.ClientConfig{
 			STUNServerAddr: srv.Addr.String(), TURNServerAddr: srv.Addr.String(),
@@ -67,13 +68,13 @@ func (h *Host) turnStartLocked() {
 		h.turnClients[srv.Addr] = client
 		h.turnSocks = append(h.turnSocks, sock)
 		h.wg.Add(1)
-		go h.allocate(srv, client, sock)
+		go h.allocate(i, srv, client, sock)
 	}
 }
 
 // allocate makes the allocation (blocking: pion runs the transactions,
 // whose answers the Host's reader hands to the client), then serves it.
-func (h *Host) allocate(srv TURNServer, client *turn.Client, sock *turnSock) {
+func (h *Host) allocate(index int, srv TURNServer, client *turn.Client, sock *turnSock) {
 	defer h.wg.Done()
 	relayed, err := client.Allocate()
 	if err != nil {
@@ -81,7 +82,7 @@ func (h *Host) allocate(srv TURNServer, client *turn.Client, sock *turnSock) {
 		return
 	}
 	ra, _ := netip.ParseAddrPort(relayed.LocalAddr().String())
-	ta := &turnAlloc{srv: srv, client: client, sock: sock, relayed: relayed, addr: netip.AddrPortFrom(ra.Addr().Unmap(), ra.Port()), out: make(chan relayDatagram, relayQueue)}
+	ta := &turnAlloc{srv: srv, index: index, client: client, sock: sock, relayed: relayed, addr: netip.AddrPortFrom(ra.Addr().Unmap(), ra.Port()), out: make(chan relayDatagram, relayQueue)}
 	h.mu.Lock()
 	if h.closed || h.turn != nil {
 		h.mu.Unlock()

@@ -91,18 +91,33 @@ type ConnectionInfo struct {
 	// InvalidListen if it was initiated locally ("listen_socket").
 	ListenSocket ListenHandle
 
-	// RemoteAddress is the peer's address for direct UDP connections
-	// ("remote_address"); the zero AddrPort when unknown or not
-	// applicable (P2P and relayed connections). Render it with
+	// RemoteAddress is the peer's address on the route in use
+	// ("remote_address"): for direct UDP the address connected to, for a
+	// P2P connection on a direct ICE path the peer's address on it (host
+	// or server-reflexive). It is the zero AddrPort while unknown (a P2P
+	// connection still finding its route) and, as in GNS, when the route
+	// goes through a TURN relay (Flags has ConnInfoRelayed; Description
+	// then names the relay and the addresses). Render it with
 	// FormatIPAddr for GNS's string.
 	RemoteAddress netip.AddrPort
 
-	// RemotePOP is the data center (point of presence) of the peer, 0 if
-	// unknown ("remote_pop"; GNS's SteamNetworkingPOPID).
+	// RemotePOP is the data center (point of presence) of the peer
+	// ("remote_pop"; GNS's SteamNetworkingPOPID, Valve's relay network).
+	// netmsg has no such network: always 0.
 	RemotePOP uint32
 
-	// POPRelay is the relay in use, 0 if none ("pop_relay").
+	// POPRelay says which relay carries the connection ("pop_relay"). In
+	// GNS it names a Valve relay data center; in netmsg it is 1 + the
+	// index in Config.TURNServers of the TURN server this Host's
+	// allocation is on, when the route goes through it, and 0 otherwise
+	// (a direct route, or one through the peer's own allocation, which
+	// Flags still reports as relayed).
 	POPRelay uint32
+
+	// Flags are GNS's connection-info flags (ConnInfoRelayed and the
+	// others; not in the seed's dictionary): whether the route is relayed,
+	// fast (loopback or one LAN), and whether the peer is unauthenticated.
+	Flags ConnectionInfoFlags
 
 	// State is the high-level state ("connection_state", and "state" of the
 	// whole dictionary).
@@ -185,3 +200,29 @@ type RealTimeStatus struct {
 	// ("queue_time", in microseconds: use QueueTime.Microseconds()).
 	QueueTime time.Duration
 }
+
+// ConnectionInfoFlags are GNS's k_nSteamNetworkConnectionInfoFlags_xxx
+// bits (ConnectionInfo.Flags).
+type ConnectionInfoFlags int32
+
+// The flags, GNS's values.
+const (
+	// ConnInfoUnauthenticated: the peer's certificate is not signed by a
+	// CA this Host trusts (Config.TrustedCAs), or names no identity but an
+	// address, so its identity is its claim.
+	ConnInfoUnauthenticated ConnectionInfoFlags = 1
+	// ConnInfoUnencrypted: data travels unencrypted. netmsg always
+	// encrypts; the flag is never set.
+	ConnInfoUnencrypted ConnectionInfoFlags = 2
+	// ConnInfoLoopbackBuffers: GNS's in-process socket pairs. Never set
+	// (netmsg's in-process pairs run over netsim).
+	ConnInfoLoopbackBuffers ConnectionInfoFlags = 4
+	// ConnInfoFast: the peer is on this machine (a loopback address) or
+	// probably on the same LAN (a direct P2P path to a private address).
+	ConnInfoFast ConnectionInfoFlags = 8
+	// ConnInfoRelayed: the route goes through a TURN relay, this Host's
+	// allocation (POPRelay says which) or the peer's.
+	ConnInfoRelayed ConnectionInfoFlags = 16
+	// ConnInfoDualWifi: GNS's dual-wifi multipath. Never set.
+	ConnInfoDualWifi ConnectionInfoFlags = 32
+)

@@ -37,26 +37,45 @@ func stunResponder(ep *netsim.Endpoint) {
 // NATs, and a symmetric NAT facing a full cone); two symmetric NATs need a
 // relay: without one the session fails cleanly with EndMiscP2PNATFirewall,
 // with a TURN server (package relay, on the same in-memory network) it
-// goes through it; where a direct path exists it is preferred.
+// goes through it; where a direct path exists it is preferred. The ICE
+// enable bitmask (Config.P2PICEEnable) limits what a side offers: without
+// ICEEnablePublic no server-reflexive address, so two NATed Hosts find no
+// path; with ICEEnableRelay alone the relay is used although a direct
+// path exists.
 func TestMessagesP2PThroughNAT(t *testing.T) {
 	cases := []struct {
-		a, b    netsim.NATType
-		relay   bool // a TURN server on the network
-		ok      bool
-		relayed bool // the path found goes through the relay
+		a, b     netsim.NATType
+		relay    bool // a TURN server on the network
+		ok       bool
+		relayed  bool      // the path found goes through the relay
+		enable   ICEEnable // both sides' P2PICEEnable (0: all)
+		stunTURN bool      // the TURN server is the STUN server too (as coturn often is)
 	}{
-		{netsim.FullCone, netsim.FullCone, false, true, false},
-		{netsim.Restricted, netsim.Restricted, false, true, false},
-		{netsim.PortRestricted, netsim.PortRestricted, false, true, false},
-		{netsim.Symmetric, netsim.FullCone, false, true, false},
-		{netsim.Symmetric, netsim.Symmetric, false, false, false},
-		{netsim.Symmetric, netsim.Symmetric, true, true, true},
-		{netsim.PortRestricted, netsim.PortRestricted, true, true, false}, // direct preferred
+		{netsim.FullCone, netsim.FullCone, false, true, false, 0, false},
+		{netsim.Restricted, netsim.Restricted, false, true, false, 0, false},
+		{netsim.PortRestricted, netsim.PortRestricted, false, true, false, 0, false},
+		{netsim.Symmetric, netsim.FullCone, false, true, false, 0, false},
+		{netsim.FullCone, netsim.Symmetric, false, true, false, 0, false},
+		{netsim.Symmetric, netsim.Symmetric, false, false, false, 0, false},
+		{netsim.Symmetric, netsim.Symmetric, true, true, true, 0, false},
+		{netsim.PortRestricted, netsim.PortRestricted, true, true, false, 0, false},                    // direct preferred
+		{netsim.FullCone, netsim.FullCone, false, true, false, ICEEnablePublic, false},                 // reflexive addresses suffice
+		{netsim.FullCone, netsim.FullCone, true, false, false, ICEEnablePrivate, false},                // no reflexive address, no relay: no path
+		{netsim.FullCone, netsim.FullCone, true, true, true, ICEEnableRelay, false},                    // the relay although a direct path exists
+		{netsim.FullCone, netsim.FullCone, true, true, true, ICEEnableRelay | ICEEnablePrivate, false}, // private addresses do not cross the NATs
+		{netsim.Symmetric, netsim.FullCone, true, true, false, 0, true},
+		{netsim.Symmetric, netsim.Symmetric, true, true, true, 0, true},
 	}
 	for _, tc := range cases {
 		name := fmt.Sprintf("%v-%v", tc.a, tc.b)
 		if tc.relay {
 			name += "-with-relay"
+		}
+		if tc.enable != 0 {
+			name += fmt.Sprintf("-enable%d", tc.enable)
+		}
+		if tc.stunTURN {
+			name += "-stun-on-turn"
 		}
 		t.Run(name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -81,6 +100,9 @@ func TestMessagesP2PThroughNAT(t *testing.T) {
 					}
 					defer rs.Close()
 					turns = []TURNServer{{Addr: rs.Addr(), Username: "u", Password: "p"}}
+					if tc.stunTURN {
+						stunAddr = rs.Addr()
+					}
 				}
 				hub, _ := signaling.NewHub(signaling.HubConfig{Delay: 20 * time.Millisecond})
 				var ps []*msgPeer
@@ -93,7 +115,7 @@ func TestMessagesP2PThroughNAT(t *testing.T) {
 					sc, _ := hub.Connect(id.String())
 					defer sc.Close()
 					p := &msgPeer{id: id}
-					h, err := NewHost(Config{PacketConn: ep, Identity: id, Signaling: sc, STUNServers: []netip.AddrPort{stunAddr}, TURNServers: turns,
+					h, err := NewHost(Config{PacketConn: ep, Identity: id, Signaling: sc, STUNServers: []netip.AddrPort{stunAddr}, TURNServers: turns, P2PICEEnable: tc.enable,
 						OnSessionRequest: func(peer Identity) { p.m.AcceptSessionWithUser(peer) },
 						OnSessionFailed: func(info ConnectionInfo) {
 							p.mu.Lock()
@@ -134,8 +156,21 @@ func TestMessagesP2PThroughNAT(t *testing.T) {
 				if relayed := strings.Contains(info.Description, "relay"); relayed != tc.relayed {
 					t.Errorf("path %q, want relayed %v", info.Description, tc.relayed)
 				}
+				if relayed := info.Flags&ConnInfoRelayed != 0; relayed != tc.relayed {
+					t.Errorf("flags %#x, want relayed %v", info.Flags, tc.relayed)
+				}
 				if !tc.relayed && info.RemoteAddress.Addr() != netip.MustParseAddr("203.0.113.2") {
 					t.Errorf("a reaches b at %v, want b's NAT", info.RemoteAddress)
+				}
+				if tc.relayed && info.RemoteAddress.IsValid() {
+					t.Errorf("relayed, but RemoteAddress is %v (GNS clears it)", info.RemoteAddress)
+				}
+				// a's own allocation carries the path (POPRelay 1), or b's (0).
+				if tc.relayed && info.POPRelay > 1 || !tc.relayed && info.POPRelay != 0 {
+					t.Errorf("POPRelay %d (relayed %v)", info.POPRelay, tc.relayed)
+				}
+				if info.Flags&ConnInfoUnauthenticated == 0 {
+					t.Errorf("flags %#x: the peer's certificate is unsigned, want ConnInfoUnauthenticated", info.Flags)
 				}
 				if st := natA.Stats(nw); st.MappingsCreated == 0 {
 					t.Errorf("NAT A made no mapping: %+v", st)

@@ -136,6 +136,11 @@ func TestMessagesP2PSymmetricLossySignaling(t *testing.T) {
 				if ids[0][0] != ids[1][1] || ids[0][1] != ids[1][0] {
 					t.Errorf("connection ids %v and %v do not match", ids[0], ids[1])
 				}
+				// The side whose connection became the server restarted
+				// its ICE (new role, new password), as GNS.
+				if r := alice.Stats().ICERestarts + bob.Stats().ICERestarts; r != 1 {
+					t.Errorf("%d ICE restarts, want 1", r)
+				}
 				if st := hub.Stats(); st.Lost+st.Duplicated+st.Reordered == 0 {
 					t.Errorf("the hub did no harm: %+v", st)
 				}

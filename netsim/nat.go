@@ -64,6 +64,7 @@ type NATStats struct {
 	Filtered        uint64 // inbound datagrams refused by the filter
 	NoMapping       uint64 // inbound datagrams to a port with no live mapping
 	Hairpinned      uint64
+	Unroutable      uint64 // datagrams from outside addressed to an inside (private) address: dropped
 }
 
 // NAT is a NAT box in a Network (see Network.AddNAT).
@@ -135,6 +136,11 @@ func (n *Network) natFor(a netip.Addr) *NAT {
 // from to dst. ok is false when the datagram must be dropped.
 func (n *Network) natOutLocked(from, dst netip.AddrPort, now time.Duration) (src netip.AddrPort, ok bool) {
 	x := n.natFor(from.Addr())
+	if y := n.natFor(dst.Addr()); y != nil && y != x {
+		// Another NAT's private network is not routable from here.
+		y.st.Unroutable++
+		return from, false
+	}
 	if x == nil || x.cfg.Inside.Contains(dst.Addr()) {
 		return from, true
 	}

@@ -72,6 +72,14 @@ func TestNAT(t *testing.T) {
 				if got := w2.next(); got != in.LocalAddr() {
 					t.Fatalf("inside peer saw %v", got)
 				}
+				// The private network is not routable from outside.
+				send(t, s1, in.LocalAddr(), payload(10, 32))
+				if got := win.next(); got.IsValid() {
+					t.Fatalf("an outside endpoint reached the inside address directly (from %v)", got)
+				}
+				if st := nat.Stats(n); st.Unroutable != 1 {
+					t.Fatalf("Unroutable %d, want 1", st.Unroutable)
+				}
 				// Replies come in.
 				send(t, s1, p1, payload(4, 32))
 				if got := win.next(); got != s1.LocalAddr() {

@@ -586,14 +586,19 @@ func (d *demoRun) paths() {
 			if st != netmsg.StateConnected {
 				continue
 			}
-			how := "direct UDP"
-			if d.hub != nil {
-				how = "direct (ICE)"
-				if strings.Contains(info.Description, "relay") {
-					how = "relayed (TURN)"
+			how := fmt.Sprintf("direct UDP to %v", info.RemoteAddress)
+			switch {
+			case info.Flags&netmsg.ConnInfoRelayed != 0:
+				how = "relayed (TURN)"
+				if info.POPRelay != 0 {
+					how += fmt.Sprintf(" through its TURN server #%d", info.POPRelay)
+				} else {
+					how += " through the peer's TURN server"
 				}
+			case d.hub != nil:
+				how = fmt.Sprintf("direct (ICE) to %v", info.RemoteAddress)
 			}
-			parts = append(parts, fmt.Sprintf("%s-%s %s to %v", h.name, p.name, how, info.RemoteAddress))
+			parts = append(parts, fmt.Sprintf("%s-%s %s", h.name, p.name, how))
 		}
 	}
 	d.printf("paths:   %s\n", strings.Join(parts, "; "))

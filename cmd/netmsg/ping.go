@@ -203,7 +203,11 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 					delete(sent, i)
 					pongs++
 					_, info, _ := ms.GetSessionConnectionInfo(from)
-					fmt.Fprintf(out, "pong %d from %v: %.2f ms (via %v)\n", i, from, float64(time.Since(t).Microseconds())/1000, info.RemoteAddress)
+					via := info.RemoteAddress.String()
+					if info.Flags&netmsg.ConnInfoRelayed != 0 {
+						via = "TURN relay: " + info.Description
+					}
+					fmt.Fprintf(out, "pong %d from %v: %.2f ms (via %v)\n", i, from, float64(time.Since(t).Microseconds())/1000, via)
 				}
 				if pongs == *count {
 					return nil

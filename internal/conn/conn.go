@@ -92,6 +92,7 @@ type Conn struct {
 	localID, remoteID uint32
 	remote            netip.AddrPort
 	remoteIdentity    string
+	caSigned          bool // the peer's certificate is signed by a trusted CA
 	expectIdentity    string
 
 	// out holds control datagrams due now, oldest first.
@@ -194,6 +195,11 @@ func (c *Conn) RemoteID() uint32 { return c.remoteID }
 // string form once its certificate was checked ("" before).
 func (c *Conn) RemoteAddr() netip.AddrPort { return c.remote }
 func (c *Conn) RemoteIdentity() string     { return c.remoteIdentity }
+
+// PeerCASigned reports whether the peer's certificate was signed by one of
+// Config.TrustedCAs (false with an unsigned certificate, which only a
+// Config without TrustedCAs accepts, and before the handshake).
+func (c *Conn) PeerCASigned() bool { return c.caSigned }
 
 // IsServer reports whether the connection was accepted by a Listener.
 func (c *Conn) IsServer() bool { return c.server }

@@ -161,7 +161,7 @@ func (c *Conn) recvConnectOK(now time.Time, m *pb.UDPConnectOK) error {
 	if err != nil {
 		return err
 	}
-	c.remoteIdentity = ident
+	c.remoteIdentity, c.caSigned = ident, peer.CASigned
 	if peer.IdentityIsLocalhost {
 		// GNS's anonymous identity: the peer is known by its address.
 		c.remoteIdentity = ipIdentity(c.remote)

@@ -153,7 +153,7 @@ func (l *Listener) HandleConnectRequest(now time.Time, from netip.AddrPort, b []
 		l.st.Handshake++
 		return nil, nil, fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
-	c.remoteIdentity = ident
+	c.remoteIdentity, c.caSigned = ident, peer.CASigned
 	if peer.IdentityIsLocalhost {
 		// GNS's anonymous identity: the peer is known by its address.
 		c.remoteIdentity = ipIdentity(from)

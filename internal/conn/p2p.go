@@ -116,7 +116,7 @@ func (c *Conn) HandleP2PConnectOK(now time.Time, remoteID uint32, ok *pb.P2PRend
 	if err != nil {
 		return err
 	}
-	c.remoteIdentity = ident
+	c.remoteIdentity, c.caSigned = ident, peer.CASigned
 	if n, ours := int(ok.GetNetmsgLanes()), c.loc.cfg.OfferLanes; c.vport > 0 && n > 1 && ours > 1 {
 		c.lanesNeg = min(n, ours, snp.MaxLanes)
 	}
@@ -213,7 +213,7 @@ func (c *Conn) p2pServerHandshake(now time.Time, remoteID uint32, req *pb.P2PRen
 func (hs *p2pHandshake) apply(c *Conn) {
 	c.server = true
 	c.remoteID = hs.remoteID
-	c.remoteIdentity = hs.ident
+	c.remoteIdentity, c.caSigned = hs.ident, hs.peer.CASigned
 	c.vport = hs.vport
 	c.crypt = hs.local
 	c.lanesNeg = hs.lanes
