@@ -46,6 +46,7 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 	turnUser := fs.String("turn-user", "", "TURN user name")
 	turnPass := fs.String("turn-pass", "", "TURN password")
 	relayOnly := fs.Bool("relay-only", false, "use only paths through the TURN server")
+	iceEnable := fs.Int("ice-enable", 0, "GNS's P2P_Transport_ICE_Enable bitmask: 1 relay, 2 private host addresses, 4 public and STUN ones (0: all)")
 	verbose := fs.Bool("v", false, "log the Host's debug events (paths, relay errors) to standard error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -124,7 +125,7 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 	var ms *netmsg.Messages
 	h, err := netmsg.NewHost(netmsg.Config{
 		Identity: id, PrivateKey: key, Certificate: cert, ListenAddr: la, Signaling: sig,
-		STUNServers: stunServers, TURNServers: turnServers, P2PRelayOnly: *relayOnly,
+		STUNServers: stunServers, TURNServers: turnServers, P2PRelayOnly: *relayOnly, P2PICEEnable: netmsg.ICEEnable(*iceEnable),
 		Logger:           pingLogger(*verbose),
 		OnSessionRequest: func(p netmsg.Identity) { ms.AcceptSessionWithUser(p) },
 		OnSessionFailed: func(info netmsg.ConnectionInfo) {

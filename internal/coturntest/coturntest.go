@@ -25,33 +25,20 @@ const Realm = "netmsg"
 // skips the test, unless NETMSG_REQUIRE_COTURN=1 (CI sets it).
 func Start(t testing.TB, user, pass string) netip.AddrPort {
 	t.Helper()
-	bin, err := exec.LookPath("turnserver")
-	if err != nil {
-		if os.Getenv("NETMSG_REQUIRE_COTURN") == "1" {
-			t.Fatal("coturn (turnserver) is not installed but NETMSG_REQUIRE_COTURN=1")
-		}
-		t.Skip("coturn (turnserver) is not installed; apt-get install coturn")
-	}
+	bin := Binary(t)
 	var logs bytes.Buffer
 	for attempt := 0; attempt < 3; attempt++ {
 		port := freeUDPPort(t)
 		addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		cmd := exec.CommandContext(ctx, bin, "-n",
-			"--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", fmt.Sprintf("--listening-port=%d", port),
-			// A relay port window of its own, so coturns of tests
-			// running at once do not take each other's ports.
-			fmt.Sprintf("--min-port=%d", 50000+(port%150)*100), fmt.Sprintf("--max-port=%d", 50000+(port%150)*100+99),
-			"--lt-cred-mech", "--user="+user+":"+pass, "--realm="+Realm,
-			"--no-tls", "--no-dtls", "--no-cli", "--allow-loopback-peers", "--fingerprint",
-			"--log-file=stdout", "--simple-log")
+		cmd := exec.CommandContext(ctx, bin, Args(addr, user, pass)...)
 		logs.Reset()
 		cmd.Stdout, cmd.Stderr = &logs, &logs
 		if err := cmd.Start(); err != nil {
 			cancel()
 			t.Fatal(err)
 		}
-		if waitSTUN(addr) {
+		if WaitSTUN(addr) {
 			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); cancel() })
 			return addr
 		}
@@ -63,6 +50,35 @@ func Start(t testing.TB, user, pass string) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
+// Binary returns turnserver's path. Without coturn installed it skips the
+// test, unless NETMSG_REQUIRE_COTURN=1 (CI sets it), which fails it.
+func Binary(t testing.TB) string {
+	t.Helper()
+	bin, err := exec.LookPath("turnserver")
+	if err != nil {
+		if os.Getenv("NETMSG_REQUIRE_COTURN") == "1" {
+			t.Fatal("coturn (turnserver) is not installed but NETMSG_REQUIRE_COTURN=1")
+		}
+		t.Skip("coturn (turnserver) is not installed; apt-get install coturn")
+	}
+	return bin
+}
+
+// Args are turnserver's arguments for a server on addr (which also gives
+// the relayed addresses) with the long-term credential user:pass in Realm,
+// loopback peers allowed, no TLS, no CLI, logging to stdout.
+func Args(addr netip.AddrPort, user, pass string) []string {
+	port := int(addr.Port())
+	return []string{"-n",
+		"--listening-ip=" + addr.Addr().String(), "--relay-ip=" + addr.Addr().String(), fmt.Sprintf("--listening-port=%d", port),
+		// A relay port window of its own, so coturns of tests
+		// running at once do not take each other's ports.
+		fmt.Sprintf("--min-port=%d", 50000+(port%150)*100), fmt.Sprintf("--max-port=%d", 50000+(port%150)*100+99),
+		"--lt-cred-mech", "--user=" + user + ":" + pass, "--realm=" + Realm,
+		"--no-tls", "--no-dtls", "--no-cli", "--allow-loopback-peers", "--fingerprint",
+		"--log-file=stdout", "--simple-log"}
+}
+
 func freeUDPPort(t testing.TB) int {
 	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -72,9 +88,9 @@ func freeUDPPort(t testing.TB) int {
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
-// waitSTUN asks addr for a binding until it answers, for up to 5 s.
-func waitSTUN(addr netip.AddrPort) bool {
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+// WaitSTUN asks addr for a binding until it answers, for up to 5 s.
+func WaitSTUN(addr netip.AddrPort) bool {
+	c, err := net.ListenPacket("udp4", ":0")
 	if err != nil {
 		return false
 	}
