@@ -3,11 +3,16 @@ package netmsg
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/netmsg-go/netmsg/internal/coturntest"
+	"github.com/netmsg-go/netmsg/internal/netnstest"
+	"github.com/netmsg-go/netmsg/internal/udp"
 	"github.com/netmsg-go/netmsg/relay"
 	"github.com/netmsg-go/netmsg/signaling"
 )
@@ -17,6 +22,16 @@ import (
 // only by identity until that message arrives (rendezvous, certificate
 // checks, ICE, and the first reliable message), with fresh Hosts each time.
 func benchConnect(b *testing.B, turn []TURNServer) {
+	benchConnectWith(b, func(j int, cfg Config) (*Host, error) {
+		cfg.ListenAddr = netip.MustParseAddrPort("127.0.0.1:0")
+		cfg.TURNServers, cfg.P2PRelayOnly = turn, turn != nil
+		return NewHost(cfg)
+	})
+}
+
+// benchConnectWith is benchConnect with Host j (0 connects to 1) made by
+// mk from a Config holding its identity, signaling and accept callback.
+func benchConnectWith(b *testing.B, mk func(j int, cfg Config) (*Host, error)) {
 	var times []time.Duration
 	for i := 0; b.Loop(); i++ {
 		hub, _ := signaling.NewHub(signaling.HubConfig{})
@@ -25,12 +40,12 @@ func benchConnect(b *testing.B, turn []TURNServer) {
 			id, _ := ParseIdentity(fmt.Sprintf("str:b%d", j))
 			sc, _ := hub.Connect(id.String())
 			var h *Host
-			h, err := NewHost(Config{ListenAddr: netip.MustParseAddrPort("127.0.0.1:0"), Identity: id, Signaling: sc,
-				TURNServers: turn, P2PRelayOnly: turn != nil,
+			h, err := mk(j, Config{Identity: id, Signaling: sc,
 				OnSessionRequest: func(p Identity) { h.Messages().AcceptSessionWithUser(p) }})
 			if err != nil {
 				b.Fatal(err)
 			}
+			h.Messages() // the Messages layer is on before a request comes (it refuses requests until then)
 			hs = append(hs, h)
 		}
 		start := time.Now()
@@ -50,6 +65,15 @@ func benchConnect(b *testing.B, turn []TURNServer) {
 			b.Fatal(err)
 		}
 		times = append(times, time.Since(start))
+		if d := time.Since(start); d > 100*time.Millisecond && os.Getenv("NETMSG_BENCH_SLOW") != "" {
+			for j, h := range hs {
+				h.mu.Lock()
+				for _, hc := range h.conns {
+					b.Logf("slow %v: host %d server %v agent %+v sess %+v host %+v", d, j, hc.c.IsServer(), hc.p2p.agent.Stats(), hc.p2p.sess.Stats(), h.stats)
+				}
+				h.mu.Unlock()
+			}
+		}
 		m.Release()
 		for _, h := range hs {
 			h.Close()
@@ -70,3 +94,58 @@ func BenchmarkP2PConnectRelay(b *testing.B) {
 	defer s.Close()
 	benchConnect(b, []TURNServer{{Addr: s.Addr(), Username: "u", Password: "p"}})
 }
+
+// benchConnectNetns is benchConnect between Hosts in two network
+// namespaces joined through a router namespace (package netnstest), on
+// their veth addresses: directly while the router forwards, and through
+// coturn on the router when it does not (the host candidates blocked).
+func benchConnectNetns(b *testing.B, relayed bool) {
+	topo := netnstest.New(b)
+	var turn []TURNServer
+	if relayed {
+		bin := coturntest.Binary(b)
+		addr := netip.AddrPortFrom(netnstest.RouterA, 3478)
+		cmd := topo.Command(topo.R, bin, coturntest.Args(addr, "u", "p")...)
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		defer func() { cmd.Process.Kill(); cmd.Wait() }() // ours, by its PID
+		if err := topo.Do(topo.A, func() error {
+			if !coturntest.WaitSTUN(addr) {
+				return fmt.Errorf("coturn does not answer at %v", addr)
+			}
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		if err := topo.SetForwarding(false); err != nil {
+			b.Fatal(err)
+		}
+		turn = []TURNServer{{Addr: addr, Username: "u", Password: "p"}}
+	}
+	benchConnectWith(b, func(j int, cfg Config) (*Host, error) {
+		ns, ip := topo.A, netnstest.AddrA
+		if j == 1 {
+			ns, ip = topo.B, netnstest.AddrB
+		}
+		var pc *udp.Conn
+		err := topo.Do(ns, func() error {
+			uc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
+			if err != nil {
+				return err
+			}
+			pc, err = udp.New(uc, udp.Options{})
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		cfg.PacketConn, cfg.TURNServers = pc, turn
+		return NewHost(cfg)
+	})
+}
+
+// Run as root (network namespaces; coturn for the relayed one):
+// go test -run '^$' -bench P2PConnectNetns -benchtime 200x .
+func BenchmarkP2PConnectNetnsDirect(b *testing.B) { benchConnectNetns(b, false) }
+func BenchmarkP2PConnectNetnsRelay(b *testing.B)  { benchConnectNetns(b, true) }
