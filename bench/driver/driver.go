@@ -161,7 +161,9 @@ func pair(parent context.Context, cfg Config, run int, peerName string, s worklo
 			}
 		}
 		rec.ServerCPU = cpuSeconds(srv.ProcessState)
-		rec.ClientCPU = cpuSeconds(cli.ProcessState)
+		if cli != nil {
+			rec.ClientCPU = cpuSeconds(cli.ProcessState)
+		}
 		rec.Stderr = strings.TrimSpace(srvErr.String() + "\n" + cliErr.String())
 	}()
 	sc := bufio.NewScanner(out)

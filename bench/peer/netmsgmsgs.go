@@ -1,11 +1,13 @@
 package peer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os/exec"
 	"sync"
 	"time"
 
@@ -29,16 +31,19 @@ import (
 // and ICE (host candidates on 127.0.0.1). "netmsg-p2p" lets ICE pick the
 // direct path; "netmsg-p2p-relay" also starts a TURN server (package
 // relay, on the UDP port with the signaling server's number) and both
-// Hosts use only paths through it.
+// Hosts use only paths through it; "netmsg-p2p-coturn" is the same with
+// coturn (Debian's turnserver, which must be installed) as the TURN server.
 type netmsgMsgsPeer struct {
 	name       string
 	p2p, relay bool
+	coturn     bool
 }
 
 func init() {
 	Register(netmsgMsgsPeer{name: "netmsg-msgs"})
 	Register(netmsgMsgsPeer{name: "netmsg-p2p", p2p: true})
 	Register(netmsgMsgsPeer{name: "netmsg-p2p-relay", p2p: true, relay: true})
+	Register(netmsgMsgsPeer{name: "netmsg-p2p-coturn", p2p: true, relay: true, coturn: true})
 }
 
 func (p netmsgMsgsPeer) Name() string { return p.name }
@@ -50,6 +55,8 @@ const netmsgMsgsMax = 512*1024 - 5
 func (p netmsgMsgsPeer) Caps() Caps {
 	note := "Messages API (SendMessageToUser/ReceiveBatch), GNS protocol v13, AES-256-GCM, default config; channel 0 carries both reliable and unreliable; SendNoNagle for NoDelay"
 	switch {
+	case p.coturn:
+		note += "; P2P through signaling and ICE, relay only (coturn on 127.0.0.1)"
 	case p.relay:
 		note += "; P2P through signaling and ICE, relay only (netmsg's TURN server on 127.0.0.1)"
 	case p.p2p:
@@ -120,7 +127,15 @@ func (p netmsgMsgsPeer) Listen(ctx context.Context, addr string, opt Options) (L
 		go srv.Serve(tl)
 		l.sigAddr = tl.Addr().String()
 		closers := []func() error{srv.Close}
-		if p.relay {
+		switch {
+		case p.coturn:
+			stop, err := startCoturn(l.sigAddr)
+			if err != nil {
+				srv.Close()
+				return nil, fmt.Errorf("%s: %w", p.name, err)
+			}
+			closers = append(closers, stop)
+		case p.relay:
 			rs, err := relay.NewServer(relay.Config{ListenAddr: l.sigAddr, Users: map[string]string{"bench": "bench"}})
 			if err != nil {
 				srv.Close()
@@ -325,4 +340,47 @@ func (nc *netmsgMsgsConn) Close() error {
 		}
 	})
 	return nil
+}
+
+// startCoturn runs turnserver on addr (UDP) with the bench credentials
+// and waits until it answers a STUN binding request; stop ends it (by its
+// PID).
+func startCoturn(addr string) (stop func() error, err error) {
+	bin, err := exec.LookPath("turnserver")
+	if err != nil {
+		return nil, errors.New("coturn (turnserver) is not installed")
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	ip := ap.Addr().String()
+	cmd := exec.Command(bin, "-n", "--listening-ip="+ip, "--relay-ip="+ip, fmt.Sprintf("--listening-port=%d", ap.Port()),
+		"--min-port=49200", "--max-port=49299", "--lt-cred-mech", "--user=bench:bench", "--realm=netmsg",
+		"--no-tcp", "--no-tls", "--no-dtls", "--no-cli", "--allow-loopback-peers", "--fingerprint", "--log-file=stdout", "--simple-log")
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	stop = func() error { cmd.Process.Kill(); return cmd.Wait() }
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	defer c.Close()
+	// A binding request (RFC 5389: type 0x0001, length 0, magic cookie,
+	// transaction id); any answer from the server will do.
+	req := []byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
+	buf := make([]byte, 1500)
+	for range 50 {
+		c.WriteTo(req, net.UDPAddrFromAddrPort(ap))
+		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if _, _, err := c.ReadFrom(buf); err == nil {
+			return stop, nil
+		}
+	}
+	stop()
+	return nil, fmt.Errorf("coturn does not answer at %v:\n%s", ap, logs.String())
 }

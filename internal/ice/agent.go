@@ -503,9 +503,17 @@ func (a *Agent) request(now time.Time, from netip.AddrPort, relay bool, m *stun.
 			a.selectPair(p)
 		}
 	}
-	if p.state == waiting || p.state == failed {
+	switch {
+	case p.state == waiting || p.state == failed:
 		p.state, p.tries, p.nextAt = waiting, 0, time.Time{}
 		a.nextCheck = now // triggered: ahead of pacing
+	case p.pending && p.state == inProgress && p.tries > 0:
+		// Our check on this pair is out but unanswered: the peer's
+		// request shows the path works now (our first check may have met
+		// a NAT or a TURN permission not open yet), so send it again at
+		// once rather than at its retransmission timer (RFC 8445
+		// 7.3.1.4).
+		p.nextAt = now
 	}
 	return nil
 }
@@ -627,6 +635,13 @@ func (a *Agent) sendCheck(now time.Time, p *pair) {
 		p.state = inProgress
 	}
 	p.txID = a.newTxID()
+	p.tries = 0
+	a.transmit(now, p)
+}
+
+// transmit sends p's check (again: a retransmission keeps its transaction
+// id, so an answer to any transmission of it counts) and sets its timer.
+func (a *Agent) transmit(now time.Time, p *pair) {
 	p.pending = true
 	p.tries++
 	p.nextAt = now.Add(checkRTO << min(p.tries-1, 4))
@@ -671,7 +686,7 @@ func (a *Agent) think(now time.Time) {
 				}
 				continue
 			}
-			a.sendCheck(now, p)
+			a.transmit(now, p)
 		}
 	}
 	if s := a.selected; s != nil && !s.pending && !now.Before(s.nextAt) {

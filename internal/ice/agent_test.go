@@ -205,3 +205,65 @@ func FuzzParseCandidate(f *testing.F) {
 		}
 	})
 }
+
+// TestCheckRetransmission: a retransmitted check keeps its transaction id
+// (so a late answer to the first transmission still counts), and a check
+// the peer's own request shows to be answerable now (a TURN permission or
+// NAT binding that was not open for the first one) goes again at once, not
+// at its retransmission timer.
+func TestCheckRetransmission(t *testing.T) {
+	l, _, _ := pairOfAgents(t)
+	l.a.AddRemoteCandidate(NewCandidate(Host, l.addrB, netip.AddrPort{}))
+	l.b.AddRemoteCandidate(NewCandidate(Host, l.addrA, netip.AddrPort{}))
+	now := l.now
+	first, ok := l.b.Poll(now) // b's first check: lost on the way
+	if !ok {
+		t.Fatal("b sent no check")
+	}
+	// The peer's check reaches b 10 ms later, well before b's timer (100 ms).
+	now = now.Add(10 * time.Millisecond)
+	req, ok := l.a.Poll(now)
+	if !ok {
+		t.Fatal("a sent no check")
+	}
+	if err := l.b.HandleSTUN(now, l.addrA, req.B); err != nil {
+		t.Fatal(err)
+	}
+	var again []Datagram
+	for {
+		d, ok := l.b.Poll(now)
+		if !ok {
+			break
+		}
+		again = append(again, d)
+	}
+	// b answers a, and sends its check again at once, the same bytes.
+	var retx *Datagram
+	for i, d := range again {
+		if string(d.B) == string(first.B) {
+			retx = &again[i]
+		}
+	}
+	if retx == nil {
+		t.Fatalf("b did not retransmit its check at once (%d datagrams)", len(again))
+	}
+	// a answers the first transmission (say it arrived late after all):
+	// the answer matches, the pair works.
+	if err := l.a.HandleSTUN(now, l.addrB, first.B); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		d, ok := l.a.Poll(now)
+		if !ok {
+			break
+		}
+		if d.To == l.addrB {
+			if err := l.b.HandleSTUN(now, l.addrA, d.B); err != nil && !errors.Is(err, ErrUnsolicited) {
+				t.Fatal(err)
+			}
+		}
+	}
+	if st := l.b.Stats(); st.Succeeded != 1 {
+		t.Fatalf("b's check did not succeed on the answer to its first transmission: %+v", st)
+	}
+}
