@@ -106,6 +106,7 @@ func benchConnectNetns(b *testing.B, relayed bool) {
 		bin := coturntest.Binary(b)
 		addr := netip.AddrPortFrom(netnstest.RouterA, 3478)
 		cmd := topo.Command(topo.R, bin, coturntest.Args(addr, "u", "p")...)
+		cmd.SysProcAttr = coturntest.ProcAttr()
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}

@@ -356,10 +356,13 @@ func startCoturn(addr string) (stop func() error, err error) {
 	}
 	ip := ap.Addr().String()
 	cmd := exec.Command(bin, "-n", "--listening-ip="+ip, "--relay-ip="+ip, fmt.Sprintf("--listening-port=%d", ap.Port()),
-		"--min-port=49200", "--max-port=49299", "--lt-cred-mech", "--user=bench:bench", "--realm=netmsg",
+		// A relay port window of its own (by its port), as coturns of
+		// earlier runs may still be ending.
+		fmt.Sprintf("--min-port=%d", 50000+int(ap.Port()%150)*100), fmt.Sprintf("--max-port=%d", 50000+int(ap.Port()%150)*100+99), "--lt-cred-mech", "--user=bench:bench", "--realm=netmsg",
 		"--no-tcp", "--no-tls", "--no-dtls", "--no-cli", "--allow-loopback-peers", "--fingerprint", "--log-file=stdout", "--simple-log")
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.SysProcAttr = coturnAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}

@@ -47,6 +47,7 @@ func TestP2PInNetns(t *testing.T) {
 	start := func(name string, cmd *exec.Cmd, out *bytes.Buffer) {
 		t.Helper()
 		cmd.Stdout, cmd.Stderr = out, out
+		cmd.SysProcAttr = coturntest.ProcAttr()
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

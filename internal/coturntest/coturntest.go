@@ -34,6 +34,7 @@ func Start(t testing.TB, user, pass string) netip.AddrPort {
 		cmd := exec.CommandContext(ctx, bin, Args(addr, user, pass)...)
 		logs.Reset()
 		cmd.Stdout, cmd.Stderr = &logs, &logs
+		cmd.SysProcAttr = ProcAttr()
 		if err := cmd.Start(); err != nil {
 			cancel()
 			t.Fatal(err)
