@@ -969,6 +969,9 @@ func (h *Host) handleDatagramLocked(now time.Time, from netip.AddrPort, b []byte
 			if len(b) > 0 && b[0] < 4 && h.stunResponseLocked(now, from, b) {
 				return
 			}
+			if h.channelDataLocked(now, from, b) {
+				return
+			}
 			c.HandleInbound(append([]byte(nil), b...), net.UDPAddrFromAddrPort(from))
 			return
 		}
@@ -1262,6 +1265,29 @@ func (h *Host) queueLocked(to netip.AddrPort, b []byte) {
 		h.outBufs = append(h.outBufs, make([]byte, 0, transport.MaxDatagram))
 	}
 	buf := append(h.outBufs[i][:0], b...)
+	h.outBufs[i] = buf
+	h.out = append(h.out, transport.Packet{Buf: buf, N: len(buf), Addr: to})
+	if len(h.out) == maxBatch {
+		h.flushOutLocked()
+	}
+}
+
+// queuePrefixedLocked is queueLocked for prefix followed by b. b may be
+// the very buffer the datagram goes into (a connection's packet polled
+// into the next free one): it is moved up in place.
+func (h *Host) queuePrefixedLocked(to netip.AddrPort, prefix, b []byte) {
+	i := len(h.out)
+	if i == len(h.outBufs) {
+		h.outBufs = append(h.outBufs, make([]byte, 0, transport.MaxDatagram))
+	}
+	n := len(prefix) + len(b)
+	buf := h.outBufs[i]
+	if cap(buf) < n {
+		buf = make([]byte, 0, max(n, transport.MaxDatagram))
+	}
+	buf = buf[:n]
+	copy(buf[len(prefix):], b) // memmove: b may overlap buf
+	copy(buf, prefix)
 	h.outBufs[i] = buf
 	h.out = append(h.out, transport.Packet{Buf: buf, N: len(buf), Addr: to})
 	if len(h.out) == maxBatch {

@@ -1,6 +1,7 @@
 package netmsg
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"sync"
@@ -40,6 +41,62 @@ type turnAlloc struct {
 	relayed net.PacketConn
 	addr    netip.AddrPort // the relayed address
 	out     chan relayDatagram
+
+	// The channels pion's client bound, as learnt from the ChannelData
+	// the server sends us: data to and from those peers then goes as
+	// ChannelData straight through the Host's socket, in its batches and
+	// under its lock, without pion's client and the relay goroutines
+	// (pion still makes and refreshes the bindings and permissions).
+	byChan          map[uint16]netip.AddrPort
+	byPeer          map[netip.AddrPort]uint16
+	chanIn, chanOut int64 // datagrams that took that way
+}
+
+// channelFinder is what pion's relayed connection offers to map a channel
+// number to its peer.
+type channelFinder interface {
+	FindAddrByChannelNumber(uint16) (net.Addr, bool)
+}
+
+// maxChannels bounds the channels remembered (TURN numbers them
+// 0x4000-0x4fff; a server names only those our client bound).
+const maxChannels = 0x1000
+
+// channelDataLocked takes a ChannelData message (RFC 8656 12.4) from the
+// TURN server our allocation is on, for a channel pion's client bound: the
+// payload is what that peer sent to our relayed address. It reports
+// whether it took b; anything else goes to pion's client.
+func (h *Host) channelDataLocked(now time.Time, from netip.AddrPort, b []byte) bool {
+	ta := h.turn
+	if ta == nil || from != ta.srv.Addr || len(b) < 4 || b[0]&0xf0 != 0x40 {
+		return false
+	}
+	num := binary.BigEndian.Uint16(b[:2])
+	n := int(binary.BigEndian.Uint16(b[2:4]))
+	if 4+n > len(b) {
+		return false
+	}
+	peer, ok := ta.byChan[num]
+	if !ok {
+		f, isFinder := ta.relayed.(channelFinder)
+		if !isFinder || len(ta.byChan) >= maxChannels {
+			return false
+		}
+		a, found := f.FindAddrByChannelNumber(num)
+		if !found {
+			return false
+		}
+		ap, err := netip.ParseAddrPort(a.String())
+		if err != nil {
+			return false
+		}
+		peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		ta.byChan[num] = peer
+		ta.byPeer[peer] = num
+	}
+	ta.chanIn++
+	h.handleRelayedLocked(now, peer, b[4:4+n])
+	return true
 }
 
 type relayDatagram struct {
@@ -82,7 +139,8 @@ func (h *Host) allocate(index int, srv TURNServer, client *turn.Client, sock *tu
 		return
 	}
 	ra, _ := netip.ParseAddrPort(relayed.LocalAddr().String())
-	ta := &turnAlloc{srv: srv, index: index, client: client, sock: sock, relayed: relayed, addr: netip.AddrPortFrom(ra.Addr().Unmap(), ra.Port()), out: make(chan relayDatagram, relayQueue)}
+	ta := &turnAlloc{srv: srv, index: index, client: client, sock: sock, relayed: relayed, addr: netip.AddrPortFrom(ra.Addr().Unmap(), ra.Port()), out: make(chan relayDatagram, relayQueue),
+		byChan: map[uint16]netip.AddrPort{}, byPeer: map[netip.AddrPort]uint16{}}
 	h.mu.Lock()
 	if h.closed || h.turn != nil {
 		h.mu.Unlock()
@@ -169,6 +227,16 @@ func (h *Host) handleRelayedLocked(now time.Time, from netip.AddrPort, b []byte)
 // queue is full, like any datagram).
 func (h *Host) relaySendLocked(to netip.AddrPort, b []byte) {
 	if h.turn == nil {
+		return
+	}
+	if num, ok := h.turn.byPeer[to]; ok {
+		// A bound channel: ChannelData straight to the server (over UDP
+		// without padding, RFC 8656 12.5).
+		var hdr [4]byte
+		binary.BigEndian.PutUint16(hdr[:2], num)
+		binary.BigEndian.PutUint16(hdr[2:], uint16(len(b)))
+		h.queuePrefixedLocked(h.turn.srv.Addr, hdr[:], b)
+		h.turn.chanOut++
 		return
 	}
 	select {

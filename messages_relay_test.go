@@ -61,6 +61,33 @@ func relayExchange(t *testing.T, a, b *msgPeer) {
 	if time.Now().After(deadline) {
 		t.Fatal("too slow")
 	}
+	// A burst: the datagrams of both sides go as ChannelData straight
+	// through the Hosts' sockets once pion's client has bound the channels
+	// (learnt from the server's ChannelData), every message exactly once
+	// and in order.
+	const burst = 300
+	payload := make([]byte, 1000)
+	for i := range burst {
+		payload[0], payload[1] = byte(i), byte(i>>8)
+		if err := a.m.SendMessageToUser(b.id, payload, SendReliable, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range burst {
+		_, m := recvText(t, b, 1)
+		if got := int(m.Payload[0]) | int(m.Payload[1])<<8; got != i || len(m.Payload) != len(payload) {
+			t.Fatalf("message %d: got #%d, %d bytes", i, got, len(m.Payload))
+		}
+		m.Release()
+	}
+	for _, p := range []*msgPeer{a, b} {
+		p.Host.mu.Lock()
+		in, out := p.turn.chanIn, p.turn.chanOut
+		p.Host.mu.Unlock()
+		if in == 0 || out == 0 {
+			t.Errorf("%v: %d datagrams in and %d out as ChannelData on its own, want some each way", p.id, in, out)
+		}
+	}
 	_, info, _ := a.m.GetSessionConnectionInfo(b.id)
 	if !strings.Contains(info.Description, "P2P ICE relay") {
 		t.Errorf("description %q does not say relayed", info.Description)
