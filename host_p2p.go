@@ -343,10 +343,15 @@ func (h *Host) symmetricLocked(now time.Time, mine *hostConn, key p2pKey, rv *pb
 // peer from: a new Messages session (or the other half of a symmetric
 // connect). It returns nil when it refuses it.
 func (h *Host) acceptP2PLocked(now time.Time, from string, id uint32, req *pb.P2PRendezvous_ConnectRequest) *hostConn {
-	if !h.messages.enabled || int(req.GetToVirtualPort()) != messagesVirtualPort {
+	if int(req.GetToVirtualPort()) != messagesVirtualPort {
 		h.stats.ConnectsRefused++ // only Messages sessions come over P2P so far
 		return nil
 	}
+	// As GNS, which makes its Messages interface on demand for such a
+	// request: a P2P Host takes Messages sessions even before the
+	// application first called Messages (the request is posted to
+	// Config.OnSessionRequest, or waits for a send to the peer).
+	h.messages.enabled = true
 	peer, err := ParseIdentity(from)
 	if err != nil {
 		h.stats.SignalsDropped++

@@ -1,6 +1,7 @@
 package netmsg
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -86,6 +87,62 @@ func TestMessagesP2P(t *testing.T) {
 		}
 		alice.m.CloseSessionWithUser(bob.id)
 		waitFor(t, time.Minute, "bob hears the close", func() bool { _, c := bob.gotEvents(); return len(c) == 1 })
+	})
+}
+
+// TestMessagesP2PMessagesOnDemand: a Host that has not called Messages yet
+// takes a P2P Messages request at once (GNS makes its Messages interface
+// on demand for it), posting it to OnSessionRequest; nothing waits for the
+// requester's 500 ms repeat.
+func TestMessagesP2PMessagesOnDemand(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 10 * time.Millisecond}})
+		defer nw.Close()
+		hub, _ := signaling.NewHub(signaling.HubConfig{Delay: 20 * time.Millisecond})
+		var hs []*Host
+		requested := make(chan struct{}, 1)
+		for i, addr := range []string{"10.0.0.1:1", "10.0.0.2:1"} {
+			id := mustIdentity(t, fmt.Sprintf("str:od%d", i))
+			sc, _ := hub.Connect(id.String())
+			defer sc.Close()
+			ep, _ := nw.Listen(netip.MustParseAddrPort(addr))
+			var h *Host
+			h, err := NewHost(Config{PacketConn: ep, Identity: id, Signaling: sc,
+				OnSessionRequest: func(peer Identity) {
+					h.Messages().AcceptSessionWithUser(peer)
+					select {
+					case requested <- struct{}{}:
+					default:
+					}
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Close()
+			hs = append(hs, h)
+		}
+		start := time.Now()
+		if err := hs[0].Messages().SendMessageToUser(hs[1].Identity(), []byte("first"), SendReliable, 0); err != nil {
+			t.Fatal(err)
+		}
+		select { // hs[1] has not called Messages
+		case <-requested:
+		case <-time.After(time.Minute):
+			t.Fatal("no session request")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		m, err := hs[1].Messages().Receive(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Release()
+		if d := time.Since(start); d > 300*time.Millisecond {
+			t.Fatalf("the first message took %v: the request waited for a repeat", d)
+		}
+		if st := hs[1].Stats(); st.ConnectsRefused != 0 {
+			t.Fatalf("requests refused: %+v", st)
+		}
 	})
 }
 
