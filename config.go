@@ -195,7 +195,8 @@ type ConnConfig struct {
 	// SendBufferSize is the most data, in bytes, that may be queued to be
 	// sent on a connection; a send beyond it fails with
 	// ResultLimitExceeded. Default 512 KiB; 4 KiB to 256 MiB (GNS
-	// k_ESteamNetworkingConfig_SendBufferSize).
+	// k_ESteamNetworkingConfig_SendBufferSize). Reliable data sent and not
+	// yet acked is kept apart from it, up to 4 x SendBufferSize.
 	SendBufferSize int
 
 	// RecvBufferSize is the most data, in bytes, of received messages that

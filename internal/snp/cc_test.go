@@ -98,3 +98,54 @@ func TestCongestionRandomLoss(t *testing.T) {
 		t.Errorf("goodput %.0f B/s under 5%% random loss, want at least %d", goodput, 8*min)
 	}
 }
+
+// TestCongestionRandomLossAndBottleneck: 10% random loss each way on a
+// path with a 1 MB/s bottleneck, with a deep (64 KiB) and a shallow (8 KiB)
+// tail-drop queue: the random loss is the path's baseline, not congestion,
+// so goodput stays near the bottleneck (a controller that cuts on any loss
+// above 10% fell to the minimum rate here).
+func TestCongestionRandomLossAndBottleneck(t *testing.T) {
+	const bottleneck = 1_000_000
+	for _, q := range []int{64 << 10, 8 << 10} {
+		link := netsim.LinkConfig{Delay: 20 * time.Millisecond, Rate: bottleneck, QueueBytes: q, LossPercent: 10}
+		goodput, rate := ccRun(t, link, Config{SendRateMin: 64 << 10, SendRateMax: 64 << 20}, 20*time.Second)
+		t.Logf("queue %d: goodput %.0f B/s, rate %d B/s", q, goodput, rate)
+		if goodput < 0.7*bottleneck {
+			t.Errorf("queue %d: goodput %.0f B/s, want at least 70%% of the %d B/s bottleneck", q, goodput, bottleneck)
+		}
+		if rate > 2*bottleneck {
+			t.Errorf("queue %d: rate %d B/s, far above the %d B/s bottleneck", q, rate, bottleneck)
+		}
+	}
+}
+
+// TestCongestionShallowQueue: a bottleneck whose queue is too short for
+// the delay signal: loss is the only sign of congestion, and the rate must
+// stay close to the bottleneck (the loss baseline is 0 here, since
+// intervals below the bottleneck lose nothing).
+func TestCongestionShallowQueue(t *testing.T) {
+	const bottleneck = 1_000_000
+	link := netsim.LinkConfig{Delay: 20 * time.Millisecond, Rate: bottleneck, QueueBytes: 8 << 10}
+	goodput, rate := ccRun(t, link, Config{SendRateMin: 64 << 10, SendRateMax: 64 << 20}, 20*time.Second)
+	t.Logf("goodput %.0f B/s, rate %d B/s", goodput, rate)
+	if goodput < 0.8*bottleneck {
+		t.Errorf("goodput %.0f B/s, want at least 80%% of the %d B/s bottleneck", goodput, bottleneck)
+	}
+	if rate > 3*bottleneck/2 {
+		t.Errorf("rate %d B/s overshoots the %d B/s bottleneck by more than half", rate, bottleneck)
+	}
+}
+
+// TestCongestionRandomLossFast: W6 in miniature: 10% random loss each way
+// on a fast, short path (no bottleneck below the 50 MB/s cap). Start-up
+// must not stop at the first noisy interval and the rate must reach the
+// cap; goodput at least 70% of it.
+func TestCongestionRandomLossFast(t *testing.T) {
+	const max = 50 << 20
+	link := netsim.LinkConfig{Delay: 50 * time.Microsecond, LossPercent: 10}
+	goodput, rate := ccRun(t, link, Config{SendRateMin: 256 << 10, SendRateMax: max, SendBufferSize: 4 << 20}, 2*time.Second)
+	t.Logf("goodput %.0f B/s, rate %d B/s", goodput, rate)
+	if goodput < 0.7*max {
+		t.Errorf("goodput %.0f B/s, want at least 70%% of %d B/s", goodput, max)
+	}
+}

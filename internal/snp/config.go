@@ -58,6 +58,11 @@ const (
 	// nackFlush is k_usecNackFlush: a hole that may be reordering is not
 	// reported for this long.
 	nackFlush = 3 * time.Millisecond
+	// relWindowFactor: reliable data sent and not yet acked may span this
+	// many times SendBufferSize (ours; see Conn.relWindowOpen).
+	relWindowFactor = 4
+	// nackFlushMin is the shortest hold of a hole (ours; see Conn.nackFlush).
+	nackFlushMin = 250 * time.Microsecond
 	// noDelayLimit is the queue time above which a NoDelay message is
 	// dropped ("the next ~200ms or so", steamnetworkingtypes.h).
 	noDelayLimit = 200 * time.Millisecond

@@ -18,24 +18,25 @@
 // Google Congestion Control (the WebRTC controller, built for real-time
 // media over UDP): once per smoothed RTT (at least 20 ms) it looks at the
 // fraction of data packets reported lost and at the queuing delay (latest
-// RTT minus the minimum RTT of the last 10 s). Loss above 10% cuts the rate
-// by half the loss fraction; queuing delay above max(25 ms, min RTT) cuts it
-// by 15%; otherwise, if the application actually used the rate, it grows:
-// with loss under 2% by doubling during start-up, then 8% per interval; with
-// loss between 2% and 10% (random loss, not congestion, while the queuing
-// delay stays low) by 4% per interval. We
-// chose this over a BBR-style model because game traffic is mostly
-// application-limited and bursty, which starves a delivery-rate model of the
-// samples it needs; a loss/delay rule with a tolerant loss band (random
-// wireless loss under 10% does not cut the rate) reacts to real congestion
-// within an RTT or two, keeps queues, and so latency, short, never falls
-// below the configured minimum, and is simple to reason about and test.
+// RTT minus the minimum RTT of the last 10 s). Loss is congestion only above
+// the path's own random loss, the lowest loss fraction of the last 16
+// intervals (congestion loss stops once the rate is below the bottleneck;
+// random loss does not), capped at 20%: loss above that baseline by more
+// than the sample's noise cuts the rate by half the excess; queuing delay
+// above max(25 ms, min RTT) cuts it by 15%; otherwise, if the application
+// actually used the rate, it grows: doubling during start-up, then 8% per
+// interval. We chose this over a BBR-style model because game traffic is
+// mostly application-limited and bursty, which starves a delivery-rate model
+// of the samples it needs; a loss/delay rule that learns the random loss of
+// the path reacts to real congestion within an RTT or two, keeps queues,
+// and so latency, short, never falls below the configured minimum, and is
+// simple to reason about and test.
 // Pacing is a token bucket with a one-packet burst allowance, as in GNS.
 //
 // # Memory
 //
 // Every queue is bounded: unsent bytes by SendBufferSize (ErrSendBufferFull),
-// sent-but-unacked reliable bytes by SendBufferSize too (new data waits), the
+// sent-but-unacked reliable bytes by 4 x SendBufferSize (new data waits), the
 // packet record by 4096 packets, the receiver's packet gaps by 62, reliable
 // stream holes per lane by 30/20, buffered unreliable segments by 20, and
 // received data by RecvBufferSize/RecvBufferMessages. Buffers are released

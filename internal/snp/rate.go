@@ -1,6 +1,10 @@
 package snp
 
-import "time"
+import (
+	"math"
+	"slices"
+	"time"
+)
 
 // sendRateBurst is k_flSendRateBurstOverageAllowance
 // (k_cbSteamNetworkingSocketsMaxEncryptedPayloadSend): the token bucket
@@ -90,14 +94,18 @@ func (r *rttEstimator) rto() int64 {
 }
 
 // congestion adapts the send rate between SendRateMin and SendRateMax from
-// loss and queuing delay, once per interval (max(smoothed RTT, 20 ms)):
+// loss and queuing delay, once per interval (max(smoothed RTT, 20 ms)).
+// Loss counts as congestion only above the path's own random loss: the
+// baseline is the lowest loss fraction of the last lossHistory intervals
+// (at most ccBaseCap: more random loss than that is treated as congestion).
 //
-//   - loss above 10% of the packets whose fate became known: rate *= 1 - loss/2
+//   - loss above the baseline by more than the noise of the interval's
+//     sample (3% plus 2.5 standard deviations at the larger of the two
+//     fractions): rate *= 1 - excess/2
 //   - else queuing delay (latest RTT - min RTT) above max(25 ms, min RTT):
 //     rate *= 0.85
-//   - else, if the sender used at least half the rate: with loss below 2%
-//     the rate doubles during start-up, then grows by 8%; with loss between
-//     2% and 10% (random loss, not congestion) it grows by 4%.
+//   - else, if the sender used at least half the rate: the rate doubles
+//     during start-up, then grows by 8%.
 //
 // See the package documentation for why.
 type congestion struct {
@@ -106,18 +114,35 @@ type congestion struct {
 	sent        int
 	slowStart   bool
 	started     bool
+
+	lossHist [lossHistory]float64 // loss fraction of recent intervals
+	lossN    int                  // how many of lossHist are filled
+	lossNext int                  // the next slot to fill
 }
 
 const (
 	ccMinInterval = 20 * time.Millisecond
 	ccDelayTarget = 25 * time.Millisecond
-	ccLossClean   = 0.02 // below: grow at full speed
-	ccLossCut     = 0.10 // above: cut; between the two: grow gently
+	ccBaseCap     = 0.20 // the most loss taken as the path's own
+	ccMargin      = 0.03 // excess loss always tolerated
+	ccMinSample   = 20   // packets an interval needs to count in the baseline
+	lossHistory   = 16
 )
 
 func (cc *congestion) onSend(n int) { cc.sent += n }
 func (cc *congestion) onAck(int)    { cc.acked++ }
 func (cc *congestion) onLoss()      { cc.lost++ }
+
+// baseLoss is the random loss of the path as far as recent intervals
+// tell: the lowest of their loss fractions (congestion loss stops when the
+// rate drops below the bottleneck's; random loss does not), capped at
+// ccBaseCap; with no history yet, cur (capped) itself.
+func (cc *congestion) baseLoss(cur float64) float64 {
+	if cc.lossN == 0 {
+		return min(cur, ccBaseCap)
+	}
+	return min(slices.Min(cc.lossHist[:cc.lossN]), ccBaseCap)
+}
 
 func (cc *congestion) update(t int64, rtt *rttEstimator, p *pacer, cfg Config) {
 	if cfg.SendRateMin == cfg.SendRateMax {
@@ -130,31 +155,40 @@ func (cc *congestion) update(t int64, rtt *rttEstimator, p *pacer, cfg Config) {
 	}
 	iv := max(rtt.srtt, int64(ccMinInterval/time.Microsecond))
 	el := t - cc.start
-	if el < iv || cc.acked+cc.lost == 0 {
+	n := cc.acked + cc.lost
+	if el < iv || n == 0 {
 		return
 	}
 	r := p.rate
-	loss := float64(cc.lost) / float64(cc.acked+cc.lost)
+	loss := float64(cc.lost) / float64(n)
+	base := cc.baseLoss(loss)
+	if n >= ccMinSample {
+		cc.lossHist[cc.lossNext] = loss
+		cc.lossNext = (cc.lossNext + 1) % lossHistory
+		cc.lossN = min(cc.lossN+1, lossHistory)
+	}
+	// The noise of a sample of n packets, taken at the larger of the two
+	// fractions (a small sample's high loss is weak evidence).
+	pv := min(max(base, loss, 0.05), 0.5)
+	margin := ccMargin + 2.5*math.Sqrt(pv*(1-pv)/float64(n))
+	excess := loss - base
 	qd := rtt.latest - rtt.min
 	appLimited := float64(cc.sent) < 0.5*r*float64(el)/1e6
 	switch {
-	case loss > ccLossCut:
-		r *= 1 - loss/2
+	case excess > margin:
+		r *= 1 - min(excess, 1)/2
 		cc.slowStart = false
 	case rtt.min >= 0 && qd > max(int64(ccDelayTarget/time.Microsecond), rtt.min):
 		r *= 0.85
 		cc.slowStart = false
-	case loss < ccLossClean && !appLimited:
+	case !appLimited:
+		// No congestion seen (random loss at the path's usual level
+		// is not congestion while the queuing delay stays low).
 		if cc.slowStart {
 			r *= 2
 		} else {
 			r *= 1.08
 		}
-	case !appLimited:
-		// Loss in the tolerated band (random loss, not congestion, as
-		// long as the queuing delay stays low): keep probing, gently.
-		r *= 1.04
-		cc.slowStart = false
 	}
 	p.rate = min(max(r, float64(cfg.SendRateMin)), float64(cfg.SendRateMax))
 	cc.start, cc.acked, cc.lost, cc.sent = t, 0, 0, 0

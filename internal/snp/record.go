@@ -50,9 +50,9 @@ func (r *pktRecord) clearSeen(n int64) {
 	r.seen[i/64] &^= 1 << (i % 64)
 }
 
-// add records packet n (not a duplicate) received at t. It returns whether
-// a new gap opened.
-func (r *pktRecord) add(n, t int64) (newGap bool) {
+// add records packet n (not a duplicate) received at t; a small new gap
+// may be nacked from t+flush on (µs). It returns whether a new gap opened.
+func (r *pktRecord) add(n, t, flush int64) (newGap bool) {
 	if n == r.max+1 {
 		r.clearSeen(n)
 		r.setSeen(n)
@@ -67,7 +67,7 @@ func (r *pktRecord) add(n, t int64) (newGap bool) {
 		r.setSeen(n)
 		ok := t
 		if n < r.max+4 {
-			ok += int64(nackFlush.Microseconds())
+			ok += flush
 		}
 		r.gaps = append(r.gaps, pktGap{b: r.max + 1, e: n, okNack: ok, recvBefore: r.maxTime})
 		r.max, r.maxTime = n, t

@@ -124,7 +124,7 @@ func (c *Conn) ReceivePacket(now time.Time, pktNum int64, payload []byte) error 
 	}
 	c.st.pktsRecv++
 	c.st.bytesRecv += int64(len(payload))
-	newGap := c.rec.add(pktNum, t)
+	newGap := c.rec.add(pktNum, t, c.nackFlush())
 	c.ackDirty = true
 	if hasRel {
 		c.ackElicit++
@@ -385,4 +385,18 @@ func (c *Conn) tryAssemble(lane uint32, num int64) {
 	c.removeUnrel(lane, num)
 	*buf = b
 	c.deliverBuf(lane, num, false, buf)
+}
+
+// nackFlush is how long a small hole in the packet numbers is held back
+// as possible reordering before it is reported: GNS's fixed 3 ms
+// (k_usecNackFlush), or half the smoothed RTT when that is shorter (at
+// least 250 µs). On a path whose round trip is a fraction of a
+// millisecond, 3 ms of waiting is most of the time a lost packet takes to
+// be repaired, and what a bulk sender's window must cover.
+func (c *Conn) nackFlush() int64 {
+	f := int64(nackFlush / time.Microsecond)
+	if c.rtt.srtt > 0 {
+		f = min(f, max(c.rtt.srtt/2, int64(nackFlushMin/time.Microsecond)))
+	}
+	return f
 }

@@ -232,7 +232,7 @@ func TestAckBlocks(t *testing.T) {
 	c := mustNew(t, Config{})
 	c.nextPktNum = 100
 	for _, n := range []int64{1, 2, 4, 7} {
-		c.rec.add(n, 0)
+		c.rec.add(n, 0, int64(nackFlush/time.Microsecond))
 	}
 	buf := make([]byte, 0, 256)
 	c.enc.Reset(buf, 100)
@@ -242,7 +242,7 @@ func TestAckBlocks(t *testing.T) {
 		t.Fatalf("blocks %v", c.blocks)
 	}
 	// A fresh gap near the top is held back for nackFlush (reordering).
-	c.rec.add(9, 10000)
+	c.rec.add(9, 10000, int64(nackFlush/time.Microsecond))
 	c.enc.Reset(buf, 101)
 	c.appendAck(10001, 1000)
 	if len(c.blocks) != 2 || c.ackDue != 10000+nackFlush.Microseconds() {
@@ -250,7 +250,7 @@ func TestAckBlocks(t *testing.T) {
 	}
 	// The record of gaps stays bounded.
 	for n := int64(20); n < 1000; n += 2 {
-		c.rec.add(n, 20000)
+		c.rec.add(n, 20000, int64(nackFlush/time.Microsecond))
 	}
 	if len(c.rec.gaps) > maxPacketGaps {
 		t.Fatalf("%d gaps", len(c.rec.gaps))
@@ -465,5 +465,23 @@ func TestUnreliableRunKeepsReliableDeltaSmall(t *testing.T) {
 	}
 	if rel != 3 || len(p.gotB) != 12 {
 		t.Fatalf("%d messages, %d reliable; want 12, 3", len(p.gotB), rel)
+	}
+}
+
+// TestNackFlush: a small hole is held back as possible reordering for
+// GNS's 3 ms, or half the smoothed RTT when that is shorter, never under
+// 250 µs; before any RTT sample, 3 ms.
+func TestNackFlush(t *testing.T) {
+	c, err := New(Config{}, time.Unix(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ srtt, want int64 }{
+		{-1, 3000}, {100, 250}, {1000, 500}, {5000, 2500}, {20000, 3000},
+	} {
+		c.rtt.srtt = tc.srtt
+		if got := c.nackFlush(); got != tc.want {
+			t.Errorf("srtt %d µs: flush %d µs, want %d", tc.srtt, got, tc.want)
+		}
 	}
 }
