@@ -1259,18 +1259,7 @@ func (h *Host) kickTimerLocked(w time.Time) {
 }
 
 // queueLocked adds one datagram (copied) to the outgoing batch.
-func (h *Host) queueLocked(to netip.AddrPort, b []byte) {
-	i := len(h.out)
-	if i == len(h.outBufs) {
-		h.outBufs = append(h.outBufs, make([]byte, 0, transport.MaxDatagram))
-	}
-	buf := append(h.outBufs[i][:0], b...)
-	h.outBufs[i] = buf
-	h.out = append(h.out, transport.Packet{Buf: buf, N: len(buf), Addr: to})
-	if len(h.out) == maxBatch {
-		h.flushOutLocked()
-	}
-}
+func (h *Host) queueLocked(to netip.AddrPort, b []byte) { h.queuePrefixedLocked(to, nil, b) }
 
 // queuePrefixedLocked is queueLocked for prefix followed by b. b may be
 // the very buffer the datagram goes into (a connection's packet polled
