@@ -12,7 +12,7 @@ import (
 	"github.com/netmsg-go/netmsg/internal/vectors"
 )
 
-// identityVectors is ../shared/vectors/identities.json.
+// identityVectors is testdata/vectors/identities.json.
 type identityVectors struct {
 	Identities []struct {
 		Category        string  `json:"category"`

@@ -43,7 +43,7 @@
 // identity is not a valid identity string or whose payload is not hex of
 // at most MaxBlobSize bytes, where GNS's server would forward anything.
 // What it forwards is byte for byte what GNS's server forwards for GNS's
-// client (checked against the captured session in ../shared/vectors).
+// client (checked against the captured session in testdata/vectors).
 //
 // # The authenticated protocol (netmsg)
 //

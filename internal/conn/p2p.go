@@ -21,7 +21,7 @@ import (
 // controls ICE). The checks, the cipher choice and the keys are those of
 // the UDP handshake, and so is the protocol version rule that the
 // handshake counts as packet 1: data packets start at number 2 both ways,
-// as in GNS's own P2P captures (../shared/vectors/p2p_signaling.json).
+// as in GNS's own P2P captures (testdata/vectors/p2p_signaling.json).
 // Once connected, the data packets are those of direct UDP (same header:
 // lead byte 0x80 with its flags, the recipient's connection id, the low 16
 // bits of the packet number; same encryption), sent to the remote address

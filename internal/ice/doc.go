@@ -4,7 +4,7 @@
 // sockets or clocks; every call takes the time, Poll returns the datagrams
 // to send and NextWake when to call again.
 //
-// The facts it follows, checked against ../shared/vectors/p2p_signaling.json
+// The facts it follows, checked against testdata/vectors/p2p_signaling.json
 // where captured:
 //
 //   - Credentials: a connection's ufrag is never signaled; both sides derive

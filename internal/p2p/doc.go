@@ -14,7 +14,7 @@
 // Everything is pure: no goroutines, sockets or clocks; every method takes
 // the time.
 //
-// The rules, from GNS and checked against ../shared/vectors/p2p_signaling.json:
+// The rules, from GNS and checked against testdata/vectors/p2p_signaling.json:
 //
 //   - Every rendezvous carries from_identity, from_connection_id and
 //     to_identity; to_connection_id once the peer's id is known, except in

@@ -1,35 +1,30 @@
-// Package vectors locates and loads the GNS test vectors kept beside the
-// repository in ../shared/vectors (read-only data captured from real GNS
-// sessions). Tests use it; CI has the folder at the same place.
+// Package vectors locates and loads the GNS test vectors kept in the
+// repository under testdata/vectors (read-only data captured from real GNS
+// sessions, copied from the project's shared folder so a plain clone tests
+// itself).
 package vectors
 
 import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
-// Dir returns the vectors folder: the first "shared/vectors" found beside the
-// current directory or one of its parents. It fails the test if there is none,
-// since CI always has it.
+// Dir returns the vectors folder, testdata/vectors at the repository's root.
+// It fails the test if the folder is missing.
 func Dir(t testing.TB) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatalf("vectors: %v", err)
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatalf("vectors: cannot locate the package source")
 	}
-	for {
-		cand := filepath.Join(dir, "..", "shared", "vectors")
-		if st, err := os.Stat(cand); err == nil && st.IsDir() {
-			return cand
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatalf("vectors: no ../shared/vectors beside the repository or any parent of the working directory")
-		}
-		dir = parent
+	dir := filepath.Join(filepath.Dir(file), "..", "..", "testdata", "vectors")
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		t.Fatalf("vectors: no testdata/vectors at the repository's root (%v)", err)
 	}
+	return dir
 }
 
 // Load decodes the JSON file name (for example "snp_frames.json") of the

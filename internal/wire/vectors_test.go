@@ -10,7 +10,7 @@ import (
 	"github.com/netmsg-go/netmsg/internal/vectors"
 )
 
-// The JSON shapes of ../shared/vectors/snp_frames.json (and the data
+// The JSON shapes of testdata/vectors/snp_frames.json (and the data
 // packets of direct_session.json, which use the same fields).
 
 type vecFile struct {
