@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/logging"
 	"github.com/pion/turn/v5"
@@ -33,8 +34,18 @@ type Config struct {
 	PacketConn net.PacketConn
 	// Realm of the long-term credentials (default "netmsg").
 	Realm string
-	// Users maps user names to passwords.
+	// Users maps user names to passwords (static long-term credentials).
 	Users map[string]string
+	// AuthSecrets are shared secrets of the TURN REST API scheme (coturn's
+	// use-auth-secret / static-auth-secret): the server accepts a username
+	// "<unix expiry>[:<user>]" whose password is RESTCredential's for any
+	// of them, until that expiry; expired credentials are refused on every
+	// request, Refresh included, as coturn does. Several secrets allow
+	// rotation: a new one first, the old one removed once the credentials
+	// made with it have expired. A Server needs Users or AuthSecrets.
+	AuthSecrets []string
+	// Now returns the current time, for credential expiry (nil: time.Now).
+	Now func() time.Time
 	// RelayIP is the address put in allocations, where peers send to
 	// reach a client. Default: the listening IP (must then be specific,
 	// not 0.0.0.0).
@@ -51,15 +62,22 @@ type Config struct {
 // Stats counts what a Server did.
 type Stats struct {
 	Allocations int    // live now
-	AuthFailed  uint64 // requests with unknown users
+	AuthFailed  uint64 // requests refused authentication: unknown user, expired credential or wrong password
 	Refused     uint64 // allocations over MaxAllocations
 }
 
 // Server is a running STUN and TURN server.
 type Server struct {
-	srvPtr     atomic.Pointer[turn.Server] // set once NewServer returns; its handlers may run before
-	srv        *turn.Server
-	conn       net.PacketConn
+	srvPtr atomic.Pointer[turn.Server] // set once NewServer returns; its handlers may run before
+	srv    *turn.Server
+	conn   net.PacketConn
+	cfg    Config
+	keys   map[string][]byte // static users' long-term keys
+	// secretIdx is the index in cfg.AuthSecrets of the secret that
+	// authenticates the request pion's read loop is handling, found by
+	// secretConn; only that loop touches it.
+	secretIdx  int
+	secretUser string
 	authFailed atomic.Uint64
 	refused    atomic.Uint64
 	closeOnce  sync.Once
@@ -67,8 +85,16 @@ type Server struct {
 
 // NewServer starts a server.
 func NewServer(cfg Config) (*Server, error) {
-	if len(cfg.Users) == 0 {
-		return nil, errors.New("relay: at least one user is required")
+	if len(cfg.Users) == 0 && len(cfg.AuthSecrets) == 0 {
+		return nil, errors.New("relay: at least one user or auth secret is required")
+	}
+	for _, sec := range cfg.AuthSecrets {
+		if sec == "" {
+			return nil, errors.New("relay: empty auth secret")
+		}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.Realm == "" {
 		cfg.Realm = "netmsg"
@@ -111,7 +137,11 @@ func NewServer(cfg Config) (*Server, error) {
 	for u, p := range cfg.Users {
 		keys[u] = turn.GenerateAuthKey(u, cfg.Realm, p)
 	}
-	s := &Server{conn: conn}
+	s := &Server{conn: conn, cfg: cfg, keys: keys}
+	var serveConn net.PacketConn = conn
+	if len(cfg.AuthSecrets) > 1 {
+		serveConn = &secretConn{PacketConn: conn, s: s}
+	}
 	var gen turn.RelayAddressGenerator = &turn.RelayAddressGeneratorStatic{
 		RelayAddress: net.IP(relayIP.AsSlice()),
 		Address:      la.Addr().Unmap().String(),
@@ -122,12 +152,13 @@ func NewServer(cfg Config) (*Server, error) {
 	srv, err := turn.NewServer(turn.ServerConfig{
 		Realm:         cfg.Realm,
 		LoggerFactory: quietLogger{},
-		AuthHandler: func(ra *turn.RequestAttributes) (string, []byte, bool) {
-			if k, ok := keys[ra.Username]; ok {
-				return ra.Username, k, true
-			}
-			s.authFailed.Add(1)
-			return "", nil, false
+		AuthHandler:   s.authenticate,
+		EventHandler: turn.EventHandler{
+			OnAuth: func(_, _ net.Addr, _, _, _, _ string, verdict bool) {
+				if !verdict {
+					s.authFailed.Add(1)
+				}
+			},
 		},
 		QuotaHandler: func(string, string, net.Addr) bool {
 			if srv := s.srvPtr.Load(); srv != nil && srv.AllocationCount() >= cfg.MaxAllocations {
@@ -137,7 +168,7 @@ func NewServer(cfg Config) (*Server, error) {
 			return true
 		},
 		PacketConnConfigs: []turn.PacketConnConfig{{
-			PacketConn:            conn,
+			PacketConn:            serveConn,
 			RelayAddressGenerator: gen,
 		}},
 	})

@@ -26,14 +26,16 @@ func runRelayCtx(ctx context.Context, args []string, out io.Writer) error {
 	fs.SetOutput(out)
 	listen := fs.String("listen", "127.0.0.1:3478", "UDP address to serve STUN and TURN on")
 	var users stringList
-	fs.Var(&users, "user", "a long-term credential USER:PASSWORD; repeatable (at least one)")
+	fs.Var(&users, "user", "a static long-term credential USER:PASSWORD; repeatable")
+	var secrets stringList
+	fs.Var(&secrets, "auth-secret", "a shared secret of TURN REST API credentials (as coturn's static-auth-secret); repeatable, for rotation. At least one --user or --auth-secret")
 	realm := fs.String("realm", "netmsg", "realm of the credentials")
 	relayIP := fs.String("relay-ip", "", "address put in allocations (default: the listening address; required with 0.0.0.0)")
 	maxAlloc := fs.Int("max-allocations", 1000, "allocations at once")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg := relay.Config{ListenAddr: *listen, Realm: *realm, Users: map[string]string{}, MaxAllocations: *maxAlloc}
+	cfg := relay.Config{ListenAddr: *listen, Realm: *realm, Users: map[string]string{}, MaxAllocations: *maxAlloc, AuthSecrets: secrets}
 	for _, u := range users {
 		name, pass, ok := strings.Cut(u, ":")
 		if !ok || name == "" {
@@ -53,7 +55,7 @@ func runRelayCtx(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer s.Close()
-	fmt.Fprintf(out, "listening %v (STUN and TURN over UDP, realm %q, %d users)\n", s.Addr(), *realm, len(cfg.Users))
+	fmt.Fprintf(out, "listening %v (STUN and TURN over UDP, realm %q, %d users, %d auth secrets)\n", s.Addr(), *realm, len(cfg.Users), len(secrets))
 	<-ctx.Done()
 	st := s.Stats()
 	fmt.Fprintf(out, "stopped: %d allocations live, %d refused, %d failed authentication\n", st.Allocations, st.Refused, st.AuthFailed)
