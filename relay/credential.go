@@ -63,17 +63,15 @@ func (s *Server) authenticate(ra *turn.RequestAttributes) (string, []byte, bool)
 	if k, ok := s.keys[ra.Username]; ok {
 		return ra.Username, k, true
 	}
-	if len(s.cfg.AuthSecrets) == 0 {
-		s.authFailed.Add(1)
-		return "", nil, false
-	}
 	expires, user, ok := parseRESTUsername(ra.Username)
-	if !ok {
-		s.authFailed.Add(1)
+	if !ok || len(s.cfg.AuthSecrets) == 0 {
+		s.authUnknown.Add(1)
+		s.logLimited("auth", "relay: authentication failed", "client", ra.SrcAddr.String(), "username", ra.Username, "method", ra.Method.String(), "reason", "unknown user")
 		return "", nil, false
 	}
 	if s.cfg.Now().After(expires) {
-		s.authFailed.Add(1)
+		s.authExpired.Add(1)
+		s.logLimited("auth", "relay: authentication failed", "client", ra.SrcAddr.String(), "username", ra.Username, "method", ra.Method.String(), "reason", "expired")
 		return "", nil, false
 	}
 	secret := s.cfg.AuthSecrets[0]

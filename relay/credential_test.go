@@ -54,7 +54,7 @@ func TestParseRESTUsername(t *testing.T) {
 // refused with an expired one, a forged one (wrong secret) and a fresh
 // one whose username was changed after signing.
 func TestRelayAuthSecret(t *testing.T) {
-	s, err := NewServer(Config{ListenAddr: "127.0.0.1:0", AuthSecrets: []string{"shared"}})
+	s, err := NewServer(Config{ListenAddr: "127.0.0.1:0", AuthSecrets: []string{"shared"}, AllowPeers: loopback})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,18 +1,28 @@
 // Package relay is an embeddable STUN and TURN server (RFC 5389, RFC 5766)
-// on pion/turn, with long-term credentials, for development and small
-// deployments: `netmsg relay` runs it. In production, run coturn (the tests
-// run against it too).
+// on pion/turn, for development and small deployments: `netmsg relay` runs
+// it. It takes static long-term credentials and the TURN REST API's
+// expiring ones (a shared secret, as coturn's use-auth-secret). In
+// production, coturn serves the same clients with the same credentials
+// (the tests run against it too).
 //
 // A relay serves P2P peers that cannot reach each other directly (two
 // symmetric NATs, strict firewalls): each allocates a relayed address on
 // the server and the peers' ICE pairs through it. It also answers plain
 // STUN binding requests, so one relay address can be a peer's STUN server
 // (Config.STUNServers) too.
+//
+// Its defaults are those a public server can run with: relaying to
+// loopback, private, link-local, multicast and other special addresses is
+// refused unless Config.AllowPeers lets it; allocations are bounded in
+// total, per user and per client address; failed authentications and
+// refusals are counted (Stats, and the prometheus.Collector of
+// Server.Collector) and logged at a bounded rate.
 package relay
 
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -25,7 +35,27 @@ import (
 	"github.com/netmsg-go/netmsg/netsim"
 )
 
-// Config configures a Server.
+// Defaults of Config.
+const (
+	DefaultMaxAllocations        = 1000
+	DefaultMaxAllocationsPerUser = 10
+	DefaultMaxAllocationsPerAddr = 10
+	// DefaultAllocationLifetime is the lifetime of an allocation whose
+	// client asks for none (RFC 5766's 10 minutes, as pion and coturn);
+	// a client that is gone stops refreshing and its allocations end at
+	// most that long after its last refresh. A client may ask for up to
+	// an hour.
+	DefaultAllocationLifetime = 10 * time.Minute
+	// logInterval is the least time between two log lines of one kind
+	// of refusal; the ones in between are counted in the next.
+	logInterval = time.Second
+)
+
+// ErrConfig is wrapped by NewServer's errors about its configuration.
+var ErrConfig = errors.New("relay: invalid configuration")
+
+// Config configures a Server. Its zero value, with one user or auth
+// secret, serves on 127.0.0.1:3478.
 type Config struct {
 	// ListenAddr is the UDP address to serve on ("127.0.0.1:3478";
 	// port 0 picks one). Ignored when PacketConn is set.
@@ -44,53 +74,116 @@ type Config struct {
 	// rotation: a new one first, the old one removed once the credentials
 	// made with it have expired. A Server needs Users or AuthSecrets.
 	AuthSecrets []string
-	// Now returns the current time, for credential expiry (nil: time.Now).
+	// Now returns the current time, for credential expiry and log rate
+	// limits (nil: time.Now).
 	Now func() time.Time
 	// RelayIP is the address put in allocations, where peers send to
 	// reach a client. Default: the listening IP (must then be specific,
 	// not 0.0.0.0).
 	RelayIP netip.Addr
-	// MaxAllocations bounds the allocations at once (default 1000); more
-	// are refused.
+	// MaxAllocations bounds the allocations at once (default
+	// DefaultMaxAllocations); more are refused.
 	MaxAllocations int
+	// MaxAllocationsPerUser bounds the allocations of one user at once
+	// (default DefaultMaxAllocationsPerUser; negative: no bound). The
+	// user of a TURN REST credential is its part after the expiry (the
+	// whole username when it has none), so renewed credentials of one
+	// user share the bound.
+	MaxAllocationsPerUser int
+	// MaxAllocationsPerAddr bounds the allocations from one client IP
+	// address at once (default DefaultMaxAllocationsPerAddr; negative: no
+	// bound).
+	MaxAllocationsPerAddr int
+	// AllocationLifetime is the lifetime of an allocation whose client
+	// asks for none (default DefaultAllocationLifetime).
+	AllocationLifetime time.Duration
+	// AllowPeers lists the peer address prefixes a client may relay to
+	// although they are special (see PeerRefusal): loopback, private,
+	// link-local and the like. Empty: only global unicast addresses (and
+	// documentation ranges) are relayed to. Tests that relay to
+	// 127.0.0.1 list 127.0.0.0/8 here.
+	AllowPeers []netip.Prefix
+	// Logger receives refusals and failed authentications, at most one
+	// line per kind a second (nil: slog.Default()).
+	Logger *slog.Logger
 	// Network, for tests and the demo, runs the relay on netmsg's
 	// in-memory network instead of real sockets: it listens there at
 	// ListenAddr and allocates relayed addresses at RelayIP.
 	Network *netsim.Network
 }
 
-// Stats counts what a Server did.
+// Stats counts what a Server did. Counters only grow.
 type Stats struct {
-	Allocations int    // live now
-	AuthFailed  uint64 // requests refused authentication: unknown user, expired credential or wrong password
-	Refused     uint64 // allocations over MaxAllocations
+	Allocations int // live now
+
+	AuthFailed      uint64 // requests refused authentication, the sum of the three below
+	AuthUnknownUser uint64 // a username neither a static user nor a TURN REST one
+	AuthExpired     uint64 // a TURN REST credential past its expiry
+	AuthBadPassword uint64 // a known or well-formed username with a wrong password (or a forged credential)
+
+	Refused      uint64 // allocations refused, the sum of the three below
+	RefusedTotal uint64 // over MaxAllocations
+	RefusedUser  uint64 // over MaxAllocationsPerUser
+	RefusedAddr  uint64 // over MaxAllocationsPerAddr
+
+	RefusedPeers uint64 // permissions and channel bindings refused for their peer address
+
+	PacketsToPeers, BytesToPeers     uint64 // relayed from clients to peers
+	PacketsFromPeers, BytesFromPeers uint64 // received from peers on relayed addresses (pion drops those without a permission)
 }
 
-// Server is a running STUN and TURN server.
+// Server is a running STUN and TURN server. Its methods are safe for
+// concurrent use. It runs pion's goroutines: one reading the server's
+// socket and one per allocation reading its relayed socket.
 type Server struct {
-	srvPtr atomic.Pointer[turn.Server] // set once NewServer returns; its handlers may run before
-	srv    *turn.Server
-	conn   net.PacketConn
-	cfg    Config
-	keys   map[string][]byte // static users' long-term keys
+	cfg  Config
+	conn net.PacketConn
+	srv  *turn.Server
+	keys map[string][]byte // static users' long-term keys
+	log  *slog.Logger
+
 	// secretIdx is the index in cfg.AuthSecrets of the secret that
 	// authenticates the request pion's read loop is handling, found by
-	// secretConn; only that loop touches it.
+	// secretConn for secretUser; only that loop touches them.
 	secretIdx  int
 	secretUser string
-	authFailed atomic.Uint64
-	refused    atomic.Uint64
-	closeOnce  sync.Once
+
+	quota struct {
+		sync.Mutex
+		total  int
+		byUser map[string]int
+		byAddr map[netip.Addr]int
+	}
+
+	logs struct {
+		sync.Mutex
+		last       map[string]time.Time
+		suppressed map[string]int
+	}
+
+	authUnknown, authExpired, authBadPassword atomic.Uint64
+	refusedTotal, refusedUser, refusedAddr    atomic.Uint64
+	refusedPeers                              atomic.Uint64
+	pktsTo, bytesTo, pktsFrom, bytesFrom      atomic.Uint64
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
-// NewServer starts a server.
+// NewServer starts a server. Its errors about the configuration wrap
+// ErrConfig.
 func NewServer(cfg Config) (*Server, error) {
 	if len(cfg.Users) == 0 && len(cfg.AuthSecrets) == 0 {
-		return nil, errors.New("relay: at least one user or auth secret is required")
+		return nil, fmt.Errorf("%w: at least one user or auth secret is required", ErrConfig)
 	}
 	for _, sec := range cfg.AuthSecrets {
 		if sec == "" {
-			return nil, errors.New("relay: empty auth secret")
+			return nil, fmt.Errorf("%w: empty auth secret", ErrConfig)
+		}
+	}
+	for _, p := range cfg.AllowPeers {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("%w: invalid AllowPeers prefix", ErrConfig)
 		}
 	}
 	if cfg.Now == nil {
@@ -100,13 +193,25 @@ func NewServer(cfg Config) (*Server, error) {
 		cfg.Realm = "netmsg"
 	}
 	if cfg.MaxAllocations <= 0 {
-		cfg.MaxAllocations = 1000
+		cfg.MaxAllocations = DefaultMaxAllocations
+	}
+	if cfg.MaxAllocationsPerUser == 0 {
+		cfg.MaxAllocationsPerUser = DefaultMaxAllocationsPerUser
+	}
+	if cfg.MaxAllocationsPerAddr == 0 {
+		cfg.MaxAllocationsPerAddr = DefaultMaxAllocationsPerAddr
+	}
+	if cfg.AllocationLifetime <= 0 {
+		cfg.AllocationLifetime = DefaultAllocationLifetime
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
 	conn := cfg.PacketConn
 	if conn == nil && cfg.Network != nil {
 		ap, err := netip.ParseAddrPort(cfg.ListenAddr)
 		if err != nil {
-			return nil, fmt.Errorf("relay: ListenAddr: %w", err)
+			return nil, fmt.Errorf("%w: ListenAddr: %w", ErrConfig, err)
 		}
 		ep, err := cfg.Network.Listen(ap)
 		if err != nil {
@@ -131,45 +236,57 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if !relayIP.IsValid() || relayIP.IsUnspecified() {
 		conn.Close()
-		return nil, errors.New("relay: RelayIP is required when listening on every interface")
+		return nil, fmt.Errorf("%w: RelayIP is required when listening on every interface", ErrConfig)
 	}
-	keys := map[string][]byte{}
+	s := &Server{cfg: cfg, conn: conn, keys: map[string][]byte{}, log: cfg.Logger}
 	for u, p := range cfg.Users {
-		keys[u] = turn.GenerateAuthKey(u, cfg.Realm, p)
+		s.keys[u] = turn.GenerateAuthKey(u, cfg.Realm, p)
 	}
-	s := &Server{conn: conn, cfg: cfg, keys: keys}
+	s.quota.byUser = map[string]int{}
+	s.quota.byAddr = map[netip.Addr]int{}
+	s.logs.last = map[string]time.Time{}
+	s.logs.suppressed = map[string]int{}
+
 	var serveConn net.PacketConn = conn
 	if len(cfg.AuthSecrets) > 1 {
 		serveConn = &secretConn{PacketConn: conn, s: s}
 	}
-	var gen turn.RelayAddressGenerator = &turn.RelayAddressGeneratorStatic{
-		RelayAddress: net.IP(relayIP.AsSlice()),
-		Address:      la.Addr().Unmap().String(),
-	}
+	var listen func(network string) (net.PacketConn, net.Addr, error)
 	if cfg.Network != nil {
-		gen = &netsimRelays{nw: cfg.Network, ip: relayIP}
+		listen = func(string) (net.PacketConn, net.Addr, error) {
+			ep, err := cfg.Network.Listen(netip.AddrPortFrom(relayIP, 0))
+			if err != nil {
+				return nil, nil, err
+			}
+			pc := ep.PacketConn()
+			return pc, pc.LocalAddr(), nil
+		}
+	} else {
+		bind := la.Addr().Unmap()
+		listen = func(network string) (net.PacketConn, net.Addr, error) {
+			pc, err := net.ListenPacket(network, netip.AddrPortFrom(bind, 0).String())
+			if err != nil {
+				return nil, nil, err
+			}
+			port := pc.LocalAddr().(*net.UDPAddr).Port
+			return pc, &net.UDPAddr{IP: relayIP.AsSlice(), Port: port}, nil
+		}
 	}
 	srv, err := turn.NewServer(turn.ServerConfig{
-		Realm:         cfg.Realm,
-		LoggerFactory: quietLogger{},
-		AuthHandler:   s.authenticate,
+		Realm:              cfg.Realm,
+		LoggerFactory:      quietLogger{},
+		AuthHandler:        s.authenticate,
+		QuotaHandler:       s.admit,
+		AllocationLifetime: cfg.AllocationLifetime,
 		EventHandler: turn.EventHandler{
-			OnAuth: func(_, _ net.Addr, _, _, _, _ string, verdict bool) {
-				if !verdict {
-					s.authFailed.Add(1)
-				}
-			},
-		},
-		QuotaHandler: func(string, string, net.Addr) bool {
-			if srv := s.srvPtr.Load(); srv != nil && srv.AllocationCount() >= cfg.MaxAllocations {
-				s.refused.Add(1)
-				return false
-			}
-			return true
+			OnAuth:              s.onAuth,
+			OnAllocationCreated: s.onAllocationCreated,
+			OnAllocationDeleted: s.onAllocationDeleted,
 		},
 		PacketConnConfigs: []turn.PacketConnConfig{{
 			PacketConn:            serveConn,
-			RelayAddressGenerator: gen,
+			RelayAddressGenerator: &relays{s: s, listen: listen},
+			PermissionHandler:     s.permit,
 		}},
 	})
 	if err != nil {
@@ -177,7 +294,6 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
 	s.srv = srv
-	s.srvPtr.Store(srv)
 	return s, nil
 }
 
@@ -189,14 +305,30 @@ func (s *Server) Addr() netip.AddrPort {
 
 // Stats returns the counters.
 func (s *Server) Stats() Stats {
-	return Stats{Allocations: s.srv.AllocationCount(), AuthFailed: s.authFailed.Load(), Refused: s.refused.Load()}
+	st := Stats{
+		Allocations:      s.srv.AllocationCount(),
+		AuthUnknownUser:  s.authUnknown.Load(),
+		AuthExpired:      s.authExpired.Load(),
+		AuthBadPassword:  s.authBadPassword.Load(),
+		RefusedTotal:     s.refusedTotal.Load(),
+		RefusedUser:      s.refusedUser.Load(),
+		RefusedAddr:      s.refusedAddr.Load(),
+		RefusedPeers:     s.refusedPeers.Load(),
+		PacketsToPeers:   s.pktsTo.Load(),
+		BytesToPeers:     s.bytesTo.Load(),
+		PacketsFromPeers: s.pktsFrom.Load(),
+		BytesFromPeers:   s.bytesFrom.Load(),
+	}
+	st.AuthFailed = st.AuthUnknownUser + st.AuthExpired + st.AuthBadPassword
+	st.Refused = st.RefusedTotal + st.RefusedUser + st.RefusedAddr
+	return st
 }
 
-// Close stops the server and its relays.
+// Close stops the server and its relays, and closes its socket (also one
+// given as Config.PacketConn). It may be called more than once.
 func (s *Server) Close() error {
-	var err error
-	s.closeOnce.Do(func() { err = s.srv.Close() })
-	return err
+	s.closeOnce.Do(func() { s.closeErr = s.srv.Close() })
+	return s.closeErr
 }
 
 // quietLogger keeps pion's logs out of the application's output.
@@ -209,28 +341,3 @@ func (quietLogger) NewLogger(string) logging.LeveledLogger {
 type nilWriter struct{}
 
 func (nilWriter) Write(p []byte) (int, error) { return len(p), nil }
-
-// netsimRelays allocates relayed addresses on the in-memory network.
-type netsimRelays struct {
-	nw *netsim.Network
-	ip netip.Addr
-}
-
-func (g *netsimRelays) Validate() error { return nil }
-
-func (g *netsimRelays) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
-	ep, err := g.nw.Listen(netip.AddrPortFrom(g.ip, 0))
-	if err != nil {
-		return nil, nil, err
-	}
-	pc := ep.PacketConn()
-	return pc, pc.LocalAddr(), nil
-}
-
-func (g *netsimRelays) AllocateListener(turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
-	return nil, nil, errors.New("relay: no TCP relays on the in-memory network")
-}
-
-func (g *netsimRelays) AllocateConn(turn.AllocateConnConfig) (net.Conn, error) {
-	return nil, errors.New("relay: no TCP relays on the in-memory network")
-}

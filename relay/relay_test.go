@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"testing"
@@ -12,7 +14,15 @@ import (
 	"github.com/netmsg-go/netmsg/internal/ice"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	// Refusals are logged; the tests that check logs give their own Logger.
+	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	goleak.VerifyTestMain(m)
+}
+
+// loopback lets the tests relay to peers on 127.0.0.1, which a Server
+// refuses by default.
+var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 
 // turnClient allocates a relayed address on the server at addr.
 func turnClient(t *testing.T, addr netip.AddrPort, user, pass string) (*turn.Client, net.PacketConn, error) {
@@ -69,7 +79,7 @@ func checkRelay(t *testing.T, relayed net.PacketConn) {
 }
 
 func TestRelay(t *testing.T) {
-	s, err := NewServer(Config{ListenAddr: "127.0.0.1:0", Users: map[string]string{"alice": "secret"}, MaxAllocations: 2})
+	s, err := NewServer(Config{ListenAddr: "127.0.0.1:0", Users: map[string]string{"alice": "secret"}, MaxAllocations: 2, AllowPeers: loopback})
 	if err != nil {
 		t.Fatal(err)
 	}

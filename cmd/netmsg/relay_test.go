@@ -38,6 +38,9 @@ func TestRelayCommand(t *testing.T) {
 	if err := runRelayCtx(context.Background(), []string{"--listen", "127.0.0.1:0"}, io.Discard); err == nil {
 		t.Error("a relay without users started")
 	}
+	if err := runRelayCtx(context.Background(), []string{"--listen", "127.0.0.1:0", "--user", "u:p", "--allow-peer", "10.0.0.1"}, io.Discard); err == nil {
+		t.Error("an --allow-peer that is no prefix accepted")
+	}
 }
 
 // startRelayCmd runs `netmsg relay args...` in process and returns the
