@@ -331,3 +331,5 @@ func TestRelayAuthFailuresLogged(t *testing.T) {
 		t.Errorf("the right password after the guesses: %d", code)
 	}
 }
+
+func newTextLogger(w *syncBuffer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
