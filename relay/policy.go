@@ -135,6 +135,7 @@ func (s *Server) admit(user, _ string, client net.Addr) bool {
 }
 
 func (s *Server) onAllocationCreated(client, _ net.Addr, _, user, _ string, _ net.Addr, _ int) {
+	s.created.Add(1)
 	addr := addrIP(client)
 	s.quota.Lock()
 	s.quota.total++

@@ -114,7 +114,8 @@ type Config struct {
 
 // Stats counts what a Server did. Counters only grow.
 type Stats struct {
-	Allocations int // live now
+	Allocations        int    // live now
+	AllocationsCreated uint64 // made since the start
 
 	AuthFailed      uint64 // requests refused authentication, the sum of the three below
 	AuthUnknownUser uint64 // a username neither a static user nor a TURN REST one
@@ -163,7 +164,7 @@ type Server struct {
 
 	authUnknown, authExpired, authBadPassword atomic.Uint64
 	refusedTotal, refusedUser, refusedAddr    atomic.Uint64
-	refusedPeers                              atomic.Uint64
+	refusedPeers, created                     atomic.Uint64
 	pktsTo, bytesTo, pktsFrom, bytesFrom      atomic.Uint64
 
 	closeOnce sync.Once
@@ -306,18 +307,19 @@ func (s *Server) Addr() netip.AddrPort {
 // Stats returns the counters.
 func (s *Server) Stats() Stats {
 	st := Stats{
-		Allocations:      s.srv.AllocationCount(),
-		AuthUnknownUser:  s.authUnknown.Load(),
-		AuthExpired:      s.authExpired.Load(),
-		AuthBadPassword:  s.authBadPassword.Load(),
-		RefusedTotal:     s.refusedTotal.Load(),
-		RefusedUser:      s.refusedUser.Load(),
-		RefusedAddr:      s.refusedAddr.Load(),
-		RefusedPeers:     s.refusedPeers.Load(),
-		PacketsToPeers:   s.pktsTo.Load(),
-		BytesToPeers:     s.bytesTo.Load(),
-		PacketsFromPeers: s.pktsFrom.Load(),
-		BytesFromPeers:   s.bytesFrom.Load(),
+		Allocations:        s.srv.AllocationCount(),
+		AllocationsCreated: s.created.Load(),
+		AuthUnknownUser:    s.authUnknown.Load(),
+		AuthExpired:        s.authExpired.Load(),
+		AuthBadPassword:    s.authBadPassword.Load(),
+		RefusedTotal:       s.refusedTotal.Load(),
+		RefusedUser:        s.refusedUser.Load(),
+		RefusedAddr:        s.refusedAddr.Load(),
+		RefusedPeers:       s.refusedPeers.Load(),
+		PacketsToPeers:     s.pktsTo.Load(),
+		BytesToPeers:       s.bytesTo.Load(),
+		PacketsFromPeers:   s.pktsFrom.Load(),
+		BytesFromPeers:     s.bytesFrom.Load(),
 	}
 	st.AuthFailed = st.AuthUnknownUser + st.AuthExpired + st.AuthBadPassword
 	st.Refused = st.RefusedTotal + st.RefusedUser + st.RefusedAddr
