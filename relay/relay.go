@@ -31,8 +31,6 @@ import (
 
 	"github.com/pion/logging"
 	"github.com/pion/turn/v5"
-
-	"github.com/netmsg-go/netmsg/netsim"
 )
 
 // Defaults of Config.
@@ -60,8 +58,17 @@ type Config struct {
 	// ListenAddr is the UDP address to serve on ("127.0.0.1:3478";
 	// port 0 picks one). Ignored when PacketConn is set.
 	ListenAddr string
-	// PacketConn, if set, is the socket to serve on.
+	// PacketConn, if set, is the socket to serve on; the server owns it
+	// from then on (Close closes it).
 	PacketConn net.PacketConn
+	// ListenPacket opens UDP sockets, with net.ListenPacket's contract
+	// (nil: net.ListenPacket): the server's at ListenAddr unless
+	// PacketConn is given, and each allocation's relayed socket, on the
+	// server's listening IP with port 0 ("udp4" or "udp6"). The relayed
+	// address put in an allocation is RelayIP with that socket's port.
+	// Tests run the relay on the in-memory network by giving
+	// netsim.Network.ListenPacket.
+	ListenPacket func(network, address string) (net.PacketConn, error)
 	// Realm of the long-term credentials (default "netmsg").
 	Realm string
 	// Users maps user names to passwords (static long-term credentials).
@@ -106,10 +113,6 @@ type Config struct {
 	// Logger receives refusals and failed authentications, at most one
 	// line per kind a second (nil: slog.Default()).
 	Logger *slog.Logger
-	// Network, for tests and the demo, runs the relay on netmsg's
-	// in-memory network instead of real sockets: it listens there at
-	// ListenAddr and allocates relayed addresses at RelayIP.
-	Network *netsim.Network
 }
 
 // Stats counts what a Server did. Counters only grow.
@@ -208,29 +211,25 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	conn := cfg.PacketConn
-	if conn == nil && cfg.Network != nil {
-		ap, err := netip.ParseAddrPort(cfg.ListenAddr)
-		if err != nil {
-			return nil, fmt.Errorf("%w: ListenAddr: %w", ErrConfig, err)
-		}
-		ep, err := cfg.Network.Listen(ap)
-		if err != nil {
-			return nil, fmt.Errorf("relay: %w", err)
-		}
-		conn = ep.PacketConn()
+	if cfg.ListenPacket == nil {
+		cfg.ListenPacket = net.ListenPacket
 	}
+	conn := cfg.PacketConn
 	if conn == nil {
 		addr := cfg.ListenAddr
 		if addr == "" {
 			addr = "127.0.0.1:3478"
 		}
 		var err error
-		if conn, err = net.ListenPacket("udp", addr); err != nil {
+		if conn, err = cfg.ListenPacket("udp", addr); err != nil {
 			return nil, fmt.Errorf("relay: %w", err)
 		}
 	}
-	la, _ := netip.ParseAddrPort(conn.LocalAddr().String())
+	la, err := netip.ParseAddrPort(conn.LocalAddr().String())
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("%w: the socket's address %v is no IP address and port", ErrConfig, conn.LocalAddr())
+	}
 	relayIP := cfg.RelayIP
 	if !relayIP.IsValid() {
 		relayIP = la.Addr().Unmap()
@@ -252,26 +251,18 @@ func NewServer(cfg Config) (*Server, error) {
 	if len(cfg.AuthSecrets) > 1 {
 		serveConn = &secretConn{PacketConn: conn, s: s}
 	}
-	var listen func(network string) (net.PacketConn, net.Addr, error)
-	if cfg.Network != nil {
-		listen = func(string) (net.PacketConn, net.Addr, error) {
-			ep, err := cfg.Network.Listen(netip.AddrPortFrom(relayIP, 0))
-			if err != nil {
-				return nil, nil, err
-			}
-			pc := ep.PacketConn()
-			return pc, pc.LocalAddr(), nil
+	bind := netip.AddrPortFrom(la.Addr().Unmap(), 0).String()
+	listen := func(network string) (net.PacketConn, net.Addr, error) {
+		pc, err := cfg.ListenPacket(network, bind)
+		if err != nil {
+			return nil, nil, err
 		}
-	} else {
-		bind := la.Addr().Unmap()
-		listen = func(network string) (net.PacketConn, net.Addr, error) {
-			pc, err := net.ListenPacket(network, netip.AddrPortFrom(bind, 0).String())
-			if err != nil {
-				return nil, nil, err
-			}
-			port := pc.LocalAddr().(*net.UDPAddr).Port
-			return pc, &net.UDPAddr{IP: relayIP.AsSlice(), Port: port}, nil
+		ap, err := netip.ParseAddrPort(pc.LocalAddr().String())
+		if err != nil {
+			pc.Close()
+			return nil, nil, fmt.Errorf("relay: relayed socket's address %v: %w", pc.LocalAddr(), err)
 		}
+		return pc, &net.UDPAddr{IP: relayIP.AsSlice(), Port: int(ap.Port())}, nil
 	}
 	srv, err := turn.NewServer(turn.ServerConfig{
 		Realm:              cfg.Realm,

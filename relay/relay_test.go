@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/netmsg-go/netmsg/internal/ice"
+	"github.com/netmsg-go/netmsg/netsim"
 )
 
 func TestMain(m *testing.M) {
@@ -139,5 +140,68 @@ func TestRelayConfig(t *testing.T) {
 	}
 	if _, err := NewServer(Config{ListenAddr: "0.0.0.0:0", Users: map[string]string{"u": "p"}}); err == nil {
 		t.Error("unspecified relay address accepted")
+	}
+}
+
+// TestRelayOnNetsim runs the server on the in-memory network through
+// Config.ListenPacket (package relay knows nothing of netsim): a client
+// there allocates, relays to a peer on a public (documentation) address
+// and back, and cannot relay to a private one.
+func TestRelayOnNetsim(t *testing.T) {
+	nw, err := netsim.New(netsim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nw.Close()
+	s, err := NewServer(Config{ListenPacket: nw.ListenPacket, ListenAddr: "198.51.100.20:3478", Users: map[string]string{"u": "p"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.Addr().String(); got != "198.51.100.20:3478" {
+		t.Fatalf("server at %s", got)
+	}
+	c, err := nw.ListenPacket("udp4", "203.0.113.1:5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: s.Addr().String(), TURNServerAddr: s.Addr().String(),
+		Username: "u", Password: "p", Realm: "netmsg", Conn: c, LoggerFactory: quietLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cl.Close(); c.Close() }()
+	if err := cl.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	relayed, err := cl.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relayed.Close()
+	if ap := netip.MustParseAddrPort(relayed.LocalAddr().String()); ap.Addr() != netip.MustParseAddr("198.51.100.20") {
+		t.Errorf("relayed address %v", ap)
+	}
+	peer, err := nw.ListenPacket("udp4", "203.0.113.9:7000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	if _, err := relayed.WriteTo([]byte("out"), peer.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, from, err := peer.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != "out" || from.String() != relayed.LocalAddr().String() {
+		t.Fatalf("peer got %q from %v, %v", buf[:n], from, err)
+	}
+	peer.WriteTo([]byte("back"), from)
+	relayed.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, _, err := relayed.ReadFrom(buf); err != nil || string(buf[:n]) != "back" {
+		t.Fatalf("client got %q, %v", buf[:n], err)
+	}
+	if _, err := relayed.WriteTo([]byte("x"), &net.UDPAddr{IP: net.IPv4(10, 1, 0, 2), Port: 27015}); err == nil {
+		t.Error("relayed to a private address on the in-memory network")
 	}
 }
