@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -84,6 +85,11 @@ type Config struct {
 	// Now returns the current time, for credential expiry and log rate
 	// limits (nil: time.Now).
 	Now func() time.Time
+	// RelayPortMin and RelayPortMax, when both are set, bound the ports
+	// of relayed addresses (coturn's min-port and max-port), for a
+	// firewall to open; a free one is drawn at random. Default: the port
+	// the system picks (its ephemeral range).
+	RelayPortMin, RelayPortMax uint16
 	// RelayIP is the address put in allocations, where peers send to
 	// reach a client. Default: the listening IP (must then be specific,
 	// not 0.0.0.0).
@@ -190,6 +196,9 @@ func NewServer(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("%w: invalid AllowPeers prefix", ErrConfig)
 		}
 	}
+	if (cfg.RelayPortMin == 0) != (cfg.RelayPortMax == 0) || cfg.RelayPortMin > cfg.RelayPortMax {
+		return nil, fmt.Errorf("%w: relay port range %d-%d", ErrConfig, cfg.RelayPortMin, cfg.RelayPortMax)
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -251,9 +260,9 @@ func NewServer(cfg Config) (*Server, error) {
 	if len(cfg.AuthSecrets) > 1 {
 		serveConn = &secretConn{PacketConn: conn, s: s}
 	}
-	bind := netip.AddrPortFrom(la.Addr().Unmap(), 0).String()
+	bindIP := la.Addr().Unmap()
 	listen := func(network string) (net.PacketConn, net.Addr, error) {
-		pc, err := cfg.ListenPacket(network, bind)
+		pc, err := listenRelayed(cfg, network, bindIP)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -334,3 +343,31 @@ func (quietLogger) NewLogger(string) logging.LeveledLogger {
 type nilWriter struct{}
 
 func (nilWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// listenRelayed opens a relayed socket on ip: at the port the system
+// picks, or at a free one of the configured range: up to 64 random
+// draws, then every port of the range in turn from a random start.
+func listenRelayed(cfg Config, network string, ip netip.Addr) (net.PacketConn, error) {
+	if cfg.RelayPortMin == 0 {
+		return cfg.ListenPacket(network, netip.AddrPortFrom(ip, 0).String())
+	}
+	span := int(cfg.RelayPortMax) - int(cfg.RelayPortMin) + 1
+	try := func(off int) (net.PacketConn, error) {
+		return cfg.ListenPacket(network, netip.AddrPortFrom(ip, cfg.RelayPortMin+uint16(off)).String())
+	}
+	var err error
+	for range min(64, span) {
+		var pc net.PacketConn
+		if pc, err = try(rand.IntN(span)); err == nil {
+			return pc, nil
+		}
+	}
+	start := rand.IntN(span)
+	for i := range span {
+		var pc net.PacketConn
+		if pc, err = try((start + i) % span); err == nil {
+			return pc, nil
+		}
+	}
+	return nil, fmt.Errorf("relay: no free port in %d-%d: %w", cfg.RelayPortMin, cfg.RelayPortMax, err)
+}

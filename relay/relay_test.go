@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -203,5 +204,39 @@ func TestRelayOnNetsim(t *testing.T) {
 	}
 	if _, err := relayed.WriteTo([]byte("x"), &net.UDPAddr{IP: net.IPv4(10, 1, 0, 2), Port: 27015}); err == nil {
 		t.Error("relayed to a private address on the in-memory network")
+	}
+}
+
+// TestRelayPortRange: relayed addresses take their ports from the
+// configured range, until it is full.
+func TestRelayPortRange(t *testing.T) {
+	base := uint16(42000 + time.Now().UnixNano()%1000*10)
+	s, err := NewServer(Config{ListenAddr: "127.0.0.1:0", Users: map[string]string{"u": "p"}, RelayPortMin: base, RelayPortMax: base + 2, MaxAllocationsPerUser: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	seen := map[int]bool{}
+	ok := 0
+	for range 4 {
+		_, relayed, err := turnClient(t, s.Addr(), "u", "p")
+		if err != nil {
+			continue
+		}
+		ok++
+		p := relayed.LocalAddr().(*net.UDPAddr).Port
+		if p < int(base) || p > int(base)+2 || seen[p] {
+			t.Errorf("relayed port %d, range %d-%d, seen %v", p, base, base+2, seen)
+		}
+		seen[p] = true
+	}
+	if ok > 3 {
+		t.Errorf("%d allocations in a range of 3 ports", ok)
+	}
+	if ok == 0 {
+		t.Error("no allocation in the range")
+	}
+	if _, err := NewServer(Config{ListenAddr: "127.0.0.1:0", Users: map[string]string{"u": "p"}, RelayPortMin: 5}); !errors.Is(err, ErrConfig) {
+		t.Errorf("half a range: %v", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -40,6 +41,8 @@ func runRelayCtx(ctx context.Context, args []string, out io.Writer) error {
 	fs.Var(&users, "user", "a static long-term credential USER:PASSWORD; repeatable")
 	var secrets stringList
 	fs.Var(&secrets, "auth-secret", "a shared secret of TURN REST API credentials (as coturn's static-auth-secret); repeatable, for rotation. At least one --user or --auth-secret")
+	secretFile := fs.String("auth-secret-file", "", "a file of auth secrets, one a line (kept out of the process list)")
+	relayPorts := fs.String("relay-ports", "", "MIN-MAX: the UDP ports of relayed addresses, for the firewall (default: the system's ephemeral range)")
 	realm := fs.String("realm", "netmsg", "realm of the credentials")
 	relayIP := fs.String("relay-ip", "", "address put in allocations (default: the listening address; required with 0.0.0.0)")
 	maxAlloc := fs.Int("max-allocations", relay.DefaultMaxAllocations, "allocations at once")
@@ -68,6 +71,26 @@ func runRelayCtx(ctx context.Context, args []string, out io.Writer) error {
 		}
 		cfg.Users[name] = pass
 	}
+	if *secretFile != "" {
+		b, err := os.ReadFile(*secretFile)
+		if err != nil {
+			return fmt.Errorf("relay: --auth-secret-file: %w", err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if line = strings.TrimSpace(line); line != "" {
+				cfg.AuthSecrets = append(cfg.AuthSecrets, line)
+			}
+		}
+	}
+	if *relayPorts != "" {
+		lo, hi, ok := strings.Cut(*relayPorts, "-")
+		min, err1 := strconv.ParseUint(lo, 10, 16)
+		max, err2 := strconv.ParseUint(hi, 10, 16)
+		if !ok || err1 != nil || err2 != nil {
+			return fmt.Errorf("relay: --relay-ports %q: want MIN-MAX", *relayPorts)
+		}
+		cfg.RelayPortMin, cfg.RelayPortMax = uint16(min), uint16(max)
+	}
 	for _, a := range allow {
 		p, err := netip.ParsePrefix(a)
 		if err != nil {
@@ -95,7 +118,7 @@ func runRelayCtx(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer s.Close()
-	fmt.Fprintf(out, "listening %v (STUN and TURN over UDP, realm %q, %d users, %d auth secrets)\n", s.Addr(), *realm, len(cfg.Users), len(secrets))
+	fmt.Fprintf(out, "listening %v (STUN and TURN over UDP, realm %q, %d users, %d auth secrets)\n", s.Addr(), *realm, len(cfg.Users), len(cfg.AuthSecrets))
 	var ready atomic.Bool
 	ready.Store(true)
 	if ln != nil {

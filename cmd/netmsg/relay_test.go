@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -138,7 +139,11 @@ func turnAllocate(t *testing.T, ap netip.AddrPort, user, pass string) (net.Packe
 // fresh TURN REST credential made with the same secret, and refuses an
 // expired one.
 func TestRelayCommandAuthSecret(t *testing.T) {
-	ap, cancel, done := startRelayCmd(t, "--listen", "127.0.0.1:0", "--auth-secret", "s3cret")
+	file := filepath.Join(t.TempDir(), "secrets")
+	if err := os.WriteFile(file, []byte("old-one\n\nanother\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ap, cancel, done := startRelayCmd(t, "--listen", "127.0.0.1:0", "--auth-secret", "s3cret", "--auth-secret-file", file, "--relay-ports", "40000-40099")
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -154,6 +159,14 @@ func TestRelayCommandAuthSecret(t *testing.T) {
 	}
 	if err := allocate(relay.RESTCredential("s3cret", "alice", time.Now().Add(-time.Hour))); err == nil {
 		t.Error("expired credential allocated")
+	}
+	u, p := relay.RESTCredential("another", "bob", time.Now().Add(time.Hour))
+	relayed, err := turnAllocate(t, ap, u, p)
+	if err != nil {
+		t.Fatalf("credential of a secret from --auth-secret-file: %v", err)
+	}
+	if p := relayed.LocalAddr().(*net.UDPAddr).Port; p < 40000 || p > 40099 {
+		t.Errorf("relayed port %d outside --relay-ports 40000-40099", p)
 	}
 }
 
