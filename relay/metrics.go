@@ -10,7 +10,7 @@ import "github.com/prometheus/client_golang/prometheus"
 //	netmsg_relay_relayed_packets_total{direction} counter, direction "to_peer" or "from_peer"
 //	netmsg_relay_relayed_bytes_total{direction}   counter
 //	netmsg_relay_auth_failures_total{reason}      counter, reason "unknown_user", "expired" or "bad_password"
-//	netmsg_relay_refusals_total{reason}           counter, reason "quota_server", "quota_user", "quota_address" or "peer_address"
+//	netmsg_relay_refusals_total{reason}           counter, reason "quota_server", "quota_user", "quota_address", "quota_permissions" or "peer_address"
 //
 // Each scrape reads the counters; the collector holds no state of its own
 // and may be registered in several registries.
@@ -22,7 +22,7 @@ var (
 	descPackets     = prometheus.NewDesc("netmsg_relay_relayed_packets_total", "Datagrams relayed, to peers (from clients) and from peers (received on relayed addresses).", []string{"direction"}, nil)
 	descBytes       = prometheus.NewDesc("netmsg_relay_relayed_bytes_total", "Payload bytes relayed, to peers and from peers.", []string{"direction"}, nil)
 	descAuth        = prometheus.NewDesc("netmsg_relay_auth_failures_total", "Requests refused authentication, by reason.", []string{"reason"}, nil)
-	descRefusals    = prometheus.NewDesc("netmsg_relay_refusals_total", "Allocations refused by a quota and permissions refused for their peer address, by reason.", []string{"reason"}, nil)
+	descRefusals    = prometheus.NewDesc("netmsg_relay_refusals_total", "Allocations refused by a quota, and permissions refused by a quota or for their peer address, by reason.", []string{"reason"}, nil)
 )
 
 type collector struct{ s *Server }
@@ -51,4 +51,5 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRefusals, st.RefusedUser, "quota_user")
 	counter(descRefusals, st.RefusedAddr, "quota_address")
 	counter(descRefusals, st.RefusedPeers, "peer_address")
+	counter(descRefusals, st.RefusedPermissions, "quota_permissions")
 }

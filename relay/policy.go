@@ -100,12 +100,49 @@ func (s *Server) peerAllowed(ip netip.Addr) (bool, string) {
 // ChannelBind (Send indications and channel data need a permission).
 func (s *Server) permit(client net.Addr, peer net.IP) bool {
 	ip, _ := netip.AddrFromSlice(peer)
-	ok, why := s.peerAllowed(ip)
-	if !ok {
+	ip = ip.Unmap()
+	if ok, why := s.peerAllowed(ip); !ok {
 		s.refusedPeers.Add(1)
-		s.logLimited("peer", "relay: peer address refused", "client", client.String(), "peer", ip.Unmap().String(), "reason", why)
+		s.logLimited("peer", "relay: peer address refused", "client", client.String(), "peer", ip.String(), "reason", why)
+		return false
 	}
-	return ok
+	if max := s.cfg.MaxPermissionsPerAllocation; max > 0 {
+		s.perms.Lock()
+		set := s.perms.byClient[client.String()]
+		_, has := set[ip]
+		full := !has && len(set) >= max
+		s.perms.Unlock()
+		if full {
+			s.refusedPerms.Add(1)
+			s.logLimited("permissions", "relay: permission quota reached", "client", client.String(), "peer", ip.String(), "permissions", max)
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) onPermissionCreated(client, _ net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
+	ip, _ := netip.AddrFromSlice(peer)
+	s.perms.Lock()
+	set := s.perms.byClient[client.String()]
+	if set == nil {
+		set = map[netip.Addr]struct{}{}
+		s.perms.byClient[client.String()] = set
+	}
+	set[ip.Unmap()] = struct{}{}
+	s.perms.Unlock()
+}
+
+func (s *Server) onPermissionDeleted(client, _ net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
+	ip, _ := netip.AddrFromSlice(peer)
+	s.perms.Lock()
+	if set := s.perms.byClient[client.String()]; set != nil {
+		delete(set, ip.Unmap())
+		if len(set) == 0 {
+			delete(s.perms.byClient, client.String())
+		}
+	}
+	s.perms.Unlock()
 }
 
 // admit is pion's QuotaHandler, called before each allocation. Pion calls
@@ -155,6 +192,9 @@ func (s *Server) onAllocationDeleted(client, _ net.Addr, _, user, _ string) {
 		delete(s.quota.byAddr, addr)
 	}
 	s.quota.Unlock()
+	s.perms.Lock()
+	delete(s.perms.byClient, client.String())
+	s.perms.Unlock()
 }
 
 // onAuth is pion's OnAuth event: a verdict false is a wrong password for a

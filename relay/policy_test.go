@@ -341,3 +341,59 @@ func TestRelayAuthFailuresLogged(t *testing.T) {
 }
 
 func newTextLogger(w *syncBuffer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+// TestRelayPermissionQuota: one allocation holds permissions for at most
+// MaxPermissionsPerAllocation peer addresses; refreshing one it holds
+// still works, and the bound is per allocation.
+func TestRelayPermissionQuota(t *testing.T) {
+	s, err := NewServer(Config{ListenAddr: "127.0.0.1:0", Users: map[string]string{"u": "p"}, MaxPermissionsPerAllocation: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	peer := func(i int) stun.Setter {
+		return peerAttr(netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), 9))
+	}
+	r := newRawTURN(t, s.Addr(), "127.0.0.1:0", "u", "p")
+	if code := r.allocate(); code != 0 {
+		t.Fatalf("allocate: %d", code)
+	}
+	for i := 1; i <= 3; i++ {
+		if code := r.do(stun.MethodCreatePermission, peer(i)); code != 0 {
+			t.Fatalf("permission %d: %d", i, code)
+		}
+	}
+	if code := r.do(stun.MethodCreatePermission, peer(4)); code != 403 {
+		t.Errorf("fourth peer: %d, want 403", code)
+	}
+	if code := r.do(stun.MethodChannelBind, channelAttr(0x4000), peer(5)); code == 0 {
+		t.Error("channel to a fifth peer bound")
+	}
+	if code := r.do(stun.MethodCreatePermission, peer(2)); code != 0 {
+		t.Errorf("refreshing a held permission: %d", code)
+	}
+	if code := r.do(stun.MethodChannelBind, channelAttr(0x4001), peer(1)); code != 0 {
+		t.Errorf("channel to a held peer: %d", code)
+	}
+	if st := s.Stats(); st.RefusedPermissions != 2 || st.RefusedPeers != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	// Another allocation has its own bound.
+	r2 := newRawTURN(t, s.Addr(), "127.0.0.1:0", "u", "p")
+	if code := r2.allocate(); code != 0 {
+		t.Fatalf("allocate: %d", code)
+	}
+	if code := r2.do(stun.MethodCreatePermission, peer(4)); code != 0 {
+		t.Errorf("another allocation's first permission: %d", code)
+	}
+	// Deallocating forgets the allocation's permissions.
+	if code := r.do(stun.MethodRefresh, stun.RawAttribute{Type: stun.AttrLifetime, Value: []byte{0, 0, 0, 0}}); code != 0 {
+		t.Fatalf("deallocate: %d", code)
+	}
+	s.perms.Lock()
+	n := len(s.perms.byClient)
+	s.perms.Unlock()
+	if n != 1 {
+		t.Errorf("permission sets of %d allocations kept, want 1", n)
+	}
+}

@@ -39,6 +39,10 @@ const (
 	DefaultMaxAllocations        = 1000
 	DefaultMaxAllocationsPerUser = 10
 	DefaultMaxAllocationsPerAddr = 10
+	// DefaultMaxPermissionsPerAllocation leaves room for a Host that
+	// relays to a hundred peers with several addresses each through its
+	// one allocation.
+	DefaultMaxPermissionsPerAllocation = 500
 	// DefaultAllocationLifetime is the lifetime of an allocation whose
 	// client asks for none (RFC 5766's 10 minutes, as pion and coturn);
 	// a client that is gone stops refreshing and its allocations end at
@@ -107,6 +111,12 @@ type Config struct {
 	// address at once (default DefaultMaxAllocationsPerAddr; negative: no
 	// bound).
 	MaxAllocationsPerAddr int
+	// MaxPermissionsPerAllocation bounds the peer IP addresses one
+	// allocation has permissions for at once (default
+	// DefaultMaxPermissionsPerAllocation; negative: no bound): pion keeps
+	// a timer for each, and each lives five minutes after its last
+	// refresh. A permission refreshed is not counted again.
+	MaxPermissionsPerAllocation int
 	// AllocationLifetime is the lifetime of an allocation whose client
 	// asks for none (default DefaultAllocationLifetime).
 	AllocationLifetime time.Duration
@@ -136,7 +146,8 @@ type Stats struct {
 	RefusedUser  uint64 // over MaxAllocationsPerUser
 	RefusedAddr  uint64 // over MaxAllocationsPerAddr
 
-	RefusedPeers uint64 // permissions and channel bindings refused for their peer address
+	RefusedPeers       uint64 // permissions and channel bindings refused for their peer address
+	RefusedPermissions uint64 // permissions and channel bindings over MaxPermissionsPerAllocation
 
 	PacketsToPeers, BytesToPeers     uint64 // relayed from clients to peers
 	PacketsFromPeers, BytesFromPeers uint64 // received from peers on relayed addresses (pion drops those without a permission)
@@ -165,6 +176,13 @@ type Server struct {
 		byAddr map[netip.Addr]int
 	}
 
+	// perms holds the peer IPs each allocation (by client address) has a
+	// permission for, kept from pion's permission events.
+	perms struct {
+		sync.Mutex
+		byClient map[string]map[netip.Addr]struct{}
+	}
+
 	logs struct {
 		sync.Mutex
 		last       map[string]time.Time
@@ -173,7 +191,7 @@ type Server struct {
 
 	authUnknown, authExpired, authBadPassword atomic.Uint64
 	refusedTotal, refusedUser, refusedAddr    atomic.Uint64
-	refusedPeers, created                     atomic.Uint64
+	refusedPeers, refusedPerms, created       atomic.Uint64
 	pktsTo, bytesTo, pktsFrom, bytesFrom      atomic.Uint64
 
 	closeOnce sync.Once
@@ -214,6 +232,9 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.MaxAllocationsPerAddr == 0 {
 		cfg.MaxAllocationsPerAddr = DefaultMaxAllocationsPerAddr
 	}
+	if cfg.MaxPermissionsPerAllocation == 0 {
+		cfg.MaxPermissionsPerAllocation = DefaultMaxPermissionsPerAllocation
+	}
 	if cfg.AllocationLifetime <= 0 {
 		cfg.AllocationLifetime = DefaultAllocationLifetime
 	}
@@ -253,6 +274,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s.quota.byUser = map[string]int{}
 	s.quota.byAddr = map[netip.Addr]int{}
+	s.perms.byClient = map[string]map[netip.Addr]struct{}{}
 	s.logs.last = map[string]time.Time{}
 	s.logs.suppressed = map[string]int{}
 
@@ -283,6 +305,8 @@ func NewServer(cfg Config) (*Server, error) {
 			OnAuth:              s.onAuth,
 			OnAllocationCreated: s.onAllocationCreated,
 			OnAllocationDeleted: s.onAllocationDeleted,
+			OnPermissionCreated: s.onPermissionCreated,
+			OnPermissionDeleted: s.onPermissionDeleted,
 		},
 		PacketConnConfigs: []turn.PacketConnConfig{{
 			PacketConn:            serveConn,
@@ -316,6 +340,7 @@ func (s *Server) Stats() Stats {
 		RefusedUser:        s.refusedUser.Load(),
 		RefusedAddr:        s.refusedAddr.Load(),
 		RefusedPeers:       s.refusedPeers.Load(),
+		RefusedPermissions: s.refusedPerms.Load(),
 		PacketsToPeers:     s.pktsTo.Load(),
 		BytesToPeers:       s.bytesTo.Load(),
 		PacketsFromPeers:   s.pktsFrom.Load(),

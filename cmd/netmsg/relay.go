@@ -48,6 +48,7 @@ func runRelayCtx(ctx context.Context, args []string, out io.Writer) error {
 	maxAlloc := fs.Int("max-allocations", relay.DefaultMaxAllocations, "allocations at once")
 	maxPerUser := fs.Int("max-allocations-per-user", relay.DefaultMaxAllocationsPerUser, "allocations of one user at once (-1: no bound)")
 	maxPerAddr := fs.Int("max-allocations-per-addr", relay.DefaultMaxAllocationsPerAddr, "allocations from one client IP address at once (-1: no bound)")
+	maxPerms := fs.Int("max-permissions-per-allocation", relay.DefaultMaxPermissionsPerAllocation, "peer addresses one allocation may relay to at once (-1: no bound)")
 	lifetime := fs.Duration("allocation-lifetime", relay.DefaultAllocationLifetime, "lifetime of an allocation whose client asks for none")
 	var allow stringList
 	fs.Var(&allow, "allow-peer", "a peer prefix relayed to although special (loopback, private...), e.g. 127.0.0.0/8; repeatable")
@@ -62,7 +63,7 @@ func runRelayCtx(ctx context.Context, args []string, out io.Writer) error {
 	}
 	logger := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	cfg := relay.Config{ListenAddr: *listen, Realm: *realm, Users: map[string]string{}, AuthSecrets: secrets,
-		MaxAllocations: *maxAlloc, MaxAllocationsPerUser: *maxPerUser, MaxAllocationsPerAddr: *maxPerAddr,
+		MaxAllocations: *maxAlloc, MaxAllocationsPerUser: *maxPerUser, MaxAllocationsPerAddr: *maxPerAddr, MaxPermissionsPerAllocation: *maxPerms,
 		AllocationLifetime: *lifetime, Logger: logger}
 	for _, u := range users {
 		name, pass, ok := strings.Cut(u, ":")
