@@ -60,6 +60,14 @@ func (c *busyConn) spent() (time.Duration, int) {
 	return c.busy, c.packets
 }
 
+// heapInUse is the live heap after a collection, in KiB.
+func heapInUse() int64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapInuse) / 1024
+}
+
 func newFloodServer(t *testing.T, cfg Config) (*Server, *busyConn) {
 	t.Helper()
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
@@ -131,7 +139,7 @@ func TestRelayAllocationFlood(t *testing.T) {
 	n := 150 * floodSize(t)
 	s, bc := newFloodServer(t, Config{AuthSecrets: []string{"k"}, MaxAllocations: 10 * n})
 	exp := time.Now().Add(time.Hour)
-	g0 := runtime.NumGoroutine()
+	g0, h0 := runtime.NumGoroutine(), heapInUse()
 	start := time.Now()
 
 	// One user ("mallory") from n addresses 127.0.x.y.
@@ -155,6 +163,11 @@ func TestRelayAllocationFlood(t *testing.T) {
 	}
 	elapsed := time.Since(start)
 	busy, pkts := bc.spent()
+	for _, c := range clients {
+		c.c.Close()
+	}
+	clients = nil
+	heap := heapInUse() - h0 // the test's closed sockets, waiting for their cleanups, included
 
 	u, p = RESTCredential("k", "good", exp)
 	t0 := time.Now()
@@ -165,8 +178,8 @@ func TestRelayAllocationFlood(t *testing.T) {
 	if st.Allocations != ok+ok2+1 || st.RefusedUser != uint64(quota) || st.RefusedAddr != uint64(quota2) {
 		t.Errorf("stats %+v", st)
 	}
-	t.Logf("allocation flood: %d requests in %v; server busy %v (%v per request, %d datagrams); %d allocations held (%d goroutines more than before); a good client allocated in %v",
-		2*n, elapsed.Round(time.Millisecond), busy.Round(time.Millisecond), (busy / time.Duration(pkts)).Round(time.Microsecond), pkts, st.Allocations, runtime.NumGoroutine()-g0, time.Since(t0).Round(time.Microsecond))
+	t.Logf("allocation flood: %d requests in %v; server busy %v (%v per request, %d datagrams); %d allocations held (%d goroutines more than before; the test process heap %+d KiB, its %d closed client sockets included); a good client allocated in %v",
+		2*n, elapsed.Round(time.Millisecond), busy.Round(time.Millisecond), (busy / time.Duration(pkts)).Round(time.Microsecond), pkts, st.Allocations, runtime.NumGoroutine()-g0, heap, 2*n, time.Since(t0).Round(time.Microsecond))
 }
 
 // TestRelayAuthFlood: a guesser sends wrong passwords as fast as the
@@ -181,6 +194,7 @@ func TestRelayAuthFlood(t *testing.T) {
 		Logger: newTextLogger(&logs)})
 	guesser := newRawTURN(t, s.Addr(), "127.4.0.1:0", "victim", "guess")
 	guesser.allocate() // a nonce
+	h0 := heapInUse()
 
 	var good atomic.Int64 // slowest good allocation, ns
 	stop := make(chan struct{})
@@ -248,6 +262,7 @@ func TestRelayAuthFlood(t *testing.T) {
 	busy, pkts := bc.spent()
 	close(stop)
 	<-done
+	heap := heapInUse() - h0
 
 	st := s.Stats()
 	if st.AuthBadPassword < uint64(n) {
@@ -263,7 +278,7 @@ func TestRelayAuthFlood(t *testing.T) {
 	if g := time.Duration(good.Load()); g > time.Second {
 		t.Errorf("a good client waited %v to allocate during the flood", g)
 	}
-	t.Logf("auth flood: %d wrong passwords in %v (%.0f/s), all counted; server busy %v (%v per datagram); answers %d bytes for %d bytes of requests; %d log lines; slowest good allocation %v",
+	t.Logf("auth flood: %d wrong passwords in %v (%.0f/s), all counted; server busy %v (%v per datagram); answers %d bytes for %d bytes of requests; %d log lines; heap %+d KiB; slowest good allocation %v",
 		n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), (busy - busy0).Round(time.Millisecond), ((busy - busy0) / time.Duration(pkts-pkts0)).Round(time.Microsecond),
-		gotBytes, sentBytes, lines, time.Duration(good.Load()).Round(time.Microsecond))
+		gotBytes, sentBytes, lines, heap, time.Duration(good.Load()).Round(time.Microsecond))
 }

@@ -64,7 +64,7 @@ type Config struct {
 	// port 0 picks one). Ignored when PacketConn is set.
 	ListenAddr string
 	// PacketConn, if set, is the socket to serve on; the server owns it
-	// from then on (Close closes it).
+	// from then on (Close closes it, and so does a failing NewServer).
 	PacketConn net.PacketConn
 	// ListenPacket opens UDP sockets, with net.ListenPacket's contract
 	// (nil: net.ListenPacket): the server's at ListenAddr unless
@@ -155,7 +155,10 @@ type Stats struct {
 
 // Server is a running STUN and TURN server. Its methods are safe for
 // concurrent use. It runs pion's goroutines: one reading the server's
-// socket and one per allocation reading its relayed socket.
+// socket (which calls the auth, quota and permission handlers) and one
+// per allocation reading its relayed socket; pion's timers end
+// allocations and permissions. Its mutexes (quota, perms, logs) guard
+// the fields grouped with them and are never held two at once.
 type Server struct {
 	cfg  Config
 	conn net.PacketConn

@@ -136,13 +136,38 @@ func TestRelayMaxAllocations(t *testing.T) {
 }
 
 func TestRelayConfig(t *testing.T) {
-	if _, err := NewServer(Config{ListenAddr: "127.0.0.1:0"}); err == nil {
-		t.Error("no users accepted")
+	u := map[string]string{"u": "p"}
+	for name, cfg := range map[string]Config{
+		"no users":               {ListenAddr: "127.0.0.1:0"},
+		"unspecified relay IP":   {ListenAddr: "0.0.0.0:0", Users: u},
+		"empty secret":           {ListenAddr: "127.0.0.1:0", AuthSecrets: []string{"a", ""}},
+		"zero AllowPeers prefix": {ListenAddr: "127.0.0.1:0", Users: u, AllowPeers: []netip.Prefix{{}}},
+		"half a port range":      {ListenAddr: "127.0.0.1:0", Users: u, RelayPortMax: 5},
+		"port range upside down": {ListenAddr: "127.0.0.1:0", Users: u, RelayPortMin: 6, RelayPortMax: 5},
+		"socket without IP:port": {PacketConn: noAddrConn{}, Users: u},
+	} {
+		if s, err := NewServer(cfg); !errors.Is(err, ErrConfig) {
+			if s != nil {
+				s.Close()
+			}
+			t.Errorf("%s: %v, want ErrConfig", name, err)
+		}
 	}
-	if _, err := NewServer(Config{ListenAddr: "0.0.0.0:0", Users: map[string]string{"u": "p"}}); err == nil {
-		t.Error("unspecified relay address accepted")
+	s, err := NewServer(Config{ListenAddr: "0.0.0.0:0", RelayIP: netip.MustParseAddr("127.0.0.1"), Users: u})
+	if err != nil {
+		t.Fatalf("listening everywhere with a RelayIP: %v", err)
+	}
+	s.Close()
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
 	}
 }
+
+// noAddrConn is a socket whose address is no IP address and port.
+type noAddrConn struct{ net.PacketConn }
+
+func (noAddrConn) LocalAddr() net.Addr { return &net.UnixAddr{Name: "x", Net: "unixgram"} }
+func (noAddrConn) Close() error        { return nil }
 
 // TestRelayOnNetsim runs the server on the in-memory network through
 // Config.ListenPacket (package relay knows nothing of netsim): a client
