@@ -131,6 +131,7 @@ func (s *Server) onPermissionCreated(client, _ net.Addr, _, _, _ string, _ net.A
 	}
 	set[ip.Unmap()] = struct{}{}
 	s.perms.Unlock()
+	s.log.Debug("relay: permission created", "client", client.String(), "peer", ip.Unmap().String())
 }
 
 func (s *Server) onPermissionDeleted(client, _ net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
@@ -171,8 +172,9 @@ func (s *Server) admit(user, _ string, client net.Addr) bool {
 	return false
 }
 
-func (s *Server) onAllocationCreated(client, _ net.Addr, _, user, _ string, _ net.Addr, _ int) {
+func (s *Server) onAllocationCreated(client, _ net.Addr, _, user, _ string, relayed net.Addr, _ int) {
 	s.created.Add(1)
+	s.log.Debug("relay: allocation created", "client", client.String(), "user", user, "relayed", relayed.String())
 	addr := addrIP(client)
 	s.quota.Lock()
 	s.quota.total++
@@ -182,6 +184,7 @@ func (s *Server) onAllocationCreated(client, _ net.Addr, _, user, _ string, _ ne
 }
 
 func (s *Server) onAllocationDeleted(client, _ net.Addr, _, user, _ string) {
+	s.log.Debug("relay: allocation ended", "client", client.String(), "user", user)
 	addr := addrIP(client)
 	s.quota.Lock()
 	s.quota.total--

@@ -397,3 +397,30 @@ func TestRelayPermissionQuota(t *testing.T) {
 		t.Errorf("permission sets of %d allocations kept, want 1", n)
 	}
 }
+
+// TestRelayDebugLog: at debug level, allocations and permissions are
+// logged as they come and go.
+func TestRelayDebugLog(t *testing.T) {
+	var logs syncBuffer
+	s, err := NewServer(Config{ListenAddr: "127.0.0.1:0", Users: map[string]string{"u": "p"},
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r := newRawTURN(t, s.Addr(), "127.0.0.1:0", "u", "p")
+	if code := r.allocate(); code != 0 {
+		t.Fatalf("allocate: %d", code)
+	}
+	if code := r.do(stun.MethodCreatePermission, peerAttr(netip.MustParseAddrPort("203.0.113.1:9"))); code != 0 {
+		t.Fatalf("permission: %d", code)
+	}
+	if code := r.do(stun.MethodRefresh, stun.RawAttribute{Type: stun.AttrLifetime, Value: []byte{0, 0, 0, 0}}); code != 0 {
+		t.Fatalf("deallocate: %d", code)
+	}
+	for _, want := range []string{"allocation created", "permission created", "allocation ended"} {
+		if l := logs.lines(want); len(l) != 1 || !strings.Contains(l[0], "client="+r.c.LocalAddr().String()) {
+			t.Errorf("%q lines: %q", want, l)
+		}
+	}
+}

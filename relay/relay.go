@@ -126,8 +126,9 @@ type Config struct {
 	// documentation ranges) are relayed to. Tests that relay to
 	// 127.0.0.1 list 127.0.0.0/8 here.
 	AllowPeers []netip.Prefix
-	// Logger receives refusals and failed authentications, at most one
-	// line per kind a second (nil: slog.Default()).
+	// Logger receives refusals and failed authentications at warning
+	// level, at most one line per kind a second, and allocations and
+	// permissions at debug level (nil: slog.Default()).
 	Logger *slog.Logger
 }
 
