@@ -136,7 +136,7 @@ func (p netmsgMsgsPeer) Listen(ctx context.Context, addr string, opt Options) (L
 			}
 			closers = append(closers, stop)
 		case p.relay:
-			rs, err := relay.NewServer(relay.Config{ListenAddr: l.sigAddr, Users: map[string]string{"bench": "bench"}})
+			rs, err := relay.NewServer(relay.Config{ListenAddr: l.sigAddr, Users: map[string]string{"bench": "bench"}, AllowPeers: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}, MaxAllocationsPerUser: -1, MaxAllocationsPerAddr: -1})
 			if err != nil {
 				srv.Close()
 				return nil, fmt.Errorf("%s: relay on the signaling port: %w", p.name, err)

@@ -191,7 +191,7 @@ func demo(o demoOptions, out io.Writer) error {
 				return err
 			}
 		}
-		rs, err := relay.NewServer(relay.Config{Network: nw, ListenAddr: demoRelay.String(), RelayIP: demoRelay.Addr(), Users: map[string]string{"demo": "demo"}})
+		rs, err := relay.NewServer(relay.Config{ListenPacket: nw.ListenPacket, ListenAddr: demoRelay.String(), RelayIP: demoRelay.Addr(), Users: map[string]string{"demo": "demo"}})
 		if err != nil {
 			return err
 		}
