@@ -35,6 +35,41 @@ static int benchSend(ENetPeer *peer, benchQueue *q, const void *b, size_t n, ene
 	return 0;
 }
 
+// benchRecv services the host and takes up to max received packets in one
+// call: those of at most copyMax bytes are copied into buf (cap bytes),
+// one after the other, their lengths into lens, and destroyed; it stops at
+// the first larger packet, which it returns in *big (the caller destroys
+// it), at the first other event, which it returns in *other, and when the
+// host has no event. It returns the number of packets copied, or -1 when
+// ENet failed.
+static int benchRecv(ENetHost *h, uint8_t *buf, size_t cap, size_t copyMax, size_t *lens, int max,
+		ENetPacket **big, ENetEvent *other) {
+	int n = 0;
+	size_t off = 0;
+	*big = NULL;
+	other->type = ENET_EVENT_TYPE_NONE;
+	while (n < max) {
+		ENetEvent ev;
+		int r = enet_host_service(h, &ev, 0);
+		if (r < 0) return n > 0 ? n : -1;
+		if (r == 0) break;
+		if (ev.type != ENET_EVENT_TYPE_RECEIVE) {
+			*other = ev;
+			break;
+		}
+		size_t len = ev.packet->dataLength;
+		if (len > copyMax || len > cap - off) {
+			*big = ev.packet;
+			break;
+		}
+		memcpy(buf + off, ev.packet->data, len);
+		off += len;
+		lens[n++] = len;
+		enet_packet_destroy(ev.packet);
+	}
+	return n;
+}
+
 // benchWait waits up to ms milliseconds for the host's socket to be
 // readable. It returns 1 when it is, 0 on timeout, -1 on error.
 static int benchWait(ENetHost *h, enet_uint32 ms) {
@@ -263,6 +298,14 @@ type enetConn struct {
 	sinceService int             // bytes queued since the host was last serviced
 	ended        error           // the peer disconnected or timed out
 	closed       bool
+
+	// The batch Recv returns from: nbatch messages copied into buf,
+	// lens[i] bytes at offs[i], next the one to return. Only the goroutine
+	// that calls Recv uses them.
+	buf          []byte
+	lens         [enetBatch]C.size_t
+	offs         [enetBatch]int
+	nbatch, next int
 }
 
 // waitConnect services the host until its peer is connected.
@@ -395,9 +438,25 @@ func (c *enetConn) SendUnreliable(b []byte) error {
 	return c.send(b, C.ENET_PACKET_FLAG_UNSEQUENCED)
 }
 
-// Recv returns the next received packet's data, which stays ENet's memory
-// until the next Recv (no copy).
+// enetBatch is how many small packets Recv takes from ENet in one cgo call,
+// copying them into a buffer of enetBatchBytes; a packet above
+// enetCopyMax is returned in place (ENet's memory, no copy).
+const (
+	enetBatch      = 256
+	enetBatchBytes = 256 << 10
+	enetCopyMax    = 4 << 10
+)
+
+// Recv returns the next received message. Small packets are taken from
+// ENet in batches and copied into the connection's buffer; a large one is
+// returned in ENet's memory and destroyed at the next Recv.
 func (c *enetConn) Recv() ([]byte, error) {
+	if c.next < c.nbatch { // only the Recv goroutine touches the batch
+		off := c.offs[c.next]
+		b := c.buf[off : off+int(c.lens[c.next])]
+		c.next++
+		return b, nil
+	}
 	for {
 		c.mu.Lock()
 		if c.closed {
@@ -414,16 +473,34 @@ func (c *enetConn) Recv() ([]byte, error) {
 			c.inbox[0] = nil
 			c.inbox = c.inbox[1:]
 		} else {
+			if c.buf == nil {
+				c.buf = make([]byte, enetBatchBytes)
+			}
 			var ev C.ENetEvent
-			r := C.enet_host_service(c.host, &ev, 0)
-			switch {
-			case r < 0:
+			n := C.benchRecv(c.host, (*C.uint8_t)(unsafe.Pointer(&c.buf[0])), enetBatchBytes, enetCopyMax,
+				&c.lens[0], enetBatch, &pkt, &ev)
+			if n < 0 {
 				c.mu.Unlock()
 				return nil, errors.New("enet: enet_host_service failed")
-			case r > 0 && ev._type == C.ENET_EVENT_TYPE_RECEIVE:
-				pkt = ev.packet
-			case r > 0:
+			}
+			if ev._type != C.ENET_EVENT_TYPE_NONE {
 				c.eventLocked(&ev)
+			}
+			if pkt != nil {
+				c.inbox = append(c.inbox, pkt) // after the copied ones
+				pkt = nil
+			}
+			if n > 0 {
+				c.mu.Unlock()
+				off := 0
+				for i := range int(n) {
+					c.offs[i] = off
+					off += int(c.lens[i])
+				}
+				c.nbatch, c.next = int(n), 1
+				return c.buf[:c.lens[0]], nil
+			}
+			if len(c.inbox) > 0 {
 				c.mu.Unlock()
 				continue
 			}
