@@ -37,10 +37,13 @@ func runPair(t *testing.T, p peer.Peer, s workload.Spec) workload.Result {
 }
 
 func TestPeers(t *testing.T) {
-	for _, name := range []string{"raw", "kcp", "quic"} {
+	for _, name := range []string{"raw", "kcp", "quic", "enet", "netmsg-msgs", "netmsg-msgs-norelease", "netmsg-msgs-batch"} {
 		p, err := peer.Lookup(name)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if p.Caps().Unavailable != "" {
+			continue // TestENet says whether that may skip
 		}
 		t.Run(name+"/W1", func(t *testing.T) {
 			s, _ := workload.Lookup("W1")
@@ -124,6 +127,30 @@ func TestENetUnavailable(t *testing.T) {
 	s, _ := workload.Lookup("W1")
 	if why := p.Caps().Unavailable; why != "" && workload.Unsupported(p.Caps(), s) != why {
 		t.Fatalf("Unsupported = %q, want %q", workload.Unsupported(p.Caps(), s), why)
+	}
+}
+
+// TestNetmsgMsgs runs the netmsg Messages adapter's unreliable (W5) and
+// lossy (W6a, FakeSend) workloads briefly; TestPeers runs W1 and W4 over
+// each of its receivers.
+func TestNetmsgMsgs(t *testing.T) {
+	p, err := peer.Lookup("netmsg-msgs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"W5", "W6a"} {
+		t.Run(id, func(t *testing.T) {
+			s, _ := workload.Lookup(id)
+			s.Duration = workload.WindowDelay + 300*time.Millisecond
+			r := runPair(t, p, s)
+			if r.Sent == 0 || r.WindowMessages == 0 || r.Received > r.Sent {
+				t.Fatalf("bad figures: %+v", r)
+			}
+			if !s.Unreliable && r.Received != r.Sent {
+				t.Fatalf("reliable: sent %d, received %d", r.Sent, r.Received)
+			}
+			t.Logf("netmsg-msgs %s: %.0f msg/s, %.1f MB/s, %.2f%% lost", id, r.MsgsPerSec, r.MBPerSec, r.LostPct)
+		})
 	}
 }
 
