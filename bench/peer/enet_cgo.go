@@ -9,15 +9,18 @@ package peer
 #include <string.h>
 #include <enet/enet.h>
 
-// benchQueue counts the payload bytes of the packets ENet holds for one
-// peer: added when a packet is queued, taken off by the packet's free
+// benchQueue counts the packets ENet holds for one peer and their payload
+// bytes: added when a packet is queued, taken off by the packet's free
 // callback (a reliable packet is freed once acknowledged, an unreliable one
 // once sent or dropped).
-typedef struct { size_t outstanding; } benchQueue;
+typedef struct { size_t outstanding, packets; } benchQueue;
 
 static void benchFreed(ENetPacket *p) {
 	benchQueue *q = (benchQueue *)p->userData;
-	if (q != NULL) q->outstanding -= p->dataLength;
+	if (q != NULL) {
+		q->outstanding -= p->dataLength;
+		q->packets--;
+	}
 }
 
 // benchSend queues one packet of n bytes on channel 0. It returns 0, or -1
@@ -28,6 +31,7 @@ static int benchSend(ENetPeer *peer, benchQueue *q, const void *b, size_t n, ene
 	p->userData = q;
 	p->freeCallback = benchFreed;
 	q->outstanding += n;
+	q->packets++;
 	if (enet_peer_send(peer, 0, p) < 0) {
 		if (p->referenceCount == 0) enet_packet_destroy(p);
 		return -1;
@@ -413,11 +417,11 @@ func (c *enetConn) send(b []byte, flags C.enet_uint32) error {
 			return err
 		}
 	}
-	for c.q.outstanding > enetSendLimit {
+	for c.fullLocked() {
 		if err := c.serviceLocked(); err != nil {
 			return err
 		}
-		if c.q.outstanding <= enetSendLimit {
+		if !c.fullLocked() {
 			break
 		}
 		c.mu.Unlock()
@@ -428,6 +432,12 @@ func (c *enetConn) send(b []byte, flags C.enet_uint32) error {
 		}
 	}
 	return nil
+}
+
+// fullLocked reports whether ENet holds as much of this connection's data
+// as the sender lets it (enetSendLimit, enetSendPackets).
+func (c *enetConn) fullLocked() bool {
+	return c.q.outstanding > enetSendLimit || c.q.packets > enetSendPackets
 }
 
 func (c *enetConn) SendReliable(b []byte) error {
