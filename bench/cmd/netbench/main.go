@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -66,11 +67,13 @@ func main() {
 }
 
 type common struct {
-	peer     string
-	workload string
-	loss     float64
-	timeout  time.Duration
-	cpuprof  string
+	peer      string
+	workload  string
+	loss      float64
+	timeout   time.Duration
+	cpuprof   string
+	mutexprof string
+	blockprof string
 }
 
 func (c *common) flags(fs *flag.FlagSet) {
@@ -78,14 +81,49 @@ func (c *common) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.workload, "workload", "", "workload: W1..W5, W6a, W6b")
 	fs.Float64Var(&c.loss, "loss", 0, "fake random loss each way, 0..1 (overrides the workload's; W6 has 0.1)")
 	fs.DurationVar(&c.timeout, "timeout", 60*time.Second, "give up (and exit) after this long")
-	// Hidden (not in usage): a CPU profile of this process, for work on a
+	// Hidden (not in usage): profiles of this process, for work on a
 	// peer's data path.
 	fs.StringVar(&c.cpuprof, "cpuprofile", "", "write a CPU profile of this process to FILE")
+	fs.StringVar(&c.mutexprof, "mutexprofile", "", "write a mutex contention profile (every event) of this process to FILE")
+	fs.StringVar(&c.blockprof, "blockprofile", "", "write a blocking profile (every event of 10 µs or more) of this process to FILE")
 }
 
-// startProfile starts the CPU profile if --cpuprofile was given and returns
-// the function that stops it.
+// startProfile starts the profiles asked for (--cpuprofile, --mutexprofile,
+// --blockprofile) and returns the function that stops them and writes them.
 func (c *common) startProfile() func() {
+	if c.mutexprof != "" {
+		runtime.SetMutexProfileFraction(1)
+	}
+	if c.blockprof != "" {
+		runtime.SetBlockProfileRate(10_000) // ns
+	}
+	stopCPU := c.startCPUProfile()
+	return func() {
+		stopCPU()
+		writeProfile("mutex", c.mutexprof)
+		writeProfile("block", c.blockprof)
+	}
+}
+
+// writeProfile writes the named runtime profile to path, if path is set.
+func writeProfile(name, path string) {
+	if path == "" {
+		return
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "netbench:", name, "profile:", err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "netbench:", name, "profile:", err)
+	}
+}
+
+// startCPUProfile starts the CPU profile if --cpuprofile was given and
+// returns the function that stops it.
+func (c *common) startCPUProfile() func() {
 	if c.cpuprof == "" {
 		return func() {}
 	}
