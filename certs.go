@@ -381,7 +381,7 @@ func ownCertificate(id Identity, key ed25519.PrivateKey, appID uint32, cert []by
 	s, has, err := crypto.CertIdentity(&c)
 	var certID Identity
 	if err == nil && has {
-		certID, err = ParseIdentity(s)
+		certID, err = parseIdentityGNS(s)
 	}
 	if err != nil {
 		return id, nil, configErr("Certificate has an invalid identity: %v", err)
