@@ -39,14 +39,11 @@ commands:
   ca       create a certificate authority key
            (--out FILE; writes FILE and FILE.pub)
   issue    issue a certificate signed by a CA
-           (--ca KEY --identity ID [--key KEY] [--app N]... [--expiry D] --out FILE)
+           (--ca KEY --identity ID [--key KEY] [--app N]... [--pop CODE]...
+            [--expiry D] --out FILE)
   inspect  print what a certificate or key file holds
            ([--ca KEY] FILE)
 `
-
-// certDefaultExpiry is GNS's certificate tool's default lifetime
-// (k_nDefaultExpiryDays, two years).
-const certDefaultExpiry = 365 * 2 * 24 * time.Hour
 
 func runCert(args []string, out io.Writer) error {
 	if len(args) == 0 {
@@ -74,6 +71,7 @@ func runCert(args []string, out io.Writer) error {
 		fl.StringVar(&o.Identity, "identity", "", "the `identity` the certificate names (str:alice, steamid:N, ...)")
 		fl.StringVar(&o.Key, "key", "", "the holder's private key `file`, created if absent (default: --out with .key for its extension)")
 		fl.Var((*appList)(&o.Apps), "app", "an app `ID` the certificate is valid for; repeat or separate with commas (default 0, netmsg's default AppID)")
+		fl.Var((*popList)(&o.DataCenters), "pop", "a data center (GNS PoP) `code` of 3 or 4 letters the certificate names, e.g. iad; repeat or separate with commas (default none)")
 		exp := fl.String("expiry", "", "lifetime: a Go `duration` (720h) or days (30d) (default 730d, GNS's)")
 		fl.StringVar(&o.Out, "out", "", "write the certificate to this `file`")
 		if err := fl.Parse(args[1:]); err != nil {
@@ -113,7 +111,7 @@ func runCert(args []string, out io.Writer) error {
 // certCA creates a CA key at path and its public key at path.pub, and
 // prints the public key and its key ID.
 func certCA(path string, force bool, out io.Writer) error {
-	key, err := crypto.GenerateIdentityKey(nil)
+	key, err := netmsg.NewCAKey()
 	if err != nil {
 		return err
 	}
@@ -127,7 +125,7 @@ func certCA(path string, force bool, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "Public key . . . : %s\n", line)
-	fmt.Fprintf(out, "Key ID . . . . . : %d\n", crypto.KeyID(pub))
+	fmt.Fprintf(out, "Key ID . . . . . : %d\n", netmsg.CAKeyID(pub))
 	fmt.Fprintf(out, "Wrote %s (keep it secret) and %s (give it to hosts as a trusted CA)\n", path, path+".pub")
 	return nil
 }
@@ -138,9 +136,11 @@ type issueOptions struct {
 	Identity string   // identity the certificate names
 	Key      string   // holder's key file; created if absent
 	Apps     []uint32 // app IDs; none means {0}
-	Expiry   time.Duration
-	Out      string    // certificate file
-	Now      time.Time // the creation time
+	// DataCenters are the data center (PoP) IDs; none names none.
+	DataCenters []uint32
+	Expiry      time.Duration // lifetime; 0 means netmsg.DefaultCertLifetime
+	Out         string        // certificate file
+	Now         time.Time     // the creation time
 }
 
 // certIssue issues a certificate: the holder's key (loaded, or created),
@@ -181,31 +181,17 @@ func certIssue(o issueOptions, out io.Writer) error {
 	case err != nil:
 		return err
 	}
-	if o.Expiry <= 0 {
-		o.Expiry = certDefaultExpiry
-	}
-	if len(o.Apps) == 0 {
-		o.Apps = []uint32{0}
-	}
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
-	created := o.Now.Truncate(time.Second)
-	c, err := crypto.NewCert(crypto.CertTemplate{
-		PublicKey: key.Public().(ed25519.PublicKey),
-		Identity:  id,
-		AppIDs:    o.Apps,
-		Created:   created,
-		Expiry:    created.Add(o.Expiry),
+	b, err := netmsg.IssueCertificate(caKey, netmsg.CertTemplate{
+		Identity:      id,
+		PublicKey:     key.Public().(ed25519.PublicKey),
+		AppIDs:        o.Apps,
+		DataCenterIDs: o.DataCenters,
+		Created:       o.Now,
+		Lifetime:      o.Expiry,
 	})
-	if err != nil {
-		return err
-	}
-	signed, err := crypto.SignCert(c, caKey)
-	if err != nil {
-		return err
-	}
-	b, err := pb.Marshal(signed)
 	if err != nil {
 		return err
 	}
@@ -291,7 +277,7 @@ func printCert(out io.Writer, cert []byte, ca ed25519.PublicKey, now time.Time) 
 		fmt.Fprintf(out, "  App ID(s). . . . : %s\n", joinUints(c.AppIds))
 	}
 	if len(c.GameserverDatacenterIds) > 0 {
-		fmt.Fprintf(out, "  POP ID(s). . . . : %s\n", joinUints(c.GameserverDatacenterIds))
+		fmt.Fprintf(out, "  POP ID(s). . . . : %s\n", joinPOPs(c.GameserverDatacenterIds))
 	}
 	if cs.CaSignature == nil {
 		fmt.Fprintf(out, "  CA key ID. . . . : none\n")
@@ -421,4 +407,51 @@ func (a *appList) Set(s string) error {
 		*a = append(*a, uint32(v))
 	}
 	return nil
+}
+
+// popList is a repeatable --pop flag taking one or more comma-separated
+// data center codes, packed as GNS packs them
+// (CalculateSteamNetworkingPOPIDFromString: the first three characters in
+// bits 16, 8 and 0, a fourth in bits 24).
+type popList []uint32
+
+func (p *popList) String() string {
+	if p == nil {
+		return ""
+	}
+	return joinPOPs(*p)
+}
+
+func (p *popList) Set(s string) error {
+	for f := range strings.SplitSeq(s, ",") {
+		f = strings.TrimSpace(f)
+		if len(f) < 3 || len(f) > 4 {
+			return fmt.Errorf("bad PoP code %q (3 or 4 characters, e.g. iad)", f)
+		}
+		for i := 0; i < len(f); i++ {
+			if c := f[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9') {
+				return fmt.Errorf("bad PoP code %q (lowercase letters and digits)", f)
+			}
+		}
+		id := uint32(f[0])<<16 | uint32(f[1])<<8 | uint32(f[2])
+		if len(f) == 4 {
+			id |= uint32(f[3]) << 24
+		}
+		*p = append(*p, id)
+	}
+	return nil
+}
+
+// joinPOPs renders data center IDs as their codes, as GNS's tool prints
+// them.
+func joinPOPs(ids []uint32) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		b := []byte{byte(id >> 16), byte(id >> 8), byte(id)}
+		if id>>24 != 0 {
+			b = append(b, byte(id>>24))
+		}
+		s[i] = string(b)
+	}
+	return strings.Join(s, " ")
 }
