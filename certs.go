@@ -370,7 +370,7 @@ func (r *sshReader) str() []byte {
 //   - a certificate that lists app IDs must list appID (GNS's
 //     CheckCertAppID, without the CA's limits, which only peers know).
 //
-// Errors wrap ErrBadConfig. NewHost does not call it yet.
+// Errors wrap ErrBadConfig. NewHost calls it.
 func ownCertificate(id Identity, key ed25519.PrivateKey, appID uint32, cert []byte) (Identity, ed25519.PrivateKey, error) {
 	var cs pb.CertificateSigned
 	if err := proto.Unmarshal(cert, &cs); err != nil || len(cs.GetCert()) == 0 {
@@ -614,3 +614,31 @@ type invalidParamError struct{ msg string }
 
 func (e *invalidParamError) Error() string        { return e.msg }
 func (e *invalidParamError) Is(target error) bool { return target == ResultInvalidParam }
+
+// CertificateIdentity returns the identity cert, a serialized
+// CertificateSigned, names: the identity a Host that presents it takes
+// when its Config.Identity is unset, and the one to register with a
+// signaling server. A certificate that names none gives the zero Identity
+// and no error. Errors wrap ErrBadCertFile.
+func CertificateIdentity(cert []byte) (Identity, error) {
+	var cs pb.CertificateSigned
+	if err := proto.Unmarshal(cert, &cs); err != nil || len(cs.GetCert()) == 0 {
+		return Identity{}, certFileErr("not a serialized certificate")
+	}
+	var c pb.Certificate
+	if err := proto.Unmarshal(cs.GetCert(), &c); err != nil {
+		return Identity{}, certFileErr("certificate body: %v", err)
+	}
+	s, ok, err := crypto.CertIdentity(&c)
+	if err != nil {
+		return Identity{}, certFileErr("certificate identity: %v", err)
+	}
+	if !ok {
+		return Identity{}, nil
+	}
+	id, err := parseIdentityGNS(s)
+	if err != nil {
+		return Identity{}, certFileErr("certificate identity %q does not parse", s)
+	}
+	return id, nil
+}

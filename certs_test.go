@@ -89,6 +89,12 @@ func TestIssueCertificateVerifies(t *testing.T) {
 	if err != nil || !slices.Equal(back, cert) || !key.Equal(holder) {
 		t.Errorf("LoadCertificate round trip: %v", err)
 	}
+	if got, err := CertificateIdentity(cert); err != nil || got != id {
+		t.Errorf("CertificateIdentity = %v, %v; want %v", got, err, id)
+	}
+	if _, err := CertificateIdentity([]byte("junk")); !errors.Is(err, ErrBadCertFile) {
+		t.Errorf("CertificateIdentity(junk) err = %v, want ErrBadCertFile", err)
+	}
 	if err := CheckCertificateTime(cert, created.Add(time.Hour)); err != nil {
 		t.Errorf("CheckCertificateTime within its lifetime: %v", err)
 	}

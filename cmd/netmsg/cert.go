@@ -45,27 +45,58 @@ commands:
            ([--ca KEY] FILE)
 `
 
+var (
+	certCAHelp = help{
+		name:    "cert ca",
+		summary: "create a certificate authority key",
+		desc: `Writes a new Ed25519 CA private key to --out (OpenSSH format, mode 0600)
+and its public key to --out.pub (an authorized_keys line). Keep the
+private key secret; give the .pub file to Hosts that should trust the
+certificates it signs (--ca of netmsg ping, chat and signal).
+`,
+		examples: []string{"netmsg cert ca --out ca.key", "netmsg cert ca --out ca.key --force"},
+	}
+	certIssueHelp = help{
+		name:    "cert issue",
+		summary: "issue a certificate signed by a CA",
+		desc: `Signs a certificate that binds --identity to the holder's key (--key,
+created if the file does not exist) for the given app IDs and lifetime,
+and writes it to --out as a STEAMDATAGRAM CERT block, which GNS reads too.
+`,
+		examples: []string{
+			"netmsg cert issue --ca ca.key --identity str:alice --out alice.cert",
+			"netmsg cert issue --ca ca.key --identity str:server --key server.key --app 480 --expiry 30d --out server.cert",
+		},
+	}
+	certInspectHelp = help{
+		name:    "cert inspect",
+		summary: "print what a certificate or key file holds",
+		desc: `Prints a certificate's identity, key, times, app and PoP IDs and CA, or a
+key file's public key and key ID. With --ca, checks the CA signature and
+exits 1 if it does not verify.
+`,
+		examples: []string{"netmsg cert inspect alice.cert", "netmsg cert inspect --ca ca.key.pub alice.cert"},
+	}
+)
+
 func runCert(args []string, out io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(out, certUsage)
-		return errors.New("cert: no command")
+		return usagef("give a command: ca, issue or inspect (netmsg cert help)")
 	}
 	switch args[0] {
 	case "ca":
-		fl := flag.NewFlagSet("cert ca", flag.ContinueOnError)
-		fl.SetOutput(out)
-		o := fl.String("out", "", "write the CA private key to this `file` (and its public key to file.pub)")
+		fl := newFlags("cert ca")
+		o := fl.String("out", "", "write the CA private key to this `file` (and its public key to file.pub) (required)")
 		force := fl.Bool("force", false, "overwrite existing files")
-		if err := fl.Parse(args[1:]); err != nil {
+		if err := parseFlags(fl, certCAHelp, args[1:], out); err != nil {
 			return err
 		}
-		if *o == "" || fl.NArg() != 0 {
-			return errors.New("cert ca: give --out FILE and nothing else")
+		if *o == "" {
+			return usagef("--out FILE is required")
 		}
 		return certCA(*o, *force, out)
 	case "issue":
-		fl := flag.NewFlagSet("cert issue", flag.ContinueOnError)
-		fl.SetOutput(out)
+		fl := newFlags("cert issue")
 		var o issueOptions
 		fl.StringVar(&o.CA, "ca", "", "the CA's private key `file`")
 		fl.StringVar(&o.Identity, "identity", "", "the `identity` the certificate names (str:alice, steamid:N, ...)")
@@ -73,12 +104,9 @@ func runCert(args []string, out io.Writer) error {
 		fl.Var((*appList)(&o.Apps), "app", "an app `ID` the certificate is valid for; repeat or separate with commas (default 0, netmsg's default AppID)")
 		fl.Var((*popList)(&o.DataCenters), "pop", "a data center (GNS PoP) `code` of 3 or 4 letters the certificate names, e.g. iad; repeat or separate with commas (default none)")
 		exp := fl.String("expiry", "", "lifetime: a Go `duration` (720h) or days (30d) (default 730d, GNS's)")
-		fl.StringVar(&o.Out, "out", "", "write the certificate to this `file`")
-		if err := fl.Parse(args[1:]); err != nil {
+		fl.StringVar(&o.Out, "out", "", "write the certificate to this `file` (required)")
+		if err := parseFlags(fl, certIssueHelp, args[1:], out); err != nil {
 			return err
-		}
-		if fl.NArg() != 0 {
-			return fmt.Errorf("cert issue: unexpected argument %q", fl.Arg(0))
 		}
 		if *exp != "" {
 			d, err := parseLifetime(*exp)
@@ -90,22 +118,26 @@ func runCert(args []string, out io.Writer) error {
 		o.Now = time.Now()
 		return certIssue(o, out)
 	case "inspect":
-		fl := flag.NewFlagSet("cert inspect", flag.ContinueOnError)
-		fl.SetOutput(out)
+		fl := newFlags("cert inspect")
 		ca := fl.String("ca", "", "check the CA signature with this CA key `file` (private key or .pub)")
-		if err := fl.Parse(args[1:]); err != nil {
+		// The file comes after the flags.
+		var file string
+		rest := args[1:]
+		if n := len(rest); n > 0 && !strings.HasPrefix(rest[n-1], "-") {
+			file, rest = rest[n-1], rest[:n-1]
+		}
+		if err := parseFlags(fl, certInspectHelp, rest, out); err != nil {
 			return err
 		}
-		if fl.NArg() != 1 {
-			return errors.New("cert inspect: give one FILE")
+		if file == "" {
+			return usagef("give one FILE to inspect")
 		}
-		return certInspect(fl.Arg(0), *ca, time.Now(), out)
+		return certInspect(file, *ca, time.Now(), out)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(out, certUsage)
 		return flag.ErrHelp
 	}
-	fmt.Fprint(out, certUsage)
-	return fmt.Errorf("cert: unknown command %q", args[0])
+	return usagef("unknown command %q (ca, issue or inspect)", args[0])
 }
 
 // certCA creates a CA key at path and its public key at path.pub, and
@@ -148,14 +180,14 @@ type issueOptions struct {
 // by the CA.
 func certIssue(o issueOptions, out io.Writer) error {
 	if o.CA == "" || o.Identity == "" || o.Out == "" {
-		return errors.New("cert issue: --ca, --identity and --out are required")
+		return usagef("--ca, --identity and --out are required")
 	}
 	id, err := netmsg.ParseIdentity(o.Identity)
 	if err != nil {
-		return fmt.Errorf("cert issue: %w", err)
+		return usagef("--identity: %v", err)
 	}
 	if id.IsLocalhost() {
-		return errors.New("cert issue: the localhost identity is anonymous and needs no certificate")
+		return usagef("--identity %v: the localhost identity is anonymous and needs no certificate", id)
 	}
 	caKey, err := readPrivateKey(o.CA)
 	if err != nil {
@@ -376,13 +408,13 @@ func parseLifetime(s string) (time.Duration, error) {
 	days := strings.TrimSuffix(s, "d")
 	if n, err := strconv.Atoi(days); err == nil {
 		if n <= 0 {
-			return 0, fmt.Errorf("cert issue: invalid expiry %q", s)
+			return 0, usagef("--expiry %q: must be positive", s)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("cert issue: invalid expiry %q (a duration like 720h, or days like 30d)", s)
+		return 0, usagef("--expiry %q: want a duration like 720h, or days like 30d", s)
 	}
 	return d, nil
 }
