@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,8 +33,7 @@ func runRelay(args []string, out io.Writer) error {
 }
 
 func runRelayCtx(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
-	fs.SetOutput(out)
+	fs := newFlags("relay")
 	listen := fs.String("listen", "127.0.0.1:3478", "UDP address to serve STUN and TURN on")
 	var users stringList
 	fs.Var(&users, "user", "a static long-term credential USER:PASSWORD; repeatable")
@@ -54,8 +52,24 @@ func runRelayCtx(ctx context.Context, args []string, out io.Writer) error {
 	fs.Var(&allow, "allow-peer", "a peer prefix relayed to although special (loopback, private...), e.g. 127.0.0.0/8; repeatable")
 	httpAddr := fs.String("http", "", "TCP address to serve /metrics (Prometheus), /healthz and /readyz on (default: none)")
 	verbose := fs.Bool("v", false, "debug logs")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, relayHelp, args, out); err != nil {
 		return err
+	}
+	switch {
+	case *maxAlloc <= 0:
+		return usagef("--max-allocations must be positive (got %d)", *maxAlloc)
+	case *maxPerUser == 0 || *maxPerUser < -1:
+		return usagef("--max-allocations-per-user must be positive or -1 (got %d)", *maxPerUser)
+	case *maxPerAddr == 0 || *maxPerAddr < -1:
+		return usagef("--max-allocations-per-addr must be positive or -1 (got %d)", *maxPerAddr)
+	case *maxPerms == 0 || *maxPerms < -1:
+		return usagef("--max-permissions-per-allocation must be positive or -1 (got %d)", *maxPerms)
+	case *lifetime <= 0:
+		return usagef("--allocation-lifetime must be positive (got %v)", *lifetime)
+	case len(users) == 0 && len(secrets) == 0 && *secretFile == "":
+		return usagef("give at least one --user USER:PASSWORD or --auth-secret (TURN clients must authenticate)")
+	case *listen == "":
+		return usagef("--listen is empty (want IP:PORT)")
 	}
 	level := slog.LevelInfo
 	if *verbose {
@@ -68,7 +82,7 @@ func runRelayCtx(ctx context.Context, args []string, out io.Writer) error {
 	for _, u := range users {
 		name, pass, ok := strings.Cut(u, ":")
 		if !ok || name == "" {
-			return fmt.Errorf("relay: --user %q: want USER:PASSWORD", u)
+			return usagef("--user %q: want USER:PASSWORD", u)
 		}
 		cfg.Users[name] = pass
 	}
@@ -102,9 +116,11 @@ func runRelayCtx(ctx context.Context, args []string, out io.Writer) error {
 	if *relayIP != "" {
 		ip, err := netip.ParseAddr(*relayIP)
 		if err != nil {
-			return fmt.Errorf("relay: --relay-ip: %w", err)
+			return usagef("--relay-ip %q: want an IP address", *relayIP)
 		}
 		cfg.RelayIP = ip
+	} else if ap, err := netip.ParseAddrPort(*listen); err == nil && ap.Addr().IsUnspecified() {
+		return usagef("--listen %s is every interface: give --relay-ip, the address peers reach this relay at", *listen)
 	}
 	var ln net.Listener
 	if *httpAddr != "" {
@@ -160,4 +176,23 @@ func relayHTTP(s *relay.Server, ready *atomic.Bool) http.Handler {
 		io.WriteString(w, "ready\n")
 	})
 	return mux
+}
+
+var relayHelp = help{
+	name:    "relay",
+	summary: "a STUN and TURN server",
+	desc: `Serves STUN (peers learn their public address) and TURN (peers relay
+through it when no direct path works) over UDP, for netmsg ping --stun and
+--turn, Config.STUNServers and TURNServers, and GNS programs. TURN clients
+authenticate with one of the --user credentials, or with TURN REST API
+credentials made from an --auth-secret (as coturn's static-auth-secret). It listens on
+127.0.0.1:3478 unless --listen says otherwise; to serve other machines,
+listen on their side's address, or on 0.0.0.0:3478 with --relay-ip. It
+runs until SIGINT or SIGTERM.
+`,
+	examples: []string{
+		"netmsg relay --user alice:secret",
+		"netmsg relay --auth-secret s3cret --http 127.0.0.1:9100",
+		"netmsg relay --listen 0.0.0.0:3478 --relay-ip 203.0.113.7 --user alice:secret --user bob:hunter2",
+	},
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,8 +28,7 @@ func runSignal(args []string, out io.Writer) error {
 }
 
 func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("signal", flag.ContinueOnError)
-	fs.SetOutput(out)
+	fs := newFlags("signal")
 	listen := fs.String("listen", ":10000", "TCP `address` to listen on (GNS's trivial signaling server uses port 10000)")
 	var cas stringList
 	fs.Var(&cas, "ca", "a CA public key `file` (OpenSSH format, the .pub of netmsg cert ca) whose certificates authenticated clients may present; repeatable")
@@ -39,26 +37,29 @@ func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
 	isolate := fs.Bool("isolate-trivial", false, "drop signals between trivial and authenticated clients")
 	idle := fs.Duration("idle-timeout", 0, "drop clients silent for this long (0: never; GNS's trivial clients are silent when idle)")
 	verbose := fs.Bool("v", false, "log every client event")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, signalHelp, args, out); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("signal: unexpected argument %q", fs.Arg(0))
+	if *idle < 0 {
+		return usagef("--idle-timeout must be 0 (never) or more (got %v)", *idle)
+	}
+	if *listen == "" {
+		return usagef("--listen is empty (want HOST:PORT or :PORT)")
 	}
 	cfg := signaling.ServerConfig{AllowUnsigned: *unsigned, NoTrivial: *noTrivial, IsolateTrivial: *isolate, IdleTimeout: *idle}
 	for _, f := range cas {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return err
+			return usagef("--ca: %v", err)
 		}
 		k, err := netmsg.ParseAuthorizedKey(b)
 		if err != nil {
-			return fmt.Errorf("%s: %w", f, err)
+			return usagef("--ca %s: %v", f, err)
 		}
 		cfg.TrustedCAs = append(cfg.TrustedCAs, ed25519.PublicKey(k))
 	}
 	if *noTrivial && len(cfg.TrustedCAs) == 0 && !*unsigned {
-		return fmt.Errorf("signal: with --no-trivial, give --ca or --allow-unsigned, or nobody can register")
+		return usagef("--no-trivial needs --ca or --allow-unsigned, or nobody can register")
 	}
 	if *verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(out, nil))
@@ -89,4 +90,21 @@ func onOff(b bool) string {
 		return "on"
 	}
 	return "off"
+}
+
+var signalHelp = help{
+	name:    "signal",
+	summary: "a signaling server for P2P",
+	desc: `Serves the rendezvous that P2P peers (netmsg ping, Hosts with
+Config.Signaling, GNS programs) use to find each other, over TCP: GNS's
+trivial protocol (clients name themselves) and netmsg's authenticated one
+(clients prove their identity with a certificate). It listens on every
+interface, port 10000, unless --listen says otherwise, and runs until
+SIGINT or SIGTERM, then prints its counters.
+`,
+	examples: []string{
+		"netmsg signal",
+		"netmsg signal --listen 127.0.0.1:10000 -v",
+		"netmsg signal --listen :10000 --ca ca.key.pub --no-trivial",
+	},
 }
