@@ -170,11 +170,18 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer sig.Close()
 	var ms *netmsg.Messages
+	msReady := make(chan struct{}) // closed once ms is set: a request may come before NewHost returns
 	h, err := netmsg.NewHost(netmsg.Config{
 		Identity: id, PrivateKey: key, Certificate: cert, TrustedCAs: cas, AppID: uint32(cf.app), ListenAddr: la, Signaling: sig,
 		STUNServers: stunServers, TURNServers: turnServers, P2PRelayOnly: *relayOnly, P2PICEEnable: netmsg.ICEEnable(*iceEnable),
 		Logger:           pingLogger(*verbose),
-		OnSessionRequest: func(p netmsg.Identity) { ms.AcceptSessionWithUser(p) },
+		OnSessionRequest: func(p netmsg.Identity) {
+			select {
+			case <-msReady:
+				ms.AcceptSessionWithUser(p)
+			case <-ctx.Done():
+			}
+		},
 		OnSessionFailed: func(info netmsg.ConnectionInfo) {
 			fmt.Fprintf(out, "session with %v failed: %v (%d) %s\n", info.Identity, info.EndReason, int(info.EndReason), info.EndDebug)
 		},
@@ -184,6 +191,7 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer h.Close()
 	ms = h.Messages()
+	close(msReady)
 	fmt.Fprintf(out, "%v on %v, signaling %s\n", id, h.LocalAddr(), *sigAddr)
 	prog := progress{out: out, peer: peer, ms: ms}
 	watch := time.NewTicker(250 * time.Millisecond)
