@@ -7,18 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/turn/v5"
-
 	"github.com/netmsg-go/netmsg/internal/conn"
 	"github.com/netmsg-go/netmsg/internal/crypto"
 	"github.com/netmsg-go/netmsg/internal/fakenet"
 	"github.com/netmsg-go/netmsg/internal/ice"
+	"github.com/netmsg-go/netmsg/internal/paths"
 	"github.com/netmsg-go/netmsg/internal/snp"
 	"github.com/netmsg-go/netmsg/internal/udp"
 	"github.com/netmsg-go/netmsg/transport"
@@ -76,15 +74,10 @@ type Host struct {
 	// P2P (host_p2p.go); nil without Config.Signaling.
 	sigOut      chan signalOut
 	sigCancel   context.CancelFunc
-	iceConns    map[string]*hostConn // by our ICE ufrag
 	p2pIncoming map[p2pKey]*hostConn // accepted P2P connections by the peer's connection
-	stunServers []*stunServer        // Config.STUNServers once P2P is used (host_stun.go)
-	turnStarted bool                 // host_turn.go
-	turnClients map[netip.AddrPort]*turn.Client
-	turnSocks   []*turnSock
-	turn        *turnAlloc    // the allocation in use, once made
-	dueBuf      []*hostConn   // the timer goroutine's connections due now
-	timerKick   chan struct{} // signalled (cap 1) when a connection must wake before timerAt
+	paths       *paths.Paths         // the socket's demultiplexing, STUN, TURN and ICE routes (safe for concurrent use)
+	dueBuf      []*hostConn          // the timer goroutine's connections due now
+	timerKick   chan struct{}        // signalled (cap 1) when a connection must wake before timerAt
 	eventKick   chan struct{}
 	done        chan struct{}
 	wg          sync.WaitGroup
@@ -357,7 +350,9 @@ func (h *Host) Close() error {
 		h.sigCancel()
 	}
 	close(h.done)
-	h.closeTURN()
+	if h.paths != nil {
+		h.paths.Close()
+	}
 	err := h.pc.Close()
 	h.wg.Wait()
 	return err
@@ -797,11 +792,12 @@ func (h *Host) infoLocked(hc *hostConn) ConnectionInfo {
 		switch {
 		case !hc.c.RemoteAddr().IsValid():
 			desc = fmt.Sprintf("#%d P2P (finding route)", hc.c.LocalID())
-		case hc.p2p.agent.SelectedRelay() && h.turn != nil:
-			desc = fmt.Sprintf("#%d P2P ICE relay %v via TURN %v (relayed address %v)", hc.c.LocalID(), hc.c.RemoteAddr(), h.turn.srv.Addr, h.turn.addr)
+		case hc.p2p.route.Selected().Relayed:
+			al, _ := h.paths.Allocation()
+			desc = fmt.Sprintf("#%d P2P ICE relay %v via TURN %v (relayed address %v)", hc.c.LocalID(), hc.c.RemoteAddr(), al.Server, al.Relayed)
 			flags |= ConnInfoRelayed
-			popRelay = uint32(h.turn.index + 1)
-		case hc.p2p.agent.SelectedPeerRelay():
+			popRelay = uint32(al.Index + 1)
+		case hc.p2p.route.Selected().PeerRelay:
 			desc = fmt.Sprintf("#%d P2P ICE relay %v (the peer's TURN allocation)", hc.c.LocalID(), hc.c.RemoteAddr())
 			flags |= ConnInfoRelayed
 		default:
@@ -962,23 +958,18 @@ func (h *Host) handleDatagramLocked(now time.Time, from netip.AddrPort, b []byte
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	h.stats.DatagramsIn++
 	h.stats.BytesIn += int64(len(b))
-	if h.turnClients != nil {
-		if c := h.turnClients[from]; c != nil {
-			// The server may be our STUN server too: its answers to our
-			// binding requests are ours, the rest is the TURN client's.
-			if len(b) > 0 && b[0] < 4 && h.stunResponseLocked(now, from, b) {
-				return
-			}
-			if h.channelDataLocked(now, from, b) {
-				return
-			}
-			c.HandleInbound(append([]byte(nil), b...), net.UDPAddrFromAddrPort(from))
+	if h.paths != nil {
+		// Classified once by package paths: STUN and TURN are its own,
+		// checks go to their route, GNS comes back (unwrapped from
+		// ChannelData when relayed).
+		switch in := h.paths.HandleDatagram(now, from, b); {
+		case in.Disposition == paths.Taken:
+			h.pathsEventsLocked(now) // a STUN answer may bring a new candidate
+			return
+		case in.Disposition != paths.GNS || in.Relayed:
+			h.pathsInputLocked(now, in)
 			return
 		}
-	}
-	if h.iceConns != nil && len(b) > 0 && b[0] < 4 && ice.IsSTUN(b) {
-		h.handleSTUNLocked(now, from, b)
-		return
 	}
 	kind, id := conn.Classify(b)
 	switch kind {
@@ -1161,8 +1152,8 @@ func (h *Host) pollLocked(now time.Time, hc *hostConn) {
 		if !to.IsValid() {
 			continue // a P2P connection's closing datagram without a path: dropped
 		}
-		if hc.p2p != nil && hc.p2p.agent.SelectedRelay() {
-			h.relaySendLocked(to, d)
+		if hc.p2p != nil && hc.p2p.route.Selected().Relayed {
+			hc.p2p.route.Send(h.writer(), d) // through our TURN allocation
 			continue
 		}
 		h.out = append(h.out, transport.Packet{Buf: d, N: len(d), Addr: to})
@@ -1363,8 +1354,10 @@ func (h *Host) timerLoop() {
 		if w := h.messages.tickLocked(now); !w.IsZero() && (next.IsZero() || w.Before(next)) {
 			next = w
 		}
-		if w := h.stunTickLocked(now); !w.IsZero() && (next.IsZero() || w.Before(next)) {
-			next = w
+		if h.paths != nil {
+			if w := h.paths.Tick(now, h.writer()); !w.IsZero() && (next.IsZero() || w.Before(next)) {
+				next = w
+			}
 		}
 		d := time.Hour
 		if !next.IsZero() {
