@@ -77,6 +77,13 @@ func TestHostileInput(t *testing.T) {
 	var w discardWriter
 	r.Poll(time.Now(), &w) // the route is unharmed
 	r.Close()
+	p.Close()
+	if err := p.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := p.NewRoute(time.Now(), 8, true); err != ErrClosed {
+		t.Fatalf("NewRoute after Close: %v, want ErrClosed", err)
+	}
 }
 
 // TestFloodFromTURNServer: a flood of datagrams from the TURN server's
