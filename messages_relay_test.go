@@ -81,9 +81,8 @@ func relayExchange(t *testing.T, a, b *msgPeer) {
 		m.Release()
 	}
 	for _, p := range []*msgPeer{a, b} {
-		p.Host.mu.Lock()
-		in, out := p.turn.chanIn, p.turn.chanOut
-		p.Host.mu.Unlock()
+		st := p.paths.Stats()
+		in, out := st.ChannelDataIn, st.ChannelDataOut
 		if in == 0 || out == 0 {
 			t.Errorf("%v: %d datagrams in and %d out as ChannelData on its own, want some each way", p.id, in, out)
 		}
@@ -96,7 +95,7 @@ func relayExchange(t *testing.T, a, b *msgPeer) {
 		p.Host.mu.Lock()
 		relayed := false
 		for _, hc := range p.conns {
-			if hc.p2p != nil && hc.p2p.agent.SelectedRelay() {
+			if hc.p2p != nil && hc.p2p.route.Selected().Relayed {
 				relayed = true
 			}
 		}
