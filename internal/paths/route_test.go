@@ -2,6 +2,7 @@ package paths
 
 import (
 	"bytes"
+	"log/slog"
 	"net/netip"
 	"testing"
 	"testing/synctest"
@@ -122,7 +123,7 @@ func TestRouteDirect(t *testing.T) {
 // 198.51.100.20:3478, user u password p.
 func turnNet(t *testing.T) (*netsim.Network, *relay.Server, TURNServer) {
 	nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 5 * time.Millisecond}})
-	rs, err := relay.NewServer(relay.Config{ListenPacket: nw.ListenPacket, ListenAddr: "198.51.100.20:3478", RelayIP: netip.MustParseAddr("198.51.100.20"), Users: map[string]string{"u": "p"}})
+	rs, err := relay.NewServer(relay.Config{Logger: slog.New(slog.DiscardHandler), ListenPacket: nw.ListenPacket, ListenAddr: "198.51.100.20:3478", RelayIP: netip.MustParseAddr("198.51.100.20"), Users: map[string]string{"u": "p"}})
 	if err != nil {
 		t.Fatal(err)
 	}
