@@ -270,6 +270,11 @@ func NewHost(cfg Config) (*Host, error) {
 		return nil, err
 	}
 	if c.Certificate != nil {
+		// GNS will not present an expired certificate: fail here, not at
+		// every peer (which would end each connection with 4003).
+		if err := CheckCertificateTime(c.Certificate, c.Now()); err != nil && !c.presentExpired {
+			return nil, fmt.Errorf("netmsg: Config.Certificate: %w", err)
+		}
 		// GNS's SetCertificate: the host takes its identity from its
 		// certificate, or refuses one that names another identity.
 		id, k, err := ownCertificate(c.Identity, c.PrivateKey, c.AppID, c.Certificate)
@@ -336,7 +341,7 @@ func NewHost(cfg Config) (*Host, error) {
 		OfferLanes:       messagesLanes,
 		Rand:             c.Rand,
 		ParseIdentity: func(s string) (crypto.Identity, error) {
-			return ParseIdentity(s)
+			return parseIdentityGNS(s)
 		},
 	}
 	if c.gnsLanes {
@@ -384,8 +389,10 @@ func snpConfig(cc *ConnConfig) snp.Config {
 		SendRateMax:        cc.SendRateMax,
 		RecvBufferSize:     cc.RecvBufferSize,
 		RecvBufferMessages: cc.RecvBufferMessages,
-		RecvMaxMessageSize: cc.RecvMaxMessageSize,
-		MaxMessageSize:     cc.MaxMessageSize,
+		// The Messages layer's header rides on top of the payload limits,
+		// which count payload only (the connection API checks its own).
+		RecvMaxMessageSize: cc.RecvMaxMessageSize + msgHeaderLen,
+		MaxMessageSize:     cc.MaxMessageSize + msgHeaderLen,
 	}
 }
 
@@ -480,6 +487,11 @@ func (h *Host) Connect(addr netip.AddrPort) (ConnHandle, error) {
 		return InvalidConn, fmt.Errorf("netmsg: connect: bad address %v: %w", addr, ResultInvalidParam)
 	}
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	if id, err := IdentityFromAddr(addr); err != nil {
+		return InvalidConn, fmt.Errorf("netmsg: connect: %w", err)
+	} else if err := id.CheckTarget(); err != nil {
+		return InvalidConn, fmt.Errorf("netmsg: connect: %w", err)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -569,6 +581,9 @@ func (h *Host) SendMessageToConnection(c ConnHandle, data []byte, flags SendFlag
 }
 
 func (h *Host) send(c ConnHandle, lane int, data []byte, flags SendFlags) (int64, error) {
+	if len(data) > h.cfg.MaxMessageSize {
+		return 0, fmt.Errorf("netmsg: message of %d bytes over the %d limit: %w", len(data), h.cfg.MaxMessageSize, ResultInvalidParam)
+	}
 	h.mu.Lock()
 	hc := h.connLocked(c)
 	if hc == nil {
@@ -1243,7 +1258,7 @@ func (h *Host) runBatch(w *worker, rb *rxBatch, n int, shard int, stall *time.Ti
 		}
 		if !hc.identity.IsValid() {
 			if s := hc.c.RemoteIdentity(); s != "" {
-				hc.identity, _ = ParseIdentity(s)
+				hc.identity, _ = parseIdentityGNS(s)
 			}
 		}
 		h.drainConn(w.msgs, now, hc)
@@ -1373,7 +1388,7 @@ func (h *Host) handleGNSLocked(now time.Time, from netip.AddrPort, b []byte) {
 			return
 		}
 		hc := &hostConn{userData: -1, handle: handle, c: c, listen: h.listening, state: StateNone, ready: make(chan struct{}, 1), hidx: -1}
-		hc.identity, _ = ParseIdentity(c.RemoteIdentity())
+		hc.identity, _ = parseIdentityGNS(c.RemoteIdentity())
 		isMsgs := c.VirtualPort() == messagesVirtualPort
 		if isMsgs != h.messages.enabled && (isMsgs || h.listening == InvalidListen) {
 			// Nobody here takes this kind of connection: refuse it.
@@ -1418,7 +1433,7 @@ func (h *Host) deliverLocked(now time.Time, hc *hostConn, from netip.AddrPort, b
 	}
 	if !hc.identity.IsValid() {
 		if s := hc.c.RemoteIdentity(); s != "" {
-			hc.identity, _ = ParseIdentity(s)
+			hc.identity, _ = parseIdentityGNS(s)
 		}
 	}
 	h.drainConn(h.msgs, now, hc)

@@ -318,7 +318,7 @@ func (h *Host) handleSignalLocked(now time.Time, from string, blob []byte) {
 	}
 	if !hc.identity.IsValid() {
 		if s := hc.c.RemoteIdentity(); s != "" {
-			hc.identity, _ = ParseIdentity(s)
+			hc.identity, _ = parseIdentityGNS(s)
 		}
 	}
 	h.pollLocked(now, hc)
