@@ -70,6 +70,13 @@ func (c *Conn) ReceivePacket(now time.Time, pktNum int64, payload []byte) error 
 	hasRel, hasData, discard := false, false, false
 	for {
 		ok, err := c.dec.Next(f)
+		if errors.Is(err, wire.ErrAckNotSent) {
+			// An ack whose 16-bit latest field expands past what we sent:
+			// a stale ack from far behind (more than 32768 packets), or a
+			// forged one. GNS drops such a packet and goes on; so do we.
+			c.st.pktsBad++
+			return ErrDiscarded
+		}
 		if err != nil {
 			c.st.pktsBad++
 			return protoErr("bad frame", err)
