@@ -117,8 +117,8 @@ type Config struct {
 	// s, then every Interval.
 	Interval time.Duration
 	// TTL is how long peers keep this Conn's entry without hearing from
-	// it (default 3 Intervals and a second; peers clamp it to [1 s, 10
-	// min]).
+	// it: default 3 Intervals and a second, at most 10 minutes; it must
+	// lie in [1 s, 10 min], where peers clamp it too.
 	TTL time.Duration
 
 	// MaxPeers bounds the table of peers (default 256); announcements of
@@ -187,7 +187,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Interval = DefaultInterval
 	}
 	if c.TTL == 0 {
-		c.TTL = 3*c.Interval + time.Second
+		c.TTL = min(3*c.Interval+time.Second, maxTTL)
 	}
 	if c.MaxSkew == 0 {
 		c.MaxSkew = defaultMaxSkew
