@@ -77,6 +77,7 @@ func TestForgedAnnouncementRefused(t *testing.T) {
 
 		ha, ca1 := hostPeer(t, nw, "10.0.0.1", "str:alice", hcA, mA)
 		captured, _ := readOne(t, spy)
+		t.Logf("a signed announcement of str:alice with a CA-signed certificate: %d bytes of UDP payload", len(captured))
 		hb, cb := hostPeer(t, nw, "10.0.0.2", "str:bob", hcB, mB)
 		time.Sleep(100 * time.Millisecond)
 		ps := cb.Peers()
