@@ -12,6 +12,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/netmsg-go/netmsg"
 	"github.com/netmsg-go/netmsg/netsim"
 	"github.com/netmsg-go/netmsg/signaling"
@@ -407,4 +409,8 @@ func TestHostsOverLAN(t *testing.T) {
 			t.Fatalf("alice's table after carol left: %v", got)
 		}
 	})
+}
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
 }
