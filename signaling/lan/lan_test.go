@@ -129,11 +129,6 @@ func TestDiscoveryAndSignals(t *testing.T) {
 		if st := a.Stats(); st.PendingDropped != 1 || st.QueriesSent != 2 || st.SignalsSent != 2 {
 			t.Fatalf("alice: %+v", st)
 		}
-		if st := d.Stats(); st.QueriesAnswered != 0 {
-			// dave was asked before he existed: his first announcement
-			// answered.
-			t.Logf("dave answered %d queries", st.QueriesAnswered)
-		}
 	})
 }
 
@@ -217,7 +212,7 @@ func TestPeerLeaves(t *testing.T) {
 		lost := time.Now()
 		waitUntil(t, time.Minute, "carol to expire", func() bool { return len(a.Peers()) == 0 })
 		ttl := 3*DefaultInterval + time.Second
-		if d := time.Since(lost); d > ttl+10*time.Millisecond || d < ttl-DefaultInterval*11/10 {
+		if d := time.Since(lost); d > ttl+20*time.Millisecond || d < ttl-DefaultInterval*11/10 {
 			t.Fatalf("carol expired after %v, TTL %v", d, ttl)
 		}
 		if st := a.Stats(); st.PeersExpired != 1 {
