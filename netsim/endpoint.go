@@ -3,6 +3,7 @@ package netsim
 import (
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/netmsg-go/netmsg/transport"
 )
@@ -25,7 +26,8 @@ type Endpoint struct {
 
 	// Guarded by Network.mu.
 	closed   bool
-	lastLink *link // the direction of the last datagram written, a cache
+	lastLink *link                   // the direction of the last datagram written, a cache
+	groups   map[netip.Addr]struct{} // multicast groups joined (group.go)
 }
 
 var _ transport.PacketConn = (*Endpoint)(nil)
@@ -77,7 +79,9 @@ func (e *Endpoint) ReadBatch(pkts []transport.Packet) (int, error) {
 }
 
 // WriteBatch sends each datagram pkts[i].Buf[:pkts[i].N] to pkts[i].Addr,
-// in order, and returns len(pkts). The datagrams are copied before it
+// in order, and returns len(pkts); a datagram to a multicast group or to
+// LimitedBroadcast goes to every receiver Endpoint.JoinGroup describes.
+// The datagrams are copied before it
 // returns. What happens to each is decided at once by the direction's
 // conditions (see LinkConfig) and counted in its Stats; a datagram to an
 // address where no endpoint is open when it arrives is dropped and counted
@@ -93,21 +97,33 @@ func (e *Endpoint) WriteBatch(pkts []transport.Packet) (int, error) {
 	now := n.now()
 	for i := range pkts {
 		p := &pkts[i]
-		src := e.addr
-		if len(n.nats) > 0 {
-			var ok bool
-			if src, ok = n.natOutLocked(e.addr, p.Addr, now); !ok {
-				continue // a NAT without hairpinning, or out of ports
+		if isFanout(p.Addr) {
+			for _, to := range n.fanoutLocked(e.addr, p.Addr) {
+				e.sendToLocked(to, p.Buf[:p.N], now)
 			}
+			continue
 		}
-		l := e.lastLink
-		if l == nil || l.to != p.Addr || l.from != src {
-			l = n.linkLocked(linkKey{src, p.Addr})
-			e.lastLink = l
-		}
-		n.sendLocked(l, p.Buf[:p.N], now)
+		e.sendToLocked(p.Addr, p.Buf[:p.N], now)
 	}
 	return len(pkts), nil
+}
+
+// sendToLocked sends b from e to the address to.
+func (e *Endpoint) sendToLocked(to netip.AddrPort, b []byte, now time.Duration) {
+	n := e.n
+	src := e.addr
+	if len(n.nats) > 0 {
+		var ok bool
+		if src, ok = n.natOutLocked(e.addr, to, now); !ok {
+			return // a NAT without hairpinning, or out of ports
+		}
+	}
+	l := e.lastLink
+	if l == nil || l.to != to || l.from != src {
+		l = n.linkLocked(linkKey{src, to})
+		e.lastLink = l
+	}
+	n.sendLocked(l, b, now)
 }
 
 // Stats returns the counters of the traffic the endpoint sent (the sum over
