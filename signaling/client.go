@@ -153,6 +153,7 @@ type client struct {
 	outBytes int
 	closed   bool
 	err      error         // why the client stopped (ErrClosed, ErrReplaced)
+	refusal  string        // the reason the server gave when it closed the last connection, if any
 	wake     chan struct{} // the writer has work (cap 1)
 	done     chan struct{} // closed by Close
 	ctx      context.Context
@@ -261,18 +262,21 @@ func (c *client) run(conn net.Conn, r *bufio.Reader) {
 	defer c.wg.Done()
 	backoff := backoffMin
 	for {
-		replaced := false
+		reason := "" // what the server said before it closed this connection
 		for {
 			line, err := readLine(r)
 			if err != nil {
 				break
 			}
 			backoff = backoffMin
-			if c.auth != nil {
-				if reason, ok := strings.CutPrefix(string(line), authErr+" "); ok {
-					replaced = reason == errReplaced
+			// "ERR" has no ':', so it is never an identity: both protocols
+			// carry the server's reasons this way.
+			if why, ok := strings.CutPrefix(string(line), authErr+" "); ok {
+				reason = clip(why)
+				if c.auth != nil {
 					break
 				}
+				continue
 			}
 			from, blob, err := parseLine(line)
 			if err != nil {
@@ -283,7 +287,8 @@ func (c *client) run(conn net.Conn, r *bufio.Reader) {
 		conn.Close()
 		c.mu.Lock()
 		c.conn, c.out, c.outBytes = nil, nil, 0
-		if replaced {
+		c.refusal = reason
+		if c.auth != nil && reason == errReplaced {
 			c.stopLocked(ErrReplaced)
 		}
 		closed := c.closed
@@ -303,6 +308,11 @@ func (c *client) run(conn net.Conn, r *bufio.Reader) {
 			nc, nr, err := c.connect(ctx)
 			cancel()
 			if err != nil {
+				if errors.Is(err, ErrRefused) {
+					c.mu.Lock()
+					c.refusal = clip(strings.TrimPrefix(err.Error(), ErrRefused.Error()+": "))
+					c.mu.Unlock()
+				}
 				continue
 			}
 			c.mu.Lock()
@@ -367,7 +377,10 @@ func (c *client) writer() {
 }
 
 // Send queues the signal for the writer. It fails with ErrNotUp while the
-// client reconnects and ErrQueueFull when the server does not keep up.
+// client reconnects (wrapping also ErrRefused, with the server's reason,
+// when the server said why it closed the connection: "server full", "too
+// many connections from your address", "shutdown"...) and ErrQueueFull
+// when the server does not keep up.
 func (c *client) Send(to string, blob []byte) error {
 	if err := CheckIdentity(to); err != nil {
 		return err
@@ -381,6 +394,8 @@ func (c *client) Send(to string, blob []byte) error {
 	switch {
 	case c.closed:
 		return c.err
+	case c.conn == nil && c.refusal != "":
+		return fmt.Errorf("%w (%w: %s)", ErrNotUp, ErrRefused, c.refusal)
 	case c.conn == nil:
 		return ErrNotUp
 	case len(c.out) >= clientQueueLen || c.outBytes+len(line) > clientQueueBytes:

@@ -105,11 +105,32 @@
 //
 // Blobs up to MaxBlobSize, identities up to MaxIdentityLen; a line longer
 // than the longest valid signal closes the client, a malformed one is
-// dropped and counted. On the server: a bounded queue of signals per
-// client (ServerConfig.QueueLen and QueueBytes; excess dropped and
-// counted), a client that does not read for WriteTimeout is dropped, a
-// per-client rate limit (token bucket; excess dropped and counted), a
-// client limit, a registration timeout, an optional idle timeout, TCP
-// keepalive as GNS's server sets it, and ServerStats for all of it. On
-// the clients: bounded send and receive queues.
+// dropped and counted. The server's defaults are meant for a public
+// address (ServerConfig documents each):
+//
+//   - a connection registers within 5 s; at most 16 connections still
+//     registering per source (an IPv4 address or an IPv6 /64) and 1,024
+//     in all, a newer one closing the oldest, so silent connections
+//     (slowloris) cannot keep registering clients out;
+//   - at most 128 connections per source and 10,000 in all;
+//   - a registered client with no traffic either way for 5 min is
+//     dropped (GNS's trivial clients are silent when idle and reconnect
+//     when dropped; netmsg's clients send keepalives); dead peers are
+//     found sooner by TCP keepalive, as GNS's server sets it;
+//   - per client: a token bucket on lines (200/s, 400 at once), a budget
+//     of signals to identities nobody holds (20/s, 100 at once; a client
+//     over it is disconnected), a bounded queue of signals waiting to be
+//     written (the rest dropped), and WriteTimeout for a client that does
+//     not read.
+//
+// A connection the server will not serve is told why before it is
+// closed: one line "ERR <reason>" ("server full", "too many connections
+// from your address", "too many registrations in progress from your
+// address", "too many signals to absent identities", "trivial protocol
+// refused"; "shutdown" to authenticated clients when the server stops).
+// GNS's trivial client ignores the line (no identity has no ':'); netmsg's
+// clients report it (ErrRefused with the reason, from Dial or from Send
+// while they retry). Every refusal and drop is counted in ServerStats and
+// logged, each kind rate-limited to a few lines a second with a count of
+// those suppressed. On the clients: bounded send and receive queues.
 package signaling

@@ -779,10 +779,14 @@ func TestMixing(t *testing.T) {
 // accept unsigned certificates (proof of key only).
 func TestNoTrivialAndUnsigned(t *testing.T) {
 	s, addr := startServer(t, signaling.ServerConfig{NoTrivial: true, AllowUnsigned: true})
-	if !dialRaw(t, addr, "str:alice").closed() {
+	tr := dialRaw(t, addr, "str:alice")
+	if l := tr.line(t); l != "ERR trivial protocol refused" {
+		t.Errorf("a trivial client was told %q", l)
+	}
+	if !tr.closed() {
 		t.Fatal("a trivial client was kept")
 	}
-	waitStats(t, s, func(st signaling.ServerStats) bool { return st.Refused == 1 })
+	waitStats(t, s, func(st signaling.ServerStats) bool { return st.Refused == 1 && st.RefusedTrivial == 1 })
 	c, err := signaling.Dial(context.Background(), addr, signaling.ClientConfig{Identity: "str:alice", Key: key("alice"), Certificate: cert(t, "str:alice", key("alice"), nil)})
 	if err != nil {
 		t.Fatal(err)

@@ -37,15 +37,18 @@ func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
 	unsigned := fs.Bool("allow-unsigned", false, "let authenticated clients present unsigned certificates (they still prove they hold the key, and the identity stays bound to it)")
 	noTrivial := fs.Bool("no-trivial", false, "refuse GNS's trivial protocol (whose clients claim identities without proof)")
 	isolate := fs.Bool("isolate-trivial", false, "drop signals between trivial and authenticated clients")
-	idle := fs.Duration("idle-timeout", 0, "drop clients silent for this long (0: never; GNS's trivial clients are silent when idle)")
-	verbose := fs.Bool("v", false, "log every client event")
+	idle := fs.Duration("idle-timeout", 0, "drop clients when nothing went either way for this long (0: 5m; negative: never; GNS's trivial clients are silent when idle and reconnect when dropped)")
+	maxClients := fs.Int("max-clients", 0, "connected clients at most (0: 10000)")
+	perAddr := fs.Int("max-per-addr", 0, "connections from one IPv4 address or IPv6 /64 at most (0: 128)")
+	verbose := fs.Bool("v", false, "log every client event (debug level); without it, refusals and drops are logged, a few lines a second at most")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("signal: unexpected argument %q", fs.Arg(0))
 	}
-	cfg := signaling.ServerConfig{AllowUnsigned: *unsigned, NoTrivial: *noTrivial, IsolateTrivial: *isolate, IdleTimeout: *idle}
+	cfg := signaling.ServerConfig{AllowUnsigned: *unsigned, NoTrivial: *noTrivial, IsolateTrivial: *isolate, IdleTimeout: *idle,
+		MaxClients: *maxClients, MaxClientsPerAddr: *perAddr}
 	for _, f := range cas {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -60,9 +63,11 @@ func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
 	if *noTrivial && len(cfg.TrustedCAs) == 0 && !*unsigned {
 		return fmt.Errorf("signal: with --no-trivial, give --ca or --allow-unsigned, or nobody can register")
 	}
+	level := slog.LevelInfo
 	if *verbose {
-		cfg.Logger = slog.New(slog.NewTextHandler(out, nil))
+		level = slog.LevelDebug
 	}
+	cfg.Logger = slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	s, err := signaling.NewServer(cfg)
 	if err != nil {
 		return err

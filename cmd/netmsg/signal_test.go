@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -149,8 +148,8 @@ func TestSignalCommandAuthenticated(t *testing.T) {
 	defer raw.Close()
 	fmt.Fprintf(raw, "str:carol\n")
 	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := raw.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
-		t.Errorf("a trivial client was not closed: %v", err)
+	if b, err := io.ReadAll(raw); err != nil || string(b) != "ERR trivial protocol refused\n" {
+		t.Errorf("a trivial client was told %q and then %v", b, err)
 	}
 	if out := stop(); !strings.Contains(out, "1 refused") {
 		t.Errorf("output %q", out)
