@@ -255,9 +255,10 @@ func TestPendingEviction(t *testing.T) {
 	})
 }
 
-// TestAbsentBudget: signals to identities nobody holds cost a client its
+// TestAbsentBudget: signals to identities nobody holds cost a source its
 // budget (default 100 at once, 20/s); a client over it is told and
-// disconnected, one under it is kept.
+// disconnected (and again when it comes back at once), one under it is
+// kept.
 func TestAbsentBudget(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s, l := memServer(t, signaling.ServerConfig{})
@@ -271,6 +272,17 @@ func TestAbsentBudget(t *testing.T) {
 			t.Error("kept open")
 		}
 		if st := s.Stats(); st.NoRecipient != 101 || st.AbsentFloods != 1 {
+			t.Errorf("stats %+v", st)
+		}
+		// The budget is the source's: reconnecting does not refill it.
+		time.Sleep(time.Second)
+		again := l.dial(t, "10.0.0.1:2", "str:burst")
+		synctest.Wait()
+		again.send(strings.Repeat("str:nobody 00\n", 30))
+		if got := again.next(); got != "ERR too many signals to absent identities" {
+			t.Errorf("reconnected, told %q", got)
+		}
+		if st := s.Stats(); st.NoRecipient != 101+21 || st.AbsentFloods != 2 {
 			t.Errorf("stats %+v", st)
 		}
 
@@ -293,7 +305,7 @@ func TestAbsentBudget(t *testing.T) {
 		if d := fast.closed.Sub(start); d < 9*time.Second || d > 11*time.Second {
 			t.Errorf("fast client dropped after %v, want 10 s", d)
 		}
-		if st := s.Stats(); st.AbsentFloods != 2 {
+		if st := s.Stats(); st.AbsentFloods != 3 {
 			t.Errorf("stats %+v", st)
 		}
 	})

@@ -98,11 +98,12 @@ type ServerConfig struct {
 	// one still registering, so connections that never speak (slowloris)
 	// cannot keep clients that register at once from being served.
 	MaxPending int
-	// AbsentRate and AbsentBurst budget one client's signals to identities
-	// nobody holds (token bucket; default 20/s and 100: a P2P layer
+	// AbsentRate and AbsentBurst budget the signals to identities nobody
+	// holds from one source (an IPv4 address or IPv6 /64, as
+	// MaxClientsPerAddr; token bucket; default 20/s and 100: a P2P layer
 	// retrying towards a peer that left sends a few a second). A client
-	// that exceeds the budget is disconnected with a reason and counted
-	// (ServerStats.AbsentFloods).
+	// whose source has spent the budget is disconnected with a reason and
+	// counted (ServerStats.AbsentFloods); reconnecting does not refill it.
 	AbsentRate  float64
 	AbsentBurst int
 	// Logger receives client events (registrations and departures at
@@ -154,20 +155,49 @@ type Server struct {
 
 	lingering chan struct{} // semaphore: refused connections being drained
 
-	mu       sync.Mutex
-	clients  map[string]*srvClient // by registered identity
-	all      map[*srvClient]struct{}
-	addrs    map[string]*addrUse // connections by source (addrKey)
-	pending  list.List           // of *srvClient still registering, oldest first
-	reserved map[string]reservation
-	lis      []net.Listener
-	closed   bool
-	st       ServerStats
-	wg       sync.WaitGroup
+	mu        sync.Mutex
+	clients   map[string]*srvClient // by registered identity
+	all       map[*srvClient]struct{}
+	addrs     map[string]*addrUse // connections by source (addrKey)
+	lastSweep time.Time           // of addrs
+	pending   list.List           // of *srvClient still registering, oldest first
+	reserved  map[string]reservation
+	lis       []net.Listener
+	closed    bool
+	st        ServerStats
+	wg        sync.WaitGroup
 }
 
-// addrUse counts one source's connections.
-type addrUse struct{ conns, pending int }
+// addrUse is what one source holds: its connections, and its budget of
+// signals to absent identities, kept after its last connection has gone
+// until the budget is full again (so reconnecting does not refill it).
+type addrUse struct {
+	conns, pending int
+	absent         float64 // tokens
+	absentLast     time.Time
+}
+
+// absentTokensLocked refills and returns a's budget (s.mu held).
+func (s *Server) absentTokensLocked(a *addrUse, now time.Time) float64 {
+	a.absent = min(float64(s.cfg.AbsentBurst), a.absent+now.Sub(a.absentLast).Seconds()*s.cfg.AbsentRate)
+	a.absentLast = now
+	return a.absent
+}
+
+// sweepAddrsLocked forgets sources without connections whose budget is
+// full again (s.mu held); it runs when the table has grown past twice
+// the client limit, at most once a second.
+func (s *Server) sweepAddrsLocked(now time.Time) {
+	if len(s.addrs) <= 2*s.cfg.MaxClients || now.Sub(s.lastSweep) < time.Second {
+		return
+	}
+	s.lastSweep = now
+	for k, a := range s.addrs {
+		if a.conns == 0 && s.absentTokensLocked(a, now) >= float64(s.cfg.AbsentBurst) {
+			delete(s.addrs, k)
+		}
+	}
+}
 
 // holder is who proved an identity: the key, and whether a trusted CA
 // signed its certificate.
@@ -331,8 +361,7 @@ func (s *Server) serveConn(conn net.Conn) {
 	}
 	now := time.Now()
 	key := addrKey(conn.RemoteAddr())
-	c := &srvClient{s: s, conn: conn, addr: key, wake: make(chan struct{}, 1),
-		tokens: float64(s.cfg.Burst), absent: float64(s.cfg.AbsentBurst), last: now, absentLast: now}
+	c := &srvClient{s: s, conn: conn, addr: key, wake: make(chan struct{}, 1), tokens: float64(s.cfg.Burst), last: now}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -367,7 +396,8 @@ func (s *Server) serveConn(conn net.Conn) {
 		s.logs.logf(slog.LevelInfo, "evicted", "signaling: oldest registering connection closed (MaxPending)", "addr", old.conn.RemoteAddr())
 	}
 	if a == nil {
-		a = &addrUse{}
+		s.sweepAddrsLocked(now)
+		a = &addrUse{absent: float64(s.cfg.AbsentBurst), absentLast: now}
 		s.addrs[key] = a
 	}
 	a.conns++
@@ -531,10 +561,8 @@ type srvClient struct {
 	wake     chan struct{}
 
 	// Read loop only.
-	tokens     float64 // rate limit
-	last       time.Time
-	absent     float64 // budget of signals to absent identities
-	absentLast time.Time
+	tokens float64 // rate limit
+	last   time.Time
 }
 
 func (c *srvClient) readLoop() {
@@ -582,7 +610,7 @@ func (c *srvClient) readLoop() {
 			s.logs.logf(slog.LevelInfo, "malformed", "signaling: malformed line dropped", "identity", c.id, "err", err)
 			continue // GNS's server ignores weird input too
 		}
-		if !s.forward(c, to, blob) && !c.allowAbsent() {
+		if !s.forward(c, to, blob) {
 			s.count(func(st *ServerStats) { st.AbsentFloods++ })
 			s.logs.logf(slog.LevelInfo, "absent", "signaling: client disconnected for signalling absent identities", "identity", c.id, "addr", c.conn.RemoteAddr())
 			s.mu.Lock()
@@ -633,19 +661,6 @@ func (c *srvClient) allow() bool {
 		return false
 	}
 	c.tokens--
-	return true
-}
-
-// allowAbsent takes a token from the client's budget of signals to
-// absent identities.
-func (c *srvClient) allowAbsent() bool {
-	now := time.Now()
-	c.absent = min(float64(c.s.cfg.AbsentBurst), c.absent+now.Sub(c.absentLast).Seconds()*c.s.cfg.AbsentRate)
-	c.absentLast = now
-	if c.absent < 1 {
-		return false
-	}
-	c.absent--
 	return true
 }
 
@@ -791,7 +806,8 @@ func (c *srvClient) queueLocked(line []byte) {
 }
 
 // forward queues a signal from c to the client holding to. It returns
-// false when nobody holds to.
+// false when nobody holds to and the sender's source has spent its budget
+// of such signals.
 func (s *Server) forward(from *srvClient, to string, blob []byte) bool {
 	line := appendLine(make([]byte, 0, len(from.id)+2+2*len(blob)), from.id, blob)
 	s.mu.Lock()
@@ -803,7 +819,12 @@ func (s *Server) forward(from *srvClient, to string, blob []byte) bool {
 	switch {
 	case dst == nil || dst.closing:
 		s.st.NoRecipient++
-		return false
+		if a := s.addrs[from.addr]; a != nil {
+			if s.absentTokensLocked(a, time.Now()) < 1 {
+				return false
+			}
+			a.absent--
+		}
 	case s.cfg.IsolateTrivial && dst.authed != from.authed:
 		s.st.Isolated++
 	case len(dst.out) >= s.cfg.QueueLen || dst.outBytes+len(line) > s.cfg.QueueBytes:
@@ -871,7 +892,7 @@ func (c *srvClient) drop() {
 	}
 	s.unpendLocked(c)
 	if a := s.addrs[c.addr]; a != nil {
-		if a.conns--; a.conns <= 0 {
+		if a.conns--; a.conns <= 0 && s.absentTokensLocked(a, time.Now()) >= float64(s.cfg.AbsentBurst) {
 			delete(s.addrs, c.addr)
 		}
 	}
