@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/netmsg-go/netmsg"
 	"github.com/netmsg-go/netmsg/signaling"
@@ -21,7 +22,12 @@ type stringList []string
 func (s *stringList) String() string     { return fmt.Sprint(*s) }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
-// runSignal runs the signaling server until SIGINT or SIGTERM.
+// shutdownGrace bounds how long a stopping server waits for the
+// authenticated clients to be told.
+const shutdownGrace = 5 * time.Second
+
+// runSignal runs the signaling server until SIGINT or SIGTERM, then stops
+// it cleanly (clients told) and returns nil, so the process exits 0.
 func runSignal(args []string, out io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -80,7 +86,13 @@ func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "listening %s (trivial protocol %s, %d trusted CAs, unsigned certificates %s)\n",
 		addr, onOff(!*noTrivial), len(cfg.TrustedCAs), onOff(*unsigned))
 	<-ctx.Done()
-	s.Close()
+	// Authenticated clients are told ("ERR shutdown") and reconnect;
+	// trivial ones see the connection close, as GNS's server gives them.
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := s.Shutdown(sctx); err != nil {
+		fmt.Fprintf(out, "shutdown: %v (clients not told in %v were disconnected)\n", err, shutdownGrace)
+	}
 	st := s.Stats()
 	fmt.Fprintf(out, "stopped: %d registrations, %d signals forwarded, %d to nobody, %d rate-limited, %d dropped for slow readers, "+
 		"%d malformed, %d failed authentication, %d takeovers refused, %d refused\n",

@@ -3,12 +3,15 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -168,4 +171,98 @@ func TestSignalCommandErrors(t *testing.T) {
 			t.Errorf("%q accepted", args)
 		}
 	}
+}
+
+// TestSignalSIGTERM builds netmsg, runs `netmsg signal`, connects an
+// authenticated and a trivial client, and sends the process SIGTERM: it
+// exits 0, the authenticated client is told ("ERR shutdown", which its
+// Send reports while it retries) and the trivial one sees a clean close.
+func TestSignalSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "netmsg")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ca := filepath.Join(dir, "ca.key")
+	if err := runCert([]string{"ca", "--out", ca}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	certOut := filepath.Join(dir, "alice.cert")
+	if err := runCert([]string{"issue", "--ca", ca, "--identity", "str:alice", "--out", certOut}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	certPEM, _ := os.ReadFile(certOut)
+	keyPEM, _ := os.ReadFile(filepath.Join(dir, "alice.key"))
+	cert, key, err := netmsg.LoadCertificate(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.Command(bin, "signal", "--listen", "127.0.0.1:0", "--ca", ca+".pub")
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	r := bufio.NewReader(stdout)
+	first, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _, _ := strings.Cut(strings.TrimPrefix(first, "listening "), " ")
+	auth, err := signaling.Dial(context.Background(), addr, signaling.ClientConfig{Identity: "str:alice", Key: key, Certificate: cert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auth.Close()
+	trivial, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer trivial.Close()
+	fmt.Fprintf(trivial, "str:bob\n")
+	trivial.Write([]byte("str:alice 0a\n"))
+	if from, blob := recvSignal(t, auth); from != "str:bob" || string(blob) != "\n" {
+		t.Fatalf("alice got %q from %q", blob, from)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := io.ReadAll(r)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit: %v\n%s", err, rest)
+	}
+	if !strings.Contains(string(rest), "stopped: 2 registrations, 1 signals forwarded") {
+		t.Errorf("output %q", rest)
+	}
+	trivial.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, err := io.ReadAll(trivial); err != nil || len(b) != 0 {
+		t.Errorf("trivial client got %q, %v; want a clean close", b, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := auth.Send("str:bob", nil)
+		if errors.Is(err, signaling.ErrRefused) && strings.Contains(err.Error(), "shutdown") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("authenticated client's Send after the shutdown: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func recvSignal(t *testing.T, c signaling.Conn) (string, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	from, blob, err := c.Recv(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return from, blob
 }
