@@ -3,6 +3,7 @@ module github.com/netmsg-go/netmsg
 go 1.26.0
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/pion/logging v0.2.4
 	github.com/pion/stun/v4 v4.0.1
 	github.com/pion/turn/v5 v5.1.2

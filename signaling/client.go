@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -88,6 +89,8 @@ type ClientConfig struct {
 	Identity    string
 	Key         ed25519.PrivateKey
 	Certificate []byte
+	// TLSConfig verifies a wss:// server (nil: the system's roots).
+	TLSConfig *tls.Config
 }
 
 // Timeouts and bounds of the TCP clients.
@@ -105,6 +108,24 @@ const (
 	clientQueueLen   = 64
 	clientQueueBytes = 1 << 20
 )
+
+// The server's address, for Dial, DialTrivial and DialURL, is a URL whose
+// scheme picks the transport: "tcp://host:port", "ws://host:port/path"
+// or "wss://host:port/path" (WebSocket, one text message per line; see
+// Server.ListenWS); a plain "host:port" is TCP.
+
+// DialURL connects to the signaling server at url: with the authenticated
+// protocol when cfg has a key or a certificate (as Dial), with the
+// trivial one otherwise (as DialTrivial).
+func DialURL(ctx context.Context, url string, cfg ClientConfig) (Conn, error) {
+	if cfg.Key == nil && cfg.Certificate == nil {
+		if err := CheckIdentity(cfg.Identity); err != nil {
+			return nil, err
+		}
+		return dial(ctx, &client{addr: url, id: cfg.Identity, tls: cfg.TLSConfig})
+	}
+	return Dial(ctx, url, cfg)
+}
 
 // DialTrivial connects to a signaling server with GNS's trivial protocol
 // (examples/trivial_signaling_client.cpp): the identity on the first line,
@@ -134,7 +155,7 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (Conn, error) {
 	if len(cfg.Certificate) > MaxBlobSize {
 		return nil, fmt.Errorf("signaling: certificate larger than %d bytes", MaxBlobSize)
 	}
-	c := &client{addr: addr, id: cfg.Identity, auth: &cfg}
+	c := &client{addr: addr, id: cfg.Identity, auth: &cfg, tls: cfg.TLSConfig}
 	return dial(ctx, c)
 }
 
@@ -145,6 +166,7 @@ type client struct {
 	addr string
 	id   string
 	auth *ClientConfig // nil: the trivial protocol
+	tls  *tls.Config   // wss://
 	in   *inbox
 
 	mu       sync.Mutex
@@ -179,10 +201,9 @@ func dial(ctx context.Context, c *client) (*client, error) {
 
 // connect dials and registers.
 func (c *client) connect(ctx context.Context) (net.Conn, *bufio.Reader, error) {
-	d := net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", c.addr)
+	conn, err := dialTransport(ctx, c.addr, c.tls)
 	if err != nil {
-		return nil, nil, fmt.Errorf("signaling: %w", err)
+		return nil, nil, err
 	}
 	r := bufio.NewReaderSize(conn, 4096)
 	if err := c.register(ctx, conn, r); err != nil {
@@ -236,6 +257,29 @@ func (c *client) register(ctx context.Context, conn net.Conn, r *bufio.Reader) e
 		return fmt.Errorf("%w: %s", ErrRefused, clip(reason))
 	}
 	return nil
+}
+
+// dialTransport opens a connection to addr, a URL or "host:port" (see
+// DialURL).
+func dialTransport(ctx context.Context, addr string, tlsConfig *tls.Config) (net.Conn, error) {
+	scheme, rest, ok := strings.Cut(addr, "://")
+	switch {
+	case !ok:
+	case scheme == "tcp":
+		addr = strings.TrimSuffix(rest, "/")
+	case scheme == "ws" || scheme == "wss":
+		ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		defer cancel()
+		return dialWS(ctx, addr, tlsConfig)
+	default:
+		return nil, fmt.Errorf("signaling: unknown scheme %q in %q (tcp, ws or wss)", scheme, addr)
+	}
+	d := net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("signaling: %w", err)
+	}
+	return conn, nil
 }
 
 // readLine reads one line of at most maxLine bytes, without its newline.

@@ -22,7 +22,15 @@
 //     peers can share a server.
 //   - Dial: netmsg's authenticated protocol over TCP, below.
 //
-// Both TCP clients reconnect by themselves, with jittered exponential
+// Both clients also go over WebSocket: the server's address is a URL
+// whose scheme picks the transport ("tcp://host:port", "ws://host/path",
+// "wss://host/path"; a plain "host:port" is TCP), and DialURL takes
+// either protocol's configuration with a TLS configuration. Over
+// WebSocket each line is one text message without its newline;
+// Server.ListenWS and Server.WebSocketHandler serve both protocols there
+// with the limits and counters of the TCP port.
+//
+// Both clients reconnect by themselves, with jittered exponential
 // backoff (100 ms to 5 s), when the server drops them; Send returns
 // ErrNotUp meanwhile and ErrQueueFull when the server does not read.
 //

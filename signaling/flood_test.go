@@ -119,6 +119,7 @@ func TestFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rx.Close()
+	exchangeSelf(t, rx, "str:good-rx") // registered
 	var worst time.Duration
 	var lat []time.Duration
 	end := time.Now().Add(time.Duration(seconds) * time.Second)
@@ -151,6 +152,22 @@ func TestFlood(t *testing.T) {
 	if st.Clients > conns+floodPerSource+floodOneSource+loris*floodLorisPer+floodAbsent+10 {
 		t.Errorf("%d connections held", st.Clients)
 	}
+}
+
+// exchangeSelf sends c's own identity a signal until c gets it.
+func exchangeSelf(t *testing.T, c signaling.Conn, id string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c.Send(id, []byte("self"))
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		_, _, err := c.Recv(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+	}
+	t.Fatalf("%s never got its own signal", id)
 }
 
 // goodClient connects as id, registers, sends rx a signal and returns how

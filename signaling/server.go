@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -163,6 +164,7 @@ type Server struct {
 	pending   list.List           // of *srvClient still registering, oldest first
 	reserved  map[string]reservation
 	lis       []net.Listener
+	https     []*http.Server // ListenWS
 	closed    bool
 	st        ServerStats
 	wg        sync.WaitGroup
@@ -467,6 +469,9 @@ func (s *Server) Close() error {
 	for _, l := range s.lis {
 		l.Close()
 	}
+	for _, hs := range s.https {
+		hs.Close()
+	}
 	for c := range s.all {
 		c.conn.Close()
 	}
@@ -492,6 +497,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closed = true
 	for _, l := range s.lis {
 		l.Close()
+	}
+	for _, hs := range s.https {
+		hs.Close()
 	}
 	for c := range s.all {
 		if c.authed && s.clients[c.id] == c && !c.closing {

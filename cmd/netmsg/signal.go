@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -46,6 +48,9 @@ func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
 	idle := fs.Duration("idle-timeout", 0, "drop clients when nothing went either way for this long (0: 5m; negative: never; GNS's trivial clients are silent when idle and reconnect when dropped)")
 	maxClients := fs.Int("max-clients", 0, "connected clients at most (0: 10000)")
 	perAddr := fs.Int("max-per-addr", 0, "connections from one IPv4 address or IPv6 /64 at most (0: 128)")
+	wsAddr := fs.String("ws", "", "also serve both protocols over WebSocket on `ADDR[/path]` (clients dial ws://ADDR/path, or wss:// with --tls-cert)")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate `file` (chain) for --ws, which then serves wss://")
+	tlsKey := fs.String("tls-key", "", "PEM private key `file` for --tls-cert")
 	verbose := fs.Bool("v", false, "log every client event (debug level); without it, refusals and drops are logged, a few lines a second at most")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -66,6 +71,17 @@ func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
 		}
 		cfg.TrustedCAs = append(cfg.TrustedCAs, ed25519.PublicKey(k))
 	}
+	var tlsConfig *tls.Config
+	if (*tlsCert == "") != (*tlsKey == "") || (*tlsCert != "" && *wsAddr == "") {
+		return fmt.Errorf("signal: --tls-cert and --tls-key go together, with --ws")
+	}
+	if *tlsCert != "" {
+		c, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			return fmt.Errorf("signal: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{c}}
+	}
 	if *noTrivial && len(cfg.TrustedCAs) == 0 && !*unsigned {
 		return fmt.Errorf("signal: with --no-trivial, give --ca or --allow-unsigned, or nobody can register")
 	}
@@ -83,8 +99,25 @@ func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
 		s.Close()
 		return err
 	}
+	var wsURL string
+	if *wsAddr != "" {
+		hostPort, path, _ := strings.Cut(*wsAddr, "/")
+		a, err := s.ListenWS(hostPort, "/"+path, tlsConfig)
+		if err != nil {
+			s.Close()
+			return err
+		}
+		scheme := "ws"
+		if tlsConfig != nil {
+			scheme = "wss"
+		}
+		wsURL = fmt.Sprintf("%s://%s/%s", scheme, a, path)
+	}
 	fmt.Fprintf(out, "listening %s (trivial protocol %s, %d trusted CAs, unsigned certificates %s)\n",
 		addr, onOff(!*noTrivial), len(cfg.TrustedCAs), onOff(*unsigned))
+	if wsURL != "" {
+		fmt.Fprintf(out, "websocket %s\n", wsURL)
+	}
 	<-ctx.Done()
 	// Authenticated clients are told ("ERR shutdown") and reconnect;
 	// trivial ones see the connection close, as GNS's server gives them.

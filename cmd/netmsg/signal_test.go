@@ -3,13 +3,22 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +27,9 @@ import (
 	"github.com/netmsg-go/netmsg"
 	"github.com/netmsg-go/netmsg/signaling"
 )
+
+// lastWS is the WebSocket URL the last startSignalCmd with --ws printed.
+var lastWS string
 
 // startSignalCmd runs `netmsg signal args...` until the test ends and
 // returns the address it printed and a function that stops it and returns
@@ -42,6 +54,14 @@ func startSignalCmd(t *testing.T, args ...string) (addr string, stop func() stri
 	if !ok || !strings.HasPrefix(first, "listening 127.0.0.1:") {
 		cancel()
 		t.Fatalf("first line %q", first)
+	}
+	if slices.Contains(args, "--ws") {
+		l, err := r.ReadString('\n')
+		if err != nil || !strings.HasPrefix(l, "websocket ") {
+			cancel()
+			t.Fatalf("second line %q, %v", l, err)
+		}
+		lastWS = strings.TrimSpace(strings.TrimPrefix(l, "websocket "))
 	}
 	rest := make(chan string, 1)
 	go func() {
@@ -265,4 +285,71 @@ func recvSignal(t *testing.T, c signaling.Conn) (string, []byte) {
 		t.Fatal(err)
 	}
 	return from, blob
+}
+
+// TestSignalCommandWSS: --ws with --tls-cert/--tls-key serves wss://;
+// two trivial clients exchange through it, one over TCP.
+func TestSignalCommandWSS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := writeTestTLS(t, dir)
+	addr, stop := startSignalCmd(t, "--listen", "127.0.0.1:0", "--ws", "127.0.0.1:0/signal", "--tls-cert", certFile, "--tls-key", keyFile)
+	if !strings.HasPrefix(lastWS, "wss://127.0.0.1:") || !strings.HasSuffix(lastWS, "/signal") {
+		t.Fatalf("websocket URL %q", lastWS)
+	}
+	ctx := context.Background()
+	a, err := signaling.DialURL(ctx, lastWS, signaling.ClientConfig{Identity: "str:alice", TLSConfig: &tls.Config{RootCAs: pool}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := signaling.DialTrivial(ctx, addr, "str:bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	exchange(t, a, b, "str:alice", "str:bob")
+	exchange(t, b, a, "str:bob", "str:alice")
+	if out := stop(); !strings.Contains(out, "stopped: 2 registrations") {
+		t.Errorf("output %q", out)
+	}
+	for _, args := range [][]string{
+		{"--listen", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile},
+		{"--listen", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--tls-cert", certFile},
+		{"--listen", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--tls-cert", keyFile, "--tls-key", keyFile},
+	} {
+		if err := runSignalCtx(context.Background(), args, io.Discard); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
+}
+
+// writeTestTLS writes a certificate for 127.0.0.1 signed by a CA made
+// here, and its key, as PEM files in dir; it returns their paths and a
+// pool holding the CA.
+func writeTestTLS(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(2),
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}},
+		ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	pool = x509.NewCertPool()
+	pool.AddCert(ca)
+	return certFile, keyFile, pool
 }

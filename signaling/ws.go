@@ -1,0 +1,249 @@
+package signaling
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Both protocols go over WebSocket as they go over TCP, one text message
+// per line, without its newline (a message that ends in one is taken as
+// is; a message holding several lines is several lines). So a browser
+// sends and receives lines as plain strings.
+
+// wsConn is a net.Conn over a WebSocket connection, for the line code of
+// the server and the clients. One goroutine reads and one writes at a
+// time; the deadline setters may be called from any goroutine. A deadline
+// that passes ends the connection (coder/websocket closes a connection
+// whose read or write is cancelled): the server and clients drop a
+// connection whose deadline passed anyway.
+type wsConn struct {
+	c             *websocket.Conn
+	local, remote net.Addr
+	done          chan struct{} // closed by Close
+	closeOnce     sync.Once
+
+	// Reader state (reader only).
+	cur  io.Reader // the message being read
+	nl   bool      // a newline is owed after cur
+	rctx *deadlineCtx
+	wctx *deadlineCtx
+}
+
+// deadlineCtx is a context cancelled when a movable deadline passes.
+type deadlineCtx struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	mu     sync.Mutex
+	timer  *time.Timer
+}
+
+func newDeadlineCtx() *deadlineCtx {
+	d := &deadlineCtx{}
+	d.ctx, d.cancel = context.WithCancelCause(context.Background())
+	return d
+}
+
+func (d *deadlineCtx) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timer != nil {
+		d.timer.Stop()
+		d.timer = nil
+	}
+	if t.IsZero() {
+		return
+	}
+	d.timer = time.AfterFunc(time.Until(t), func() { d.cancel(os.ErrDeadlineExceeded) })
+}
+
+func (d *deadlineCtx) stop() {
+	d.set(time.Time{})
+	d.cancel(net.ErrClosed)
+}
+
+// err maps an error of the WebSocket library to what net.Conn users
+// expect: os.ErrDeadlineExceeded when the deadline passed.
+func (d *deadlineCtx) err(err error) error {
+	if cause := context.Cause(d.ctx); errors.Is(cause, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("signaling: websocket: %w", os.ErrDeadlineExceeded)
+	}
+	var ce websocket.CloseError
+	if errors.As(err, &ce) || errors.Is(err, net.ErrClosed) {
+		return io.EOF
+	}
+	return err
+}
+
+func newWSConn(c *websocket.Conn, local, remote net.Addr) *wsConn {
+	c.SetReadLimit(maxLine + 1)
+	return &wsConn{c: c, local: local, remote: remote, done: make(chan struct{}), rctx: newDeadlineCtx(), wctx: newDeadlineCtx()}
+}
+
+func (w *wsConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		if w.cur == nil {
+			if w.nl {
+				w.nl = false
+				p[0] = '\n'
+				return 1, nil
+			}
+			_, r, err := w.c.Reader(w.rctx.ctx)
+			if err != nil {
+				return 0, w.rctx.err(err)
+			}
+			w.cur = r
+			w.nl = true
+		}
+		n, err := w.cur.Read(p)
+		if n > 0 {
+			w.nl = p[n-1] != '\n'
+		}
+		if err == io.EOF {
+			w.cur = nil
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		if err != nil {
+			return n, w.rctx.err(err)
+		}
+		return n, nil
+	}
+}
+
+// Write sends each line of p as one message (p is whole lines: the
+// server and clients write only those).
+func (w *wsConn) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		line, rest, found := bytes.Cut(p, []byte{'\n'})
+		if err := w.c.Write(w.wctx.ctx, websocket.MessageText, line); err != nil {
+			return n, w.wctx.err(err)
+		}
+		n += len(line)
+		if found {
+			n++
+		}
+		p = rest
+	}
+	return n, nil
+}
+
+func (w *wsConn) Close() error {
+	w.closeOnce.Do(func() {
+		w.c.CloseNow()
+		w.rctx.stop()
+		w.wctx.stop()
+		close(w.done)
+	})
+	return nil
+}
+
+func (w *wsConn) LocalAddr() net.Addr  { return w.local }
+func (w *wsConn) RemoteAddr() net.Addr { return w.remote }
+func (w *wsConn) SetDeadline(t time.Time) error {
+	w.rctx.set(t)
+	w.wctx.set(t)
+	return nil
+}
+func (w *wsConn) SetReadDeadline(t time.Time) error  { w.rctx.set(t); return nil }
+func (w *wsConn) SetWriteDeadline(t time.Time) error { w.wctx.set(t); return nil }
+
+// tcpAddr parses "ip:port" (http.Request.RemoteAddr) into a *net.TCPAddr,
+// so the per-source limits see WebSocket clients as they see TCP ones.
+func tcpAddr(s string) net.Addr {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return &net.TCPAddr{}
+	}
+	return net.TCPAddrFromAddrPort(ap)
+}
+
+// WebSocketHandler returns an http.Handler that serves both protocols
+// over WebSocket at any path it is mounted on, with the limits and
+// counters of the TCP port (the source of a client is the HTTP
+// connection's remote address). Any origin may connect: the protocols
+// carry no ambient credential (cookie) a page from another origin could
+// abuse, and browsers are among the clients. Each request's handler
+// returns when its client has gone.
+func (s *Server) WebSocketHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+		if err != nil {
+			return // Accept wrote the HTTP error
+		}
+		local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+		wc := newWSConn(c, local, tcpAddr(r.RemoteAddr))
+		s.serveConn(wc)
+		<-wc.done
+	})
+}
+
+// ListenWS serves both protocols over WebSocket on the TCP address addr,
+// at path (default "/"), with TLS when tlsConfig is not nil, in the
+// background until Close. It returns the address listened on. An HTTP
+// request must send its headers within HandshakeTimeout.
+func (s *Server) ListenWS(addr, path string, tlsConfig *tls.Config) (net.Addr, error) {
+	if path == "" {
+		path = "/"
+	}
+	if !strings.HasPrefix(path, "/") {
+		return nil, fmt.Errorf("signaling: websocket path %q does not start with /", path)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("signaling: %w", err)
+	}
+	if tlsConfig != nil {
+		l = tls.NewListener(l, tlsConfig)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(path, s.WebSocketHandler())
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: s.cfg.HandshakeTimeout, MaxHeaderBytes: 8 << 10,
+		ErrorLog: log.New(io.Discard, "", 0), IdleTimeout: s.cfg.HandshakeTimeout}
+	if err := s.addListener(l, true); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.https = append(s.https, hs)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		hs.Serve(l)
+	}()
+	return l.Addr(), nil
+}
+
+// dialWS connects to a ws:// or wss:// URL.
+func dialWS(ctx context.Context, url string, tlsConfig *tls.Config) (net.Conn, error) {
+	opts := &websocket.DialOptions{}
+	if tlsConfig != nil {
+		opts.HTTPClient = &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: http.ProxyFromEnvironment}}
+	}
+	c, resp, err := websocket.Dial(ctx, url, opts)
+	if err != nil {
+		return nil, fmt.Errorf("signaling: %w", err)
+	}
+	if resp != nil && resp.Body != nil {
+		resp.Body.Close()
+	}
+	return newWSConn(c, nil, nil), nil
+}
