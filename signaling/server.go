@@ -122,7 +122,8 @@ type ServerStats struct {
 	Reserved                        int // identities reserved now for CA-signed certificates
 	Registered                      uint64
 	Replaced                        uint64 // registrations that replaced a client with the same identity
-	Forwarded                       uint64
+	Received                        uint64 // well-formed signals from registered clients
+	Forwarded                       uint64 // signals queued for their recipient
 	NoRecipient                     uint64 // signals to an identity nobody holds
 	Isolated                        uint64 // signals between trivial and authenticated clients dropped (IsolateTrivial)
 	RateLimited                     uint64
@@ -155,6 +156,7 @@ type Server struct {
 	logs  *logLimiter
 
 	lingering chan struct{} // semaphore: refused connections being drained
+	metrics   metrics
 
 	mu        sync.Mutex
 	clients   map[string]*srvClient // by registered identity
@@ -164,7 +166,8 @@ type Server struct {
 	pending   list.List           // of *srvClient still registering, oldest first
 	reserved  map[string]reservation
 	lis       []net.Listener
-	https     []*http.Server // ListenWS
+	https     []*http.Server        // ListenWS
+	refusing  map[net.Conn]struct{} // refused connections being drained
 	closed    bool
 	st        ServerStats
 	wg        sync.WaitGroup
@@ -267,7 +270,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := &Server{cfg: cfg, log: log, logs: newLogLimiter(log), lingering: make(chan struct{}, maxLingering),
-		clients: map[string]*srvClient{}, all: map[*srvClient]struct{}{}, addrs: map[string]*addrUse{}, reserved: map[string]reservation{}}
+		clients: map[string]*srvClient{}, all: map[*srvClient]struct{}{}, refusing: map[net.Conn]struct{}{}, addrs: map[string]*addrUse{}, reserved: map[string]reservation{}}
+	s.metrics = newMetrics()
 	if len(cfg.TrustedCAs) > 0 {
 		cas := make([]crypto.CA, len(cfg.TrustedCAs))
 		for i, k := range cfg.TrustedCAs {
@@ -428,11 +432,25 @@ func (s *Server) refuse(conn net.Conn, reason string) {
 		conn.Close()
 		return
 	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		<-s.lingering
+		conn.Close()
+		return
+	}
+	s.refusing[conn] = struct{}{}
 	s.wg.Add(1)
+	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
 		defer func() { <-s.lingering }()
-		defer conn.Close()
+		defer func() {
+			s.mu.Lock()
+			delete(s.refusing, conn)
+			s.mu.Unlock()
+			conn.Close()
+		}()
 		conn.SetDeadline(time.Now().Add(refuseLinger))
 		if _, err := conn.Write(line); err != nil {
 			return
@@ -475,6 +493,9 @@ func (s *Server) Close() error {
 	for c := range s.all {
 		c.conn.Close()
 	}
+	for c := range s.refusing {
+		c.Close()
+	}
 	s.mu.Unlock()
 	s.wg.Wait()
 	return nil
@@ -500,6 +521,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	for _, hs := range s.https {
 		hs.Close()
+	}
+	for c := range s.refusing {
+		c.Close()
 	}
 	for c := range s.all {
 		if c.authed && s.clients[c.id] == c && !c.closing {
@@ -562,7 +586,7 @@ type srvClient struct {
 
 	// Guarded by s.mu.
 	pend     *list.Element // in s.pending while registering
-	out      [][]byte      // outbound queue
+	out      []outLine     // outbound queue
 	outBytes int
 	closing  bool // write what is queued, then close (replaced, shutdown)
 	gone     bool
@@ -803,9 +827,20 @@ func (c *srvClient) take(id string, authed bool, h holder) error {
 	return nil
 }
 
-// queueLocked queues a line for the write loop (s.mu held).
-func (c *srvClient) queueLocked(line []byte) {
-	c.out = append(c.out, line)
+// outLine is a line waiting for the write loop, and when a signal was
+// queued (zero for the server's own lines).
+type outLine struct {
+	b  []byte
+	at time.Time
+}
+
+// queueLocked queues a line of the server's for the write loop (s.mu
+// held).
+func (c *srvClient) queueLocked(line []byte) { c.queueAtLocked(line, time.Time{}) }
+
+// queueAtLocked queues a line, a signal if at is set (s.mu held).
+func (c *srvClient) queueAtLocked(line []byte, at time.Time) {
+	c.out = append(c.out, outLine{line, at})
 	c.outBytes += len(line)
 	select {
 	case c.wake <- struct{}{}:
@@ -820,6 +855,7 @@ func (s *Server) forward(from *srvClient, to string, blob []byte) bool {
 	line := appendLine(make([]byte, 0, len(from.id)+2+2*len(blob)), from.id, blob)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.st.Received++
 	if s.clients[from.id] != from {
 		return true // replaced; its connection is closing
 	}
@@ -838,7 +874,7 @@ func (s *Server) forward(from *srvClient, to string, blob []byte) bool {
 	case len(dst.out) >= s.cfg.QueueLen || dst.outBytes+len(line) > s.cfg.QueueBytes:
 		s.st.QueueDropped++
 	default:
-		dst.queueLocked(line)
+		dst.queueAtLocked(line, time.Now())
 		s.st.Forwarded++
 	}
 	return true
@@ -847,7 +883,7 @@ func (s *Server) forward(from *srvClient, to string, blob []byte) bool {
 func (c *srvClient) writeLoop() {
 	s := c.s
 	defer s.wg.Done()
-	var batch [][]byte
+	var batch []outLine
 	var buf bytes.Buffer
 	for {
 		s.mu.Lock()
@@ -860,12 +896,21 @@ func (c *srvClient) writeLoop() {
 		}
 		if len(batch) > 0 {
 			buf.Reset()
-			for i, l := range batch {
-				buf.Write(l)
-				batch[i] = nil
+			for _, l := range batch {
+				buf.Write(l.b)
 			}
 			c.conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-			if _, err := c.conn.Write(buf.Bytes()); err != nil {
+			_, err := c.conn.Write(buf.Bytes())
+			if err == nil {
+				now := time.Now()
+				for _, l := range batch {
+					if !l.at.IsZero() {
+						s.metrics.latency.Observe(now.Sub(l.at).Seconds())
+					}
+				}
+			}
+			clear(batch)
+			if err != nil {
 				if isTimeout(err) {
 					s.count(func(st *ServerStats) { st.SlowReaders++ })
 					s.logs.logf(slog.LevelInfo, "slow", "signaling: client dropped for not reading", "identity", c.id, "addr", c.conn.RemoteAddr())

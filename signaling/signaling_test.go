@@ -865,7 +865,7 @@ func TestIdleTimeout(t *testing.T) {
 // bounded queue (the rest dropped and counted), and the client is dropped
 // once a write has waited WriteTimeout.
 func TestSlowReader(t *testing.T) {
-	s, addr := startServer(t, signaling.ServerConfig{Rate: 1e6, Burst: 1e6, QueueLen: 1000, QueueBytes: 256 << 10, WriteTimeout: 500 * time.Millisecond})
+	s, addr := startServer(t, signaling.ServerConfig{Rate: 1e6, Burst: 1e6, AbsentBurst: 1e6, QueueLen: 1000, QueueBytes: 256 << 10, WriteTimeout: 500 * time.Millisecond})
 	slow := dialRaw(t, addr, "str:slow")
 	if tc, ok := slow.c.(*net.TCPConn); ok {
 		tc.SetReadBuffer(4096)

@@ -7,12 +7,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/netmsg-go/netmsg"
 	"github.com/netmsg-go/netmsg/signaling"
@@ -51,6 +58,7 @@ func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
 	wsAddr := fs.String("ws", "", "also serve both protocols over WebSocket on `ADDR[/path]` (clients dial ws://ADDR/path, or wss:// with --tls-cert)")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate `file` (chain) for --ws, which then serves wss://")
 	tlsKey := fs.String("tls-key", "", "PEM private key `file` for --tls-cert")
+	httpAddr := fs.String("http", "", "serve /metrics (Prometheus), /healthz and /readyz on `ADDR`")
 	verbose := fs.Bool("v", false, "log every client event (debug level); without it, refusals and drops are logged, a few lines a second at most")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -118,6 +126,15 @@ func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
 	if wsURL != "" {
 		fmt.Fprintf(out, "websocket %s\n", wsURL)
 	}
+	if *httpAddr != "" {
+		a, stopHTTP, err := serveSignalHTTP(*httpAddr, s)
+		if err != nil {
+			s.Close()
+			return err
+		}
+		defer stopHTTP()
+		fmt.Fprintf(out, "http http://%s\n", a)
+	}
 	<-ctx.Done()
 	// Authenticated clients are told ("ERR shutdown") and reconnect;
 	// trivial ones see the connection close, as GNS's server gives them.
@@ -139,4 +156,29 @@ func onOff(b bool) string {
 		return "on"
 	}
 	return "off"
+}
+
+// serveSignalHTTP serves s's metrics (with the Go runtime's and the
+// process's), /healthz (200 while the process serves) and /readyz (200
+// when s.Ready) on addr, in the background; stop ends it.
+func serveSignalHTTP(addr string, s *signaling.Server) (net.Addr, func(), error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.Ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("signal: --http: %w", err)
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
+	go hs.Serve(l)
+	return l.Addr(), func() { hs.Close() }, nil
 }

@@ -15,6 +15,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,8 +29,9 @@ import (
 	"github.com/netmsg-go/netmsg/signaling"
 )
 
-// lastWS is the WebSocket URL the last startSignalCmd with --ws printed.
-var lastWS string
+// lastWS and lastHTTP are the URLs the last startSignalCmd with --ws or
+// --http printed.
+var lastWS, lastHTTP string
 
 // startSignalCmd runs `netmsg signal args...` until the test ends and
 // returns the address it printed and a function that stops it and returns
@@ -55,13 +57,19 @@ func startSignalCmd(t *testing.T, args ...string) (addr string, stop func() stri
 		cancel()
 		t.Fatalf("first line %q", first)
 	}
-	if slices.Contains(args, "--ws") {
-		l, err := r.ReadString('\n')
-		if err != nil || !strings.HasPrefix(l, "websocket ") {
-			cancel()
-			t.Fatalf("second line %q, %v", l, err)
+	for _, f := range []struct {
+		flag, prefix string
+		v            *string
+	}{{"--ws", "websocket ", &lastWS}, {"--http", "http ", &lastHTTP}} {
+		if !slices.Contains(args, f.flag) {
+			continue
 		}
-		lastWS = strings.TrimSpace(strings.TrimPrefix(l, "websocket "))
+		l, err := r.ReadString('\n')
+		if err != nil || !strings.HasPrefix(l, f.prefix) {
+			cancel()
+			t.Fatalf("line for %s: %q, %v", f.flag, l, err)
+		}
+		*f.v = strings.TrimSpace(strings.TrimPrefix(l, f.prefix))
 	}
 	rest := make(chan string, 1)
 	go func() {
@@ -352,4 +360,52 @@ func writeTestTLS(t *testing.T, dir string) (certFile, keyFile string, pool *x50
 	pool = x509.NewCertPool()
 	pool.AddCert(ca)
 	return certFile, keyFile, pool
+}
+
+// TestSignalCommandHTTP: --http serves /metrics, whose values follow the
+// traffic, /healthz and /readyz.
+func TestSignalCommandHTTP(t *testing.T) {
+	addr, _ := startSignalCmd(t, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0")
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(lastHTTP + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if code, body := get(p); code != 200 {
+			t.Errorf("%s: %d %q", p, code, body)
+		}
+	}
+	metric := func(line string) bool {
+		_, body := get("/metrics")
+		return slices.Contains(strings.Split(body, "\n"), line)
+	}
+	if !metric(`netmsg_signal_clients{protocol="trivial"} 0`) || !metric("netmsg_signal_signals_out_total 0") {
+		t.Error("metrics before any client")
+	}
+	ctx := context.Background()
+	a, err := signaling.DialTrivial(ctx, addr, "str:alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := signaling.DialTrivial(ctx, addr, "str:bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	exchange(t, a, b, "str:alice", "str:bob")
+	if !metric(`netmsg_signal_clients{protocol="trivial"} 2`) || metric("netmsg_signal_signals_out_total 0") ||
+		metric("netmsg_signal_forward_latency_seconds_count 0") || !metric("netmsg_signal_cluster_peers 0") {
+		_, body := get("/metrics")
+		t.Errorf("metrics after an exchange:\n%s", body)
+	}
+	if _, body := get("/metrics"); !strings.Contains(body, "go_goroutines") || !strings.Contains(body, "process_resident_memory_bytes") {
+		t.Error("no runtime or process metrics")
+	}
 }
