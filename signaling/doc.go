@@ -109,6 +109,40 @@
 // checks keep an attacker from intercepting or disrupting the signals of
 // authenticated peers.
 //
+// # Clusters
+//
+// With ServerConfig.Cluster, any number of servers (nodes) share one
+// identity space through NATS, and NATS carries everything between them;
+// the subjects start with ClusterConfig.Prefix ("netmsg.signal"):
+//
+//   - "<prefix>.dir": a node announces each registration it accepts
+//     (claim: the identity, the node, the time, and for an authenticated
+//     client its key and whether a CA signed it), each departure
+//     (release, with the reservation of a CA-signed identity), and a
+//     refusal of another node's claim (deny). Every node keeps the
+//     directory of who holds what where, and applies the rules of one
+//     server to it: a registration is checked against holders and
+//     reservations on every node; of two claims, the later wins, except
+//     that an authenticated holder refuses a claim that could not take
+//     it on one server (the claimer then drops its client). So an
+//     identity bound to a key stays bound cluster-wide, and a client
+//     that reconnects to another node takes its identity over (its old
+//     connection, if still there, is told "ERR replaced").
+//   - "<prefix>.node.<node>": signals for a client on that node, in the
+//     order the sender's node read them; the recipient's node applies
+//     its queue limits and IsolateTrivial. Signals to an identity held
+//     nowhere are counted and charged to the sender's source (absent
+//     budget) on the sender's node, without crossing NATS.
+//   - "<prefix>.hb": heartbeats (ClusterConfig.Heartbeat, 1 s). A node
+//     unheard of for DeadAfter (3 s) is dead to the others, which
+//     release its identities; a node heard of for the first time (new,
+//     or back after NATS came back) is asked for its holders on
+//     "<prefix>.list.<node>".
+//
+// A claim's time is the claiming node's clock: nodes should keep their
+// clocks in step (NTP) for takeovers within a second of each other to go
+// to the later one.
+//
 // # Limits
 //
 // Blobs up to MaxBlobSize, identities up to MaxIdentityLen; a line longer

@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -94,13 +95,21 @@ func (s *Server) Collect(ch chan<- prometheus.Metric) {
 }
 
 // clusterPeers is how many other nodes the Server sees.
-func (s *Server) clusterPeers() int { return 0 }
+func (s *Server) clusterPeers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cl == nil {
+		return 0
+	}
+	return len(s.cl.peers)
+}
 
 // ErrNotReady is what Ready returns while the Server cannot serve.
 var ErrNotReady = errors.New("signaling: not ready")
 
 // Ready reports whether the Server serves: it listens (Listen, ListenWS or
-// Serve was called) and is not closed. /readyz answers with it.
+// Serve was called), is not closed, and, in a cluster, is connected to
+// NATS. /readyz answers with it.
 func (s *Server) Ready() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -108,7 +117,9 @@ func (s *Server) Ready() error {
 	case s.closed:
 		return ErrClosed
 	case len(s.lis) == 0:
-		return errors.Join(ErrNotReady, errors.New("signaling: not listening"))
+		return fmt.Errorf("%w: not listening", ErrNotReady)
+	case s.cl != nil && !s.cl.connected():
+		return fmt.Errorf("%w: not connected to NATS", ErrNotReady)
 	}
 	return nil
 }

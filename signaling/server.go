@@ -107,6 +107,9 @@ type ServerConfig struct {
 	// counted (ServerStats.AbsentFloods); reconnecting does not refill it.
 	AbsentRate  float64
 	AbsentBurst int
+	// Cluster, if set, makes the Server a node of a cluster on NATS (see
+	// ClusterConfig).
+	Cluster *ClusterConfig
 	// Logger receives client events (registrations and departures at
 	// debug level, refusals and drops at info level, each kind of refusal
 	// rate-limited to a few lines a second with a count of those
@@ -140,6 +143,10 @@ type ServerStats struct {
 	HandshakeTimeouts               uint64
 	IdleTimeouts                    uint64
 	SlowReaders                     uint64 // clients dropped for not reading within WriteTimeout
+	Peers                           int    // other nodes of the cluster seen now
+	ClusterOut                      uint64 // signals sent to clients on other nodes
+	ClusterIn                       uint64 // signals from other nodes
+	NodesLost                       uint64 // nodes unheard of for DeadAfter, whose identities were released
 }
 
 // Server is a signaling server speaking GNS's trivial protocol and
@@ -166,8 +173,10 @@ type Server struct {
 	pending   list.List           // of *srvClient still registering, oldest first
 	reserved  map[string]reservation
 	lis       []net.Listener
-	https     []*http.Server        // ListenWS
-	refusing  map[net.Conn]struct{} // refused connections being drained
+	https     []*http.Server          // ListenWS
+	refusing  map[net.Conn]struct{}   // refused connections being drained
+	remote    map[string]remoteHolder // identities held on other nodes of the cluster
+	cl        *cluster                // nil when alone; set once in NewServer
 	closed    bool
 	st        ServerStats
 	wg        sync.WaitGroup
@@ -270,7 +279,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := &Server{cfg: cfg, log: log, logs: newLogLimiter(log), lingering: make(chan struct{}, maxLingering),
-		clients: map[string]*srvClient{}, all: map[*srvClient]struct{}{}, refusing: map[net.Conn]struct{}{}, addrs: map[string]*addrUse{}, reserved: map[string]reservation{}}
+		clients: map[string]*srvClient{}, all: map[*srvClient]struct{}{}, refusing: map[net.Conn]struct{}{}, remote: map[string]remoteHolder{}, addrs: map[string]*addrUse{}, reserved: map[string]reservation{}}
 	s.metrics = newMetrics()
 	if len(cfg.TrustedCAs) > 0 {
 		cas := make([]crypto.CA, len(cfg.TrustedCAs))
@@ -282,6 +291,13 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 			return nil, fmt.Errorf("signaling: TrustedCAs: %w", err)
 		}
 		s.trust = ts
+	}
+	if cfg.Cluster != nil {
+		cl, err := newCluster(s, cfg.Cluster)
+		if err != nil {
+			return nil, err
+		}
+		s.cl = cl
 	}
 	return s, nil
 }
@@ -480,7 +496,7 @@ func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		s.wg.Wait()
+		s.finish()
 		return nil
 	}
 	s.closed = true
@@ -497,8 +513,17 @@ func (s *Server) Close() error {
 		c.Close()
 	}
 	s.mu.Unlock()
-	s.wg.Wait()
+	s.finish()
 	return nil
+}
+
+// finish waits for the goroutines of the clients and listeners, then
+// leaves the cluster (so the clients' departures are announced first).
+func (s *Server) finish() {
+	s.wg.Wait()
+	if s.cl != nil {
+		s.cl.close()
+	}
 }
 
 // Shutdown stops the listeners, tells every authenticated client
@@ -512,7 +537,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		s.wg.Wait()
+		s.finish()
 		return nil
 	}
 	s.closed = true
@@ -536,7 +561,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
-		s.wg.Wait()
+		s.finish()
 		close(done)
 	}()
 	select {
@@ -560,6 +585,9 @@ func (s *Server) Stats() ServerStats {
 	st := s.st
 	st.Clients = len(s.all)
 	st.Pending = s.pending.Len()
+	if s.cl != nil {
+		st.Peers = len(s.cl.peers)
+	}
 	now := time.Now()
 	for _, r := range s.reserved {
 		if now.Before(r.until) {
@@ -582,7 +610,8 @@ type srvClient struct {
 	addr   string // addrKey of the source
 	id     string // registered identity ("" until registered); set under s.mu
 	authed bool
-	holder holder // authenticated clients
+	holder holder    // authenticated clients
+	since  time.Time // when it registered; set under s.mu
 
 	// Guarded by s.mu.
 	pend     *list.Element // in s.pending while registering
@@ -795,8 +824,11 @@ func (c *srvClient) take(id string, authed bool, h holder) error {
 	now := time.Now()
 	old := s.clients[id]
 	var prev *holder
+	rh, remote := s.remote[id]
 	if old != nil && old.authed {
 		prev = &old.holder
+	} else if remote && rh.authed {
+		prev = &rh.holder
 	} else if r, ok := s.reserved[id]; ok && now.Before(r.until) {
 		prev = &r.holder
 	}
@@ -817,14 +849,33 @@ func (c *srvClient) take(id string, authed bool, h holder) error {
 			old.conn.Close()
 		}
 	}
-	c.id, c.authed, c.holder = id, authed, h
+	if remote {
+		s.st.Replaced++ // the other node drops its client when it sees our claim
+		delete(s.remote, id)
+	}
+	c.id, c.authed, c.holder, c.since = id, authed, h, now
 	if authed {
 		delete(s.reserved, id)
 		c.queueLocked([]byte(authOK + "\n")) // before any signal
 	}
 	s.clients[id] = c
 	s.st.Registered++
+	if s.cl != nil {
+		s.cl.claimLocked(c)
+	}
 	return nil
+}
+
+// endLocked ends a client that lost its identity to another connection
+// (s.mu held): an authenticated client is told line first, a trivial one
+// is closed.
+func (c *srvClient) endLocked(line string) {
+	if c.authed {
+		c.queueLocked([]byte(line))
+		c.closing = true
+	} else {
+		c.conn.Close()
+	}
 }
 
 // outLine is a line waiting for the write loop, and when a signal was
@@ -860,6 +911,15 @@ func (s *Server) forward(from *srvClient, to string, blob []byte) bool {
 		return true // replaced; its connection is closing
 	}
 	dst := s.clients[to]
+	if rh, ok := s.remote[to]; ok && dst == nil && s.cl != nil {
+		if s.cfg.IsolateTrivial && rh.authed != from.authed {
+			s.st.Isolated++
+			return true
+		}
+		s.st.ClusterOut++
+		s.cl.forwardLocked(rh.node, clSignal{To: to, From: from.id, Authed: from.authed, Blob: blob, At: time.Now().UnixNano()})
+		return true
+	}
 	switch {
 	case dst == nil || dst.closing:
 		s.st.NoRecipient++
@@ -939,8 +999,13 @@ func (c *srvClient) drop() {
 	s.mu.Lock()
 	if c.id != "" && s.clients[c.id] == c {
 		delete(s.clients, c.id)
+		var until time.Time
 		if c.authed && c.holder.caSigned && s.cfg.ReserveFor > 0 {
-			s.reserveLocked(c.id, reservation{c.holder, time.Now().Add(s.cfg.ReserveFor)})
+			until = time.Now().Add(s.cfg.ReserveFor)
+			s.reserveLocked(c.id, reservation{c.holder, until})
+		}
+		if s.cl != nil {
+			s.cl.releaseLocked(c.id, until)
 		}
 	}
 	s.unpendLocked(c)
