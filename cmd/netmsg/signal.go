@@ -13,10 +13,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -58,6 +60,10 @@ func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
 	wsAddr := fs.String("ws", "", "also serve both protocols over WebSocket on `ADDR[/path]` (clients dial ws://ADDR/path, or wss:// with --tls-cert)")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate `file` (chain) for --ws, which then serves wss://")
 	tlsKey := fs.String("tls-key", "", "PEM private key `file` for --tls-cert")
+	natsURLs := fs.String("nats", "", "join a cluster of signaling nodes through the NATS servers at `URL[,URL...]` (nats://host:port)")
+	natsEmbed := fs.String("nats-embed", "", "run a NATS server in this process, for clients on `ADDR`, and join the cluster through it (with --nats-routes, embedded servers form one NATS cluster)")
+	natsCluster := fs.String("nats-cluster", "", "with --nats-embed: the `ADDR` the embedded NATS server takes routes from other NATS servers on")
+	natsRoutes := fs.String("nats-routes", "", "with --nats-embed: routes to the other NATS servers, `URL[,URL...]` (nats://host:port of their --nats-cluster)")
 	httpAddr := fs.String("http", "", "serve /metrics (Prometheus), /healthz and /readyz on `ADDR`")
 	verbose := fs.Bool("v", false, "log every client event (debug level); without it, refusals and drops are logged, a few lines a second at most")
 	if err := fs.Parse(args); err != nil {
@@ -98,6 +104,27 @@ func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
 		level = slog.LevelDebug
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
+	var embedURL string
+	if *natsEmbed != "" {
+		ns, err := startEmbeddedNATS(*natsEmbed, *natsCluster, *natsRoutes)
+		if err != nil {
+			return err
+		}
+		defer ns.Shutdown()
+		embedURL = ns.ClientURL()
+	} else if *natsCluster != "" || *natsRoutes != "" {
+		return fmt.Errorf("signal: --nats-cluster and --nats-routes go with --nats-embed")
+	}
+	if *natsURLs != "" || embedURL != "" {
+		cc := &signaling.ClusterConfig{}
+		if embedURL != "" {
+			cc.URLs = append(cc.URLs, embedURL)
+		}
+		if *natsURLs != "" {
+			cc.URLs = append(cc.URLs, strings.Split(*natsURLs, ",")...)
+		}
+		cfg.Cluster = cc
+	}
 	s, err := signaling.NewServer(cfg)
 	if err != nil {
 		return err
@@ -134,6 +161,9 @@ func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
 		}
 		defer stopHTTP()
 		fmt.Fprintf(out, "http http://%s\n", a)
+	}
+	if embedURL != "" {
+		fmt.Fprintf(out, "nats %s\n", embedURL)
 	}
 	<-ctx.Done()
 	// Authenticated clients are told ("ERR shutdown") and reconnect;
@@ -181,4 +211,54 @@ func serveSignalHTTP(addr string, s *signaling.Server) (net.Addr, func(), error)
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
 	go hs.Serve(l)
 	return l.Addr(), func() { hs.Close() }, nil
+}
+
+// startEmbeddedNATS runs a NATS server in the process for clients on
+// addr ("host:port"; port 0: any), taking routes on cluster if set and
+// routing to the servers in routes (comma-separated nats:// URLs).
+func startEmbeddedNATS(addr, cluster, routes string) (*natsserver.Server, error) {
+	host, port, err := splitPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("signal: --nats-embed: %w", err)
+	}
+	opts := &natsserver.Options{Host: host, Port: port, NoLog: true, NoSigs: true}
+	if cluster != "" {
+		ch, cp, err := splitPort(cluster)
+		if err != nil {
+			return nil, fmt.Errorf("signal: --nats-cluster: %w", err)
+		}
+		opts.Cluster = natsserver.ClusterOpts{Name: "netmsg-signal", Host: ch, Port: cp}
+	}
+	if routes != "" {
+		if cluster == "" {
+			return nil, fmt.Errorf("signal: --nats-routes needs --nats-cluster")
+		}
+		opts.Routes = natsserver.RoutesFromStr(routes)
+	}
+	ns, err := natsserver.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("signal: nats: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("signal: the embedded NATS server did not start on %s", addr)
+	}
+	return ns, nil
+}
+
+// splitPort splits "host:port"; port 0 becomes NATS's "any port" (-1).
+func splitPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port in %q", addr)
+	}
+	if port == 0 {
+		port = natsserver.RANDOM_PORT
+	}
+	return host, port, nil
 }

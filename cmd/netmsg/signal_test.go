@@ -31,7 +31,7 @@ import (
 
 // lastWS and lastHTTP are the URLs the last startSignalCmd with --ws or
 // --http printed.
-var lastWS, lastHTTP string
+var lastWS, lastHTTP, lastNATS string
 
 // startSignalCmd runs `netmsg signal args...` until the test ends and
 // returns the address it printed and a function that stops it and returns
@@ -60,7 +60,7 @@ func startSignalCmd(t *testing.T, args ...string) (addr string, stop func() stri
 	for _, f := range []struct {
 		flag, prefix string
 		v            *string
-	}{{"--ws", "websocket ", &lastWS}, {"--http", "http ", &lastHTTP}} {
+	}{{"--ws", "websocket ", &lastWS}, {"--http", "http ", &lastHTTP}, {"--nats-embed", "nats ", &lastNATS}} {
 		if !slices.Contains(args, f.flag) {
 			continue
 		}
@@ -407,5 +407,57 @@ func TestSignalCommandHTTP(t *testing.T) {
 	}
 	if _, body := get("/metrics"); !strings.Contains(body, "go_goroutines") || !strings.Contains(body, "process_resident_memory_bytes") {
 		t.Error("no runtime or process metrics")
+	}
+}
+
+// TestSignalCommandCluster: one `netmsg signal` runs an embedded NATS
+// server (--nats-embed), another joins through it (--nats); trivial
+// clients on the two exchange signals, and /metrics and /readyz of the
+// second show the cluster.
+func TestSignalCommandCluster(t *testing.T) {
+	addr1, _ := startSignalCmd(t, "--listen", "127.0.0.1:0", "--nats-embed", "127.0.0.1:0")
+	if !strings.HasPrefix(lastNATS, "nats://127.0.0.1:") {
+		t.Fatalf("nats URL %q", lastNATS)
+	}
+	addr2, _ := startSignalCmd(t, "--listen", "127.0.0.1:0", "--nats", lastNATS, "--http", "127.0.0.1:0")
+	ctx := context.Background()
+	a, err := signaling.DialTrivial(ctx, addr1, "str:alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := signaling.DialTrivial(ctx, addr2, "str:bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	exchange(t, a, b, "str:alice", "str:bob")
+	exchange(t, b, a, "str:bob", "str:alice")
+	for deadline := time.Now().Add(5 * time.Second); ; { // a heartbeat a second
+		resp, err := http.Get(lastHTTP + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(body), "netmsg_signal_cluster_peers 1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics:\n%s", body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if resp, err := http.Get(lastHTTP + "/readyz"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("readyz: %v %v", resp, err)
+	}
+	for _, args := range [][]string{
+		{"--listen", "127.0.0.1:0", "--nats-routes", "nats://127.0.0.1:1"},
+		{"--listen", "127.0.0.1:0", "--nats-embed", "127.0.0.1:0", "--nats-routes", "nats://127.0.0.1:1"},
+		{"--listen", "127.0.0.1:0", "--nats-embed", "nowhere"},
+	} {
+		if err := runSignalCtx(context.Background(), args, io.Discard); err == nil {
+			t.Errorf("%q accepted", args)
+		}
 	}
 }
