@@ -8,8 +8,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -368,7 +370,7 @@ func (r *sshReader) str() []byte {
 //   - a certificate that lists app IDs must list appID (GNS's
 //     CheckCertAppID, without the CA's limits, which only peers know).
 //
-// Errors wrap ErrBadConfig. NewHost does not call it yet.
+// Errors wrap ErrBadConfig. NewHost calls it.
 func ownCertificate(id Identity, key ed25519.PrivateKey, appID uint32, cert []byte) (Identity, ed25519.PrivateKey, error) {
 	var cs pb.CertificateSigned
 	if err := proto.Unmarshal(cert, &cs); err != nil || len(cs.GetCert()) == 0 {
@@ -381,7 +383,7 @@ func ownCertificate(id Identity, key ed25519.PrivateKey, appID uint32, cert []by
 	s, has, err := crypto.CertIdentity(&c)
 	var certID Identity
 	if err == nil && has {
-		certID, err = ParseIdentity(s)
+		certID, err = parseIdentityGNS(s)
 	}
 	if err != nil {
 		return id, nil, configErr("Certificate has an invalid identity: %v", err)
@@ -426,7 +428,7 @@ func ownCertificate(id Identity, key ed25519.PrivateKey, appID uint32, cert []by
 // client still proves it holds key).
 func UnsignedCertificate(id Identity, key ed25519.PrivateKey, appID uint32) ([]byte, error) {
 	if !id.IsValid() || len(key) != ed25519.PrivateKeySize {
-		return nil, fmt.Errorf("netmsg: UnsignedCertificate needs an identity and an Ed25519 key: %w", ResultInvalidParam)
+		return nil, &invalidParamError{"netmsg: UnsignedCertificate needs an identity and an Ed25519 key"}
 	}
 	c, err := crypto.NewCert(crypto.CertTemplate{PublicKey: key.Public().(ed25519.PublicKey), Identity: id, AppIDs: []uint32{appID}})
 	if err != nil {
@@ -437,4 +439,206 @@ func UnsignedCertificate(id Identity, key ed25519.PrivateKey, appID uint32) ([]b
 		return nil, err
 	}
 	return proto.Marshal(signed)
+}
+
+// Certificate lifetimes.
+const (
+	// DefaultCertLifetime is the lifetime IssueCertificate gives a
+	// certificate when the template sets none: GNS's certificate tool's
+	// default (k_nDefaultExpiryDays, two years).
+	DefaultCertLifetime = 2 * 365 * 24 * time.Hour
+
+	// certClockSkew is how far in the future a certificate's creation time
+	// may lie before CheckCertificateTime calls it not yet valid: clocks
+	// of the CA's machine and the Host's may differ by this much. GNS does
+	// not look at the creation time; a certificate created further ahead
+	// comes from a clock set wrong.
+	certClockSkew = 5 * time.Minute
+)
+
+// Errors of CheckCertificateTime.
+var (
+	// ErrCertExpired: the certificate's expiry time has passed, or a
+	// CA-signed certificate has none (GNS peers read a missing expiry as
+	// 0, long past).
+	ErrCertExpired = errors.New("netmsg: certificate expired")
+	// ErrCertNotYetValid: the certificate was created more than a few
+	// minutes in the future.
+	ErrCertNotYetValid = errors.New("netmsg: certificate not yet valid")
+)
+
+// NewCAKey returns a new certificate authority key: an Ed25519 key, as GNS
+// uses. Write it with MarshalPrivateKey and keep it secret; give hosts its
+// public key (Config.TrustedCAs, or a file written with
+// MarshalAuthorizedKey).
+func NewCAKey() (ed25519.PrivateKey, error) {
+	return crypto.GenerateIdentityKey(nil)
+}
+
+// CAKeyID returns GNS's ID of a CA's public key (the first 8 bytes of its
+// SHA-256, little-endian): how a signed certificate names its CA, and the
+// number GNS's certificate tool prints as "ID<n>". It is 0 for a key that
+// is not 32 bytes.
+func CAKeyID(pub ed25519.PublicKey) uint64 {
+	return crypto.KeyID(pub)
+}
+
+// CertTemplate describes a certificate for IssueCertificate. Only Identity
+// and PublicKey are required; the zero value of every other field has the
+// default it documents.
+type CertTemplate struct {
+	// Identity is the holder's identity. Required: GNS peers refuse a
+	// CA-signed certificate that names none. The localhost identity
+	// (ip:::1, ip:127.0.0.1) is anonymous and cannot be certified.
+	Identity Identity
+	// PublicKey is the holder's Ed25519 public key; the holder keeps the
+	// private key (Config.PrivateKey). Required.
+	PublicKey ed25519.PublicKey
+	// AppIDs are the app IDs the certificate is valid for; a peer whose
+	// Config.AppID is not listed refuses it. Nil means {0}, the AppID of a
+	// Host outside Steam.
+	AppIDs []uint32
+	// DataCenterIDs are the data centers (GNS's PoP IDs) the certificate
+	// names, for keys GNS game servers share; nil names none.
+	DataCenterIDs []uint32
+	// Created is the creation time, rounded down to the second; zero means
+	// now.
+	Created time.Time
+	// Lifetime is how long after Created the certificate expires; zero
+	// means DefaultCertLifetime. It must not be negative, and the expiry
+	// must fall before 2106 (the wire holds 32-bit Unix seconds).
+	Lifetime time.Duration
+}
+
+// IssueCertificate returns a certificate for t signed by the CA key ca, in
+// the serialized form Config.Certificate takes; MarshalCertificatePEM
+// writes it as a file GNS reads. The certificate holds GNS's identity
+// fields for t.Identity (identity_string and the legacy binary form), the
+// app and data center IDs, the creation and expiry times and the CA's key
+// ID; a peer that trusts ca's public key accepts it until it expires. An
+// invalid template or key gives an error wrapping ResultInvalidParam.
+func IssueCertificate(ca ed25519.PrivateKey, t CertTemplate) ([]byte, error) {
+	bad := func(format string, args ...any) error {
+		return &invalidParamError{"netmsg: IssueCertificate: " + fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case len(ca) != ed25519.PrivateKeySize:
+		return nil, bad("CA key of %d bytes, want an Ed25519 private key", len(ca))
+	case len(t.PublicKey) != ed25519.PublicKeySize:
+		return nil, bad("PublicKey of %d bytes, want an Ed25519 public key", len(t.PublicKey))
+	case !t.Identity.IsValid():
+		return nil, bad("no Identity (GNS peers refuse a signed certificate that names none)")
+	case t.Identity.IsLocalhost():
+		return nil, bad("the localhost identity %v is anonymous and cannot be certified", t.Identity)
+	case t.Lifetime < 0:
+		return nil, bad("negative Lifetime %v", t.Lifetime)
+	}
+	created := t.Created
+	if created.IsZero() {
+		created = time.Now()
+	}
+	created = created.Truncate(time.Second)
+	life := t.Lifetime
+	if life == 0 {
+		life = DefaultCertLifetime
+	}
+	expiry := created.Add(life)
+	if created.Unix() < 0 || expiry.Unix() > math.MaxUint32 {
+		return nil, bad("validity %v to %v outside 32-bit Unix time", created, expiry)
+	}
+	apps := t.AppIDs
+	if apps == nil {
+		apps = []uint32{0}
+	}
+	c, err := crypto.NewCert(crypto.CertTemplate{
+		PublicKey:     t.PublicKey,
+		Identity:      t.Identity,
+		AppIDs:        apps,
+		DataCenterIDs: t.DataCenterIDs,
+		Created:       created,
+		Expiry:        expiry,
+	})
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	signed, err := crypto.SignCert(c, ca)
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	return pb.Marshal(signed)
+}
+
+// CheckCertificateTime reports whether cert, a serialized
+// CertificateSigned (Config.Certificate), is valid at now. It returns an
+// error wrapping ErrCertExpired when the expiry time is at or before now,
+// or when a CA-signed certificate has no expiry (GNS peers read it as
+// expired); an error wrapping ErrCertNotYetValid when it was created more
+// than five minutes after now (a clock set wrong on one side); an error
+// wrapping ErrBadCertFile when cert does not parse; nil otherwise, and for
+// an unsigned certificate without times (what a Host makes for itself). A
+// Host checks its own certificate so, as GNS will not present an expired
+// one: peers would refuse it (end reason 4003).
+func CheckCertificateTime(cert []byte, now time.Time) error {
+	var cs pb.CertificateSigned
+	if err := proto.Unmarshal(cert, &cs); err != nil || len(cs.GetCert()) == 0 {
+		return certFileErr("not a serialized certificate")
+	}
+	var c pb.Certificate
+	if err := proto.Unmarshal(cs.GetCert(), &c); err != nil {
+		return certFileErr("certificate body: %v", err)
+	}
+	who := "the certificate"
+	if s, ok, err := crypto.CertIdentity(&c); err == nil && ok {
+		who = "the certificate of " + s
+	}
+	const layout = "2006-01-02 15:04:05 UTC"
+	switch {
+	case c.TimeExpiry == nil && cs.CaSignature != nil:
+		return fmt.Errorf("%w: %s is CA-signed but has no expiry time, which peers read as expired", ErrCertExpired, who)
+	case c.TimeExpiry != nil && int64(c.GetTimeExpiry()) <= now.Unix():
+		exp := time.Unix(int64(c.GetTimeExpiry()), 0)
+		return fmt.Errorf("%w: %s expired at %s (%v ago); issue a new one (netmsg cert issue)",
+			ErrCertExpired, who, exp.UTC().Format(layout), now.Sub(exp).Truncate(time.Second))
+	case c.TimeCreated != nil && time.Unix(int64(c.GetTimeCreated()), 0).After(now.Add(certClockSkew)):
+		cr := time.Unix(int64(c.GetTimeCreated()), 0)
+		return fmt.Errorf("%w: %s was created at %s, %v from now; check this machine's clock and the CA's",
+			ErrCertNotYetValid, who, cr.UTC().Format(layout), cr.Sub(now).Truncate(time.Second))
+	}
+	return nil
+}
+
+// invalidParamError is an error that says what is wrong with an argument
+// and matches ResultInvalidParam with errors.Is, without repeating the
+// "netmsg:" prefix of ResultInvalidParam's own message.
+type invalidParamError struct{ msg string }
+
+func (e *invalidParamError) Error() string        { return e.msg }
+func (e *invalidParamError) Is(target error) bool { return target == ResultInvalidParam }
+
+// CertificateIdentity returns the identity cert, a serialized
+// CertificateSigned, names: the identity a Host that presents it takes
+// when its Config.Identity is unset, and the one to register with a
+// signaling server. A certificate that names none gives the zero Identity
+// and no error. Errors wrap ErrBadCertFile.
+func CertificateIdentity(cert []byte) (Identity, error) {
+	var cs pb.CertificateSigned
+	if err := proto.Unmarshal(cert, &cs); err != nil || len(cs.GetCert()) == 0 {
+		return Identity{}, certFileErr("not a serialized certificate")
+	}
+	var c pb.Certificate
+	if err := proto.Unmarshal(cs.GetCert(), &c); err != nil {
+		return Identity{}, certFileErr("certificate body: %v", err)
+	}
+	s, ok, err := crypto.CertIdentity(&c)
+	if err != nil {
+		return Identity{}, certFileErr("certificate identity: %v", err)
+	}
+	if !ok {
+		return Identity{}, nil
+	}
+	id, err := parseIdentityGNS(s)
+	if err != nil {
+		return Identity{}, certFileErr("certificate identity %q does not parse", s)
+	}
+	return id, nil
 }

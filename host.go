@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,14 +29,38 @@ import (
 // PacketConn given in Config) carrying any number of encrypted,
 // authenticated connections, GNS's ISteamNetworkingSockets for one socket.
 //
-// All methods are safe for concurrent use. The Host owns its goroutines
-// (a reader, a timer, and one that runs callbacks) and its timers; Close
-// ends them all.
+// All methods are safe for concurrent use. Close ends every goroutine the
+// Host started:
 //
-// Locking: mu guards the connection table and every connection's state
-// machine; writeMu serializes writes to the socket and is taken, when both
-// are needed, after mu. Callbacks run on the event goroutine without
-// either lock, so they may call the Host.
+//   - the reader takes batches of datagrams from the socket, sorts them,
+//     handles handshakes, STUN and TURN itself and the datagrams of its
+//     share of the connections (sharded by connection id), and hands the
+//     rest to the workers;
+//   - one worker per further core (GOMAXPROCS-1) runs its share of the
+//     connections' datagrams: decryption, the SNP engine, message queueing
+//     and the acks, so that several connections proceed on several cores;
+//   - the timer polls connections whose wake-up time has come, and ticks
+//     the Messages sessions and the STUN client;
+//   - the event goroutine runs the callbacks, in order, without any lock;
+//   - with Config.Signaling, a signal reader and a signal writer
+//     (host_p2p.go), and a TURN allocation goroutine per server
+//     (host_turn.go).
+//
+// Locks, in the order they are taken (never the reverse):
+//
+//  1. mu, the table lock: the connection table, listen sockets, poll
+//     group table, the P2P, STUN and TURN state and the Messages session
+//     table; and the whole of every P2P connection.
+//  2. hostConn.mu, a direct connection's own lock: its state machine and
+//     engine (decryption and encryption happen under it), its queues. A
+//     goroutine holding mu may take several connection locks; without mu,
+//     at most one at a time.
+//  3. the leaf locks, under which nothing else is taken: wakeMu (the
+//     wake-up heap), evMu (the callback queue), slabMu, a poll group's or
+//     a Messages channel's queue lock, and writeMu (the socket's write
+//     side).
+//
+// Callbacks and foreign code never run under any of them.
 type Host struct {
 	cfg      *Config
 	pc       transport.PacketConn
@@ -44,8 +69,9 @@ type Host struct {
 	listener *conn.Listener
 	connCfg  conn.Config
 	messages *Messages
+	shards   int // 1 + the number of workers
 
-	mu         sync.Mutex
+	mu         sync.Mutex // the table lock: guards every field up to the next group
 	closed     bool
 	listening  ListenHandle
 	conns      map[ConnHandle]*hostConn
@@ -53,27 +79,13 @@ type Host struct {
 	pollGroups map[PollGroup]*pollGroup
 	nextListen ListenHandle
 	nextGroup  PollGroup
-	events     []statusEvent // waiting for the event goroutine
-	out        []transport.Packet
-	outBufs    [][]byte
-	scratch    []byte
+	out        outBatch // datagrams queued by holders of mu
+	spare      outBatch // the other batch unlockFlush swaps in (guarded by writeMu)
 	msgs       []snp.Message
-	slab       msgSlab // the slices receive calls return
-	stats      HostStats
+	scratch    []byte
+	stats      HostStats // the counters kept by holders of mu
 
-	writeMu      sync.Mutex // guards the spare batch, and the socket's write side
-	spareOut     []transport.Packet
-	spareBufs    [][]byte
-	datagramsOut atomic.Int64
-	bytesOut     atomic.Int64
-
-	readerWaits bool          // the reader waits on tookKick for the application to take messages
-	tookKick    chan struct{} // signalled (cap 1) when messages are taken while readerWaits
-
-	timerAt time.Time // when the timer goroutine will look at the connections next; guarded by mu
-	wakes   wakeHeap  // connections by next wake-up
-
-	// P2P (host_p2p.go); nil without Config.Signaling.
+	// P2P (host_p2p.go); nil without Config.Signaling. Guarded by mu.
 	sigOut      chan signalOut
 	sigCancel   context.CancelFunc
 	iceConns    map[string]*hostConn // by our ICE ufrag
@@ -82,12 +94,44 @@ type Host struct {
 	turnStarted bool                 // host_turn.go
 	turnClients map[netip.AddrPort]*turn.Client
 	turnSocks   []*turnSock
-	turn        *turnAlloc    // the allocation in use, once made
-	dueBuf      []*hostConn   // the timer goroutine's connections due now
-	timerKick   chan struct{} // signalled (cap 1) when a connection must wake before timerAt
-	eventKick   chan struct{}
-	done        chan struct{}
-	wg          sync.WaitGroup
+	turn        *turnAlloc // the allocation in use, once made
+
+	wakeMu  sync.Mutex // guards wakes, timerAt and every hostConn's wake fields
+	wakes   wakeHeap   // connections by next wake-up
+	timerAt time.Time  // when the timer goroutine looks at the connections next
+
+	evMu   sync.Mutex    // guards events
+	events []statusEvent // waiting for the event goroutine
+
+	slabMu sync.Mutex // guards slab
+	slab   msgSlab    // the slices the connection API's receive calls return
+
+	writeMu sync.Mutex // serializes writes to the socket; guards spare
+
+	fast         fastStats // counters of the paths that run without mu
+	datagramsOut atomic.Int64
+	bytesOut     atomic.Int64
+
+	// The reader and workers wait, for at most readerStall, for the
+	// application to take messages from a full queue: takers signal by
+	// closing tookCh when someone waits.
+	tookMu      sync.Mutex
+	tookCh      chan struct{}
+	tookWaiters atomic.Int32
+
+	workers   []chan *rxBatch // the workers' inboxes (shards 1..)
+	rxPool    sync.Pool       // *rxBatch
+	workPool  sync.Pool       // *worker, for API calls that poll a connection
+	dueBuf    []*hostConn     // the timer goroutine's connections due now
+	timerKick chan struct{}   // signalled (cap 1) when a connection must wake before timerAt
+	eventKick chan struct{}
+	done      chan struct{}
+	wg        sync.WaitGroup
+}
+
+// fastStats are HostStats counters updated without the table lock.
+type fastStats struct {
+	datagramsIn, bytesIn, dropped atomic.Int64
 }
 
 // HostStats counts what a Host's socket saw; it is for tests and
@@ -107,25 +151,49 @@ type serverKey struct {
 	id   uint32
 }
 
-// hostConn is the Host's record of one connection. Its fields are guarded
-// by Host.mu.
+// hostConn is the Host's record of one connection.
+//
+// A direct connection's fields are guarded by its mu, except that handle,
+// sess, state and listen are written with both the Host's mu and the
+// connection's held, so either lock is enough to read them; wake, wakeNs
+// and hidx are the Host's wakeMu's. A P2P connection (c.IsP2P(), fixed at
+// creation) is guarded by the Host's mu instead, and its own mu is not
+// used (see lockConn).
 type hostConn struct {
+	mu       sync.Mutex
 	handle   ConnHandle
 	c        *conn.Conn
 	listen   ListenHandle
 	userData int64
 	identity Identity
 	state    ConnectionState
+	removed  bool          // taken out of the table: paths that found it before must leave it
 	recv     msgQueue      // when not in a poll group
 	ready    chan struct{} // signalled (cap 1) when recv gains messages or the connection ends
-	queued   int           // messages of this connection waiting in recv or its group's
+	queued   atomic.Int32  // messages of this connection waiting in recv, its group's or a channel's
 	group    *pollGroup
-	wake     time.Time // next wake-up (zero: none); change it with wakes.set
-	wakeNs   int64     // wake as Unix nanoseconds, the heap's key
-	hidx     int       // index in Host.wakes, -1 when not in it
-	sess     *session  // the Messages session this connection carries, or nil
-	p2p      *p2pConn  // the signaling and ICE of a P2P connection, or nil
-	lastTake time.Time // when the application last took messages of this connection
+	wake     time.Time    // next wake-up (zero: none); change it with wakes.set
+	wakeNs   int64        // wake as Unix nanoseconds, the heap's key
+	hidx     int          // index in Host.wakes, -1 when not in it
+	sess     *session     // the Messages session this connection carries, or nil
+	p2p      *p2pConn     // the signaling and ICE of a P2P connection, or nil
+	lastTake atomic.Int64 // Unix nanoseconds of when the application last took messages of this connection
+}
+
+// lockConn takes hc's lock for a holder of the Host's mu: a direct
+// connection's own mu (a P2P connection is guarded by the Host's mu
+// already).
+func lockConn(hc *hostConn) {
+	if !hc.c.IsP2P() {
+		hc.mu.Lock()
+	}
+}
+
+// unlockConn releases what lockConn took.
+func unlockConn(hc *hostConn) {
+	if !hc.c.IsP2P() {
+		hc.mu.Unlock()
+	}
 }
 
 // PollGroup names a set of connections whose messages are received together
@@ -133,6 +201,7 @@ type hostConn struct {
 type PollGroup uint32
 
 type pollGroup struct {
+	mu    sync.Mutex // guards recv
 	recv  msgQueue
 	ready chan struct{} // signalled (cap 1) when recv gains messages
 }
@@ -153,7 +222,9 @@ type statusEvent struct {
 // postLocked queues fn to run on the event goroutine, in order with the
 // status callbacks.
 func (h *Host) postLocked(fn func()) {
+	h.evMu.Lock()
 	h.events = append(h.events, statusEvent{fn: fn})
+	h.evMu.Unlock()
 	signal(h.eventKick)
 }
 
@@ -253,10 +324,13 @@ func NewHost(cfg Config) (*Host, error) {
 		scratch:    make([]byte, 0, transport.MaxDatagram),
 		msgs:       make([]snp.Message, 64),
 		timerKick:  make(chan struct{}, 1),
-		tookKick:   make(chan struct{}, 1),
+		tookCh:     make(chan struct{}),
 		eventKick:  make(chan struct{}, 1),
 		done:       make(chan struct{}),
+		shards:     max(1, runtime.GOMAXPROCS(0)),
 	}
+	h.rxPool.New = func() any { return newRxBatch() }
+	h.workPool.New = func() any { return newWorker() }
 	h.messages.init(h)
 	h.connCfg = conn.Config{
 		Identity:         id.String(),
@@ -291,6 +365,12 @@ func NewHost(cfg Config) (*Host, error) {
 	go h.readLoop()
 	go h.timerLoop()
 	go h.eventLoop()
+	for range h.shards - 1 {
+		in := make(chan *rxBatch, workerQueue)
+		h.workers = append(h.workers, in)
+		h.wg.Add(1)
+		go h.workLoop(len(h.workers), in)
+	}
 	if c.Signaling != nil {
 		h.startSignaling()
 	}
@@ -332,6 +412,9 @@ func (h *Host) Stats() HostStats {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	st := h.stats
+	st.DatagramsIn += h.fast.datagramsIn.Load()
+	st.BytesIn += h.fast.bytesIn.Load()
+	st.Dropped += h.fast.dropped.Load()
 	st.DatagramsOut, st.BytesOut = h.datagramsOut.Load(), h.bytesOut.Load()
 	return st
 }
@@ -347,8 +430,10 @@ func (h *Host) Close() error {
 	}
 	now := h.cfg.Now()
 	for _, hc := range h.conns {
+		lockConn(hc)
 		hc.c.Close(now, int(EndAppMin), "host closed", false)
 		h.pollLocked(now, hc)
+		unlockConn(hc)
 	}
 	h.flushOutLocked()
 	h.closed = true
@@ -428,7 +513,9 @@ func (h *Host) connectLocked(now time.Time, addr netip.AddrPort, vport int) (*ho
 	}
 	hc := &hostConn{userData: -1, handle: handle, c: c, state: StateNone, ready: make(chan struct{}, 1), hidx: -1}
 	h.conns[handle] = hc
+	lockConn(hc)
 	h.pollLocked(now, hc)
+	unlockConn(hc)
 	return hc, nil
 }
 
@@ -466,6 +553,8 @@ func (h *Host) AcceptConnection(c ConnHandle) error {
 		return ErrNoSuchConn
 	}
 	now := h.cfg.Now()
+	lockConn(hc)
+	defer unlockConn(hc)
 	if err := hc.c.Accept(now); err != nil {
 		return fmt.Errorf("netmsg: accept: %v: %w", err, ResultInvalidState)
 	}
@@ -491,24 +580,62 @@ func (h *Host) send(c ConnHandle, lane int, data []byte, flags SendFlags) (int64
 		h.mu.Unlock()
 		return 0, ErrNoSuchConn
 	}
+	if hc.c.IsP2P() {
+		defer h.unlockFlush()
+		return h.sendConnLocked(hc, lane, data, flags)
+	}
+	h.mu.Unlock()
+	hc.mu.Lock()
+	if hc.removed || hc.handle != c {
+		hc.mu.Unlock()
+		return 0, ErrNoSuchConn
+	}
 	now := h.cfg.Now()
 	num, err := hc.c.Send(now, lane, data, snp.SendFlags(flags&(SendReliable|SendNoNagle|SendNoDelay)))
 	if err != nil {
-		h.mu.Unlock()
+		hc.mu.Unlock()
+		return 0, sendResult(err)
+	}
+	h.afterSend(now, hc, flags)
+	return num, nil
+}
+
+// sendConnLocked is send for a connection guarded by mu (P2P).
+func (h *Host) sendConnLocked(hc *hostConn, lane int, data []byte, flags SendFlags) (int64, error) {
+	now := h.cfg.Now()
+	num, err := hc.c.Send(now, lane, data, snp.SendFlags(flags&(SendReliable|SendNoNagle|SendNoDelay)))
+	if err != nil {
 		return 0, sendResult(err)
 	}
 	if flags&SendNoNagle != 0 {
-		// Latency first: build and write the packet on the caller's
-		// goroutine.
 		h.pollLocked(now, hc)
 	} else {
+		h.rescheduleBatchLocked(now, hc)
+	}
+	return num, nil
+}
+
+// afterSend sends or schedules what a send queued on hc, a direct
+// connection whose mu the caller holds, and releases that lock.
+func (h *Host) afterSend(now time.Time, hc *hostConn, flags SendFlags) {
+	if flags&SendNoNagle == 0 {
 		// Throughput first: the timer goroutine sends what is due, at
 		// most sendBatchDelay from now, so that several packets go out
 		// in one batch (one sendmmsg, or one GSO super-datagram).
 		h.rescheduleBatchLocked(now, hc)
+		hc.mu.Unlock()
+		return
 	}
-	h.unlockFlush()
-	return num, nil
+	// Latency first: build and write the packet on the caller's
+	// goroutine.
+	w := h.workPool.Get().(*worker)
+	slow := h.pollFast(w, now, hc)
+	hc.mu.Unlock()
+	h.write(&w.out)
+	h.workPool.Put(w)
+	if slow {
+		h.pollSlow(now, hc)
+	}
 }
 
 // sendResult maps an engine or connection error onto a Result.
@@ -535,8 +662,10 @@ func (h *Host) FlushMessagesOnConnection(c ConnHandle) error {
 		return ErrNoSuchConn
 	}
 	now := h.cfg.Now()
+	lockConn(hc)
 	hc.c.Flush(now)
 	h.pollLocked(now, hc)
+	unlockConn(hc)
 	h.flushOutLocked()
 	return nil
 }
@@ -545,18 +674,53 @@ func (h *Host) FlushMessagesOnConnection(c ConnHandle) error {
 // oldest first, without blocking (nil when there are none). The caller owns
 // them; calling Release on each when done lets the Host reuse its buffers.
 func (h *Host) ReceiveMessagesOnConnection(c ConnHandle, max int) []*Message {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	hc := h.connLocked(c)
-	if hc == nil || max <= 0 {
+	if max <= 0 {
 		return nil
 	}
-	if hc.group != nil {
-		return nil // GNS: messages of a connection in a poll group go to the group
-	}
-	ms := hc.recv.take(max, &h.slab)
-	h.tookLocked(ms)
+	ms, _ := h.takeConn(c, max)
 	return ms
+}
+
+// takeConn takes up to max messages from c's queue. ended reports that c
+// is unknown, in a poll group, or ended with nothing left to read.
+func (h *Host) takeConn(c ConnHandle, max int) (ms []*Message, ended bool) {
+	h.mu.Lock()
+	hc := h.connLocked(c)
+	if hc == nil {
+		h.mu.Unlock()
+		return nil, true
+	}
+	if hc.c.IsP2P() {
+		ms, ended = h.takeConnLocked(hc, max)
+		h.mu.Unlock()
+		h.took(ms)
+		return ms, ended
+	}
+	h.mu.Unlock()
+	hc.mu.Lock()
+	if hc.removed || hc.handle != c {
+		hc.mu.Unlock()
+		return nil, true
+	}
+	ms, ended = h.takeConnLocked(hc, max)
+	hc.mu.Unlock()
+	h.took(ms)
+	return ms, ended
+}
+
+// takeConnLocked is takeConn with hc's lock held; the caller accounts
+// for the messages with took once it released every lock.
+func (h *Host) takeConnLocked(hc *hostConn, max int) ([]*Message, bool) {
+	if hc.group != nil {
+		return nil, true // GNS: messages of a connection in a poll group go to the group
+	}
+	h.slabMu.Lock()
+	ms := hc.recv.take(max, &h.slab)
+	h.slabMu.Unlock()
+	if len(ms) == 0 {
+		return nil, hc.state == StateClosedByPeer || hc.state == StateProblemDetectedLocally
+	}
+	return ms, false
 }
 
 // Receive waits until messages arrived on c, then returns up to max of them
@@ -571,23 +735,19 @@ func (h *Host) Receive(ctx context.Context, c ConnHandle, max int) ([]*Message, 
 	for {
 		h.mu.Lock()
 		hc := h.connLocked(c)
-		if hc == nil || hc.group != nil {
-			h.mu.Unlock()
+		h.mu.Unlock()
+		if hc == nil {
 			return nil, ResultNoConnection
 		}
-		if ms := hc.recv.take(max, &h.slab); len(ms) > 0 {
-			h.tookLocked(ms)
-			h.mu.Unlock()
+		ms, ended := h.takeConn(c, max)
+		if len(ms) > 0 {
 			return ms, nil
 		}
-		if hc.state == StateClosedByPeer || hc.state == StateProblemDetectedLocally {
-			h.mu.Unlock()
+		if ended {
 			return nil, ResultNoConnection
 		}
-		ready := hc.ready
-		h.mu.Unlock()
 		select {
-		case <-ready:
+		case <-hc.ready:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-h.done:
@@ -606,16 +766,13 @@ func (h *Host) ReceiveOnPollGroup(ctx context.Context, g PollGroup, max int) ([]
 	for {
 		h.mu.Lock()
 		pg := h.pollGroups[g]
+		h.mu.Unlock()
 		if pg == nil {
-			h.mu.Unlock()
 			return nil, fmt.Errorf("netmsg: no poll group %d: %w", g, ResultInvalidParam)
 		}
-		if ms := pg.recv.take(max, &h.slab); len(ms) > 0 {
-			h.tookLocked(ms)
-			h.mu.Unlock()
+		if ms := h.takeGroup(pg, max); len(ms) > 0 {
 			return ms, nil
 		}
-		h.mu.Unlock()
 		select {
 		case <-pg.ready:
 		case <-ctx.Done():
@@ -624,6 +781,17 @@ func (h *Host) ReceiveOnPollGroup(ctx context.Context, g PollGroup, max int) ([]
 			return nil, ErrHostClosed
 		}
 	}
+}
+
+// takeGroup takes up to max messages from pg's queue.
+func (h *Host) takeGroup(pg *pollGroup, max int) []*Message {
+	pg.mu.Lock()
+	h.slabMu.Lock()
+	ms := pg.recv.take(max, &h.slab)
+	h.slabMu.Unlock()
+	pg.mu.Unlock()
+	h.took(ms)
+	return ms
 }
 
 // CreatePollGroup returns a new, empty poll group.
@@ -645,13 +813,18 @@ func (h *Host) DestroyPollGroup(g PollGroup) bool {
 		return false
 	}
 	for _, hc := range h.conns {
+		lockConn(hc)
 		if hc.group == pg {
 			hc.group = nil
 		}
+		unlockConn(hc)
 	}
-	for _, m := range pg.recv.take(pg.recv.len(), nil) {
-		if hc := h.conns[m.Connection]; hc != nil {
-			hc.queued--
+	pg.mu.Lock()
+	ms := pg.recv.take(pg.recv.len(), nil)
+	pg.mu.Unlock()
+	for _, m := range ms {
+		if m.conn != nil {
+			m.conn.queued.Add(-1)
 		}
 		m.Release()
 	}
@@ -674,13 +847,17 @@ func (h *Host) SetConnectionPollGroup(c ConnHandle, g PollGroup) bool {
 			return false
 		}
 	}
+	lockConn(hc)
+	defer unlockConn(hc)
 	if hc.group == nil && pg != nil {
+		pg.mu.Lock()
 		for _, m := range hc.recv.take(hc.recv.len(), nil) {
 			pg.recv.push(m)
 		}
 		if pg.recv.len() > 0 {
 			signal(pg.ready)
 		}
+		pg.mu.Unlock()
 	}
 	hc.group = pg
 	return true
@@ -690,14 +867,12 @@ func (h *Host) SetConnectionPollGroup(c ConnHandle, g PollGroup) bool {
 // connections of g, in arrival order, without blocking.
 func (h *Host) ReceiveMessagesOnPollGroup(g PollGroup, max int) []*Message {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	pg := h.pollGroups[g]
+	h.mu.Unlock()
 	if pg == nil || max <= 0 {
 		return nil
 	}
-	ms := pg.recv.take(max, &h.slab)
-	h.tookLocked(ms)
-	return ms
+	return h.takeGroup(pg, max)
 }
 
 // CloseConnection closes c with reason (use EndAppMin..EndAppMax, 1000-1999,
@@ -715,11 +890,13 @@ func (h *Host) CloseConnection(c ConnHandle, reason EndReason, debug string, lin
 		reason = EndAppMin
 	}
 	now := h.cfg.Now()
+	lockConn(hc)
+	defer unlockConn(hc)
 	hc.c.Close(now, int(reason), debug, linger)
 	h.pollLocked(now, hc)
 	h.flushOutLocked()
 	hc.recv.drop()
-	hc.queued = 0
+	hc.queued.Store(0)
 	// The handle goes now; a lingering connection keeps running in the
 	// table under it until it is dead, but the application cannot reach
 	// it any more.
@@ -732,7 +909,7 @@ func (h *Host) CloseConnection(c ConnHandle, reason EndReason, debug string, lin
 
 // forgetHandleLocked removes hc from the API's view. Its state machine is
 // kept in the table while it still has something to send (linger, closing
-// messages).
+// messages). mu and hc's lock are held.
 func (h *Host) forgetHandleLocked(hc *hostConn) {
 	hc.group = nil
 	if st := ConnectionState(hc.c.State()); st == StateDead || st == StateNone {
@@ -742,8 +919,12 @@ func (h *Host) forgetHandleLocked(hc *hostConn) {
 	hc.handle = InvalidConn // a zombie: reachable only by the packet path
 }
 
+// removeLocked takes hc out of the table; mu and hc's lock are held.
 func (h *Host) removeLocked(hc *hostConn) {
+	hc.removed = true
+	h.wakeMu.Lock()
 	h.wakes.remove(hc)
+	h.wakeMu.Unlock()
 	h.removeP2PLocked(hc)
 	id := ConnHandle(hc.c.LocalID())
 	if h.conns[id] == hc {
@@ -766,7 +947,9 @@ func (h *Host) SetConnectionUserData(c ConnHandle, v int64) bool {
 	if hc == nil {
 		return false
 	}
+	lockConn(hc)
 	hc.userData = v
+	unlockConn(hc)
 	return true
 }
 
@@ -778,9 +961,12 @@ func (h *Host) ConnectionInfo(c ConnHandle) (ConnectionInfo, error) {
 	if hc == nil {
 		return ConnectionInfo{}, ErrNoSuchConn
 	}
+	lockConn(hc)
+	defer unlockConn(hc)
 	return h.infoLocked(hc), nil
 }
 
+// infoLocked is hc's ConnectionInfo; mu and hc's lock are held.
 func (h *Host) infoLocked(hc *hostConn) ConnectionInfo {
 	st := ConnectionState(hc.c.State())
 	if st == StateFinWait || st == StateLinger {
@@ -846,6 +1032,8 @@ func (h *Host) RealTimeStatus(c ConnHandle) (RealTimeStatus, error) {
 	if hc == nil {
 		return RealTimeStatus{}, ErrNoSuchConn
 	}
+	lockConn(hc)
+	defer unlockConn(hc)
 	return h.statusLocked(hc), nil
 }
 
@@ -872,19 +1060,48 @@ func (h *Host) statusLocked(hc *hostConn) RealTimeStatus {
 	}
 }
 
-// readLoop takes datagrams from the socket and hands them to the
-// connections, until the socket is closed.
+// rxBatch is one batch of datagrams read from the socket, with the
+// connection each is for (nil: handled by the reader under mu).
+type rxBatch struct {
+	pkts  []transport.Packet
+	conns []*hostConn
+	shard []int        // the shard of each datagram with a connection
+	refs  atomic.Int32 // goroutines still using the batch
+}
+
+func newRxBatch() *rxBatch {
+	b := &rxBatch{pkts: make([]transport.Packet, maxBatch), conns: make([]*hostConn, maxBatch), shard: make([]int, maxBatch)}
+	for i := range b.pkts {
+		b.pkts[i].Buf = make([]byte, transport.MaxDatagram)
+	}
+	return b
+}
+
+// worker is the scratch of a goroutine that runs direct connections
+// without mu: its outgoing batch and a buffer for the engine's messages.
+type worker struct {
+	out  outBatch
+	msgs []snp.Message
+}
+
+func newWorker() *worker { return &worker{msgs: make([]snp.Message, 64)} }
+
+// readLoop takes datagrams from the socket until it is closed. It handles
+// the datagrams that concern the Host as a whole (handshakes, STUN, TURN)
+// under mu, and those of connections by shard: its own (shard 0) itself,
+// the others' through the workers, so that decryption and the engines of
+// several connections run on several cores while each connection's
+// datagrams are handled in order.
 func (h *Host) readLoop() {
 	defer h.wg.Done()
-	pkts := make([]transport.Packet, maxBatch)
-	for i := range pkts {
-		pkts[i].Buf = make([]byte, transport.MaxDatagram)
-	}
+	w := newWorker()
 	stall := time.NewTimer(time.Hour)
 	stall.Stop()
 	for {
-		n, err := h.pc.ReadBatch(pkts)
+		rb := h.rxPool.Get().(*rxBatch)
+		n, err := h.pc.ReadBatch(rb.pkts)
 		if err != nil {
+			h.rxPool.Put(rb)
 			if errors.Is(err, transport.ErrClosed) {
 				return
 			}
@@ -896,65 +1113,204 @@ func (h *Host) readLoop() {
 			h.cfg.Logger.Warn("netmsg: read", "err", err)
 			continue
 		}
+		var others uint64 // bit s: shard s has datagrams in this batch
 		h.mu.Lock()
 		now := h.cfg.Now()
-		for i := range pkts[:n] {
-			if hc := h.recvFullLocked(now, pkts[i].Bytes()); hc != nil {
-				now = h.waitTakeLocked(now, hc, stall)
+		for i := range rb.pkts[:n] {
+			p := &rb.pkts[i]
+			p.Addr = netip.AddrPortFrom(p.Addr.Addr().Unmap(), p.Addr.Port())
+			rb.conns[i] = nil
+			if hc := h.connOfLocked(p.Addr, p.Bytes()); hc != nil {
+				rb.conns[i] = hc
+				rb.shard[i] = int(hc.c.LocalID() % uint32(h.shards))
+				others |= 1 << rb.shard[i]
+				continue
 			}
-			h.handleDatagramLocked(now, pkts[i].Addr, pkts[i].Bytes())
+			h.handleDatagramLocked(now, p.Addr, p.Bytes())
 		}
 		h.unlockFlush()
+		rb.refs.Store(1)
+		for s, in := range h.workers {
+			if others&(1<<(s+1)) != 0 {
+				rb.refs.Add(1)
+				in <- rb
+			}
+		}
+		if others&1 != 0 {
+			h.runBatch(w, rb, n, 0, stall)
+		}
+		h.releaseBatch(rb)
 	}
 }
 
-// recvFullLocked returns the connection a data datagram is for if its
-// receive queue is full (the Host's queue at RecvBufferMessages and the
-// engine's half full) while the application is taking messages from it:
-// the reader should then give the application a moment before it hands
-// the connection more.
-func (h *Host) recvFullLocked(now time.Time, b []byte) *hostConn {
+// workQueue bounds the batches waiting for a worker; the reader waits
+// when it is full (the socket's receive buffer holds what comes
+// meanwhile).
+const workerQueue = 8
+
+// workLoop runs shard's share of the datagrams the reader hands over.
+func (h *Host) workLoop(shard int, in chan *rxBatch) {
+	defer h.wg.Done()
+	w := newWorker()
+	stall := time.NewTimer(time.Hour)
+	stall.Stop()
+	for {
+		select {
+		case <-h.done:
+			return
+		case rb := <-in:
+			h.runBatch(w, rb, len(rb.pkts), shard, stall)
+			h.releaseBatch(rb)
+		}
+	}
+}
+
+func (h *Host) releaseBatch(rb *rxBatch) {
+	if rb.refs.Add(-1) == 0 {
+		clear(rb.conns)
+		h.rxPool.Put(rb)
+	}
+}
+
+// connOfLocked returns the connection a datagram that names one (handshake
+// replies, closes, data) is for, or nil for a datagram the reader handles
+// itself: those of TURN servers, STUN, connect requests, unknown
+// connections.
+func (h *Host) connOfLocked(from netip.AddrPort, b []byte) *hostConn {
+	if h.turnClients != nil && h.turnClients[from] != nil {
+		return nil
+	}
 	kind, id := conn.Classify(b)
-	if kind != conn.KindData {
-		return nil
+	switch kind {
+	case conn.KindChallengeReply, conn.KindConnectOK, conn.KindConnectionClosed, conn.KindNoConnection, conn.KindData:
+		return h.conns[ConnHandle(id)]
 	}
-	hc := h.conns[ConnHandle(id)]
-	if hc == nil || !h.recvFullConnLocked(hc) || now.Sub(hc.lastTake) > activeReceiver {
-		return nil
-	}
-	return hc
+	return nil
 }
 
-// recvFullConnLocked reports whether hc's queue is full and its engine's
-// half full, by messages or by bytes: more data would soon be discarded.
-func (h *Host) recvFullConnLocked(hc *hostConn) bool {
-	if hc.queued < h.cfg.RecvBufferMessages {
+// runBatch handles the datagrams of rb[:n] that are shard's, in order, and
+// writes what they made the connections send.
+func (h *Host) runBatch(w *worker, rb *rxBatch, n int, shard int, stall *time.Timer) {
+	now := h.cfg.Now()
+	for i := range rb.pkts[:n] {
+		hc := rb.conns[i]
+		if hc == nil || rb.shard[i] != shard {
+			continue
+		}
+		p := &rb.pkts[i]
+		h.fast.datagramsIn.Add(1)
+		h.fast.bytesIn.Add(int64(p.N))
+		if hc.c.IsP2P() {
+			h.mu.Lock()
+			if !hc.removed {
+				if h.recvFullConn(hc) && now.Sub(time.Unix(0, hc.lastTake.Load())) <= activeReceiver {
+					now = h.waitTakeLocked(now, hc, stall)
+				}
+				h.deliverLocked(now, hc, p.Addr, p.Bytes())
+			}
+			h.unlockFlush()
+			continue
+		}
+		hc.mu.Lock()
+		if hc.removed {
+			hc.mu.Unlock()
+			h.fast.dropped.Add(1)
+			continue
+		}
+		if h.recvFullConn(hc) && now.Sub(time.Unix(0, hc.lastTake.Load())) <= activeReceiver {
+			h.write(&w.out)
+			now = h.waitTake(now, hc, stall)
+		}
+		if err := hc.c.HandleDatagram(now, p.Addr, p.Bytes()); err != nil {
+			h.fast.dropped.Add(1)
+		}
+		if !hc.identity.IsValid() {
+			if s := hc.c.RemoteIdentity(); s != "" {
+				hc.identity, _ = ParseIdentity(s)
+			}
+		}
+		h.drainConn(w.msgs, now, hc)
+		slow := h.pollFast(w, now, hc)
+		hc.mu.Unlock()
+		if slow {
+			h.write(&w.out)
+			h.pollSlow(now, hc)
+		}
+	}
+	h.write(&w.out)
+}
+
+// recvFullConn reports whether hc's queue is full and its engine's half
+// full, by messages or by bytes: more data would soon be discarded. hc's
+// lock is held.
+func (h *Host) recvFullConn(hc *hostConn) bool {
+	if int(hc.queued.Load()) < h.cfg.RecvBufferMessages {
 		return false
 	}
 	msgs, bytes := hc.c.RecvPending()
 	return msgs >= h.cfg.RecvBufferMessages/2 || bytes >= h.cfg.RecvBufferSize/2
 }
 
-// waitTakeLocked releases mu (writing what is queued) and waits until the
-// application takes messages of hc, at most readerStall, then takes mu
-// again and returns the time.
-func (h *Host) waitTakeLocked(now time.Time, hc *hostConn, t *time.Timer) time.Time {
+// waitTake releases hc's lock and waits until the application takes
+// messages of hc, at most readerStall, then takes the lock again and
+// returns the time. The datagrams not yet handled wait meanwhile, and
+// those not yet read wait in the socket's receive buffer, rather than
+// being discarded by the engine (which the peer would retransmit, and
+// count as loss).
+func (h *Host) waitTake(now time.Time, hc *hostConn, t *time.Timer) time.Time {
 	deadline := now.Add(readerStall)
-	for h.conns[hc.handle] == hc && h.recvFullConnLocked(hc) && now.Before(deadline) {
-		h.readerWaits = true
-		h.unlockFlush()
-		t.Reset(deadline.Sub(now))
-		select {
-		case <-h.tookKick:
-		case <-t.C:
-		case <-h.done:
-		}
-		t.Stop()
-		h.mu.Lock()
-		h.readerWaits = false
+	for !hc.removed && h.recvFullConn(hc) && now.Before(deadline) {
+		ch := h.tookWait()
+		hc.mu.Unlock()
+		h.waitTook(ch, deadline.Sub(now), t)
+		hc.mu.Lock()
 		now = h.cfg.Now()
 	}
 	return now
+}
+
+// waitTakeLocked is waitTake for a connection guarded by mu (P2P).
+func (h *Host) waitTakeLocked(now time.Time, hc *hostConn, t *time.Timer) time.Time {
+	deadline := now.Add(readerStall)
+	for !hc.removed && h.recvFullConn(hc) && now.Before(deadline) {
+		ch := h.tookWait()
+		h.unlockFlush()
+		h.waitTook(ch, deadline.Sub(now), t)
+		h.mu.Lock()
+		now = h.cfg.Now()
+	}
+	return now
+}
+
+// tookWait registers a waiter for messages being taken and returns the
+// channel that is closed when they are.
+func (h *Host) tookWait() chan struct{} {
+	h.tookMu.Lock()
+	defer h.tookMu.Unlock()
+	h.tookWaiters.Add(1)
+	return h.tookCh
+}
+
+func (h *Host) waitTook(ch chan struct{}, d time.Duration, t *time.Timer) {
+	t.Reset(d)
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-h.done:
+	}
+	t.Stop()
+	h.tookWaiters.Add(-1)
+}
+
+// tookSignal wakes every goroutine waiting in waitTake.
+func (h *Host) tookSignal() {
+	if h.tookWaiters.Load() == 0 {
+		return
+	}
+	h.tookMu.Lock()
+	close(h.tookCh)
+	h.tookCh = make(chan struct{})
+	h.tookMu.Unlock()
 }
 
 // handleDatagramLocked routes one datagram.
@@ -996,7 +1352,9 @@ func (h *Host) handleDatagramLocked(now time.Time, from netip.AddrPort, b []byte
 		h.queueLocked(from, reply)
 	case conn.KindConnectRequest:
 		if hc := h.servers[serverKey{from, id}]; hc != nil {
+			lockConn(hc)
 			h.deliverLocked(now, hc, from, b)
+			unlockConn(hc)
 			return
 		}
 		if h.listening == InvalidListen && !h.messages.enabled {
@@ -1025,6 +1383,7 @@ func (h *Host) handleDatagramLocked(now time.Time, from netip.AddrPort, b []byte
 			c.Close(now, int(EndAppMin), "nobody listens to that virtual port", false)
 			hc.handle = InvalidConn // a zombie: it only says goodbye
 		}
+		lockConn(hc)
 		h.conns[handle] = hc
 		h.servers[serverKey{from, id}] = hc
 		if isMsgs && h.messages.enabled && hc.handle != InvalidConn {
@@ -1032,6 +1391,7 @@ func (h *Host) handleDatagramLocked(now time.Time, from netip.AddrPort, b []byte
 			h.messages.incomingLocked(now, hc)
 		}
 		h.pollLocked(now, hc)
+		unlockConn(hc)
 	case conn.KindChallengeReply, conn.KindConnectOK, conn.KindConnectionClosed, conn.KindNoConnection, conn.KindData:
 		hc := h.conns[ConnHandle(id)]
 		if hc == nil {
@@ -1043,14 +1403,17 @@ func (h *Host) handleDatagramLocked(now time.Time, from netip.AddrPort, b []byte
 			}
 			return
 		}
+		lockConn(hc)
 		h.deliverLocked(now, hc, from, b)
+		unlockConn(hc)
 	default:
 		h.stats.Dropped++
 	}
 }
 
 // deliverLocked gives a datagram to a connection and takes what follows
-// from it: messages, state changes, datagrams to send.
+// from it: messages, state changes, datagrams to send. mu and hc's lock
+// are held.
 func (h *Host) deliverLocked(now time.Time, hc *hostConn, from netip.AddrPort, b []byte) {
 	if err := hc.c.HandleDatagram(now, from, b); err != nil {
 		h.stats.Dropped++
@@ -1060,45 +1423,53 @@ func (h *Host) deliverLocked(now time.Time, hc *hostConn, from netip.AddrPort, b
 			hc.identity, _ = ParseIdentity(s)
 		}
 	}
-	h.drainLocked(now, hc)
+	h.drainConn(h.msgs, now, hc)
 	h.pollLocked(now, hc)
 }
 
-// drainLocked moves the connection's completed messages to its queue (or
-// its poll group's), at most RecvBufferMessages of them waiting at a time;
-// the rest wait in the engine, whose limits then push back on the peer.
-func (h *Host) drainLocked(now time.Time, hc *hostConn) {
-	limit := h.cfg.RecvBufferMessages
-	for hc.queued < limit {
-		n := hc.c.Receive(h.msgs[:min(len(h.msgs), limit-hc.queued)])
+// drainConn moves the connection's completed messages to its queue (or
+// its poll group's, or the Messages channels'), at most RecvBufferMessages
+// of them waiting at a time; the rest wait in the engine, whose limits
+// then push back on the peer. hc's lock is held; buf is the caller's
+// scratch.
+func (h *Host) drainConn(buf []snp.Message, now time.Time, hc *hostConn) {
+	limit := int32(h.cfg.RecvBufferMessages)
+	for {
+		q := hc.queued.Load()
+		if q >= limit {
+			return
+		}
+		n := hc.c.Receive(buf[:min(int32(len(buf)), limit-q)])
 		if n == 0 {
 			return
 		}
-		for i := range h.msgs[:n] {
-			sm := &h.msgs[i]
+		for i := range buf[:n] {
+			sm := &buf[i]
 			if hc.handle == InvalidConn {
 				sm.Release() // closed by the application: drop
 				continue
 			}
 			m := newMessage(sm)
+			m.conn = hc
 			m.Connection = hc.handle
 			m.Identity = hc.identity
 			m.ReceiverUserData = hc.userData
 			m.TimeReceived = now
+			*sm = snp.Message{}
 			if hc.sess != nil {
-				h.messages.deliverLocked(now, hc, m)
-				*sm = snp.Message{}
+				h.messages.deliver(now, hc, m)
 				continue
 			}
-			hc.queued++
-			if hc.group != nil {
-				hc.group.recv.push(m)
-				signal(hc.group.ready)
+			hc.queued.Add(1)
+			if pg := hc.group; pg != nil {
+				pg.mu.Lock()
+				pg.recv.push(m)
+				pg.mu.Unlock()
+				signal(pg.ready)
 			} else {
 				hc.recv.push(m)
 				signal(hc.ready)
 			}
-			*sm = snp.Message{}
 		}
 	}
 }
@@ -1111,49 +1482,62 @@ func signal(ch chan struct{}) {
 	}
 }
 
-// tookLocked accounts for messages the application took and pulls more
-// from the engines they came from.
-func (h *Host) tookLocked(ms []*Message) {
+// took accounts for messages the application took and pulls more from
+// the engines they came from. The caller holds no lock.
+func (h *Host) took(ms []*Message) {
+	if len(ms) == 0 {
+		return
+	}
 	now := h.cfg.Now()
-	var last *hostConn
-	for _, m := range ms {
-		hc := h.conns[m.Connection]
-		if hc == nil {
-			continue
+	var w *worker
+	for i := 0; i < len(ms); {
+		hc := ms[i].conn
+		j := i + 1
+		for j < len(ms) && ms[j].conn == hc {
+			j++
 		}
-		hc.queued--
-		hc.lastTake = now
-		if hc != last && last != nil {
-			h.drainLocked(now, last)
+		if hc != nil {
+			hc.queued.Add(int32(i - j))
+			hc.lastTake.Store(now.UnixNano())
+			if hc.c.IsP2P() {
+				h.mu.Lock()
+				if !hc.removed {
+					h.drainConn(h.msgs, now, hc)
+					// Taking messages may let the engine ack data it had to refuse.
+					h.rescheduleLocked(hc)
+				}
+				h.mu.Unlock()
+			} else {
+				if w == nil {
+					w = h.workPool.Get().(*worker)
+				}
+				hc.mu.Lock()
+				if !hc.removed {
+					h.drainConn(w.msgs, now, hc)
+					h.rescheduleLocked(hc)
+				}
+				hc.mu.Unlock()
+			}
 		}
-		last = hc
+		i = j
 	}
-	if h.readerWaits && len(ms) > 0 {
-		h.readerWaits = false
-		signal(h.tookKick)
+	if w != nil {
+		h.workPool.Put(w)
 	}
-	if last != nil {
-		h.drainLocked(now, last)
-		// Taking messages may let the engine ack data it had to refuse.
-		h.rescheduleLocked(last)
-	}
+	h.tookSignal()
 }
 
 // pollLocked collects the connection's datagrams and events and schedules
-// its next wake-up.
+// its next wake-up. mu and hc's lock are held.
 func (h *Host) pollLocked(now time.Time, hc *hostConn) {
 	if hc.p2p != nil {
 		h.p2pRouteLocked(now, hc)
 	}
 	for {
-		i := len(h.out)
-		if i == len(h.outBufs) {
-			h.outBufs = append(h.outBufs, make([]byte, 0, transport.MaxDatagram))
-		}
 		if hc.p2p != nil && !hc.c.RemoteAddr().IsValid() && hc.c.State() == conn.StateConnected {
 			break // no path yet: data waits in the engine until ICE selects one
 		}
-		d, ok := hc.c.Poll(now, h.outBufs[i])
+		d, ok := hc.c.Poll(now, h.out.next())
 		if !ok {
 			break
 		}
@@ -1165,8 +1549,7 @@ func (h *Host) pollLocked(now time.Time, hc *hostConn) {
 			h.relaySendLocked(to, d)
 			continue
 		}
-		h.out = append(h.out, transport.Packet{Buf: d, N: len(d), Addr: to})
-		if len(h.out) == maxBatch {
+		if h.out.add(to, d) {
 			h.flushOutLocked()
 		}
 	}
@@ -1187,7 +1570,49 @@ func (h *Host) pollLocked(now time.Time, hc *hostConn) {
 	h.rescheduleLocked(hc)
 }
 
-// stateChangedLocked records a state change and queues the callback.
+// pollFast is pollLocked for a direct connection whose lock is held,
+// without mu: it collects the datagrams into w's batch and schedules the
+// next wake-up, and reports whether what is left needs mu (state changes
+// to report, a connection to remove), for which the caller calls
+// pollSlow once it released hc.
+func (h *Host) pollFast(w *worker, now time.Time, hc *hostConn) (slow bool) {
+	for {
+		d, ok := hc.c.Poll(now, w.out.next())
+		if !ok {
+			break
+		}
+		to := hc.c.RemoteAddr()
+		if !to.IsValid() {
+			continue
+		}
+		if w.out.add(to, d) {
+			h.write(&w.out)
+		}
+	}
+	if hc.c.PendingEvents() {
+		return true
+	}
+	if st := hc.c.State(); st == conn.StateDead || (hc.handle == InvalidConn && st == conn.StateNone) {
+		return true
+	}
+	h.rescheduleLocked(hc)
+	return false
+}
+
+// pollSlow polls a direct connection with mu held, for what pollFast
+// left.
+func (h *Host) pollSlow(now time.Time, hc *hostConn) {
+	h.mu.Lock()
+	hc.mu.Lock()
+	if !hc.removed {
+		h.pollLocked(now, hc)
+	}
+	hc.mu.Unlock()
+	h.unlockFlush()
+}
+
+// stateChangedLocked records a state change and queues the callback. mu
+// and hc's lock are held.
 func (h *Host) stateChangedLocked(hc *hostConn, ev conn.Event) {
 	old := hc.state
 	hc.state = ConnectionState(ev.State)
@@ -1204,33 +1629,36 @@ func (h *Host) stateChangedLocked(hc *hostConn, ev conn.Event) {
 	if hc.state == StateFinWait || hc.state == StateLinger || hc.state == StateDead {
 		return // internal states: GNS does not report them
 	}
+	h.evMu.Lock()
 	h.events = append(h.events, statusEvent{ev: ConnStatusChanged{Conn: hc.handle, Info: h.infoLocked(hc), OldState: old}})
-	select {
-	case h.eventKick <- struct{}{}:
-	default:
-	}
+	h.evMu.Unlock()
+	signal(h.eventKick)
 }
 
 // rescheduleLocked notes the connection's next wake-up and kicks the timer
-// if it is sooner than the one it waits for.
+// if it is sooner than the one it waits for. hc's lock is held.
 func (h *Host) rescheduleLocked(hc *hostConn) {
 	w := hc.c.NextWake()
 	if hc.p2p != nil {
 		w = h.p2pWake(hc, w)
 	}
+	h.wakeMu.Lock()
 	h.wakes.set(hc, w)
 	h.kickTimerLocked(hc.wake)
+	h.wakeMu.Unlock()
 }
 
 // rescheduleBatchLocked is rescheduleLocked for a send that leaves its
 // packets to the timer goroutine: data that could go now waits until
 // sendBatchDelay from now (or an earlier wake-up already set) for more to
-// join it.
+// join it. hc's lock is held.
 func (h *Host) rescheduleBatchLocked(now time.Time, hc *hostConn) {
 	w := hc.c.NextWake()
 	if hc.p2p != nil {
 		w = h.p2pWake(hc, w)
 	}
+	h.wakeMu.Lock()
+	defer h.wakeMu.Unlock()
 	if w.IsZero() {
 		h.wakes.set(hc, w)
 		return
@@ -1246,55 +1674,65 @@ func (h *Host) rescheduleBatchLocked(now time.Time, hc *hostConn) {
 }
 
 // kickTimerLocked wakes the timer goroutine if w is sooner than the time
-// it sleeps until.
+// it sleeps until. wakeMu is held.
 func (h *Host) kickTimerLocked(w time.Time) {
 	if w.IsZero() || !w.Before(h.timerAt) {
 		return
 	}
 	h.timerAt = w
-	select {
-	case h.timerKick <- struct{}{}:
-	default:
-	}
+	signal(h.timerKick)
 }
 
-// queueLocked adds one datagram (copied) to the outgoing batch.
+// outBatch is a batch of datagrams to write, with buffers it keeps for
+// the next ones.
+type outBatch struct {
+	pkts []transport.Packet
+	bufs [][]byte
+}
+
+// next returns the free buffer the next datagram may be built in.
+func (o *outBatch) next() []byte {
+	i := len(o.pkts)
+	if i == len(o.bufs) {
+		o.bufs = append(o.bufs, make([]byte, 0, transport.MaxDatagram))
+	}
+	return o.bufs[i]
+}
+
+// add appends datagram d, built in the buffer next returned, and reports
+// whether the batch is full.
+func (o *outBatch) add(to netip.AddrPort, d []byte) (full bool) {
+	o.pkts = append(o.pkts, transport.Packet{Buf: d, N: len(d), Addr: to})
+	return len(o.pkts) == maxBatch
+}
+
+// queueLocked adds one datagram (copied) to mu's outgoing batch.
 func (h *Host) queueLocked(to netip.AddrPort, b []byte) { h.queuePrefixedLocked(to, nil, b) }
 
 // queuePrefixedLocked is queueLocked for prefix followed by b. b may be
 // the very buffer the datagram goes into (a connection's packet polled
 // into the next free one): it is moved up in place.
 func (h *Host) queuePrefixedLocked(to netip.AddrPort, prefix, b []byte) {
-	i := len(h.out)
-	if i == len(h.outBufs) {
-		h.outBufs = append(h.outBufs, make([]byte, 0, transport.MaxDatagram))
-	}
+	o := &h.out
+	buf := o.next()
 	n := len(prefix) + len(b)
-	buf := h.outBufs[i]
 	if cap(buf) < n {
 		buf = make([]byte, 0, max(n, transport.MaxDatagram))
 	}
 	buf = buf[:n]
 	copy(buf[len(prefix):], b) // memmove: b may overlap buf
 	copy(buf, prefix)
-	h.outBufs[i] = buf
-	h.out = append(h.out, transport.Packet{Buf: buf, N: len(buf), Addr: to})
-	if len(h.out) == maxBatch {
+	o.bufs[len(o.pkts)] = buf
+	if o.add(to, buf) {
 		h.flushOutLocked()
 	}
 }
 
-// flushOutLocked writes the outgoing batch while holding mu: for a batch
+// flushOutLocked writes mu's outgoing batch while holding mu: for a batch
 // that filled up in the middle of work done under mu. Ends of critical
 // sections use unlockFlush instead, which writes without holding mu.
 func (h *Host) flushOutLocked() {
-	if len(h.out) == 0 {
-		return
-	}
-	h.writeMu.Lock()
-	h.writeLocked(h.out, h.outBufs)
-	h.writeMu.Unlock()
-	h.out = h.out[:0]
+	h.write(&h.out)
 }
 
 // unlockFlush releases mu and then writes the outgoing batch, so that the
@@ -1302,30 +1740,41 @@ func (h *Host) flushOutLocked() {
 // The batch is handed over under writeMu, taken before mu is released, so
 // batches are written in the order they were made.
 func (h *Host) unlockFlush() {
-	if len(h.out) == 0 {
+	if len(h.out.pkts) == 0 {
 		h.mu.Unlock()
 		return
 	}
 	h.writeMu.Lock()
-	out, bufs := h.out, h.outBufs
-	h.out, h.outBufs = h.spareOut[:0], h.spareBufs
+	out := h.out
+	h.out, h.spare = h.spare, outBatch{}
 	h.mu.Unlock()
-	h.writeLocked(out, bufs)
-	h.spareOut, h.spareBufs = out[:0], bufs
+	h.writeLocked(&out)
+	h.spare = out
 	h.writeMu.Unlock()
 }
 
-// writeLocked writes a batch; writeMu is held. The counters are atomic
-// because unlockFlush runs without mu.
-func (h *Host) writeLocked(out []transport.Packet, bufs [][]byte) {
-	n, err := h.pc.WriteBatch(out)
-	var bytes int64
-	for i := range out {
-		if i < n {
-			bytes += int64(out[i].N)
-		}
-		bufs[i] = out[i].Buf[:0]
+// write writes o and empties it.
+func (h *Host) write(o *outBatch) {
+	if len(o.pkts) == 0 {
+		return
 	}
+	h.writeMu.Lock()
+	h.writeLocked(o)
+	h.writeMu.Unlock()
+}
+
+// writeLocked writes a batch and empties it; writeMu is held. The counters
+// are atomic because writers hold different locks.
+func (h *Host) writeLocked(o *outBatch) {
+	n, err := h.pc.WriteBatch(o.pkts)
+	var bytes int64
+	for i := range o.pkts {
+		if i < n {
+			bytes += int64(o.pkts[i].N)
+		}
+		o.bufs[i] = o.pkts[i].Buf[:0]
+	}
+	o.pkts = o.pkts[:0]
 	h.datagramsOut.Add(int64(n))
 	h.bytesOut.Add(bytes)
 	if err != nil && !errors.Is(err, transport.ErrClosed) {
@@ -1333,37 +1782,63 @@ func (h *Host) writeLocked(out []transport.Packet, bufs [][]byte) {
 	}
 }
 
-// timerLoop polls every connection whose wake-up time has come, and sleeps
-// until the soonest next one.
+// timerLoop polls every connection whose wake-up time has come, ticks the
+// Messages sessions and the STUN client, and sleeps until the soonest next
+// wake-up.
 func (h *Host) timerLoop() {
 	defer h.wg.Done()
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
+	w := newWorker()
 	for {
-		h.mu.Lock()
 		now := h.cfg.Now()
 		// Every connection due now, each once: polling may leave one
 		// due again at once (it sends what pacing allows next), which the
 		// next round takes.
+		h.wakeMu.Lock()
 		h.dueBuf = h.dueBuf[:0]
 		for hc := h.wakes.due(now); hc != nil; hc = h.wakes.due(now) {
 			h.wakes.remove(hc)
 			hc.wake = time.Time{}
 			h.dueBuf = append(h.dueBuf, hc)
 		}
+		h.wakeMu.Unlock()
 		for i, hc := range h.dueBuf {
 			h.dueBuf[i] = nil
-			if h.conns[ConnHandle(hc.c.LocalID())] != hc {
-				continue // removed meanwhile
+			if hc.c.IsP2P() {
+				h.mu.Lock()
+				if !hc.removed {
+					h.drainConn(h.msgs, now, hc)
+					h.pollLocked(now, hc)
+				}
+				h.unlockFlush()
+				continue
 			}
-			h.drainLocked(now, hc)
-			h.pollLocked(now, hc)
+			hc.mu.Lock()
+			if hc.removed {
+				hc.mu.Unlock()
+				continue
+			}
+			h.drainConn(w.msgs, now, hc)
+			slow := h.pollFast(w, now, hc)
+			hc.mu.Unlock()
+			if slow {
+				h.write(&w.out)
+				h.pollSlow(now, hc)
+			}
 		}
-		next := h.wakes.next()
-		if w := h.messages.tickLocked(now); !w.IsZero() && (next.IsZero() || w.Before(next)) {
+		h.write(&w.out)
+		h.mu.Lock()
+		var next time.Time
+		if w := h.messages.tickLocked(now); !w.IsZero() {
 			next = w
 		}
 		if w := h.stunTickLocked(now); !w.IsZero() && (next.IsZero() || w.Before(next)) {
+			next = w
+		}
+		h.unlockFlush()
+		h.wakeMu.Lock()
+		if w := h.wakes.next(); !w.IsZero() && (next.IsZero() || w.Before(next)) {
 			next = w
 		}
 		d := time.Hour
@@ -1371,7 +1846,7 @@ func (h *Host) timerLoop() {
 			d = max(next.Sub(now), 0)
 		}
 		h.timerAt = now.Add(d)
-		h.unlockFlush()
+		h.wakeMu.Unlock()
 		t.Reset(d)
 		select {
 		case <-h.done:
@@ -1392,10 +1867,10 @@ func (h *Host) eventLoop() {
 		case <-h.eventKick:
 		}
 		for {
-			h.mu.Lock()
+			h.evMu.Lock()
 			evs := h.events
 			h.events = nil
-			h.mu.Unlock()
+			h.evMu.Unlock()
 			if len(evs) == 0 {
 				break
 			}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // IdentityType is the kind of an Identity. The values are GNS's
@@ -79,12 +80,16 @@ var ErrBadIdentity = errors.New("netmsg: bad identity")
 
 // parseError is the error of ParseIdentity and ParseIPAddr.
 type parseError struct {
-	what string // "identity" or "ip address"
-	in   string
-	err  error
+	what   string // "identity" or "ip address"
+	in     string
+	reason string // why, when more can be said than "bad"
+	err    error
 }
 
 func (e *parseError) Error() string {
+	if e.reason != "" {
+		return fmt.Sprintf("netmsg: bad %s %q: %s", e.what, e.in, e.reason)
+	}
 	return fmt.Sprintf("netmsg: bad %s %q", e.what, e.in)
 }
 
@@ -108,19 +113,21 @@ type Identity struct {
 	str  string         // GenericString, XboxPairwiseID, GenericBytes (raw), Unknown (the whole string)
 }
 
-// ParseIdentity parses the string form of an identity exactly as GNS's
-// SteamNetworkingIdentity::ParseString does. The forms are:
+// ParseIdentity parses the string form of an identity as GNS's
+// SteamNetworkingIdentity::ParseString does, and refuses the identities
+// that no peer could ever reach. The forms are:
 //
 //	steamid:76561197960287930   a valid 64-bit Steam ID, in decimal
 //	ip:1.2.3.4:27020            an IP address with an optional port (see ParseIPAddr)
 //	ip:[::1]:27020
-//	str:any text                0 to 31 bytes, kept as is (spaces, colons, UTF-8)
+//	str:alice                   1 to 31 printable ASCII characters, no spaces
 //	gen:0123abcd                1 to 32 bytes in hex (an even number of digits)
-//	xboxpwid:...                1 to 32 bytes
+//	xboxpwid:...                1 to 32 printable ASCII characters, no spaces
 //	psn:12345                   a 64-bit PSN ID, in decimal
 //	prefix:anything             a type GNS may define later: a prefix of 1 to 16
-//	                            characters from [a-z0-9_], and at most 127 bytes
-//	                            in all; kept verbatim as IdentityUnknown
+//	                            characters from [a-z0-9_], and at most 127
+//	                            printable ASCII characters in all, no spaces;
+//	                            kept verbatim as IdentityUnknown
 //
 // Prefixes are case-sensitive. GNS's quirks are reproduced, so that a string
 // means the same here as in a GNS program: numbers are read as C's scanf
@@ -129,15 +136,78 @@ type Identity struct {
 // by scanf("%2x"), so "gen:0x01" is the two bytes 00 01. The string
 // "invalid", which is how the zero Identity renders, does not parse.
 //
-// Strings containing a NUL byte are rejected: GNS reads C strings, which
-// cannot contain one. On failure ParseIdentity returns the zero Identity and
-// an error wrapping ErrBadIdentity; it never panics.
+// GNS's own parser takes more than this: an empty "str:", and text with
+// spaces, control characters or bytes outside ASCII (invalid UTF-8
+// included). Identities are exchanged as text on signaling servers (GNS's
+// trivial protocol and netmsg's, see package signaling), whose lines carry
+// only printable ASCII without spaces, so a peer with such an identity
+// could never be found; ParseIdentity refuses them with the reason. A
+// string with a NUL byte is refused too (GNS reads C strings). An "ip:"
+// identity that parses may still not be a place to send to (port 0, a
+// broadcast address...): see CheckTarget.
+//
+// On failure ParseIdentity returns the zero Identity and an error wrapping
+// ErrBadIdentity that says why; it never panics.
 func ParseIdentity(s string) (Identity, error) {
 	id, ok := parseIdentity(s)
 	if !ok {
 		return Identity{}, &parseError{what: "identity", in: s, err: ErrBadIdentity}
 	}
+	if reason := unreachableReason(id); reason != "" {
+		return Identity{}, &parseError{what: "identity", in: s, reason: reason, err: ErrBadIdentity}
+	}
 	return id, nil
+}
+
+// parseIdentityGNS parses s exactly as GNS's ParseString does, accepting
+// identities ParseIdentity refuses as unreachable. It is for identities a
+// peer presents (in its certificate), which GNS peers may hold.
+func parseIdentityGNS(s string) (Identity, error) {
+	id, ok := parseIdentity(s)
+	if !ok {
+		return Identity{}, &parseError{what: "identity", in: s, err: ErrBadIdentity}
+	}
+	return id, nil
+}
+
+// unreachableReason says why a valid identity could never be reached
+// through a signaling server, or returns "" when it can be. Steam, PSN,
+// IP and generic-bytes identities render to plain ASCII and always can;
+// the text kinds can when their text is printable ASCII without spaces
+// and, for "str:", not empty.
+func unreachableReason(id Identity) string {
+	var text string
+	switch id.typ {
+	case IdentityGenericString:
+		if id.str == "" {
+			return "an empty str: identity cannot be reached"
+		}
+		text = id.str
+	case IdentityXboxPairwiseID, IdentityUnknown:
+		text = id.str
+	default:
+		return ""
+	}
+	return textReason(text)
+}
+
+// textReason says what in text a signaling line cannot carry, or returns
+// "" if nothing.
+func textReason(text string) string {
+	for i := 0; i < len(text); i++ {
+		switch c := text[i]; {
+		case c == ' ':
+			return "it holds a space, which signaling servers do not carry"
+		case c < ' ' || c == 0x7f:
+			return fmt.Sprintf("it holds the control character %#02x, which signaling servers do not carry", c)
+		case c > 0x7f:
+			if !utf8.ValidString(text) {
+				return "it is not valid UTF-8"
+			}
+			return "it holds non-ASCII text, which signaling servers do not carry"
+		}
+	}
+	return ""
 }
 
 func parseIdentity(s string) (Identity, bool) {
@@ -152,8 +222,10 @@ func parseIdentity(s string) (Identity, bool) {
 		return Identity{typ: IdentitySteamID, num: v}, true
 	}
 	if rest, ok := strings.CutPrefix(s, "xboxpwid:"); ok {
-		id, err := IdentityFromXboxPairwiseID(rest)
-		return id, err == nil
+		if len(rest) < 1 || len(rest) > MaxXboxPairwiseIDLen {
+			return Identity{}, false
+		}
+		return Identity{typ: IdentityXboxPairwiseID, str: rest}, true
 	}
 	if rest, ok := strings.CutPrefix(s, "psn:"); ok {
 		v, ok := scanCUint64(rest, 0)
@@ -170,8 +242,10 @@ func parseIdentity(s string) (Identity, bool) {
 		return identityFromValidAddr(ap), true
 	}
 	if rest, ok := strings.CutPrefix(s, "str:"); ok {
-		id, err := IdentityFromString(rest)
-		return id, err == nil
+		if len(rest) > MaxGenericStringLen {
+			return Identity{}, false
+		}
+		return Identity{typ: IdentityGenericString, str: rest}, true
 	}
 	if rest, ok := strings.CutPrefix(s, "gen:"); ok {
 		b, ok := scanGenericBytes(rest)
@@ -261,13 +335,18 @@ func scanCHex2(s string, i int) (byte, bool) {
 }
 
 // IdentityFromString returns the "str:" identity of name, GNS's
-// GenericString. name may be empty and may hold any bytes but NUL, up to
-// MaxGenericStringLen bytes; otherwise the error wraps ErrBadIdentity.
+// GenericString. name must hold 1 to MaxGenericStringLen printable ASCII
+// characters without spaces, which is what ParseIdentity accepts after
+// "str:"; otherwise the error wraps ErrBadIdentity and says why.
 func IdentityFromString(name string) (Identity, error) {
 	if len(name) > MaxGenericStringLen || hasNUL(name) {
 		return Identity{}, fmt.Errorf("%w: generic string of %d bytes (at most %d, no NUL)", ErrBadIdentity, len(name), MaxGenericStringLen)
 	}
-	return Identity{typ: IdentityGenericString, str: name}, nil
+	id := Identity{typ: IdentityGenericString, str: name}
+	if reason := unreachableReason(id); reason != "" {
+		return Identity{}, fmt.Errorf("%w %q: %s", ErrBadIdentity, "str:"+name, reason)
+	}
+	return id, nil
 }
 
 // IdentityFromAddr returns the "ip:" identity of ap. The address must be
@@ -314,13 +393,18 @@ func IdentityFromBytes(b []byte) (Identity, error) {
 }
 
 // IdentityFromXboxPairwiseID returns the "xboxpwid:" identity of id, which
-// must hold 1 to MaxXboxPairwiseIDLen bytes and no NUL; otherwise the error
-// wraps ErrBadIdentity. Like GNS, it does not check the content.
+// must hold 1 to MaxXboxPairwiseIDLen printable ASCII characters without
+// spaces (what ParseIdentity accepts); otherwise the error wraps
+// ErrBadIdentity.
 func IdentityFromXboxPairwiseID(id string) (Identity, error) {
 	if len(id) < 1 || len(id) > MaxXboxPairwiseIDLen || hasNUL(id) {
 		return Identity{}, fmt.Errorf("%w: xbox pairwise id of %d bytes (want 1 to %d, no NUL)", ErrBadIdentity, len(id), MaxXboxPairwiseIDLen)
 	}
-	return Identity{typ: IdentityXboxPairwiseID, str: id}, nil
+	x := Identity{typ: IdentityXboxPairwiseID, str: id}
+	if reason := unreachableReason(x); reason != "" {
+		return Identity{}, fmt.Errorf("%w %q: %s", ErrBadIdentity, "xboxpwid:"+id, reason)
+	}
+	return x, nil
 }
 
 // IdentityFromPSNID returns the "psn:" identity of a PlayStation Network ID.
@@ -465,4 +549,52 @@ func steamIDIsValid(id uint64) bool {
 		return account != 0
 	}
 	return true
+}
+
+// ErrUnroutable is returned (wrapped) by CheckTarget for an identity no
+// message can be sent to. Such an error also matches ResultInvalidParam
+// with errors.Is, the result GNS gives for a bad target.
+var ErrUnroutable = errors.New("netmsg: identity cannot be sent to")
+
+// targetError is the error of CheckTarget.
+type targetError struct {
+	id     Identity
+	reason string
+}
+
+func (e *targetError) Error() string {
+	return fmt.Sprintf("netmsg: cannot send to %v: %s", e.id, e.reason)
+}
+
+func (e *targetError) Is(target error) bool {
+	return target == ErrUnroutable || target == ResultInvalidParam
+}
+
+// CheckTarget reports whether messages or a connection can be addressed to
+// id, and if not, why, so that a send fails at once instead of after a
+// connection timeout. It refuses the invalid identity and "ip:" identities
+// that cannot name one remote UDP socket: port 0, the unspecified address
+// (0.0.0.0 or ::), the IPv4 broadcast address 255.255.255.255, and
+// multicast addresses (224.0.0.0/4, ff00::/8). Other kinds of identity are
+// reached through signaling and are accepted. The error matches both
+// ErrUnroutable and ResultInvalidParam with errors.Is.
+func (id Identity) CheckTarget() error {
+	if id.typ == IdentityInvalid {
+		return &targetError{id: id, reason: "the invalid identity names no peer"}
+	}
+	if id.typ != IdentityIPAddress {
+		return nil
+	}
+	a := id.addr.Addr().Unmap()
+	switch {
+	case a.IsUnspecified():
+		return &targetError{id: id, reason: "the unspecified address " + a.String() + " names no host"}
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return &targetError{id: id, reason: "a broadcast address names no single host"}
+	case a.IsMulticast():
+		return &targetError{id: id, reason: "a multicast address names no single host"}
+	case id.addr.Port() == 0:
+		return &targetError{id: id, reason: "port 0 names no socket (give the peer's port, e.g. ip:" + FormatIPAddr(netip.AddrPortFrom(a, 27020), true) + ")"}
+	}
+	return nil
 }

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/netmsg-go/netmsg/internal/vectors"
+	"github.com/netmsg-go/netmsg/signaling"
 )
 
 // identityVectors is testdata/vectors/identities.json.
@@ -74,9 +76,20 @@ func TestIdentityVectors(t *testing.T) {
 	for i, c := range v.Identities {
 		t.Run(fmt.Sprintf("%03d_%s", i, c.Category), func(t *testing.T) {
 			in := vectorInput(t, c.Input, c.InputHex)
-			id, err := ParseIdentity(in)
+			id, err := parseIdentityGNS(in)
 			if (err == nil) != c.Parses {
-				t.Fatalf("ParseIdentity(%q) err = %v, GNS parses = %v", in, err, c.Parses)
+				t.Fatalf("parseIdentityGNS(%q) err = %v, GNS parses = %v", in, err, c.Parses)
+			}
+			// ParseIdentity takes what GNS takes, less what no signaling
+			// server carries.
+			strict, serr := ParseIdentity(in)
+			switch {
+			case err != nil && serr == nil:
+				t.Errorf("ParseIdentity(%q) = %v, GNS refuses it", in, strict)
+			case err == nil && unreachableReason(id) == "" && (serr != nil || strict != id):
+				t.Errorf("ParseIdentity(%q) = %v, %v; want %v as GNS", in, strict, serr, id)
+			case err == nil && unreachableReason(id) != "" && !errors.Is(serr, ErrBadIdentity):
+				t.Errorf("ParseIdentity(%q) = %v, %v; want an unreachable-identity error", in, strict, serr)
 			}
 			if err != nil {
 				if !errors.Is(err, ErrBadIdentity) {
@@ -148,7 +161,7 @@ func TestIdentityVectors(t *testing.T) {
 			}
 
 			// Reparse of the rendering.
-			re, err := ParseIdentity(id.String())
+			re, err := parseIdentityGNS(id.String())
 			if (err == nil) != c.Reparses {
 				t.Fatalf("reparse of %q: err = %v, GNS reparses = %v", id.String(), err, c.Reparses)
 			}
@@ -331,7 +344,7 @@ func TestIdentityConstructors(t *testing.T) {
 		want string
 	}{
 		{mustID(IdentityFromString("alice")), "str:alice"},
-		{mustID(IdentityFromString("")), "str:"},
+
 		{mustID(IdentityFromAddr(netip.MustParseAddrPort("127.0.0.1:27020"))), "ip:127.0.0.1:27020"},
 		{mustID(IdentityFromAddr(netip.MustParseAddrPort("[::ffff:1.2.3.4]:80"))), "ip:1.2.3.4:80"},
 		{mustID(IdentityFromAddr(netip.MustParseAddrPort("[fe80::1%eth0]:0"))), "ip:fe80::1"},
@@ -491,4 +504,128 @@ func FuzzParseIPAddr(f *testing.F) {
 			t.Fatalf("ParseIPAddr(%q) = %v: zone or mapped form", s, ap)
 		}
 	})
+}
+
+// TestParseIdentityRefusesUnreachable pins what ParseIdentity refuses
+// although GNS parses it: identities a signaling server cannot carry.
+func TestParseIdentityRefusesUnreachable(t *testing.T) {
+	for _, c := range []struct{ in, reason string }{
+		{"str:", "empty"},
+		{"str:a b", "space"},
+		{"str: alice", "space"},
+		{"str:tab\there", "control character 0x09"},
+		{"str:a\x7f", "control character 0x7f"},
+		{"str:bell\x07", "control character 0x07"},
+		{"str:caf\xc3\xa9", "non-ASCII"},
+		{"str:bad\xff\xfe", "not valid UTF-8"},
+		{"str:\xc3", "not valid UTF-8"},
+		{"xboxpwid:a b", "space"},
+		{"foo:b a r", "space"},
+		{"foo:\xc3\xa9", "non-ASCII"},
+		{"str:0123456789012345678901234567890123", ""}, // over-long: GNS refuses it too
+		{"str:a\x00b", ""},
+	} {
+		id, err := ParseIdentity(c.in)
+		if err == nil {
+			t.Errorf("ParseIdentity(%q) = %v, want an error", c.in, id)
+			continue
+		}
+		if !errors.Is(err, ErrBadIdentity) || id != (Identity{}) {
+			t.Errorf("ParseIdentity(%q) = %#v, %v; want the zero Identity and ErrBadIdentity", c.in, id, err)
+		}
+		if !strings.Contains(err.Error(), c.reason) {
+			t.Errorf("ParseIdentity(%q) error %q does not say %q", c.in, err, c.reason)
+		}
+		if strings.Count(err.Error(), "netmsg:") != 1 {
+			t.Errorf("error %q repeats its prefix", err)
+		}
+	}
+	// What signaling carries parses, up to the limits.
+	for _, in := range []string{"str:a", "str:alice", "str:a:b:c", "str:" + strings.Repeat("x", MaxGenericStringLen), "str:~!@#$%^&*()", "xboxpwid:abc", "foo:bar"} {
+		id, err := ParseIdentity(in)
+		if err != nil {
+			t.Errorf("ParseIdentity(%q): %v", in, err)
+			continue
+		}
+		if signaling.CheckIdentity(id.String()) != nil {
+			t.Errorf("%v parses but signaling.CheckIdentity refuses it", id)
+		}
+	}
+	// The constructors follow the same rules.
+	for _, name := range []string{"", "a b", "caf\xc3\xa9", "\xff", "a\tb"} {
+		if _, err := IdentityFromString(name); !errors.Is(err, ErrBadIdentity) {
+			t.Errorf("IdentityFromString(%q) err = %v, want ErrBadIdentity", name, err)
+		}
+	}
+	if _, err := IdentityFromXboxPairwiseID("a b"); !errors.Is(err, ErrBadIdentity) {
+		t.Errorf("IdentityFromXboxPairwiseID(\"a b\") err = %v, want ErrBadIdentity", err)
+	}
+}
+
+// TestParseIdentityAgreesWithSignaling checks, over the GNS vectors and a
+// set of generated strings, that every identity ParseIdentity returns
+// renders to a string the signaling protocols carry and that parses back
+// to it.
+func TestParseIdentityAgreesWithSignaling(t *testing.T) {
+	ins := []string{}
+	for _, c := range loadIdentityVectors(t).Identities {
+		ins = append(ins, vectorInput(t, c.Input, c.InputHex))
+	}
+	for b := 0; b < 256; b++ {
+		ins = append(ins, "str:a"+string(rune(b)), "str:a"+string([]byte{byte(b)}), "foo:"+string([]byte{byte(b)}))
+	}
+	for _, in := range ins {
+		id, err := ParseIdentity(in)
+		if err != nil {
+			continue
+		}
+		s := id.String()
+		if err := signaling.CheckIdentity(s); err != nil {
+			t.Errorf("ParseIdentity(%q) = %q, which signaling refuses: %v", in, s, err)
+		}
+		if re, err := ParseIdentity(s); err != nil || re != id {
+			t.Errorf("ParseIdentity(%q) = %v, %v; want %v", s, re, err, id)
+		}
+	}
+}
+
+func TestCheckTarget(t *testing.T) {
+	for _, c := range []struct{ in, reason string }{
+		{"ip:0.0.0.0:0", "unspecified"},
+		{"ip:0.0.0.0:27020", "unspecified"},
+		{"ip:[::]:27020", "unspecified"},
+		{"ip:1.2.3.4", "port 0"},
+		{"ip:127.0.0.1:0", "port 0"},
+		{"ip:::1", "port 0"},
+		{"ip:255.255.255.255:27020", "broadcast"},
+		{"ip:224.0.0.1:27020", "multicast"},
+		{"ip:239.255.255.250:1900", "multicast"},
+		{"ip:[ff02::1]:27020", "multicast"},
+		{"ip:[::ffff:224.0.0.1]:27020", "multicast"},
+	} {
+		id, err := ParseIdentity(c.in)
+		if err != nil {
+			t.Fatalf("ParseIdentity(%q): %v", c.in, err)
+		}
+		err = id.CheckTarget()
+		if !errors.Is(err, ErrUnroutable) || !errors.Is(err, ResultInvalidParam) {
+			t.Errorf("%v.CheckTarget() = %v, want ErrUnroutable and ResultInvalidParam", id, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.reason) || strings.Count(err.Error(), "netmsg:") != 1 {
+			t.Errorf("%v.CheckTarget() = %q, want one prefix and %q", id, err, c.reason)
+		}
+	}
+	if err := (Identity{}).CheckTarget(); !errors.Is(err, ErrUnroutable) {
+		t.Errorf("invalid identity: CheckTarget() = %v, want ErrUnroutable", err)
+	}
+	for _, in := range []string{"ip:127.0.0.1:27020", "ip:[::1]:1", "ip:10.0.0.255:5", "ip:192.168.1.1:65535", "str:bob", "steamid:76561197960287930", "gen:00", "psn:0", "foo:bar"} {
+		id, err := ParseIdentity(in)
+		if err != nil {
+			t.Fatalf("ParseIdentity(%q): %v", in, err)
+		}
+		if err := id.CheckTarget(); err != nil {
+			t.Errorf("%v.CheckTarget() = %v, want nil", id, err)
+		}
+	}
 }

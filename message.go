@@ -72,7 +72,8 @@ type Message struct {
 	// received message it is 0 (GNS sets it on outgoing messages only).
 	SenderUserData int64
 
-	buf snp.Message // the engine buffer behind Payload, for Release
+	buf  snp.Message // the engine buffer behind Payload, for Release
+	conn *hostConn   // the connection it came on, for the Host's accounting
 }
 
 // ConnectionInfo describes a connection or Messages session: GNS's

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/netmsg-go/netmsg/internal/snp"
@@ -41,26 +43,33 @@ const (
 // Messages is the Networking Messages API of a Host
 // (ISteamNetworkingMessages): messages to peers named by identity, on
 // numbered channels, with sessions made on demand. Get it with
-// Host.Messages. Its methods are safe for concurrent use; its state is
-// guarded by the Host's lock.
+// Host.Messages. Its methods are safe for concurrent use.
+//
+// Locks: the session table is guarded by the Host's table lock (mu), a
+// session's connection by that connection's lock; chMu, a leaf lock taken
+// after those, guards the channel queues and each session's open channels,
+// so that messages are queued from a connection's goroutine without the
+// table lock.
 type Messages struct {
 	h        *Host
 	enabled  bool                  // Host.Messages was called: take incoming sessions
 	sessions map[Identity]*session // by peer
-	channels map[int]*channelQueue // received messages by channel
 	next     time.Time             // the soonest tick the sessions need
-	hdr      [msgHeaderLen]byte    // the header of the message being sent
+
+	chMu     sync.Mutex
+	channels map[int]*channelQueue // received messages by channel
+	slab     msgSlab               // the slices the receive calls return
 }
 
 // session is one peer's Messages session. Its fields are guarded by the
-// Host's lock.
+// Host's mu, except open (Messages.chMu) and lastUsed (atomic).
 type session struct {
 	peer     Identity
 	hc       *hostConn // the connection carrying it (nil once it failed and was freed)
 	accepted bool      // we sent to the peer or accepted its request
 	failed   bool      // broken: sends fail with ResultNoConnection until closed or restarted
 	info     ConnectionInfo
-	lastUsed time.Time
+	lastUsed atomic.Int64 // Unix nanoseconds of the last message sent or received
 	// requestAt is when the session request is next posted again (zero:
 	// not pending).
 	requestAt time.Time
@@ -71,6 +80,12 @@ type session struct {
 	early [][]byte
 	alias Identity // a second key of the session in Messages.sessions, if any
 }
+
+// used notes that the session carried a message at now.
+func (s *session) used(now time.Time) { s.lastUsed.Store(now.UnixNano()) }
+
+// lastUse is when the session last carried a message.
+func (s *session) lastUse() time.Time { return time.Unix(0, s.lastUsed.Load()) }
 
 type channelQueue struct {
 	recv  msgQueue
@@ -93,6 +108,8 @@ func (h *Host) Messages() *Messages {
 	return h.messages
 }
 
+// channelLocked returns channel ch's queue, made on first use; chMu is
+// held.
 func (ms *Messages) channelLocked(ch int) *channelQueue {
 	q := ms.channels[ch]
 	if q == nil {
@@ -145,36 +162,58 @@ func (ms *Messages) SendMessageToUser(peer Identity, data []byte, flags SendFlag
 		}
 	}
 	hc := s.hc
+	lockConn(hc)
 	if !s.accepted {
 		if err := hc.c.Accept(now); err != nil {
+			unlockConn(hc)
 			h.mu.Unlock()
 			return fmt.Errorf("netmsg: accept %v: %v: %w", peer, err, ResultNoConnection)
 		}
 		s.accepted, s.requestAt = true, time.Time{}
 	}
+	s.used(now)
+	ms.chMu.Lock()
+	s.open[channel] = true
+	ms.chMu.Unlock()
+	ms.scheduleLocked(now, s)
 	sf := snp.SendFlags(flags & (SendReliable | SendNoNagle | SendNoDelay))
-	if hc.state != StateConnected {
+	early := hc.state != StateConnected
+	if early {
 		sf |= snp.Reliable // GNS: nothing sent before the session is up may be lost
 	}
-	hdr := ms.hdr[:] // under the Host's lock; the engine copies it
+	var hdr [msgHeaderLen]byte
 	hdr[0] = msgHeaderFlags
 	binary.LittleEndian.PutUint32(hdr[1:], uint32(int32(channel)))
-	if _, err := hc.c.SendKeyed(now, uint32(int32(channel)), hdr, data, sf); err != nil {
-		h.mu.Unlock()
+	if hc.c.IsP2P() || early {
+		// The session's bookkeeping goes with the send: under mu.
+		defer h.unlockFlush()
+		defer unlockConn(hc)
+		if _, err := hc.c.SendKeyed(now, uint32(int32(channel)), hdr[:], data, sf); err != nil {
+			return sendResult(err)
+		}
+		if early && !hc.c.IsServer() {
+			s.early = append(s.early, append(hdr[:], data...))
+		}
+		if flags&SendNoNagle != 0 {
+			h.pollLocked(now, hc)
+		} else {
+			h.rescheduleLocked(hc)
+		}
+		return nil
+	}
+	// A connected direct session: the send runs under the connection's
+	// lock only (its state cannot change without that lock).
+	h.mu.Unlock()
+	if _, err := hc.c.SendKeyed(now, uint32(int32(channel)), hdr[:], data, sf); err != nil {
+		hc.mu.Unlock()
 		return sendResult(err)
 	}
-	if hc.state != StateConnected && !hc.c.IsServer() {
-		s.early = append(s.early, append(append([]byte(nil), hdr...), data...))
-	}
-	s.lastUsed = now
-	s.open[channel] = true
-	ms.scheduleLocked(now, s)
 	if flags&SendNoNagle != 0 {
-		h.pollLocked(now, hc)
-	} else {
-		h.rescheduleLocked(hc)
+		h.afterSend(now, hc, flags)
+		return nil
 	}
-	h.unlockFlush()
+	h.rescheduleLocked(hc)
+	hc.mu.Unlock()
 	return nil
 }
 
@@ -196,7 +235,8 @@ func (ms *Messages) dialLocked(now time.Time, peer Identity) (*session, error) {
 }
 
 func (ms *Messages) newSessionLocked(now time.Time, peer Identity, hc *hostConn) *session {
-	s := &session{peer: peer, hc: hc, lastUsed: now, open: map[int]bool{}}
+	s := &session{peer: peer, hc: hc, open: map[int]bool{}}
+	s.used(now)
 	hc.sess = s
 	ms.sessions[peer] = s
 	return s
@@ -235,10 +275,12 @@ func (ms *Messages) incomingLocked(now time.Time, hc *hostConn) {
 			hc.c.SendKeyed(now, binary.LittleEndian.Uint32(b[1:]), nil, b, snp.Reliable)
 		}
 		s.early = nil
+		lockConn(old)
 		old.sess = nil
 		old.handle = InvalidConn
 		old.c.Close(now, int(EndAppMin), "symmetric connect: the other connection wins", false)
 		ms.h.pollLocked(now, old)
+		unlockConn(old)
 		s.hc, hc.sess = hc, s
 		if err := hc.c.Accept(now); err == nil {
 			s.accepted = true
@@ -272,24 +314,27 @@ func (ms *Messages) postRequestLocked(now time.Time, s *session) {
 	}
 }
 
-// deliverLocked takes a message that arrived on a session's connection:
-// strips GNS's header and queues it on its channel.
-func (ms *Messages) deliverLocked(now time.Time, hc *hostConn, m *Message) {
+// deliver takes a message that arrived on a session's connection: strips
+// GNS's header and queues it on its channel. The connection's lock is
+// held (not necessarily mu).
+func (ms *Messages) deliver(now time.Time, hc *hostConn, m *Message) {
 	s := hc.sess
 	if len(m.Payload) < msgHeaderLen {
 		m.Release()
-		ms.h.stats.Dropped++
+		ms.h.fast.dropped.Add(1)
 		return
 	}
 	ch := int(int32(binary.LittleEndian.Uint32(m.Payload[1:])))
 	m.Payload = m.Payload[msgHeaderLen:]
 	m.Size = len(m.Payload)
 	m.Channel = ch
-	s.lastUsed = now
+	s.used(now)
+	hc.queued.Add(1)
+	ms.chMu.Lock()
 	s.open[ch] = true
-	hc.queued++
 	q := ms.channelLocked(ch)
 	q.recv.push(m)
+	ms.chMu.Unlock()
 	signal(q.ready)
 }
 
@@ -299,7 +344,7 @@ func (ms *Messages) connStateLocked(hc *hostConn, old ConnectionState) {
 	now := ms.h.cfg.Now()
 	switch hc.state {
 	case StateConnected:
-		s.lastUsed = now
+		s.used(now)
 		s.early = nil
 		// A session dialled by address is also known by the identity the
 		// peer's certificate names, so a reply to Message.Identity finds
@@ -342,17 +387,22 @@ func (ms *Messages) connStateLocked(hc *hostConn, old ConnectionState) {
 
 // freeLocked closes s's connection with reason and forgets s and its unread
 // messages.
+// mu is held and s's connection's lock is not.
 func (ms *Messages) freeLocked(now time.Time, s *session, reason EndReason, debug string) {
 	if hc := s.hc; hc != nil {
+		lockConn(hc)
 		hc.sess = nil
 		hc.handle = InvalidConn
 		hc.c.Close(now, int(reason), debug, false)
 		ms.h.pollLocked(now, hc)
+		unlockConn(hc)
 		s.hc = nil
 	}
+	ms.chMu.Lock()
 	for ch := range s.open {
-		ms.dropLocked(s, ch)
+		ms.dropChLocked(s, ch)
 	}
+	ms.chMu.Unlock()
 	ms.forgetLocked(s)
 }
 
@@ -366,8 +416,9 @@ func (ms *Messages) forgetLocked(s *session) {
 	}
 }
 
-// dropLocked releases the unread messages from s's peer on channel ch.
-func (ms *Messages) dropLocked(s *session, ch int) {
+// dropChLocked releases the unread messages from s's peer on channel ch;
+// chMu is held.
+func (ms *Messages) dropChLocked(s *session, ch int) {
 	q := ms.channels[ch]
 	if q == nil {
 		return
@@ -375,8 +426,8 @@ func (ms *Messages) dropLocked(s *session, ch int) {
 	keep := q.recv.take(q.recv.len(), nil)
 	for _, m := range keep {
 		if m.Identity == s.peer || (s.alias.IsValid() && m.Identity == s.alias) {
-			if hc := ms.h.conns[m.Connection]; hc != nil {
-				hc.queued--
+			if m.conn != nil {
+				m.conn.queued.Add(-1)
 			}
 			m.Release()
 			continue
@@ -397,7 +448,7 @@ func (ms *Messages) scheduleLocked(now time.Time, s *session) {
 // deadline is when s next needs attention: its idle timeout, or the repeat
 // of its pending request.
 func (ms *Messages) deadline(s *session) time.Time {
-	w := s.lastUsed.Add(ms.h.cfg.SessionIdleTimeout)
+	w := s.lastUse().Add(ms.h.cfg.SessionIdleTimeout)
 	if !s.requestAt.IsZero() && s.requestAt.Before(w) {
 		w = s.requestAt
 	}
@@ -415,10 +466,12 @@ func (ms *Messages) tickLocked(now time.Time) time.Time {
 		if !s.requestAt.IsZero() && !now.Before(s.requestAt) && s.hc != nil && s.hc.state == StateConnecting {
 			ms.postRequestLocked(now, s)
 		}
-		if !now.Before(s.lastUsed.Add(ms.h.cfg.SessionIdleTimeout)) {
+		if !now.Before(s.lastUse().Add(ms.h.cfg.SessionIdleTimeout)) {
 			idle := s.hc == nil
 			if !idle {
+				lockConn(s.hc)
 				st := s.hc.c.Stats(now)
+				unlockConn(s.hc)
 				idle = st.PendingReliable+st.SentUnackedReliable == 0
 			}
 			if idle {
@@ -426,7 +479,7 @@ func (ms *Messages) tickLocked(now time.Time) time.Time {
 				ms.freeLocked(now, s, EndIdleTimeout, "Session Idle Timeout")
 				continue
 			}
-			s.lastUsed = now.Add(-ms.h.cfg.SessionIdleTimeout + time.Second)
+			s.used(now.Add(-ms.h.cfg.SessionIdleTimeout + time.Second))
 		}
 		if w := ms.deadline(s); next.IsZero() || w.Before(next) {
 			next = w
@@ -441,15 +494,18 @@ func (ms *Messages) tickLocked(now time.Time) time.Time {
 // messages from one peer on one channel come exactly once and in order.
 // Release each Message when done with it.
 func (ms *Messages) ReceiveMessagesOnChannel(channel, maxMessages int) []*Message {
-	h := ms.h
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	q := ms.channels[channel]
-	if q == nil || maxMessages <= 0 {
+	if maxMessages <= 0 {
 		return nil
 	}
-	out := q.recv.take(maxMessages, &h.slab)
-	h.tookLocked(out)
+	ms.chMu.Lock()
+	q := ms.channels[channel]
+	if q == nil {
+		ms.chMu.Unlock()
+		return nil
+	}
+	out := q.recv.take(maxMessages, &ms.slab)
+	ms.chMu.Unlock()
+	ms.h.took(out)
 	return out
 }
 
@@ -476,15 +532,15 @@ func (ms *Messages) ReceiveBatch(ctx context.Context, channel, max int) ([]*Mess
 	}
 	h := ms.h
 	for {
-		h.mu.Lock()
+		ms.chMu.Lock()
 		q := ms.channelLocked(channel)
-		if out := q.recv.take(max, &h.slab); len(out) > 0 {
-			h.tookLocked(out)
-			h.mu.Unlock()
+		if out := q.recv.take(max, &ms.slab); len(out) > 0 {
+			ms.chMu.Unlock()
+			h.took(out)
 			return out, nil
 		}
 		ready := q.ready
-		h.mu.Unlock()
+		ms.chMu.Unlock()
 		select {
 		case <-ready:
 		case <-ctx.Done():
@@ -509,13 +565,16 @@ func (ms *Messages) AcceptSessionWithUser(peer Identity) bool {
 	}
 	if !s.accepted {
 		now := h.cfg.Now()
+		lockConn(s.hc)
 		if err := s.hc.c.Accept(now); err != nil {
+			unlockConn(s.hc)
 			h.mu.Unlock()
 			return false
 		}
 		s.accepted, s.requestAt = true, time.Time{}
-		s.lastUsed = now
+		s.used(now)
 		h.pollLocked(now, s.hc)
+		unlockConn(s.hc)
 	}
 	h.unlockFlush()
 	return true
@@ -550,9 +609,12 @@ func (ms *Messages) CloseChannelWithUser(peer Identity, channel int) bool {
 		h.mu.Unlock()
 		return false
 	}
-	ms.dropLocked(s, channel)
+	ms.chMu.Lock()
+	ms.dropChLocked(s, channel)
 	delete(s.open, channel)
-	if len(s.open) == 0 {
+	last := len(s.open) == 0
+	ms.chMu.Unlock()
+	if last {
 		ms.freeLocked(h.cfg.Now(), s, EndSessionClosed, "Session closed")
 	}
 	h.unlockFlush()
@@ -575,6 +637,8 @@ func (ms *Messages) GetSessionConnectionInfo(peer Identity) (ConnectionState, Co
 	if s.hc == nil {
 		return s.info.State, s.info, RealTimeStatus{State: s.info.State, Ping: -1}
 	}
+	lockConn(s.hc)
+	defer unlockConn(s.hc)
 	info := ms.infoLocked(s)
 	st := h.statusLocked(s.hc)
 	return info.State, info, st

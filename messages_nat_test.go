@@ -94,7 +94,7 @@ func TestMessagesP2PThroughNAT(t *testing.T) {
 				defer stun.Close()
 				var turns []TURNServer
 				if tc.relay {
-					rs, err := relay.NewServer(relay.Config{Network: nw, ListenAddr: "198.51.100.20:3478", RelayIP: netip.MustParseAddr("198.51.100.20"), Users: map[string]string{"u": "p"}})
+					rs, err := relay.NewServer(relay.Config{ListenPacket: nw.ListenPacket, ListenAddr: "198.51.100.20:3478", RelayIP: netip.MustParseAddr("198.51.100.20"), Users: map[string]string{"u": "p"}})
 					if err != nil {
 						t.Fatal(err)
 					}

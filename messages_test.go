@@ -250,8 +250,8 @@ func TestMessagesCloseSession(t *testing.T) {
 		openSession(t, alice, bob)
 		alice.m.SendMessageToUser(bob.id, []byte("unread"), SendReliable, 3)
 		waitFor(t, time.Minute, "the unread message", func() bool {
-			bob.Host.mu.Lock()
-			defer bob.Host.mu.Unlock()
+			bob.m.chMu.Lock()
+			defer bob.m.chMu.Unlock()
 			q := bob.m.channels[3]
 			return q != nil && q.recv.len() == 1
 		})
@@ -301,8 +301,8 @@ func TestMessagesCloseChannel(t *testing.T) {
 		bob.m.AcceptSessionWithUser(alice.id)
 		recvText(t, bob, 2)
 		waitFor(t, time.Minute, "a1 waiting", func() bool {
-			bob.Host.mu.Lock()
-			defer bob.Host.mu.Unlock()
+			bob.m.chMu.Lock()
+			defer bob.m.chMu.Unlock()
 			q := bob.m.channels[1]
 			return q != nil && q.recv.len() == 1
 		})

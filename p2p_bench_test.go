@@ -86,7 +86,7 @@ func benchConnectWith(b *testing.B, mk func(j int, cfg Config) (*Host, error)) {
 func BenchmarkP2PConnectDirect(b *testing.B) { benchConnect(b, nil) }
 
 func BenchmarkP2PConnectRelay(b *testing.B) {
-	s, err := relay.NewServer(relay.Config{ListenAddr: "127.0.0.1:0", Users: map[string]string{"u": "p"}, MaxAllocations: 100000})
+	s, err := relay.NewServer(relay.Config{ListenAddr: "127.0.0.1:0", Users: map[string]string{"u": "p"}, MaxAllocations: 100000, MaxAllocationsPerUser: -1, MaxAllocationsPerAddr: -1, AllowPeers: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	if err != nil {
 		b.Fatal(err)
 	}

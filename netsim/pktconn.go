@@ -2,6 +2,7 @@ package netsim
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -102,3 +103,27 @@ func (c *pktConn) SetReadDeadline(t time.Time) error {
 }
 
 func (c *pktConn) SetWriteDeadline(time.Time) error { return nil }
+
+// ListenPacket listens on address ("ip:port"; port 0 picks a free one,
+// as Listen does) for network "udp", "udp4" or "udp6", with the signature
+// of net.ListenPacket, so that code taking a listener function (such as
+// relay.Config.ListenPacket) runs on the in-memory network.
+func (n *Network) ListenPacket(network, address string) (net.PacketConn, error) {
+	switch network {
+	case "udp", "udp4", "udp6":
+	default:
+		return nil, fmt.Errorf("netsim: ListenPacket: network %q is not UDP", network)
+	}
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return nil, fmt.Errorf("netsim: ListenPacket: %w", err)
+	}
+	if (network == "udp4" && !ap.Addr().Unmap().Is4()) || (network == "udp6" && !ap.Addr().Is6()) {
+		return nil, fmt.Errorf("netsim: ListenPacket: %v is not %s", ap, network)
+	}
+	e, err := n.Listen(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+	if err != nil {
+		return nil, err
+	}
+	return e.PacketConn(), nil
+}

@@ -1,144 +1,321 @@
 // Package relay is an embeddable STUN and TURN server (RFC 5389, RFC 5766)
-// on pion/turn, with long-term credentials, for development and small
-// deployments: `netmsg relay` runs it. In production, run coturn (the tests
-// run against it too).
+// on pion/turn, for development and small deployments: `netmsg relay` runs
+// it. It takes static long-term credentials and the TURN REST API's
+// expiring ones (a shared secret, as coturn's use-auth-secret). In
+// production, coturn serves the same clients with the same credentials
+// (the tests run against it too).
 //
 // A relay serves P2P peers that cannot reach each other directly (two
 // symmetric NATs, strict firewalls): each allocates a relayed address on
 // the server and the peers' ICE pairs through it. It also answers plain
 // STUN binding requests, so one relay address can be a peer's STUN server
 // (Config.STUNServers) too.
+//
+// Its defaults are those a public server can run with: relaying to
+// loopback, private, link-local, multicast and other special addresses is
+// refused unless Config.AllowPeers lets it; allocations are bounded in
+// total, per user and per client address; failed authentications and
+// refusals are counted (Stats, and the prometheus.Collector of
+// Server.Collector) and logged at a bounded rate.
 package relay
 
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/logging"
 	"github.com/pion/turn/v5"
-
-	"github.com/netmsg-go/netmsg/netsim"
 )
 
-// Config configures a Server.
+// Defaults of Config.
+const (
+	DefaultMaxAllocations        = 1000
+	DefaultMaxAllocationsPerUser = 10
+	DefaultMaxAllocationsPerAddr = 10
+	// DefaultMaxPermissionsPerAllocation leaves room for a Host that
+	// relays to a hundred peers with several addresses each through its
+	// one allocation.
+	DefaultMaxPermissionsPerAllocation = 500
+	// DefaultAllocationLifetime is the lifetime of an allocation whose
+	// client asks for none (RFC 5766's 10 minutes, as pion and coturn);
+	// a client that is gone stops refreshing and its allocations end at
+	// most that long after its last refresh. A client may ask for up to
+	// an hour.
+	DefaultAllocationLifetime = 10 * time.Minute
+	// logInterval is the least time between two log lines of one kind
+	// of refusal; the ones in between are counted in the next.
+	logInterval = time.Second
+)
+
+// ErrConfig is wrapped by NewServer's errors about its configuration.
+var ErrConfig = errors.New("relay: invalid configuration")
+
+// Config configures a Server. Its zero value, with one user or auth
+// secret, serves on 127.0.0.1:3478.
 type Config struct {
 	// ListenAddr is the UDP address to serve on ("127.0.0.1:3478";
 	// port 0 picks one). Ignored when PacketConn is set.
 	ListenAddr string
-	// PacketConn, if set, is the socket to serve on.
+	// PacketConn, if set, is the socket to serve on; the server owns it
+	// from then on (Close closes it, and so does a failing NewServer).
 	PacketConn net.PacketConn
+	// ListenPacket opens UDP sockets, with net.ListenPacket's contract
+	// (nil: net.ListenPacket): the server's at ListenAddr unless
+	// PacketConn is given, and each allocation's relayed socket, on the
+	// server's listening IP with port 0 ("udp4" or "udp6"). The relayed
+	// address put in an allocation is RelayIP with that socket's port.
+	// Tests run the relay on the in-memory network by giving
+	// netsim.Network.ListenPacket.
+	ListenPacket func(network, address string) (net.PacketConn, error)
 	// Realm of the long-term credentials (default "netmsg").
 	Realm string
-	// Users maps user names to passwords.
+	// Users maps user names to passwords (static long-term credentials).
 	Users map[string]string
+	// AuthSecrets are shared secrets of the TURN REST API scheme (coturn's
+	// use-auth-secret / static-auth-secret): the server accepts a username
+	// "<unix expiry>[:<user>]" whose password is RESTCredential's for any
+	// of them, until that expiry; expired credentials are refused on every
+	// request, Refresh included, as coturn does. Several secrets allow
+	// rotation: a new one first, the old one removed once the credentials
+	// made with it have expired. A Server needs Users or AuthSecrets.
+	AuthSecrets []string
+	// Now returns the current time, for credential expiry and log rate
+	// limits (nil: time.Now).
+	Now func() time.Time
+	// RelayPortMin and RelayPortMax, when both are set, bound the ports
+	// of relayed addresses (coturn's min-port and max-port), for a
+	// firewall to open; a free one is drawn at random. Default: the port
+	// the system picks (its ephemeral range).
+	RelayPortMin, RelayPortMax uint16
 	// RelayIP is the address put in allocations, where peers send to
 	// reach a client. Default: the listening IP (must then be specific,
 	// not 0.0.0.0).
 	RelayIP netip.Addr
-	// MaxAllocations bounds the allocations at once (default 1000); more
-	// are refused.
+	// MaxAllocations bounds the allocations at once (default
+	// DefaultMaxAllocations); more are refused.
 	MaxAllocations int
-	// Network, for tests and the demo, runs the relay on netmsg's
-	// in-memory network instead of real sockets: it listens there at
-	// ListenAddr and allocates relayed addresses at RelayIP.
-	Network *netsim.Network
+	// MaxAllocationsPerUser bounds the allocations of one user at once
+	// (default DefaultMaxAllocationsPerUser; negative: no bound). The
+	// user of a TURN REST credential is its part after the expiry (the
+	// whole username when it has none), so renewed credentials of one
+	// user share the bound.
+	MaxAllocationsPerUser int
+	// MaxAllocationsPerAddr bounds the allocations from one client IP
+	// address at once (default DefaultMaxAllocationsPerAddr; negative: no
+	// bound).
+	MaxAllocationsPerAddr int
+	// MaxPermissionsPerAllocation bounds the peer IP addresses one
+	// allocation has permissions for at once (default
+	// DefaultMaxPermissionsPerAllocation; negative: no bound): pion keeps
+	// a timer for each, and each lives five minutes after its last
+	// refresh. A permission refreshed is not counted again.
+	MaxPermissionsPerAllocation int
+	// AllocationLifetime is the lifetime of an allocation whose client
+	// asks for none (default DefaultAllocationLifetime).
+	AllocationLifetime time.Duration
+	// AllowPeers lists the peer address prefixes a client may relay to
+	// although they are special (see PeerRefusal): loopback, private,
+	// link-local and the like. Empty: only global unicast addresses (and
+	// documentation ranges) are relayed to. Tests that relay to
+	// 127.0.0.1 list 127.0.0.0/8 here.
+	AllowPeers []netip.Prefix
+	// Logger receives refusals and failed authentications at warning
+	// level, at most one line per kind a second, and allocations and
+	// permissions at debug level (nil: slog.Default()).
+	Logger *slog.Logger
 }
 
-// Stats counts what a Server did.
+// Stats counts what a Server did. Counters only grow.
 type Stats struct {
-	Allocations int    // live now
-	AuthFailed  uint64 // requests with unknown users
-	Refused     uint64 // allocations over MaxAllocations
+	Allocations        int    // live now
+	AllocationsCreated uint64 // made since the start
+
+	AuthFailed      uint64 // requests refused authentication, the sum of the three below
+	AuthUnknownUser uint64 // a username neither a static user nor a TURN REST one
+	AuthExpired     uint64 // a TURN REST credential past its expiry
+	AuthBadPassword uint64 // a known or well-formed username with a wrong password (or a forged credential)
+
+	Refused      uint64 // allocations refused, the sum of the three below
+	RefusedTotal uint64 // over MaxAllocations
+	RefusedUser  uint64 // over MaxAllocationsPerUser
+	RefusedAddr  uint64 // over MaxAllocationsPerAddr
+
+	RefusedPeers       uint64 // permissions and channel bindings refused for their peer address
+	RefusedPermissions uint64 // permissions and channel bindings over MaxPermissionsPerAllocation
+
+	PacketsToPeers, BytesToPeers     uint64 // relayed from clients to peers
+	PacketsFromPeers, BytesFromPeers uint64 // received from peers on relayed addresses (pion drops those without a permission)
 }
 
-// Server is a running STUN and TURN server.
+// Server is a running STUN and TURN server. Its methods are safe for
+// concurrent use. It runs pion's goroutines: one reading the server's
+// socket (which calls the auth, quota and permission handlers) and one
+// per allocation reading its relayed socket; pion's timers end
+// allocations and permissions. Its mutexes (quota, perms, logs) guard
+// the fields grouped with them and are never held two at once.
 type Server struct {
-	srvPtr     atomic.Pointer[turn.Server] // set once NewServer returns; its handlers may run before
-	srv        *turn.Server
-	conn       net.PacketConn
-	authFailed atomic.Uint64
-	refused    atomic.Uint64
-	closeOnce  sync.Once
+	cfg  Config
+	conn net.PacketConn
+	srv  *turn.Server
+	keys map[string][]byte // static users' long-term keys
+	log  *slog.Logger
+
+	// secretIdx is the index in cfg.AuthSecrets of the secret that
+	// authenticates the request pion's read loop is handling, found by
+	// secretConn for secretUser; only that loop touches them.
+	secretIdx  int
+	secretUser string
+
+	quota struct {
+		sync.Mutex
+		total  int
+		byUser map[string]int
+		byAddr map[netip.Addr]int
+	}
+
+	// perms holds the peer IPs each allocation (by client address) has a
+	// permission for, kept from pion's permission events.
+	perms struct {
+		sync.Mutex
+		byClient map[string]map[netip.Addr]struct{}
+	}
+
+	logs struct {
+		sync.Mutex
+		last       map[string]time.Time
+		suppressed map[string]int
+	}
+
+	authUnknown, authExpired, authBadPassword atomic.Uint64
+	refusedTotal, refusedUser, refusedAddr    atomic.Uint64
+	refusedPeers, refusedPerms, created       atomic.Uint64
+	pktsTo, bytesTo, pktsFrom, bytesFrom      atomic.Uint64
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
-// NewServer starts a server.
+// NewServer starts a server. Its errors about the configuration wrap
+// ErrConfig.
 func NewServer(cfg Config) (*Server, error) {
-	if len(cfg.Users) == 0 {
-		return nil, errors.New("relay: at least one user is required")
+	if len(cfg.Users) == 0 && len(cfg.AuthSecrets) == 0 {
+		return nil, fmt.Errorf("%w: at least one user or auth secret is required", ErrConfig)
+	}
+	for _, sec := range cfg.AuthSecrets {
+		if sec == "" {
+			return nil, fmt.Errorf("%w: empty auth secret", ErrConfig)
+		}
+	}
+	for _, p := range cfg.AllowPeers {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("%w: invalid AllowPeers prefix", ErrConfig)
+		}
+	}
+	if (cfg.RelayPortMin == 0) != (cfg.RelayPortMax == 0) || cfg.RelayPortMin > cfg.RelayPortMax {
+		return nil, fmt.Errorf("%w: relay port range %d-%d", ErrConfig, cfg.RelayPortMin, cfg.RelayPortMax)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.Realm == "" {
 		cfg.Realm = "netmsg"
 	}
 	if cfg.MaxAllocations <= 0 {
-		cfg.MaxAllocations = 1000
+		cfg.MaxAllocations = DefaultMaxAllocations
+	}
+	if cfg.MaxAllocationsPerUser == 0 {
+		cfg.MaxAllocationsPerUser = DefaultMaxAllocationsPerUser
+	}
+	if cfg.MaxAllocationsPerAddr == 0 {
+		cfg.MaxAllocationsPerAddr = DefaultMaxAllocationsPerAddr
+	}
+	if cfg.MaxPermissionsPerAllocation == 0 {
+		cfg.MaxPermissionsPerAllocation = DefaultMaxPermissionsPerAllocation
+	}
+	if cfg.AllocationLifetime <= 0 {
+		cfg.AllocationLifetime = DefaultAllocationLifetime
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ListenPacket == nil {
+		cfg.ListenPacket = net.ListenPacket
 	}
 	conn := cfg.PacketConn
-	if conn == nil && cfg.Network != nil {
-		ap, err := netip.ParseAddrPort(cfg.ListenAddr)
-		if err != nil {
-			return nil, fmt.Errorf("relay: ListenAddr: %w", err)
-		}
-		ep, err := cfg.Network.Listen(ap)
-		if err != nil {
-			return nil, fmt.Errorf("relay: %w", err)
-		}
-		conn = ep.PacketConn()
-	}
 	if conn == nil {
 		addr := cfg.ListenAddr
 		if addr == "" {
 			addr = "127.0.0.1:3478"
 		}
 		var err error
-		if conn, err = net.ListenPacket("udp", addr); err != nil {
+		if conn, err = cfg.ListenPacket("udp", addr); err != nil {
 			return nil, fmt.Errorf("relay: %w", err)
 		}
 	}
-	la, _ := netip.ParseAddrPort(conn.LocalAddr().String())
+	la, err := netip.ParseAddrPort(conn.LocalAddr().String())
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("%w: the socket's address %v is no IP address and port", ErrConfig, conn.LocalAddr())
+	}
 	relayIP := cfg.RelayIP
 	if !relayIP.IsValid() {
 		relayIP = la.Addr().Unmap()
 	}
 	if !relayIP.IsValid() || relayIP.IsUnspecified() {
 		conn.Close()
-		return nil, errors.New("relay: RelayIP is required when listening on every interface")
+		return nil, fmt.Errorf("%w: RelayIP is required when listening on every interface", ErrConfig)
 	}
-	keys := map[string][]byte{}
+	s := &Server{cfg: cfg, conn: conn, keys: map[string][]byte{}, log: cfg.Logger}
 	for u, p := range cfg.Users {
-		keys[u] = turn.GenerateAuthKey(u, cfg.Realm, p)
+		s.keys[u] = turn.GenerateAuthKey(u, cfg.Realm, p)
 	}
-	s := &Server{conn: conn}
-	var gen turn.RelayAddressGenerator = &turn.RelayAddressGeneratorStatic{
-		RelayAddress: net.IP(relayIP.AsSlice()),
-		Address:      la.Addr().Unmap().String(),
+	s.quota.byUser = map[string]int{}
+	s.quota.byAddr = map[netip.Addr]int{}
+	s.perms.byClient = map[string]map[netip.Addr]struct{}{}
+	s.logs.last = map[string]time.Time{}
+	s.logs.suppressed = map[string]int{}
+
+	var serveConn net.PacketConn = conn
+	if len(cfg.AuthSecrets) > 1 {
+		serveConn = &secretConn{PacketConn: conn, s: s}
 	}
-	if cfg.Network != nil {
-		gen = &netsimRelays{nw: cfg.Network, ip: relayIP}
+	bindIP := la.Addr().Unmap()
+	listen := func(network string) (net.PacketConn, net.Addr, error) {
+		pc, err := listenRelayed(cfg, network, bindIP)
+		if err != nil {
+			return nil, nil, err
+		}
+		ap, err := netip.ParseAddrPort(pc.LocalAddr().String())
+		if err != nil {
+			pc.Close()
+			return nil, nil, fmt.Errorf("relay: relayed socket's address %v: %w", pc.LocalAddr(), err)
+		}
+		return pc, &net.UDPAddr{IP: relayIP.AsSlice(), Port: int(ap.Port())}, nil
 	}
 	srv, err := turn.NewServer(turn.ServerConfig{
-		Realm:         cfg.Realm,
-		LoggerFactory: quietLogger{},
-		AuthHandler: func(ra *turn.RequestAttributes) (string, []byte, bool) {
-			if k, ok := keys[ra.Username]; ok {
-				return ra.Username, k, true
-			}
-			s.authFailed.Add(1)
-			return "", nil, false
-		},
-		QuotaHandler: func(string, string, net.Addr) bool {
-			if srv := s.srvPtr.Load(); srv != nil && srv.AllocationCount() >= cfg.MaxAllocations {
-				s.refused.Add(1)
-				return false
-			}
-			return true
+		Realm:              cfg.Realm,
+		LoggerFactory:      quietLogger{},
+		AuthHandler:        s.authenticate,
+		QuotaHandler:       s.admit,
+		AllocationLifetime: cfg.AllocationLifetime,
+		EventHandler: turn.EventHandler{
+			OnAuth:              s.onAuth,
+			OnAllocationCreated: s.onAllocationCreated,
+			OnAllocationDeleted: s.onAllocationDeleted,
+			OnPermissionCreated: s.onPermissionCreated,
+			OnPermissionDeleted: s.onPermissionDeleted,
 		},
 		PacketConnConfigs: []turn.PacketConnConfig{{
-			PacketConn:            conn,
-			RelayAddressGenerator: gen,
+			PacketConn:            serveConn,
+			RelayAddressGenerator: &relays{s: s, listen: listen},
+			PermissionHandler:     s.permit,
 		}},
 	})
 	if err != nil {
@@ -146,7 +323,6 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
 	s.srv = srv
-	s.srvPtr.Store(srv)
 	return s, nil
 }
 
@@ -158,14 +334,32 @@ func (s *Server) Addr() netip.AddrPort {
 
 // Stats returns the counters.
 func (s *Server) Stats() Stats {
-	return Stats{Allocations: s.srv.AllocationCount(), AuthFailed: s.authFailed.Load(), Refused: s.refused.Load()}
+	st := Stats{
+		Allocations:        s.srv.AllocationCount(),
+		AllocationsCreated: s.created.Load(),
+		AuthUnknownUser:    s.authUnknown.Load(),
+		AuthExpired:        s.authExpired.Load(),
+		AuthBadPassword:    s.authBadPassword.Load(),
+		RefusedTotal:       s.refusedTotal.Load(),
+		RefusedUser:        s.refusedUser.Load(),
+		RefusedAddr:        s.refusedAddr.Load(),
+		RefusedPeers:       s.refusedPeers.Load(),
+		RefusedPermissions: s.refusedPerms.Load(),
+		PacketsToPeers:     s.pktsTo.Load(),
+		BytesToPeers:       s.bytesTo.Load(),
+		PacketsFromPeers:   s.pktsFrom.Load(),
+		BytesFromPeers:     s.bytesFrom.Load(),
+	}
+	st.AuthFailed = st.AuthUnknownUser + st.AuthExpired + st.AuthBadPassword
+	st.Refused = st.RefusedTotal + st.RefusedUser + st.RefusedAddr
+	return st
 }
 
-// Close stops the server and its relays.
+// Close stops the server and its relays, and closes its socket (also one
+// given as Config.PacketConn). It may be called more than once.
 func (s *Server) Close() error {
-	var err error
-	s.closeOnce.Do(func() { err = s.srv.Close() })
-	return err
+	s.closeOnce.Do(func() { s.closeErr = s.srv.Close() })
+	return s.closeErr
 }
 
 // quietLogger keeps pion's logs out of the application's output.
@@ -179,27 +373,30 @@ type nilWriter struct{}
 
 func (nilWriter) Write(p []byte) (int, error) { return len(p), nil }
 
-// netsimRelays allocates relayed addresses on the in-memory network.
-type netsimRelays struct {
-	nw *netsim.Network
-	ip netip.Addr
-}
-
-func (g *netsimRelays) Validate() error { return nil }
-
-func (g *netsimRelays) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
-	ep, err := g.nw.Listen(netip.AddrPortFrom(g.ip, 0))
-	if err != nil {
-		return nil, nil, err
+// listenRelayed opens a relayed socket on ip: at the port the system
+// picks, or at a free one of the configured range: up to 64 random
+// draws, then every port of the range in turn from a random start.
+func listenRelayed(cfg Config, network string, ip netip.Addr) (net.PacketConn, error) {
+	if cfg.RelayPortMin == 0 {
+		return cfg.ListenPacket(network, netip.AddrPortFrom(ip, 0).String())
 	}
-	pc := ep.PacketConn()
-	return pc, pc.LocalAddr(), nil
-}
-
-func (g *netsimRelays) AllocateListener(turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
-	return nil, nil, errors.New("relay: no TCP relays on the in-memory network")
-}
-
-func (g *netsimRelays) AllocateConn(turn.AllocateConnConfig) (net.Conn, error) {
-	return nil, errors.New("relay: no TCP relays on the in-memory network")
+	span := int(cfg.RelayPortMax) - int(cfg.RelayPortMin) + 1
+	try := func(off int) (net.PacketConn, error) {
+		return cfg.ListenPacket(network, netip.AddrPortFrom(ip, cfg.RelayPortMin+uint16(off)).String())
+	}
+	var err error
+	for range min(64, span) {
+		var pc net.PacketConn
+		if pc, err = try(rand.IntN(span)); err == nil {
+			return pc, nil
+		}
+	}
+	start := rand.IntN(span)
+	for i := range span {
+		var pc net.PacketConn
+		if pc, err = try((start + i) % span); err == nil {
+			return pc, nil
+		}
+	}
+	return nil, fmt.Errorf("relay: no free port in %d-%d: %w", cfg.RelayPortMin, cfg.RelayPortMax, err)
 }

@@ -86,3 +86,51 @@ func TestTwoProcesses(t *testing.T) {
 		t.Errorf("raw W4: %+v", r)
 	}
 }
+
+func TestMarkdownAndChart(t *testing.T) {
+	rec := func(run int, p, w string, main float64) Record {
+		r := workload.Result{Peer: p, Workload: w, Delivery: "reliable"}
+		switch w {
+		case "W1":
+			r.MsgsPerSec = main
+		case "W4":
+			r.RTTP50us, r.RTTP99us = main, 2*main
+		}
+		return Record{Run: run, Result: r}
+	}
+	var recs []Record
+	for run := 1; run <= 3; run++ {
+		recs = append(recs, rec(run, "enet", "W1", 100), rec(run, "fast", "W1", 150*float64(run)), rec(run, "enet", "W4", 40), rec(run, "fast", "W4", 20))
+	}
+	recs = append(recs, Record{Run: 1, Result: workload.Result{Peer: "none", Workload: "W1", Unsupported: "unavailable"}})
+	peers, wls := []string{"enet", "fast", "none"}, []string{"W1", "W4"}
+	cells := Summarize(recs, peers, wls, "enet")
+	m := ThisMachine([]string{"netbench", "run", "--peers", "enet,fast", "--note", "two words"})
+	m.Finish()
+	if m.CPUs <= 0 || m.Go == "" || m.Started.IsZero() {
+		t.Errorf("machine: %+v", m)
+	}
+	md := Markdown(cells, peers, wls, "enet", 3, m, map[string]string{"fast": "a fast peer"})
+	for _, want := range []string{"`netbench run --peers enet,fast --note \"two words\"`", "load average before", "| fast | 3.00x (1.50-4.50) | 0.50x (0.50-0.50) |", "- fast: a fast peer"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	// The chart inverts W4 (higher is better): fast's bar is 2.00.
+	if s, ok := chartRatio(cells[4]); !ok || cells[4].Peer != "fast" || s.Median != 2 {
+		t.Errorf("chart ratio of %+v = %+v, %v", cells[4], s, ok)
+	}
+	var svg strings.Builder
+	if err := Chart(&svg, "svg", cells, peers, wls, "enet", m); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<svg", "fast", "W4 (1/RTT p50)", "3.00 (1.50-4.50)", "2.00 (2.00-2.00)", "two words"} {
+		if !strings.Contains(svg.String(), want) {
+			t.Errorf("svg lacks %q", want)
+		}
+	}
+	var png strings.Builder
+	if err := Chart(&png, "png", cells, peers, wls, "enet", m); err != nil || !strings.HasPrefix(png.String(), "\x89PNG") {
+		t.Errorf("png: %v, %d bytes", err, png.Len())
+	}
+}

@@ -234,3 +234,21 @@ func Table(cells []Cell, peers, workloads []string, baseline string) string {
 	}
 	return b.String()
 }
+
+// Markdown is a run's whole report: the machine and the command, the
+// tables of Table, and each peer's configuration (notes, by peer name).
+func Markdown(cells []Cell, peers, workloads []string, baseline string, runs int, m Machine, notes map[string]string) string {
+	var b strings.Builder
+	l := m.Lines()
+	fmt.Fprintf(&b, "netbench, %d runs of %s x %s (figures: median (min-max) of the runs)\n\n", runs, strings.Join(peers, ","), strings.Join(workloads, ","))
+	fmt.Fprintf(&b, "- machine: %s\n- date: %s\n- %s\n\n", l[0], l[1], "`"+strings.TrimPrefix(l[2], "command: ")+"`")
+	b.WriteString(Table(cells, peers, workloads, baseline))
+	b.WriteString("\n")
+	for _, p := range peers {
+		if n := notes[p]; n != "" {
+			fmt.Fprintf(&b, "- %s: %s\n", p, n)
+		}
+	}
+	b.WriteString("\n")
+	return b.String()
+}

@@ -17,15 +17,28 @@ import (
 )
 
 // netmsgMsgsPeer is netmsg's Messages API (ISteamNetworkingMessages) over
-// its own UDP Host: identity-addressed messages on numbered channels, over a
-// session made on demand by the first send (the client addresses the
-// server by its "ip:" identity). Same protocol, crypto and default
-// configuration as the "netmsg" peer (Nagle 5 ms, adaptive send rate,
-// 512 KiB send buffer), plus GNS's 5-byte Messages header on every
-// message. Reliable and unreliable messages both go on channel 0, so that
-// one Receive returns either kind and the reliable stream keeps its order.
+// its own UDP Host, used as a user writes it: identity-addressed messages
+// on numbered channels, over a session made on demand by the first send
+// (the client addresses the server by its "ip:" identity). Same protocol,
+// crypto and default configuration as the "netmsg" peer (Nagle 5 ms,
+// adaptive send rate, 512 KiB send buffer), plus GNS's 5-byte Messages
+// header on every message. Reliable and unreliable messages both go on
+// channel 0, so that one receive returns either kind and the reliable
+// stream keeps its order. The sender makes one SendMessageToUser call per
+// message and, on ResultLimitExceeded, waits 50 µs and retries.
 //
-// The P2P variants run the same over P2P: the server side starts a
+// The receiver differs by peer:
+//
+//   - "netmsg-msgs": a Receive(ctx, 0) loop, one message per call, each
+//     message Released once the workload is done with it (at the next
+//     Recv), as the examples teach;
+//   - "netmsg-msgs-norelease": the same loop, never calling Release (the
+//     garbage collector frees the messages);
+//   - "netmsg-msgs-batch": ReceiveBatch(ctx, 0, 256), each message
+//     Released at the next Recv.
+//
+// The P2P variants receive as "netmsg-msgs-batch" does. They run the same
+// over P2P: the server side starts a
 // signaling server (TCP, GNS's trivial protocol) on 127.0.0.1 and its Host
 // is str:server; the client is str:client and finds it through signaling
 // and ICE (host candidates on 127.0.0.1). "netmsg-p2p" lets ICE pick the
@@ -35,15 +48,30 @@ import (
 // coturn (Debian's turnserver, which must be installed) as the TURN server.
 type netmsgMsgsPeer struct {
 	name       string
+	recv       msgsRecv
 	p2p, relay bool
 	coturn     bool
 }
 
+// msgsRecv is how a netmsg Messages connection receives.
+type msgsRecv int
+
+const (
+	recvOne          msgsRecv = iota // Receive(ctx, ch), Release at the next Recv
+	recvOneNoRelease                 // Receive(ctx, ch), never Release
+	recvBatch                        // ReceiveBatch(ctx, ch, 256), Release at the next Recv
+)
+
+// msgsBatch is the max of the batch receiver's ReceiveBatch calls.
+const msgsBatch = 256
+
 func init() {
-	Register(netmsgMsgsPeer{name: "netmsg-msgs"})
-	Register(netmsgMsgsPeer{name: "netmsg-p2p", p2p: true})
-	Register(netmsgMsgsPeer{name: "netmsg-p2p-relay", p2p: true, relay: true})
-	Register(netmsgMsgsPeer{name: "netmsg-p2p-coturn", p2p: true, relay: true, coturn: true})
+	Register(netmsgMsgsPeer{name: "netmsg-msgs", recv: recvOne})
+	Register(netmsgMsgsPeer{name: "netmsg-msgs-norelease", recv: recvOneNoRelease})
+	Register(netmsgMsgsPeer{name: "netmsg-msgs-batch", recv: recvBatch})
+	Register(netmsgMsgsPeer{name: "netmsg-p2p", recv: recvBatch, p2p: true})
+	Register(netmsgMsgsPeer{name: "netmsg-p2p-relay", recv: recvBatch, p2p: true, relay: true})
+	Register(netmsgMsgsPeer{name: "netmsg-p2p-coturn", recv: recvBatch, p2p: true, relay: true, coturn: true})
 }
 
 func (p netmsgMsgsPeer) Name() string { return p.name }
@@ -53,7 +81,16 @@ func (p netmsgMsgsPeer) Name() string { return p.name }
 const netmsgMsgsMax = 512*1024 - 5
 
 func (p netmsgMsgsPeer) Caps() Caps {
-	note := "Messages API (SendMessageToUser/ReceiveBatch), GNS protocol v13, AES-256-GCM, default config; channel 0 carries both reliable and unreliable; SendNoNagle for NoDelay"
+	note := "Messages API, GNS protocol v13, AES-256-GCM, default config; one SendMessageToUser per message (50 µs wait and retry on ResultLimitExceeded); "
+	switch p.recv {
+	case recvOne:
+		note += "receiver: Receive(ctx, 0) per message, Release after use"
+	case recvOneNoRelease:
+		note += "receiver: Receive(ctx, 0) per message, never Release"
+	case recvBatch:
+		note += "receiver: ReceiveBatch(ctx, 0, 256), Release after use"
+	}
+	note += "; channel 0 carries both reliable and unreliable; SendNoNagle for NoDelay; fake loss (W6): Config.FakeSend.LossPercent"
 	switch {
 	case p.coturn:
 		note += "; P2P through signaling and ICE, relay only (coturn on 127.0.0.1)"
@@ -75,11 +112,11 @@ type p2pSetup struct {
 }
 
 func (p netmsgMsgsPeer) newHost(addr netip.AddrPort, opt Options, ps *p2pSetup, onRequest func(netmsg.Identity)) (*netmsg.Host, error) {
-	if opt.Loss > 0 {
-		// The Host has Config.FakeSend; this adapter does not wire it yet.
-		return nil, errors.New(p.name + ": fake loss is not wired in this adapter")
-	}
 	cfg := netmsg.Config{ListenAddr: addr, OnSessionRequest: onRequest}
+	if opt.Loss > 0 {
+		// In-library fake loss on this side's sends (W6).
+		cfg.FakeSend.LossPercent = opt.Loss * 100
+	}
 	if ps != nil {
 		cfg.Identity, cfg.Signaling, cfg.TURNServers, cfg.P2PRelayOnly = ps.id, ps.sig, ps.turn, p.relay
 	}
@@ -113,7 +150,7 @@ func (p netmsgMsgsPeer) Listen(ctx context.Context, addr string, opt Options) (L
 	if err != nil {
 		return nil, err
 	}
-	l := &netmsgMsgsListener{opt: opt, requests: make(chan netmsg.Identity, 1)}
+	l := &netmsgMsgsListener{opt: opt, recv: p.recv, requests: make(chan netmsg.Identity, 1)}
 	var ps *p2pSetup
 	if p.p2p {
 		srv, err := signaling.NewServer(signaling.ServerConfig{})
@@ -136,7 +173,7 @@ func (p netmsgMsgsPeer) Listen(ctx context.Context, addr string, opt Options) (L
 			}
 			closers = append(closers, stop)
 		case p.relay:
-			rs, err := relay.NewServer(relay.Config{ListenAddr: l.sigAddr, Users: map[string]string{"bench": "bench"}})
+			rs, err := relay.NewServer(relay.Config{ListenAddr: l.sigAddr, Users: map[string]string{"bench": "bench"}, AllowPeers: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}, MaxAllocationsPerUser: -1, MaxAllocationsPerAddr: -1})
 			if err != nil {
 				srv.Close()
 				return nil, fmt.Errorf("%s: relay on the signaling port: %w", p.name, err)
@@ -170,6 +207,7 @@ type netmsgMsgsListener struct {
 	h        *netmsg.Host
 	ms       *netmsg.Messages
 	opt      Options
+	recv     msgsRecv
 	requests chan netmsg.Identity
 	sigAddr  string         // P2P: the signaling server the client dials
 	closers  []func() error // P2P: closed with the accepted connection
@@ -195,7 +233,7 @@ func (l *netmsgMsgsListener) Accept(ctx context.Context) (Conn, error) {
 		if !l.ms.AcceptSessionWithUser(peer) {
 			continue // gone meanwhile; wait for the next request
 		}
-		nc := newNetmsgMsgsConn(l.h, l.ms, peer, l.opt)
+		nc := newNetmsgMsgsConn(l.h, l.ms, peer, l.opt, l.recv)
 		nc.closers = l.closers
 		m, err := l.ms.Receive(ctx, 0)
 		if err != nil {
@@ -238,7 +276,7 @@ func (p netmsgMsgsPeer) Dial(ctx context.Context, addr string, opt Options) (Con
 		return nil, err
 	}
 	// No handshake here: the first send creates the session.
-	nc := newNetmsgMsgsConn(h, h.Messages(), server, opt)
+	nc := newNetmsgMsgsConn(h, h.Messages(), server, opt, p.recv)
 	if ps != nil {
 		nc.closers = ps.close
 	}
@@ -250,6 +288,7 @@ type netmsgMsgsConn struct {
 	ms     *netmsg.Messages
 	peer   netmsg.Identity
 	flags  netmsg.SendFlags // extra flags for every send
+	recv   msgsRecv
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -261,8 +300,8 @@ type netmsgMsgsConn struct {
 	closers []func() error // P2P: signaling and relay, closed after the Host
 }
 
-func newNetmsgMsgsConn(h *netmsg.Host, ms *netmsg.Messages, peer netmsg.Identity, opt Options) *netmsgMsgsConn {
-	nc := &netmsgMsgsConn{h: h, ms: ms, peer: peer}
+func newNetmsgMsgsConn(h *netmsg.Host, ms *netmsg.Messages, peer netmsg.Identity, opt Options, recv msgsRecv) *netmsgMsgsConn {
+	nc := &netmsgMsgsConn{h: h, ms: ms, peer: peer, recv: recv}
 	if opt.NoDelay {
 		nc.flags = netmsg.SendNoNagle
 	}
@@ -303,26 +342,38 @@ func (nc *netmsgMsgsConn) SendUnreliable(b []byte) error {
 	return nc.send(b, netmsg.SendUnreliable)
 }
 
+// Recv returns the next message's payload, received as nc.recv says. The
+// message returned before is Released first (except by the norelease
+// receiver).
 func (nc *netmsgMsgsConn) Recv() ([]byte, error) {
 	if nc.last != nil {
 		nc.last.Release()
 		nc.last = nil
 	}
-	if nc.pending != nil {
-		nc.last, nc.pending = nc.pending, nil
-		return nc.last.Payload, nil
-	}
-	if nc.next == len(nc.batch) {
-		b, err := nc.ms.ReceiveBatch(nc.ctx, 0, 256)
-		if err != nil {
+	var m *netmsg.Message
+	switch {
+	case nc.pending != nil:
+		m, nc.pending = nc.pending, nil
+	case nc.recv == recvOne, nc.recv == recvOneNoRelease:
+		var err error
+		if m, err = nc.ms.Receive(nc.ctx, 0); err != nil {
 			return nil, err
 		}
-		nc.batch, nc.next = b, 0
+	default: // recvBatch
+		if nc.next == len(nc.batch) {
+			b, err := nc.ms.ReceiveBatch(nc.ctx, 0, msgsBatch)
+			if err != nil {
+				return nil, err
+			}
+			nc.batch, nc.next = b, 0
+		}
+		m = nc.batch[nc.next]
+		nc.batch[nc.next] = nil
+		nc.next++
 	}
-	m := nc.batch[nc.next]
-	nc.batch[nc.next] = nil
-	nc.next++
-	nc.last = m
+	if nc.recv != recvOneNoRelease {
+		nc.last = m
+	}
 	return m.Payload, nil
 }
 

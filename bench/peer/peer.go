@@ -43,6 +43,10 @@ type Caps struct {
 	// Note is a short description of the configuration, shown in reports
 	// (for example "fast mode NoDelay(1,10,2,1), wnd 1024, no crypto").
 	Note string
+	// Unavailable, when not empty, says why this build cannot run the peer
+	// at all (ENet without cgo or libenet); every workload reports it
+	// instead of figures.
+	Unavailable string
 }
 
 // Options are the per-connection settings a workload asks for. The zero

@@ -112,6 +112,9 @@ func (s Spec) Options() peer.Options {
 
 // Unsupported says why p cannot run s, or "" if it can.
 func Unsupported(c peer.Caps, s Spec) string {
+	if c.Unavailable != "" {
+		return c.Unavailable
+	}
 	if s.Unreliable && !c.Unreliable {
 		return "no unreliable mode"
 	}

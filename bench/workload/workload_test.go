@@ -2,6 +2,7 @@ package workload_test
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -36,10 +37,13 @@ func runPair(t *testing.T, p peer.Peer, s workload.Spec) workload.Result {
 }
 
 func TestPeers(t *testing.T) {
-	for _, name := range []string{"raw", "kcp", "quic"} {
+	for _, name := range []string{"raw", "kcp", "quic", "enet", "netmsg-msgs", "netmsg-msgs-norelease", "netmsg-msgs-batch"} {
 		p, err := peer.Lookup(name)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if p.Caps().Unavailable != "" {
+			continue // TestENet says whether that may skip
 		}
 		t.Run(name+"/W1", func(t *testing.T) {
 			s, _ := workload.Lookup("W1")
@@ -61,6 +65,91 @@ func TestPeers(t *testing.T) {
 				t.Fatalf("bad figures: %+v", r)
 			}
 			t.Logf("%s W4: p50 %.1f µs, p99 %.1f µs", name, r.RTTP50us, r.RTTP99us)
+		})
+	}
+}
+
+// enetPeer returns the ENet peer, skipping the test when this build has
+// none (cgo off or -tags noenet) and NETMSG_REQUIRE_ENET is unset.
+func enetPeer(t *testing.T) peer.Peer {
+	t.Helper()
+	p, err := peer.Lookup("enet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if why := p.Caps().Unavailable; why != "" {
+		if os.Getenv("NETMSG_REQUIRE_ENET") != "" {
+			t.Fatalf("enet: %s, and NETMSG_REQUIRE_ENET is set", why)
+		}
+		t.Skip("enet: " + why)
+	}
+	return p
+}
+
+// TestENet runs the ENet adapter briefly on every kind of workload: W1
+// (reliable small), W3 (256 KiB messages, fragmented by ENet), W4
+// (ping-pong), W5 (unreliable, reliable end marker) and W6a (W2 at 10%
+// fake loss each way, which ENet's retransmissions must repair).
+func TestENet(t *testing.T) {
+	p := enetPeer(t)
+	short := workload.WindowDelay + 300*time.Millisecond
+	for _, id := range []string{"W1", "W3", "W5", "W6a"} {
+		t.Run(id, func(t *testing.T) {
+			s, _ := workload.Lookup(id)
+			s.Duration = short
+			r := runPair(t, p, s)
+			if r.Sent == 0 || r.WindowMessages == 0 || r.MsgsPerSec <= 0 {
+				t.Fatalf("no figures: %+v", r)
+			}
+			if !s.Unreliable && (r.Received != r.Sent || r.LostPct != 0) {
+				t.Fatalf("reliable: sent %d, received %d", r.Sent, r.Received)
+			}
+			if s.Unreliable && r.Received > r.Sent {
+				t.Fatalf("unreliable: received %d of %d sent", r.Received, r.Sent)
+			}
+			t.Logf("enet %s: %.0f msg/s, %.1f MB/s, %d sent, %.2f%% lost", id, r.MsgsPerSec, r.MBPerSec, r.Sent, r.LostPct)
+		})
+	}
+	t.Run("W4", func(t *testing.T) {
+		s, _ := workload.Lookup("W4")
+		s.Warmup, s.Rounds = 100, 1000
+		r := runPair(t, p, s)
+		if r.Rounds != 1000 || r.RTTP50us <= 0 || r.RTTP99us < r.RTTP50us {
+			t.Fatalf("bad figures: %+v", r)
+		}
+		t.Logf("enet W4: p50 %.1f µs, p99 %.1f µs", r.RTTP50us, r.RTTP99us)
+	})
+}
+
+// TestENetUnavailable checks that a build without ENet reports it.
+func TestENetUnavailable(t *testing.T) {
+	p, _ := peer.Lookup("enet")
+	s, _ := workload.Lookup("W1")
+	if why := p.Caps().Unavailable; why != "" && workload.Unsupported(p.Caps(), s) != why {
+		t.Fatalf("Unsupported = %q, want %q", workload.Unsupported(p.Caps(), s), why)
+	}
+}
+
+// TestNetmsgMsgs runs the netmsg Messages adapter's unreliable (W5) and
+// lossy (W6a, FakeSend) workloads briefly; TestPeers runs W1 and W4 over
+// each of its receivers.
+func TestNetmsgMsgs(t *testing.T) {
+	p, err := peer.Lookup("netmsg-msgs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"W5", "W6a"} {
+		t.Run(id, func(t *testing.T) {
+			s, _ := workload.Lookup(id)
+			s.Duration = workload.WindowDelay + 300*time.Millisecond
+			r := runPair(t, p, s)
+			if r.Sent == 0 || r.WindowMessages == 0 || r.Received > r.Sent {
+				t.Fatalf("bad figures: %+v", r)
+			}
+			if !s.Unreliable && r.Received != r.Sent {
+				t.Fatalf("reliable: sent %d, received %d", r.Sent, r.Received)
+			}
+			t.Logf("netmsg-msgs %s: %.0f msg/s, %.1f MB/s, %.2f%% lost", id, r.MsgsPerSec, r.MBPerSec, r.LostPct)
 		})
 	}
 }

@@ -39,48 +39,74 @@ commands:
   ca       create a certificate authority key
            (--out FILE; writes FILE and FILE.pub)
   issue    issue a certificate signed by a CA
-           (--ca KEY --identity ID [--key KEY] [--app N]... [--expiry D] --out FILE)
+           (--ca KEY --identity ID [--key KEY] [--app N]... [--pop CODE]...
+            [--expiry D] --out FILE)
   inspect  print what a certificate or key file holds
            ([--ca KEY] FILE)
 `
 
-// certDefaultExpiry is GNS's certificate tool's default lifetime
-// (k_nDefaultExpiryDays, two years).
-const certDefaultExpiry = 365 * 2 * 24 * time.Hour
+var (
+	certCAHelp = help{
+		name:    "cert ca",
+		summary: "create a certificate authority key",
+		desc: `Writes a new Ed25519 CA private key to --out (OpenSSH format, mode 0600)
+and its public key to --out.pub (an authorized_keys line). Keep the
+private key secret; give the .pub file to Hosts that should trust the
+certificates it signs (--ca of netmsg ping, chat and signal).
+`,
+		examples: []string{"netmsg cert ca --out ca.key", "netmsg cert ca --out ca.key --force"},
+	}
+	certIssueHelp = help{
+		name:    "cert issue",
+		summary: "issue a certificate signed by a CA",
+		desc: `Signs a certificate that binds --identity to the holder's key (--key,
+created if the file does not exist) for the given app IDs and lifetime,
+and writes it to --out as a STEAMDATAGRAM CERT block, which GNS reads too.
+`,
+		examples: []string{
+			"netmsg cert issue --ca ca.key --identity str:alice --out alice.cert",
+			"netmsg cert issue --ca ca.key --identity str:server --key server.key --app 480 --expiry 30d --out server.cert",
+		},
+	}
+	certInspectHelp = help{
+		name:    "cert inspect",
+		summary: "print what a certificate or key file holds",
+		desc: `Prints a certificate's identity, key, times, app and PoP IDs and CA, or a
+key file's public key and key ID. With --ca, checks the CA signature and
+exits 1 if it does not verify.
+`,
+		examples: []string{"netmsg cert inspect alice.cert", "netmsg cert inspect --ca ca.key.pub alice.cert"},
+	}
+)
 
 func runCert(args []string, out io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(out, certUsage)
-		return errors.New("cert: no command")
+		return usagef("give a command: ca, issue or inspect (netmsg cert help)")
 	}
 	switch args[0] {
 	case "ca":
-		fl := flag.NewFlagSet("cert ca", flag.ContinueOnError)
-		fl.SetOutput(out)
-		o := fl.String("out", "", "write the CA private key to this `file` (and its public key to file.pub)")
+		fl := newFlags("cert ca")
+		o := fl.String("out", "", "write the CA private key to this `file` (and its public key to file.pub) (required)")
 		force := fl.Bool("force", false, "overwrite existing files")
-		if err := fl.Parse(args[1:]); err != nil {
+		if err := parseFlags(fl, certCAHelp, args[1:], out); err != nil {
 			return err
 		}
-		if *o == "" || fl.NArg() != 0 {
-			return errors.New("cert ca: give --out FILE and nothing else")
+		if *o == "" {
+			return usagef("--out FILE is required")
 		}
 		return certCA(*o, *force, out)
 	case "issue":
-		fl := flag.NewFlagSet("cert issue", flag.ContinueOnError)
-		fl.SetOutput(out)
+		fl := newFlags("cert issue")
 		var o issueOptions
 		fl.StringVar(&o.CA, "ca", "", "the CA's private key `file`")
 		fl.StringVar(&o.Identity, "identity", "", "the `identity` the certificate names (str:alice, steamid:N, ...)")
 		fl.StringVar(&o.Key, "key", "", "the holder's private key `file`, created if absent (default: --out with .key for its extension)")
 		fl.Var((*appList)(&o.Apps), "app", "an app `ID` the certificate is valid for; repeat or separate with commas (default 0, netmsg's default AppID)")
+		fl.Var((*popList)(&o.DataCenters), "pop", "a data center (GNS PoP) `code` of 3 or 4 letters the certificate names, e.g. iad; repeat or separate with commas (default none)")
 		exp := fl.String("expiry", "", "lifetime: a Go `duration` (720h) or days (30d) (default 730d, GNS's)")
-		fl.StringVar(&o.Out, "out", "", "write the certificate to this `file`")
-		if err := fl.Parse(args[1:]); err != nil {
+		fl.StringVar(&o.Out, "out", "", "write the certificate to this `file` (required)")
+		if err := parseFlags(fl, certIssueHelp, args[1:], out); err != nil {
 			return err
-		}
-		if fl.NArg() != 0 {
-			return fmt.Errorf("cert issue: unexpected argument %q", fl.Arg(0))
 		}
 		if *exp != "" {
 			d, err := parseLifetime(*exp)
@@ -92,28 +118,32 @@ func runCert(args []string, out io.Writer) error {
 		o.Now = time.Now()
 		return certIssue(o, out)
 	case "inspect":
-		fl := flag.NewFlagSet("cert inspect", flag.ContinueOnError)
-		fl.SetOutput(out)
+		fl := newFlags("cert inspect")
 		ca := fl.String("ca", "", "check the CA signature with this CA key `file` (private key or .pub)")
-		if err := fl.Parse(args[1:]); err != nil {
+		// The file comes after the flags.
+		var file string
+		rest := args[1:]
+		if n := len(rest); n > 0 && !strings.HasPrefix(rest[n-1], "-") {
+			file, rest = rest[n-1], rest[:n-1]
+		}
+		if err := parseFlags(fl, certInspectHelp, rest, out); err != nil {
 			return err
 		}
-		if fl.NArg() != 1 {
-			return errors.New("cert inspect: give one FILE")
+		if file == "" {
+			return usagef("give one FILE to inspect")
 		}
-		return certInspect(fl.Arg(0), *ca, time.Now(), out)
+		return certInspect(file, *ca, time.Now(), out)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(out, certUsage)
 		return flag.ErrHelp
 	}
-	fmt.Fprint(out, certUsage)
-	return fmt.Errorf("cert: unknown command %q", args[0])
+	return usagef("unknown command %q (ca, issue or inspect)", args[0])
 }
 
 // certCA creates a CA key at path and its public key at path.pub, and
 // prints the public key and its key ID.
 func certCA(path string, force bool, out io.Writer) error {
-	key, err := crypto.GenerateIdentityKey(nil)
+	key, err := netmsg.NewCAKey()
 	if err != nil {
 		return err
 	}
@@ -127,7 +157,7 @@ func certCA(path string, force bool, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "Public key . . . : %s\n", line)
-	fmt.Fprintf(out, "Key ID . . . . . : %d\n", crypto.KeyID(pub))
+	fmt.Fprintf(out, "Key ID . . . . . : %d\n", netmsg.CAKeyID(pub))
 	fmt.Fprintf(out, "Wrote %s (keep it secret) and %s (give it to hosts as a trusted CA)\n", path, path+".pub")
 	return nil
 }
@@ -138,9 +168,11 @@ type issueOptions struct {
 	Identity string   // identity the certificate names
 	Key      string   // holder's key file; created if absent
 	Apps     []uint32 // app IDs; none means {0}
-	Expiry   time.Duration
-	Out      string    // certificate file
-	Now      time.Time // the creation time
+	// DataCenters are the data center (PoP) IDs; none names none.
+	DataCenters []uint32
+	Expiry      time.Duration // lifetime; 0 means netmsg.DefaultCertLifetime
+	Out         string        // certificate file
+	Now         time.Time     // the creation time
 }
 
 // certIssue issues a certificate: the holder's key (loaded, or created),
@@ -148,14 +180,14 @@ type issueOptions struct {
 // by the CA.
 func certIssue(o issueOptions, out io.Writer) error {
 	if o.CA == "" || o.Identity == "" || o.Out == "" {
-		return errors.New("cert issue: --ca, --identity and --out are required")
+		return usagef("--ca, --identity and --out are required")
 	}
 	id, err := netmsg.ParseIdentity(o.Identity)
 	if err != nil {
-		return fmt.Errorf("cert issue: %w", err)
+		return usagef("--identity: %v", err)
 	}
 	if id.IsLocalhost() {
-		return errors.New("cert issue: the localhost identity is anonymous and needs no certificate")
+		return usagef("--identity %v: the localhost identity is anonymous and needs no certificate", id)
 	}
 	caKey, err := readPrivateKey(o.CA)
 	if err != nil {
@@ -181,31 +213,17 @@ func certIssue(o issueOptions, out io.Writer) error {
 	case err != nil:
 		return err
 	}
-	if o.Expiry <= 0 {
-		o.Expiry = certDefaultExpiry
-	}
-	if len(o.Apps) == 0 {
-		o.Apps = []uint32{0}
-	}
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
-	created := o.Now.Truncate(time.Second)
-	c, err := crypto.NewCert(crypto.CertTemplate{
-		PublicKey: key.Public().(ed25519.PublicKey),
-		Identity:  id,
-		AppIDs:    o.Apps,
-		Created:   created,
-		Expiry:    created.Add(o.Expiry),
+	b, err := netmsg.IssueCertificate(caKey, netmsg.CertTemplate{
+		Identity:      id,
+		PublicKey:     key.Public().(ed25519.PublicKey),
+		AppIDs:        o.Apps,
+		DataCenterIDs: o.DataCenters,
+		Created:       o.Now,
+		Lifetime:      o.Expiry,
 	})
-	if err != nil {
-		return err
-	}
-	signed, err := crypto.SignCert(c, caKey)
-	if err != nil {
-		return err
-	}
-	b, err := pb.Marshal(signed)
 	if err != nil {
 		return err
 	}
@@ -291,7 +309,7 @@ func printCert(out io.Writer, cert []byte, ca ed25519.PublicKey, now time.Time) 
 		fmt.Fprintf(out, "  App ID(s). . . . : %s\n", joinUints(c.AppIds))
 	}
 	if len(c.GameserverDatacenterIds) > 0 {
-		fmt.Fprintf(out, "  POP ID(s). . . . : %s\n", joinUints(c.GameserverDatacenterIds))
+		fmt.Fprintf(out, "  POP ID(s). . . . : %s\n", joinPOPs(c.GameserverDatacenterIds))
 	}
 	if cs.CaSignature == nil {
 		fmt.Fprintf(out, "  CA key ID. . . . : none\n")
@@ -390,13 +408,13 @@ func parseLifetime(s string) (time.Duration, error) {
 	days := strings.TrimSuffix(s, "d")
 	if n, err := strconv.Atoi(days); err == nil {
 		if n <= 0 {
-			return 0, fmt.Errorf("cert issue: invalid expiry %q", s)
+			return 0, usagef("--expiry %q: must be positive", s)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("cert issue: invalid expiry %q (a duration like 720h, or days like 30d)", s)
+		return 0, usagef("--expiry %q: want a duration like 720h, or days like 30d", s)
 	}
 	return d, nil
 }
@@ -421,4 +439,51 @@ func (a *appList) Set(s string) error {
 		*a = append(*a, uint32(v))
 	}
 	return nil
+}
+
+// popList is a repeatable --pop flag taking one or more comma-separated
+// data center codes, packed as GNS packs them
+// (CalculateSteamNetworkingPOPIDFromString: the first three characters in
+// bits 16, 8 and 0, a fourth in bits 24).
+type popList []uint32
+
+func (p *popList) String() string {
+	if p == nil {
+		return ""
+	}
+	return joinPOPs(*p)
+}
+
+func (p *popList) Set(s string) error {
+	for f := range strings.SplitSeq(s, ",") {
+		f = strings.TrimSpace(f)
+		if len(f) < 3 || len(f) > 4 {
+			return fmt.Errorf("bad PoP code %q (3 or 4 characters, e.g. iad)", f)
+		}
+		for i := 0; i < len(f); i++ {
+			if c := f[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9') {
+				return fmt.Errorf("bad PoP code %q (lowercase letters and digits)", f)
+			}
+		}
+		id := uint32(f[0])<<16 | uint32(f[1])<<8 | uint32(f[2])
+		if len(f) == 4 {
+			id |= uint32(f[3]) << 24
+		}
+		*p = append(*p, id)
+	}
+	return nil
+}
+
+// joinPOPs renders data center IDs as their codes, as GNS's tool prints
+// them.
+func joinPOPs(ids []uint32) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		b := []byte{byte(id >> 16), byte(id >> 8), byte(id)}
+		if id>>24 != 0 {
+			b = append(b, byte(id>>24))
+		}
+		s[i] = string(b)
+	}
+	return strings.Join(s, " ")
 }

@@ -59,11 +59,11 @@ func TestCertTool(t *testing.T) {
 
 	// alice: key created by issue; bob: key given (and created) by
 	// name, a second issue reusing it.
-	out, err = certRun(t, "issue", "--ca", path("ca.key"), "--identity", "str:alice", "--app", "480", "--app", "570,7", "--expiry", "720h", "--out", path("alice.cert"))
+	out, err = certRun(t, "issue", "--ca", path("ca.key"), "--identity", "str:alice", "--app", "480", "--app", "570,7", "--pop", "iad,sea", "--pop", "sgp1", "--expiry", "720h", "--out", path("alice.cert"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustContain(t, out, "Created key "+path("alice.key"), "Identity . . . . : str:alice", "App ID(s). . . . : 480 570 7", "CA key ID. . . . : "+itoa(caID), "Signature. . . . : valid")
+	mustContain(t, out, "Created key "+path("alice.key"), "Identity . . . . : str:alice", "App ID(s). . . . : 480 570 7", "POP ID(s). . . . : iad sea sgp1", "CA key ID. . . . : "+itoa(caID), "Signature. . . . : valid")
 	if _, err := certRun(t, "issue", "--ca", path("ca.key"), "--identity", "str:bob", "--key", path("b.key"), "--app", "480", "--out", path("bob.cert")); err != nil {
 		t.Fatal(err)
 	}
@@ -174,6 +174,9 @@ func TestCertArgs(t *testing.T) {
 		{"issue", "--ca", "ca", "--identity", "str:a", "--out", "x", "--app", "-1"},
 		{"issue", "--ca", "ca", "--identity", "str:a", "--out", "x", "--expiry", "0d"},
 		{"issue", "--ca", "ca", "--identity", "ip:127.0.0.1", "--out", "x"},
+		{"issue", "--ca", "ca", "--identity", "str:a", "--out", "x", "--pop", "ab"},
+		{"issue", "--ca", "ca", "--identity", "str:a", "--out", "x", "--pop", "IAD"},
+		{"issue", "--ca", "ca", "--identity", "str:a b", "--out", "x"},
 		{"inspect"},
 		{"inspect", "/nonexistent/file"},
 	} {

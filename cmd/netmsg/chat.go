@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -12,6 +11,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/netmsg-go/netmsg"
@@ -25,61 +25,66 @@ import (
 
 const chatDefaultPort = 27020 // example_chat's default port
 
+var chatHelp = help{
+	name:    "chat",
+	summary: "a chat server or client compatible with GameNetworkingSockets' example_chat",
+	desc: `With --listen, serves a chat room on a UDP port: every client's lines go
+to all the others; /nick NAME renames a client. The server runs until
+SIGINT or SIGTERM, or /quit on its standard input, which it does not need:
+it keeps serving when standard input is closed, so it runs in the
+background. With --connect, joins a server (netmsg's or GNS's example_chat)
+and relays lines between the terminal and the room until /quit, the end of
+standard input, or the connection's end; it exits 1 if the server could
+not be reached or the connection was lost.
+
+Connections are encrypted. Without --cert, each side presents an unsigned
+certificate; with --ca, a side requires the other's certificate to be
+signed by that CA (netmsg cert issue, or GNS's certificate tool).
+`,
+	examples: []string{
+		"netmsg chat --listen 27020",
+		"netmsg chat --connect 127.0.0.1:27020",
+		"netmsg chat --connect chat.example.net      (port 27020, example_chat's)",
+		"netmsg chat --listen :27020 --cert server.cert --key server.key --ca ca.key.pub </dev/null &",
+	},
+}
+
 func runChat(args []string, in io.Reader, out io.Writer) error {
-	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
-	fs.SetOutput(out)
-	listen := fs.String("listen", "", "serve on this address (\":PORT\" for every address)")
-	connect := fs.String("connect", "", "connect to the server at HOST:PORT")
-	if err := fs.Parse(args); err != nil {
+	fs := newFlags("chat")
+	listen := fs.String("listen", "", "serve on this UDP `address`: PORT or :PORT for every interface, IP:PORT for one")
+	connect := fs.String("connect", "", "connect to the server at `HOST:PORT` (a host name or IP; the port defaults to 27020)")
+	var cf certFlags
+	cf.register(fs)
+	ident := fs.String("identity", "", "this side's `identity` (default: the certificate's, or none)")
+	if err := parseFlags(fs, chatHelp, args, out); err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	switch {
-	case *listen != "" && *connect == "":
-		addr, err := parseListenAddr(*listen)
-		if err != nil {
-			return err
-		}
-		return chatServer(ctx, addr, in, out, nil)
-	case *connect != "" && *listen == "":
-		addr, err := parseConnectAddr(*connect)
-		if err != nil {
-			return err
-		}
-		return chatClient(ctx, addr, in, out)
+	if (*listen == "") == (*connect == "") {
+		return usagef("give exactly one of --listen PORT and --connect HOST:PORT")
 	}
-	return errors.New("chat: give exactly one of --listen and --connect")
-}
-
-// parseListenAddr accepts ":PORT", "HOST:PORT" and "PORT".
-func parseListenAddr(s string) (netip.AddrPort, error) {
-	if !strings.Contains(s, ":") {
-		s = ":" + s
-	}
-	if strings.HasPrefix(s, ":") {
-		s = "[::]" + s
-	}
-	ap, err := netip.ParseAddrPort(s)
+	cert, key, cas, err := cf.load(time.Now())
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("chat: listen address %q: %v", s, err)
+		return err
 	}
-	return ap, nil
-}
-
-// parseConnectAddr accepts GNS's address forms ("1.2.3.4:5", "[::1]:5",
-// "1.2.3.4" with the default port).
-func parseConnectAddr(s string) (netip.AddrPort, error) {
-	if ap, err := netmsg.ParseIPAddr(s); err == nil {
-		if ap.Port() == 0 {
-			ap = netip.AddrPortFrom(ap.Addr(), chatDefaultPort)
+	cfg := netmsg.Config{PrivateKey: key, Certificate: cert, TrustedCAs: cas, AppID: uint32(cf.app)}
+	if *ident != "" {
+		if cfg.Identity, err = netmsg.ParseIdentity(*ident); err != nil {
+			return usagef("--identity: %v", err)
 		}
-		return ap, nil
 	}
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap, nil
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *listen != "" {
+		if cfg.ListenAddr, err = parseListen("listen", *listen); err != nil {
+			return err
+		}
+		return chatServer(ctx, cfg, in, out, nil)
 	}
-	return netip.AddrPort{}, fmt.Errorf("chat: bad server address %q", s)
+	addr, err := resolveAddr(ctx, "connect", *connect, chatDefaultPort)
+	if err != nil {
+		return err
+	}
+	return chatClient(ctx, cfg, addr, in, out)
 }
 
 // lines reads in line by line onto a channel, closed at EOF.
@@ -95,14 +100,13 @@ func lines(in io.Reader) <-chan string {
 	return ch
 }
 
-// chatServer runs the chat server until /quit on in, ctx ends, or in ends.
-// ready, if not nil, receives the server's address once it listens.
-func chatServer(ctx context.Context, addr netip.AddrPort, in io.Reader, out io.Writer, ready chan<- netip.AddrPort) error {
+// chatServer runs the chat server on a Host made from cfg until /quit on
+// in or ctx ends; the end of in only stops reading it. ready, if not nil,
+// receives the server's address once it listens.
+func chatServer(ctx context.Context, cfg netmsg.Config, in io.Reader, out io.Writer, ready chan<- netip.AddrPort) error {
 	s := &chatSrv{out: out, nicks: map[netmsg.ConnHandle]string{}}
-	h, err := netmsg.NewHost(netmsg.Config{
-		ListenAddr:                addr,
-		OnConnectionStatusChanged: s.statusChanged,
-	})
+	cfg.OnConnectionStatusChanged = s.statusChanged
+	h, err := netmsg.NewHost(cfg)
 	if err != nil {
 		return err
 	}
@@ -125,7 +129,12 @@ func chatServer(ctx context.Context, addr netip.AddrPort, in io.Reader, out io.W
 			s.shutdown()
 			return nil
 		case cmd, ok := <-input:
-			if !ok || cmd == "/quit" {
+			if !ok {
+				// No terminal (or it closed): serve until a signal.
+				input = nil
+				continue
+			}
+			if cmd == "/quit" {
 				fmt.Fprintln(out, "Shutting down server")
 				s.shutdown()
 				return nil
@@ -250,33 +259,49 @@ func (s *chatSrv) shutdown() {
 	s.h.Close()
 }
 
-// chatClient connects to addr and relays lines both ways until /quit, the
-// end of in, ctx, or the connection ending.
-func chatClient(ctx context.Context, addr netip.AddrPort, in io.Reader, out io.Writer) error {
-	ended := make(chan string, 1)
-	var h *netmsg.Host
-	h, err := netmsg.NewHost(netmsg.Config{
-		OnConnectionStatusChanged: func(ev netmsg.ConnStatusChanged) {
-			switch ev.Info.State {
-			case netmsg.StateConnected:
-				fmt.Fprintln(out, "Connected to server OK")
-			case netmsg.StateClosedByPeer, netmsg.StateProblemDetectedLocally:
-				var msg string
-				switch {
-				case ev.OldState == netmsg.StateConnecting:
-					msg = fmt.Sprintf("Could not reach the server. (%s)", ev.Info.EndDebug)
-				case ev.Info.State == netmsg.StateProblemDetectedLocally:
-					msg = fmt.Sprintf("Lost contact with the server. (%s)", ev.Info.EndDebug)
-				default:
-					msg = fmt.Sprintf("The server closed the connection. (%s)", ev.Info.EndDebug)
-				}
-				select {
-				case ended <- msg:
-				default:
-				}
+// chatEnd is how a client's connection ended: what to print, and whether
+// the command failed.
+type chatEnd struct {
+	msg    string
+	failed bool
+}
+
+// chatClient connects a Host made from cfg to addr and relays lines both
+// ways until /quit, the end of in, ctx, or the connection ending. It
+// returns an error when the server could not be reached or the connection
+// was lost.
+func chatClient(ctx context.Context, cfg netmsg.Config, addr netip.AddrPort, in io.Reader, out io.Writer) error {
+	ended := make(chan chatEnd, 1)
+	connected := make(chan struct{}, 1)
+	cfg.OnConnectionStatusChanged = func(ev netmsg.ConnStatusChanged) {
+		var end chatEnd
+		switch ev.Info.State {
+		case netmsg.StateConnected:
+			fmt.Fprintln(out, "Connected to server OK")
+			select {
+			case connected <- struct{}{}:
+			default:
 			}
-		},
-	})
+			return
+		case netmsg.StateClosedByPeer, netmsg.StateProblemDetectedLocally:
+			reason := fmt.Sprintf("%s, end reason %d", ev.Info.EndDebug, int(ev.Info.EndReason))
+			switch {
+			case ev.OldState == netmsg.StateConnecting:
+				end = chatEnd{fmt.Sprintf("could not reach the server at %v (%s)", addr, reason), true}
+			case ev.Info.State == netmsg.StateProblemDetectedLocally:
+				end = chatEnd{fmt.Sprintf("lost contact with the server (%s)", reason), true}
+			default:
+				end = chatEnd{fmt.Sprintf("The server closed the connection. (%s)", ev.Info.EndDebug), false}
+			}
+		default:
+			return
+		}
+		select {
+		case ended <- end:
+		default:
+		}
+	}
+	h, err := netmsg.NewHost(cfg)
 	if err != nil {
 		return err
 	}
@@ -286,21 +311,37 @@ func chatClient(ctx context.Context, addr netip.AddrPort, in io.Reader, out io.W
 	if err != nil {
 		return err
 	}
-	input := lines(in)
+	// Standard input is read once connected, so that its end (a script,
+	// or no terminal) does not end the attempt before it has succeeded or
+	// failed.
+	var input <-chan string
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
+	start := time.Now()
+	nextNote := start.Add(2 * time.Second)
 	for {
+		if now := time.Now(); now.After(nextNote) {
+			if info, err := h.ConnectionInfo(c); err == nil && info.State == netmsg.StateConnecting {
+				fmt.Fprintf(out, "Still connecting to %v after %v (no answer yet)\n", addr, now.Sub(start).Truncate(time.Second))
+			}
+			nextNote = now.Add(2 * time.Second)
+		}
 		select {
+		case <-connected:
+			input = lines(in)
 		case <-ctx.Done():
 			h.CloseConnection(c, 0, "Goodbye", true)
 			return nil
-		case msg := <-ended:
+		case end := <-ended:
 			for _, m := range h.ReceiveMessagesOnConnection(c, 100) {
 				fmt.Fprintln(out, string(m.Payload))
 				m.Release()
 			}
-			fmt.Fprintln(out, msg)
 			h.CloseConnection(c, 0, "", false)
+			if end.failed {
+				return errors.New(end.msg)
+			}
+			fmt.Fprintln(out, end.msg)
 			return nil
 		case cmd, ok := <-input:
 			if !ok || cmd == "/quit" {

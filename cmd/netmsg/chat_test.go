@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/netmsg-go/netmsg"
 )
 
 // syncBuf is an io.Writer safe for concurrent use, read by the test.
@@ -49,7 +51,7 @@ func TestChat(t *testing.T) {
 	ready := make(chan netip.AddrPort, 1)
 	srvDone := make(chan error, 1)
 	go func() {
-		srvDone <- chatServer(ctx, netip.MustParseAddrPort("127.0.0.1:0"), srvIn, &srvOut, ready)
+		srvDone <- chatServer(ctx, netmsg.Config{ListenAddr: netip.MustParseAddrPort("127.0.0.1:0")}, srvIn, &srvOut, ready)
 	}()
 	addr := <-ready
 
@@ -62,7 +64,7 @@ func TestChat(t *testing.T) {
 		c := &client{done: make(chan error, 1)}
 		r, w := io.Pipe()
 		c.in = w
-		go func() { c.done <- chatClient(ctx, addr, r, &c.out) }()
+		go func() { c.done <- chatClient(ctx, netmsg.Config{}, addr, r, &c.out) }()
 		waitText(t, &c.out, "Connected to server OK")
 		return c
 	}

@@ -6,60 +6,74 @@
 //	netmsg signal  a signaling server (GNS's trivial protocol and netmsg's own)
 //	netmsg relay   an embedded STUN and TURN server
 //	netmsg ping    a Messages peer over P2P, for checks by hand
+//
+// Every command checks all its flags before it starts anything. Exit
+// status: 0 on success (and for -h), 1 when the command failed, 2 for a
+// bad command line; errors are one line on standard error.
 package main
 
 import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 )
 
-const usage = `usage: netmsg <command> [flags]
+const usage = `netmsg: Steam-style Networking Messages in pure Go (GameNetworkingSockets' wire protocol)
+
+usage: netmsg <command> [flags]      (netmsg <command> -h for its flags and examples)
 
 commands:
   demo    three hosts talk through the Messages API over a lossy in-memory network
-  chat    a chat server (--listen :PORT) or client (--connect HOST:PORT),
+  chat    a chat server (--listen PORT) or client (--connect HOST:PORT),
           compatible with GameNetworkingSockets' example_chat
   cert    make and inspect CA keys and certificates (netmsg cert help)
-  signal  a signaling server for P2P (netmsg signal --listen ADDR)
-  relay   a STUN and TURN server (--listen ADDR --user U:P)
-  ping    a Messages peer over P2P: ping another (--identity ID --peer ID
-          --signaling ADDR [--stun ADDR] [--turn ADDR --turn-user U
-          --turn-pass P] [--count N] [--channel C]), or answer (--count 0)
+  signal  a signaling server for P2P (TCP, default :10000)
+  relay   a STUN and TURN server (UDP, default 127.0.0.1:3478)
+  ping    a Messages peer over P2P: ping another, or answer pings
 `
 
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run runs the command line args and returns the exit status.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) < 1 {
+		fmt.Fprint(stderr, usage)
+		return 2
 	}
+	cmd := args[0]
 	var err error
-	switch os.Args[1] {
+	switch cmd {
 	case "demo":
-		err = runDemo(os.Args[2:], os.Stdout)
+		err = runDemo(args[1:], stdout)
 	case "chat":
-		err = runChat(os.Args[2:], os.Stdin, os.Stdout)
+		err = runChat(args[1:], stdin, stdout)
 	case "cert":
-		err = runCert(os.Args[2:], os.Stdout)
+		err = runCert(args[1:], stdout)
 	case "signal":
-		err = runSignal(os.Args[2:], os.Stdout)
+		err = runSignal(args[1:], stdout)
 	case "ping":
-		err = runPing(os.Args[2:], os.Stdout)
+		err = runPing(args[1:], stdout)
 	case "relay":
-		err = runRelay(os.Args[2:], os.Stdout)
+		err = runRelay(args[1:], stdout)
 	case "-h", "-help", "--help", "help":
-		fmt.Print(usage)
-		return
+		fmt.Fprint(stdout, usage)
+		return 0
 	default:
-		fmt.Fprintf(os.Stderr, "netmsg: unknown command %q\n\n%s", os.Args[1], usage)
-		os.Exit(2)
+		fmt.Fprintf(stderr, "netmsg: unknown command %q (run netmsg -h for the list)\n", cmd)
+		return 2
 	}
-	if errors.Is(err, flag.ErrHelp) {
-		return
+	var ue *usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "netmsg %s: %s (see netmsg %s -h)\n", cmd, errorLine(cmd, err), cmd)
+		return 2
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "netmsg:", err)
-		os.Exit(1)
-	}
+	fmt.Fprintf(stderr, "netmsg %s: %s\n", cmd, errorLine(cmd, err))
+	return 1
 }

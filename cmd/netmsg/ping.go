@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,83 +26,131 @@ func runPing(args []string, out io.Writer) error {
 	return runPingCtx(ctx, args, out)
 }
 
+var pingHelp = help{
+	name:    "ping",
+	summary: "a Messages peer over P2P, for checks by hand",
+	desc: `Registers --identity with the signaling server, then sends --count pings
+to --peer through the Messages API and prints each pong's round trip and
+route (direct, or through the TURN relay). With --count 0 it only answers
+pings, until --timeout or SIGINT/SIGTERM. While the session is being made
+it says what it waits for (signaling, ICE, relay). It exits 1 if not
+every ping was answered.
+`,
+	examples: []string{
+		"netmsg ping --identity str:bob --signaling 127.0.0.1:10000 --count 0 --timeout 1h",
+		"netmsg ping --identity str:alice --peer str:bob --signaling 127.0.0.1:10000",
+		"netmsg ping --identity str:alice --peer str:bob --signaling sig.example.net:10000 --turn relay.example.net:3478 --turn-user u --turn-pass p",
+		"netmsg ping --cert alice.cert --key alice.key --ca ca.key.pub --auth --peer str:bob --signaling 127.0.0.1:10000",
+	},
+}
+
 func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("ping", flag.ContinueOnError)
-	fs.SetOutput(out)
-	idFlag := fs.String("identity", "", "this peer's identity, e.g. str:alice (required)")
+	fs := newFlags("ping")
+	idFlag := fs.String("identity", "", "this peer's `identity`, e.g. str:alice (required unless --cert names one)")
 	peerFlag := fs.String("peer", "", "the peer to ping, e.g. str:bob (required unless --count 0)")
-	sigAddr := fs.String("signaling", "", "signaling server HOST:PORT (netmsg signal, or GNS's trivial server) (required)")
+	sigAddr := fs.String("signaling", "", "signaling server `HOST:PORT` (netmsg signal, or GNS's trivial server) (required)")
 	auth := fs.Bool("auth", false, "use netmsg's authenticated signaling (with an unsigned certificate unless --cert is given)")
-	certFile := fs.String("cert", "", "certificate file (netmsg cert issue); needs --key")
-	keyFile := fs.String("key", "", "Ed25519 key file (OpenSSH format)")
-	listen := fs.String("listen", "0.0.0.0:0", "UDP address of this peer's socket")
+	var cf certFlags
+	cf.register(fs)
+	listen := fs.String("listen", "0.0.0.0:0", "local UDP `address` of this peer's socket (port 0: any)")
 	count := fs.Int("count", 5, "pings to send; 0 only answers")
-	channel := fs.Int("channel", 0, "Messages channel")
-	interval := fs.Duration("interval", 200*time.Millisecond, "time between pings")
-	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long (with --count 0: stop answering)")
-	stunFlag := fs.String("stun", "", "STUN server HOST:PORT for a server-reflexive candidate (netmsg relay serves STUN too)")
-	turnFlag := fs.String("turn", "", "TURN server HOST:PORT to relay through when no direct path works")
+	channel := fs.Int("channel", 0, "Messages channel, 0 or more")
+	interval := fs.Duration("interval", 200*time.Millisecond, "time between pings (more than 0)")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long (with --count 0: stop answering) (more than 0)")
+	stunFlag := fs.String("stun", "", "STUN server `HOST:PORT` for a server-reflexive candidate (netmsg relay serves STUN too)")
+	turnFlag := fs.String("turn", "", "TURN server `HOST:PORT` to relay through when no direct path works (needs --turn-user and --turn-pass)")
 	turnUser := fs.String("turn-user", "", "TURN user name")
 	turnPass := fs.String("turn-pass", "", "TURN password")
-	relayOnly := fs.Bool("relay-only", false, "use only paths through the TURN server")
-	iceEnable := fs.Int("ice-enable", 0, "GNS's P2P_Transport_ICE_Enable bitmask: 1 relay, 2 private host addresses, 4 public and STUN ones (0: all)")
+	relayOnly := fs.Bool("relay-only", false, "use only paths through the TURN server (needs --turn)")
+	iceEnable := fs.Int("ice-enable", 0, "GNS's P2P_Transport_ICE_Enable `bitmask`: 1 relay, 2 private host addresses, 4 public and STUN ones (0: all)")
 	verbose := fs.Bool("v", false, "log the Host's debug events (paths, relay errors) to standard error")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, pingHelp, args, out); err != nil {
 		return err
 	}
-	id, err := netmsg.ParseIdentity(*idFlag)
-	if err != nil || *sigAddr == "" {
-		return fmt.Errorf("ping: --identity and --signaling are required (identity: %v)", err)
+	// Every flag is checked before anything starts.
+	switch {
+	case *count < 0:
+		return usagef("--count must be 0 or more (got %d)", *count)
+	case *channel < 0:
+		return usagef("--channel must be 0 or more (got %d)", *channel)
+	case *iceEnable < 0 || *iceEnable > 7:
+		return usagef("--ice-enable must be 0 to 7 (got %d)", *iceEnable)
+	case *sigAddr == "":
+		return usagef("--signaling is required (HOST:PORT of netmsg signal or GNS's trivial server)")
+	case *turnFlag == "" && (*turnUser != "" || *turnPass != ""):
+		return usagef("--turn-user and --turn-pass need --turn")
+	case *turnFlag != "" && (*turnUser == "" || *turnPass == ""):
+		return usagef("--turn needs --turn-user and --turn-pass")
+	case *relayOnly && *turnFlag == "":
+		return usagef("--relay-only needs --turn")
+	case *count > 0 && *peerFlag == "":
+		return usagef("--peer is required to send pings (or give --count 0 to only answer)")
+	}
+	if err := positive("interval", *interval); err != nil {
+		return err
+	}
+	if err := positive("timeout", *timeout); err != nil {
+		return err
+	}
+	cert, key, cas, err := cf.load(time.Now())
+	if err != nil {
+		return err
+	}
+	var id netmsg.Identity
+	if *idFlag != "" {
+		if id, err = netmsg.ParseIdentity(*idFlag); err != nil {
+			return usagef("--identity: %v", err)
+		}
+	}
+	if cert != nil {
+		certID, err := netmsg.CertificateIdentity(cert)
+		if err != nil {
+			return usagef("--cert: %v", err)
+		}
+		switch {
+		case !id.IsValid():
+			id = certID
+		case certID.IsValid() && certID != id:
+			return usagef("--identity %v, but --cert %s is for %v", id, cf.cert, certID)
+		}
+	}
+	if !id.IsValid() {
+		return usagef("--identity is required (e.g. str:alice), unless --cert names one")
 	}
 	var peer netmsg.Identity
 	if *count > 0 {
 		if peer, err = netmsg.ParseIdentity(*peerFlag); err != nil {
-			return fmt.Errorf("ping: --peer: %w", err)
+			return usagef("--peer: %v", err)
+		}
+		if err := peer.CheckTarget(); err != nil {
+			return usagef("--peer: %v", err)
 		}
 	}
-	la, err := netip.ParseAddrPort(*listen)
+	la, err := parseListen("listen", *listen)
 	if err != nil {
-		return fmt.Errorf("ping: --listen: %w", err)
+		return err
 	}
-	var key ed25519.PrivateKey
-	var cert []byte
-	if *keyFile != "" {
-		b, err := os.ReadFile(*keyFile)
-		if err != nil {
-			return err
-		}
-		if key, err = netmsg.ParsePrivateKey(b); err != nil {
-			return err
-		}
-	} else {
-		_, key, _ = ed25519.GenerateKey(rand.Reader)
-	}
-	if *certFile != "" {
-		b, err := os.ReadFile(*certFile)
-		if err != nil {
-			return err
-		}
-		if cert, err = netmsg.ParseCertificatePEM(b); err != nil {
-			return err
-		}
+	if _, err := resolveAddr(ctx, "signaling", *sigAddr, 0); err != nil {
+		return err
 	}
 	var stunServers []netip.AddrPort
 	if *stunFlag != "" {
-		a, err := netip.ParseAddrPort(*stunFlag)
+		a, err := resolveAddr(ctx, "stun", *stunFlag, 3478)
 		if err != nil {
-			return fmt.Errorf("ping: --stun: %w", err)
+			return err
 		}
 		stunServers = append(stunServers, a)
 	}
 	var turnServers []netmsg.TURNServer
 	if *turnFlag != "" {
-		a, err := netip.ParseAddrPort(*turnFlag)
+		a, err := resolveAddr(ctx, "turn", *turnFlag, 3478)
 		if err != nil {
-			return fmt.Errorf("ping: --turn: %w", err)
+			return err
 		}
 		turnServers = append(turnServers, netmsg.TURNServer{Addr: a, Username: *turnUser, Password: *turnPass})
-	} else if *relayOnly {
-		return errors.New("ping: --relay-only needs --turn")
+	}
+	if key == nil {
+		_, key, _ = ed25519.GenerateKey(rand.Reader)
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -119,17 +166,24 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 		sig, err = signaling.DialTrivial(ctx, *sigAddr, id.String())
 	}
 	if err != nil {
-		return fmt.Errorf("ping: signaling: %w", err)
+		return fmt.Errorf("signaling server %s: %w (is netmsg signal running there?)", *sigAddr, err)
 	}
 	defer sig.Close()
 	var ms *netmsg.Messages
+	msReady := make(chan struct{}) // closed once ms is set: a request may come before NewHost returns
 	h, err := netmsg.NewHost(netmsg.Config{
-		Identity: id, PrivateKey: key, Certificate: cert, ListenAddr: la, Signaling: sig,
+		Identity: id, PrivateKey: key, Certificate: cert, TrustedCAs: cas, AppID: uint32(cf.app), ListenAddr: la, Signaling: sig,
 		STUNServers: stunServers, TURNServers: turnServers, P2PRelayOnly: *relayOnly, P2PICEEnable: netmsg.ICEEnable(*iceEnable),
 		Logger:           pingLogger(*verbose),
-		OnSessionRequest: func(p netmsg.Identity) { ms.AcceptSessionWithUser(p) },
+		OnSessionRequest: func(p netmsg.Identity) {
+			select {
+			case <-msReady:
+				ms.AcceptSessionWithUser(p)
+			case <-ctx.Done():
+			}
+		},
 		OnSessionFailed: func(info netmsg.ConnectionInfo) {
-			fmt.Fprintf(out, "session with %v failed: %v %s\n", info.Identity, info.EndReason, info.EndDebug)
+			fmt.Fprintf(out, "session with %v failed: %v (%d) %s\n", info.Identity, info.EndReason, int(info.EndReason), info.EndDebug)
 		},
 	})
 	if err != nil {
@@ -137,7 +191,11 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer h.Close()
 	ms = h.Messages()
+	close(msReady)
 	fmt.Fprintf(out, "%v on %v, signaling %s\n", id, h.LocalAddr(), *sigAddr)
+	prog := progress{out: out, peer: peer, ms: ms}
+	watch := time.NewTicker(250 * time.Millisecond)
+	defer watch.Stop()
 
 	sent := map[int]time.Time{}
 	pongs := 0
@@ -165,7 +223,11 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 			if *count == 0 {
 				return nil
 			}
-			return fmt.Errorf("ping: %d of %d pongs before the timeout", pongs, *count)
+			return fmt.Errorf("%d of %d pongs before the timeout (%v); %s", pongs, *count, *timeout, prog.hint())
+		case <-watch.C:
+			if *count > 0 {
+				prog.check()
+			}
 		case <-tick:
 			if next < *count {
 				sent[next] = time.Now()
@@ -182,9 +244,9 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 					if *count == 0 {
 						return nil
 					}
-					return fmt.Errorf("ping: %d of %d pongs before the timeout", pongs, *count)
+					return fmt.Errorf("%d of %d pongs before the timeout (%v); %s", pongs, *count, *timeout, prog.hint())
 				}
-				return errors.New("ping: the Host closed")
+				return errors.New("the Host closed")
 			}
 			text := string(m.Payload)
 			from := m.Identity
@@ -223,4 +285,62 @@ func pingLogger(verbose bool) *slog.Logger {
 		return nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// progress prints the state of the session with peer when it changes, so
+// that a long wait (signaling, ICE checks, a relay allocation) is not
+// silent.
+type progress struct {
+	out  io.Writer
+	peer netmsg.Identity
+	ms   *netmsg.Messages
+
+	last  netmsg.ConnectionState
+	since time.Time
+	said  bool
+}
+
+func (p *progress) check() {
+	st, info, _ := p.ms.GetSessionConnectionInfo(p.peer)
+	now := time.Now()
+	if p.since.IsZero() {
+		p.since = now
+	}
+	if p.said && st == p.last {
+		if st != netmsg.StateConnected && now.Sub(p.since) >= 5*time.Second {
+			fmt.Fprintf(p.out, "still %s after %v\n", p.describe(st, info), now.Sub(p.since).Truncate(time.Second))
+			p.since = now
+		}
+		return
+	}
+	p.last, p.since, p.said = st, now, true
+	fmt.Fprintf(p.out, "session with %v: %s\n", p.peer, p.describe(st, info))
+}
+
+func (p *progress) describe(st netmsg.ConnectionState, info netmsg.ConnectionInfo) string {
+	switch st {
+	case netmsg.StateNone:
+		return "none yet"
+	case netmsg.StateConnecting:
+		return "connecting (waiting for the peer's answer through the signaling server)"
+	case netmsg.StateFindingRoute:
+		return "finding a route (ICE checks on the peer's candidates, and the TURN relay if given)"
+	case netmsg.StateConnected:
+		if info.Flags&netmsg.ConnInfoRelayed != 0 {
+			return "connected through the TURN relay"
+		}
+		return fmt.Sprintf("connected directly (%v)", info.RemoteAddress)
+	}
+	return fmt.Sprintf("%v: %v %s", st, info.EndReason, info.EndDebug)
+}
+
+// hint says what to check when no pong came.
+func (p *progress) hint() string {
+	switch p.last {
+	case netmsg.StateNone, netmsg.StateConnecting:
+		return "the peer never answered through the signaling server: is it registered there with that identity?"
+	case netmsg.StateFindingRoute:
+		return "no route to the peer was found: give --stun, or --turn with its credentials"
+	}
+	return "the session was " + p.last.String()
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
-	"flag"
 	"fmt"
 	"io"
 	"log"
@@ -46,15 +45,14 @@ func runSignal(args []string, out io.Writer) error {
 }
 
 func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("signal", flag.ContinueOnError)
-	fs.SetOutput(out)
+	fs := newFlags("signal")
 	listen := fs.String("listen", ":10000", "TCP `address` to listen on (GNS's trivial signaling server uses port 10000)")
 	var cas stringList
 	fs.Var(&cas, "ca", "a CA public key `file` (OpenSSH format, the .pub of netmsg cert ca) whose certificates authenticated clients may present; repeatable")
 	unsigned := fs.Bool("allow-unsigned", false, "let authenticated clients present unsigned certificates (they still prove they hold the key, and the identity stays bound to it)")
 	noTrivial := fs.Bool("no-trivial", false, "refuse GNS's trivial protocol (whose clients claim identities without proof)")
 	isolate := fs.Bool("isolate-trivial", false, "drop signals between trivial and authenticated clients")
-	idle := fs.Duration("idle-timeout", 0, "drop clients when nothing went either way for this long (0: 5m; negative: never; GNS's trivial clients are silent when idle and reconnect when dropped)")
+	idle := fs.Duration("idle-timeout", 0, "drop clients when nothing went either way for this long (0: the default, 5m; GNS's trivial clients are silent when idle and reconnect when dropped)")
 	maxClients := fs.Int("max-clients", 0, "connected clients at most (0: 10000)")
 	perAddr := fs.Int("max-per-addr", 0, "connections from one IPv4 address or IPv6 /64 at most (0: 128)")
 	wsAddr := fs.String("ws", "", "also serve both protocols over WebSocket on `ADDR[/path]` (clients dial ws://ADDR/path, or wss:// with --tls-cert)")
@@ -66,38 +64,44 @@ func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
 	natsRoutes := fs.String("nats-routes", "", "with --nats-embed: routes to the other NATS servers, `URL[,URL...]` (nats://host:port of their --nats-cluster)")
 	httpAddr := fs.String("http", "", "serve /metrics (Prometheus), /healthz and /readyz on `ADDR`")
 	verbose := fs.Bool("v", false, "log every client event (debug level); without it, refusals and drops are logged, a few lines a second at most")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, signalHelp, args, out); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("signal: unexpected argument %q", fs.Arg(0))
+	if *listen == "" {
+		return usagef("--listen is empty (want HOST:PORT or :PORT)")
+	}
+	if *idle < 0 {
+		return usagef("--idle-timeout must be 0 (the default, 5m) or more (got %v)", *idle)
+	}
+	if *maxClients < 0 || *perAddr < 0 {
+		return usagef("--max-clients and --max-per-addr must be 0 (the default) or more")
 	}
 	cfg := signaling.ServerConfig{AllowUnsigned: *unsigned, NoTrivial: *noTrivial, IsolateTrivial: *isolate, IdleTimeout: *idle,
 		MaxClients: *maxClients, MaxClientsPerAddr: *perAddr}
 	for _, f := range cas {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return err
+			return usagef("--ca: %v", err)
 		}
 		k, err := netmsg.ParseAuthorizedKey(b)
 		if err != nil {
-			return fmt.Errorf("%s: %w", f, err)
+			return usagef("--ca %s: %v", f, err)
 		}
 		cfg.TrustedCAs = append(cfg.TrustedCAs, ed25519.PublicKey(k))
 	}
 	var tlsConfig *tls.Config
 	if (*tlsCert == "") != (*tlsKey == "") || (*tlsCert != "" && *wsAddr == "") {
-		return fmt.Errorf("signal: --tls-cert and --tls-key go together, with --ws")
+		return usagef("--tls-cert and --tls-key go together, with --ws")
 	}
 	if *tlsCert != "" {
 		c, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
 		if err != nil {
-			return fmt.Errorf("signal: %w", err)
+			return usagef("--tls-cert/--tls-key: %v", err)
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{c}}
 	}
 	if *noTrivial && len(cfg.TrustedCAs) == 0 && !*unsigned {
-		return fmt.Errorf("signal: with --no-trivial, give --ca or --allow-unsigned, or nobody can register")
+		return usagef("--no-trivial needs --ca or --allow-unsigned, or nobody can register")
 	}
 	level := slog.LevelInfo
 	if *verbose {
@@ -113,7 +117,7 @@ func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
 		defer ns.Shutdown()
 		embedURL = ns.ClientURL()
 	} else if *natsCluster != "" || *natsRoutes != "" {
-		return fmt.Errorf("signal: --nats-cluster and --nats-routes go with --nats-embed")
+		return usagef("--nats-cluster and --nats-routes go with --nats-embed")
 	}
 	if *natsURLs != "" || embedURL != "" {
 		cc := &signaling.ClusterConfig{}
@@ -261,4 +265,28 @@ func splitPort(addr string) (string, int, error) {
 		port = natsserver.RANDOM_PORT
 	}
 	return host, port, nil
+}
+
+var signalHelp = help{
+	name:    "signal",
+	summary: "a signaling server for P2P",
+	desc: `Serves the rendezvous that P2P peers (netmsg ping, Hosts with
+Config.Signaling, GNS programs) use to find each other, over TCP and, with
+--ws, WebSocket: GNS's trivial protocol (clients name themselves) and
+netmsg's authenticated one (clients prove their identity with a
+certificate). It listens on every interface, port 10000, unless --listen
+says otherwise. Its defaults hold on a public address (registration within
+5 s, idle clients dropped after 5 min, 128 connections per source address,
+refusals told and counted). With --nats or --nats-embed it is one node of a
+cluster sharing one identity space through NATS; --http serves /metrics,
+/healthz and /readyz. It runs until SIGINT or SIGTERM, tells its
+authenticated clients ("ERR shutdown"), prints its counters and exits 0.
+`,
+	examples: []string{
+		"netmsg signal",
+		"netmsg signal --listen 127.0.0.1:10000 -v",
+		"netmsg signal --listen :10000 --ca ca.key.pub --no-trivial",
+		"netmsg signal --listen :10000 --ws :443/signal --tls-cert tls.crt --tls-key tls.key --http :9100",
+		"netmsg signal --listen :10000 --nats nats://10.0.0.1:4222,nats://10.0.0.2:4222 --http :9100",
+	},
 }

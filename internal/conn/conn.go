@@ -346,3 +346,6 @@ func (c *Conn) queueControl(id pb.UDPMsgID, m proto.Message) {
 func unmap(a netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }
+
+// PendingEvents reports whether NextEvent has an event to return.
+func (c *Conn) PendingEvents() bool { return len(c.events) > 0 }

@@ -25,13 +25,27 @@ const Realm = "netmsg"
 // skips the test, unless NETMSG_REQUIRE_COTURN=1 (CI sets it).
 func Start(t testing.TB, user, pass string) netip.AddrPort {
 	t.Helper()
+	return start(t, func(addr netip.AddrPort) []string { return Args(addr, user, pass) })
+}
+
+// StartAuthSecret is Start with TURN REST API credentials instead of a
+// static user: coturn runs with use-auth-secret and static-auth-secret
+// set to secret, so it accepts relay.RESTCredential(secret, ...) until
+// their expiry.
+func StartAuthSecret(t testing.TB, secret string) netip.AddrPort {
+	t.Helper()
+	return start(t, func(addr netip.AddrPort) []string { return AuthSecretArgs(addr, secret) })
+}
+
+func start(t testing.TB, args func(netip.AddrPort) []string) netip.AddrPort {
+	t.Helper()
 	bin := Binary(t)
 	var logs bytes.Buffer
 	for attempt := 0; attempt < 3; attempt++ {
 		port := freeUDPPort(t)
 		addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		cmd := exec.CommandContext(ctx, bin, Args(addr, user, pass)...)
+		cmd := exec.CommandContext(ctx, bin, args(addr)...)
 		logs.Reset()
 		cmd.Stdout, cmd.Stderr = &logs, &logs
 		cmd.SysProcAttr = ProcAttr()
@@ -69,13 +83,23 @@ func Binary(t testing.TB) string {
 // the relayed addresses) with the long-term credential user:pass in Realm,
 // loopback peers allowed, no TLS, no CLI, logging to stdout.
 func Args(addr netip.AddrPort, user, pass string) []string {
+	return append(baseArgs(addr), "--lt-cred-mech", "--user="+user+":"+pass)
+}
+
+// AuthSecretArgs are Args with the TURN REST API scheme (use-auth-secret,
+// static-auth-secret=secret) instead of a static user.
+func AuthSecretArgs(addr netip.AddrPort, secret string) []string {
+	return append(baseArgs(addr), "--use-auth-secret", "--static-auth-secret="+secret)
+}
+
+func baseArgs(addr netip.AddrPort) []string {
 	port := int(addr.Port())
 	return []string{"-n",
 		"--listening-ip=" + addr.Addr().String(), "--relay-ip=" + addr.Addr().String(), fmt.Sprintf("--listening-port=%d", port),
 		// A relay port window of its own, so coturns of tests
 		// running at once do not take each other's ports.
 		fmt.Sprintf("--min-port=%d", 50000+(port%150)*100), fmt.Sprintf("--max-port=%d", 50000+(port%150)*100+99),
-		"--lt-cred-mech", "--user=" + user + ":" + pass, "--realm=" + Realm,
+		"--realm=" + Realm,
 		"--no-tls", "--no-dtls", "--no-cli", "--allow-loopback-peers", "--fingerprint",
 		"--log-file=stdout", "--simple-log"}
 }

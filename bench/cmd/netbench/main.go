@@ -3,17 +3,21 @@
 //
 //	netbench server --peer P --workload W          # prints "listening ADDR", then serves one client
 //	netbench client --peer P --workload W --addr A # prints one JSON result line
-//	netbench run --peers raw,kcp,quic --workloads W1,W2,W3,W4,W5 --runs 3 [--json out.json]
+//	netbench run [--peers enet,raw,netmsg-msgs,...] [--workloads W1,W2,W3,W4,W5] [--runs 3] [--out results/PREFIX]
 //	netbench w7 [--sessions 10000] [--rate 10] [--window 10s]  # 10,000 sessions to one Host (see w7.go)
 package main
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
+	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,10 +29,11 @@ import (
 func usage() {
 	fmt.Fprintf(os.Stderr, `usage:
   netbench server --peer P --workload W [--loss F] [--timeout D]
+  netbench chart --from RUN.json --chart FILE.svg    # the chart again, from a run's JSON
   netbench client --peer P --workload W --addr HOST:PORT [--loss F] [--timeout D]
-  netbench run [--peers %s] [--workloads W1,W2,W3,W4,W5] [--runs 3] [--baseline PEER] [--json FILE]
+  netbench run [--peers %s] [--workloads W1,W2,W3,W4,W5] [--runs 3] [--baseline enet] [--out PREFIX] [--json FILE] [--chart FILE.svg]
 peers: %s
-`, strings.Join(peer.Names(), ","), strings.Join(peer.Names(), ", "))
+`, defaultPeers, strings.Join(peer.Names(), ", "))
 	os.Exit(2)
 }
 
@@ -44,6 +49,8 @@ func main() {
 		err = client(os.Args[2:])
 	case "run":
 		err = run(os.Args[2:])
+	case "chart":
+		err = chartCmd(os.Args[2:])
 	case "w7":
 		err = w7(os.Args[2:])
 	case "w7-server":
@@ -60,11 +67,13 @@ func main() {
 }
 
 type common struct {
-	peer     string
-	workload string
-	loss     float64
-	timeout  time.Duration
-	cpuprof  string
+	peer      string
+	workload  string
+	loss      float64
+	timeout   time.Duration
+	cpuprof   string
+	mutexprof string
+	blockprof string
 }
 
 func (c *common) flags(fs *flag.FlagSet) {
@@ -72,14 +81,49 @@ func (c *common) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.workload, "workload", "", "workload: W1..W5, W6a, W6b")
 	fs.Float64Var(&c.loss, "loss", 0, "fake random loss each way, 0..1 (overrides the workload's; W6 has 0.1)")
 	fs.DurationVar(&c.timeout, "timeout", 60*time.Second, "give up (and exit) after this long")
-	// Hidden (not in usage): a CPU profile of this process, for work on a
+	// Hidden (not in usage): profiles of this process, for work on a
 	// peer's data path.
 	fs.StringVar(&c.cpuprof, "cpuprofile", "", "write a CPU profile of this process to FILE")
+	fs.StringVar(&c.mutexprof, "mutexprofile", "", "write a mutex contention profile (every event) of this process to FILE")
+	fs.StringVar(&c.blockprof, "blockprofile", "", "write a blocking profile (every event of 10 µs or more) of this process to FILE")
 }
 
-// startProfile starts the CPU profile if --cpuprofile was given and returns
-// the function that stops it.
+// startProfile starts the profiles asked for (--cpuprofile, --mutexprofile,
+// --blockprofile) and returns the function that stops them and writes them.
 func (c *common) startProfile() func() {
+	if c.mutexprof != "" {
+		runtime.SetMutexProfileFraction(1)
+	}
+	if c.blockprof != "" {
+		runtime.SetBlockProfileRate(10_000) // ns
+	}
+	stopCPU := c.startCPUProfile()
+	return func() {
+		stopCPU()
+		writeProfile("mutex", c.mutexprof)
+		writeProfile("block", c.blockprof)
+	}
+}
+
+// writeProfile writes the named runtime profile to path, if path is set.
+func writeProfile(name, path string) {
+	if path == "" {
+		return
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "netbench:", name, "profile:", err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "netbench:", name, "profile:", err)
+	}
+}
+
+// startCPUProfile starts the CPU profile if --cpuprofile was given and
+// returns the function that stops it.
+func (c *common) startCPUProfile() func() {
 	if c.cpuprof == "" {
 		return func() {}
 	}
@@ -173,13 +217,19 @@ func client(args []string) error {
 	return nil
 }
 
+// defaultPeers is the same-run set of issue 13: ENet (the baseline), raw
+// UDP, netmsg's Messages API with both receivers, quic-go and kcp-go.
+const defaultPeers = "enet,raw,netmsg-msgs,netmsg-msgs-batch,quic,kcp"
+
 func run(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
-	peers := fs.String("peers", "raw,kcp,quic", "comma-separated peers")
+	peers := fs.String("peers", defaultPeers, "comma-separated peers")
 	wls := fs.String("workloads", "W1,W2,W3,W4,W5", "comma-separated workloads: W1..W5, W6 (= W6a,W6b)")
 	runs := fs.Int("runs", 3, "runs of the whole matrix (figures are medians)")
-	baseline := fs.String("baseline", "", "peer the ratios divide by (default: the first of --peers)")
+	baseline := fs.String("baseline", "", "peer the ratios divide by (default: enet if it is in --peers, else the first)")
 	jsonOut := fs.String("json", "", "also write every record and the summary to this file")
+	out := fs.String("out", "", "also write PREFIX.md (machine, command, tables), PREFIX.svg (chart of the ratios) and PREFIX.json")
+	chart := fs.String("chart", "", "also write the chart of the ratios to this file (.svg, .png or .pdf)")
 	loss := fs.Float64("loss", 0, "fake random loss each way, 0..1, for every workload (W6 has 0.1 of its own)")
 	timeout := fs.Duration("timeout", 60*time.Second, "limit for one server+client pair")
 	fs.Parse(args)
@@ -204,39 +254,115 @@ func run(args []string) error {
 	}
 	if cfg.Baseline == "" {
 		cfg.Baseline = cfg.Peers[0]
-	}
-	before := driver.LoadAvg()
-	start := time.Now()
-	recs, err := driver.Run(context.Background(), cfg)
-	after := driver.LoadAvg()
-	cells := driver.Summarize(recs, cfg.Peers, cfg.Workloads, cfg.Baseline)
-	host, _ := os.Hostname()
-	fmt.Printf("netbench: %d runs, %s, %d CPUs, GOMAXPROCS default, %s; load average before %q, after %q\n\n",
-		cfg.Runs, time.Since(start).Round(time.Second), numCPU(), host, before, after)
-	fmt.Print(driver.Table(cells, cfg.Peers, cfg.Workloads, cfg.Baseline))
-	fmt.Println()
-	for _, n := range cfg.Peers {
-		if p, e := peer.Lookup(n); e == nil {
-			fmt.Printf("- %s: %s\n", n, p.Caps().Note)
+		if slices.Contains(cfg.Peers, "enet") {
+			cfg.Baseline = "enet"
 		}
 	}
-	fmt.Println()
-	if *jsonOut != "" {
+	for _, n := range cfg.Peers {
+		p, e := peer.Lookup(n)
+		if e != nil {
+			return e
+		}
+		if why := p.Caps().Unavailable; why != "" {
+			fmt.Fprintf(os.Stderr, "netbench: %s: %s\n", n, why)
+		}
+	}
+	m := driver.ThisMachine(append([]string{"netbench"}, os.Args[1:]...))
+	recs, err := driver.Run(context.Background(), cfg)
+	m.Finish()
+	cells := driver.Summarize(recs, cfg.Peers, cfg.Workloads, cfg.Baseline)
+	notes := map[string]string{}
+	for _, n := range cfg.Peers {
+		if p, e := peer.Lookup(n); e == nil {
+			notes[n] = p.Caps().Note
+		}
+	}
+	md := driver.Markdown(cells, cfg.Peers, cfg.Workloads, cfg.Baseline, cfg.Runs, m, notes)
+	fmt.Print(md)
+	jsonPath, chartPath := *jsonOut, *chart
+	if *out != "" {
+		if jsonPath == "" {
+			jsonPath = *out + ".json"
+		}
+		if chartPath == "" {
+			chartPath = *out + ".svg"
+		}
+		if e := os.WriteFile(*out+".md", []byte(md), 0o644); e != nil {
+			return e
+		}
+	}
+	if chartPath != "" {
+		if e := writeChart(chartPath, cells, cfg, m); e != nil {
+			return e
+		}
+	}
+	if jsonPath != "" {
 		out := struct {
-			Started    time.Time       `json:"started"`
-			LoadBefore string          `json:"load_before"`
-			LoadAfter  string          `json:"load_after"`
-			Baseline   string          `json:"baseline"`
-			Summary    []driver.Cell   `json:"summary"`
-			Records    []driver.Record `json:"records"`
-		}{start, before, after, cfg.Baseline, cells, recs}
+			Machine  driver.Machine  `json:"machine"`
+			Baseline string          `json:"baseline"`
+			Summary  []driver.Cell   `json:"summary"`
+			Records  []driver.Record `json:"records"`
+		}{m, cfg.Baseline, cells, recs}
 		b, e := json.MarshalIndent(out, "", "  ")
 		if e != nil {
 			return e
 		}
-		if e := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); e != nil {
+		if e := os.WriteFile(jsonPath, append(b, '\n'), 0o644); e != nil {
 			return e
 		}
 	}
 	return err
+}
+
+// writeChart writes the chart to path in the format its extension names.
+func writeChart(path string, cells []driver.Cell, cfg driver.Config, m driver.Machine) error {
+	format := strings.TrimPrefix(filepath.Ext(path), ".")
+	switch format {
+	case "svg", "png", "pdf":
+	default:
+		return fmt.Errorf("--chart %s: want .svg, .png or .pdf", path)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := driver.Chart(f, format, cells, cfg.Peers, cfg.Workloads, cfg.Baseline, m); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// chartCmd draws the chart of a run again from the JSON it wrote.
+func chartCmd(args []string) error {
+	fs := flag.NewFlagSet("chart", flag.ExitOnError)
+	from := fs.String("from", "", "a run's JSON (--json or --out)")
+	out := fs.String("chart", "", "the chart to write (.svg, .png or .pdf)")
+	fs.Parse(args)
+	if *from == "" || *out == "" {
+		return errors.New("chart: --from and --chart are required")
+	}
+	b, err := os.ReadFile(*from)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Machine  driver.Machine `json:"machine"`
+		Baseline string         `json:"baseline"`
+		Summary  []driver.Cell  `json:"summary"`
+	}
+	if err := json.Unmarshal(b, &in); err != nil {
+		return fmt.Errorf("chart: %s: %w", *from, err)
+	}
+	var cfg driver.Config
+	cfg.Baseline = in.Baseline
+	for _, c := range in.Summary {
+		if !slices.Contains(cfg.Peers, c.Peer) {
+			cfg.Peers = append(cfg.Peers, c.Peer)
+		}
+		if !slices.Contains(cfg.Workloads, c.Workload) {
+			cfg.Workloads = append(cfg.Workloads, c.Workload)
+		}
+	}
+	return writeChart(*out, in.Summary, cfg, in.Machine)
 }
