@@ -176,6 +176,9 @@ type client struct {
 	closed   bool
 	err      error         // why the client stopped (ErrClosed, ErrReplaced)
 	refusal  string        // the reason the server gave when it closed the last connection, if any
+	ice      *iceSet       // the last ICE line (authenticated clients)
+	iceTimer *time.Timer   // asks for fresh credentials
+	iceReady chan struct{} // closed when ice is first set
 	wake     chan struct{} // the writer has work (cap 1)
 	done     chan struct{} // closed by Close
 	ctx      context.Context
@@ -186,6 +189,7 @@ type client struct {
 func dial(ctx context.Context, c *client) (*client, error) {
 	c.in = newInbox(0)
 	c.done = make(chan struct{})
+	c.iceReady = make(chan struct{})
 	c.wake = make(chan struct{}, 1)
 	conn, r, err := c.connect(ctx)
 	if err != nil {
@@ -256,6 +260,10 @@ func (c *client) register(ctx context.Context, conn net.Conn, r *bufio.Reader) e
 		reason, _ := strings.CutPrefix(string(line), authErr+" ")
 		return fmt.Errorf("%w: %s", ErrRefused, clip(reason))
 	}
+	// Ask for TURN credentials (see ice.go).
+	if _, err := conn.Write([]byte(iceWant + "\n")); err != nil {
+		return fmt.Errorf("signaling: %w", err)
+	}
 	return nil
 }
 
@@ -315,6 +323,10 @@ func (c *client) run(conn net.Conn, r *bufio.Reader) {
 			backoff = backoffMin
 			// "ERR" has no ':', so it is never an identity: both protocols
 			// carry the server's reasons this way.
+			if c.auth != nil && strings.HasPrefix(string(line), iceWord+" ") {
+				c.gotICE(string(line))
+				continue
+			}
 			if why, ok := strings.CutPrefix(string(line), authErr+" "); ok {
 				reason = clip(why)
 				if c.auth != nil {
@@ -464,6 +476,9 @@ func (c *client) stopLocked(err error) {
 	}
 	c.closed, c.err = true, err
 	c.cancel()
+	if c.iceTimer != nil {
+		c.iceTimer.Stop()
+	}
 	if c.conn != nil {
 		c.conn.Close()
 	}

@@ -107,6 +107,10 @@ type ServerConfig struct {
 	// counted (ServerStats.AbsentFloods); reconnecting does not refill it.
 	AbsentRate  float64
 	AbsentBurst int
+	// TURN, if set, makes the Server hand each authenticated client that
+	// asks short-lived TURN credentials for these servers (see
+	// TURNConfig).
+	TURN *TURNConfig
 	// Cluster, if set, makes the Server a node of a cluster on NATS (see
 	// ClusterConfig).
 	Cluster *ClusterConfig
@@ -143,6 +147,7 @@ type ServerStats struct {
 	HandshakeTimeouts               uint64
 	IdleTimeouts                    uint64
 	SlowReaders                     uint64 // clients dropped for not reading within WriteTimeout
+	ICESent                         uint64 // TURN credentials handed out
 	Peers                           int    // other nodes of the cluster seen now
 	ClusterOut                      uint64 // signals sent to clients on other nodes
 	ClusterIn                       uint64 // signals from other nodes
@@ -291,6 +296,24 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 			return nil, fmt.Errorf("signaling: TrustedCAs: %w", err)
 		}
 		s.trust = ts
+	}
+	if t := cfg.TURN; t != nil {
+		if t.Secret == "" || len(t.Servers) == 0 {
+			return nil, errors.New("signaling: TURNConfig needs a secret and servers")
+		}
+		for _, a := range append(append([]string(nil), t.Servers...), t.STUN...) {
+			if _, _, err := net.SplitHostPort(a); err != nil || strings.ContainsAny(a, ", ") {
+				return nil, fmt.Errorf("signaling: TURNConfig: bad server %q", a)
+			}
+		}
+		tc := *t
+		if tc.STUN == nil {
+			tc.STUN = tc.Servers
+		}
+		if tc.TTL <= 0 {
+			tc.TTL = time.Hour
+		}
+		s.cfg.TURN = &tc
 	}
 	if cfg.Cluster != nil {
 		cl, err := newCluster(s, cfg.Cluster)
@@ -664,6 +687,15 @@ func (c *srvClient) readLoop() {
 		}
 		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
 			continue // a keepalive
+		}
+		if c.authed && string(bytes.TrimSuffix(line, []byte{'\r'})) == iceWant {
+			if s.cfg.TURN != nil {
+				s.mu.Lock()
+				c.queueLocked(s.cfg.TURN.iceLine(c.id, time.Now()))
+				s.st.ICESent++
+				s.mu.Unlock()
+			}
+			continue
 		}
 		to, blob, err := parseLine(line)
 		if err != nil {

@@ -62,6 +62,11 @@ func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
 	natsEmbed := fs.String("nats-embed", "", "run a NATS server in this process, for clients on `ADDR`, and join the cluster through it (with --nats-routes, embedded servers form one NATS cluster)")
 	natsCluster := fs.String("nats-cluster", "", "with --nats-embed: the `ADDR` the embedded NATS server takes routes from other NATS servers on")
 	natsRoutes := fs.String("nats-routes", "", "with --nats-embed: routes to the other NATS servers, `URL[,URL...]` (nats://host:port of their --nats-cluster)")
+	turnSecret := fs.String("turn-secret", "", "hand authenticated clients TURN credentials made with this shared `secret` (TURN REST API, as coturn's static-auth-secret and netmsg relay --auth-secret)")
+	var turnServers, stunServers stringList
+	fs.Var(&turnServers, "turn-server", "a TURN server `host:port` the credentials are for; repeatable")
+	fs.Var(&stunServers, "stun-server", "a STUN server `host:port` handed out with them (default: the TURN servers); repeatable")
+	turnTTL := fs.Duration("turn-ttl", time.Hour, "how long handed-out TURN credentials stay valid")
 	httpAddr := fs.String("http", "", "serve /metrics (Prometheus), /healthz and /readyz on `ADDR`")
 	verbose := fs.Bool("v", false, "log every client event (debug level); without it, refusals and drops are logged, a few lines a second at most")
 	if err := parseFlags(fs, signalHelp, args, out); err != nil {
@@ -102,6 +107,15 @@ func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if *noTrivial && len(cfg.TrustedCAs) == 0 && !*unsigned {
 		return usagef("--no-trivial needs --ca or --allow-unsigned, or nobody can register")
+	}
+	if (*turnSecret == "") != (len(turnServers) == 0) || (len(stunServers) > 0 && *turnSecret == "") {
+		return usagef("--turn-secret and --turn-server go together (and --stun-server with them)")
+	}
+	if *turnTTL < 10*time.Second {
+		return usagef("--turn-ttl must be 10s or more (got %v)", *turnTTL)
+	}
+	if *turnSecret != "" {
+		cfg.TURN = &signaling.TURNConfig{Secret: *turnSecret, Servers: turnServers, STUN: stunServers, TTL: *turnTTL}
 	}
 	level := slog.LevelInfo
 	if *verbose {
@@ -152,8 +166,8 @@ func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
 		}
 		wsURL = fmt.Sprintf("%s://%s/%s", scheme, a, path)
 	}
-	fmt.Fprintf(out, "listening %s (trivial protocol %s, %d trusted CAs, unsigned certificates %s)\n",
-		addr, onOff(!*noTrivial), len(cfg.TrustedCAs), onOff(*unsigned))
+	fmt.Fprintf(out, "listening %s (trivial protocol %s, %d trusted CAs, unsigned certificates %s, TURN credentials %s)\n",
+		addr, onOff(!*noTrivial), len(cfg.TrustedCAs), onOff(*unsigned), onOff(cfg.TURN != nil))
 	if wsURL != "" {
 		fmt.Fprintf(out, "websocket %s\n", wsURL)
 	}
@@ -278,7 +292,8 @@ certificate). It listens on every interface, port 10000, unless --listen
 says otherwise. Its defaults hold on a public address (registration within
 5 s, idle clients dropped after 5 min, 128 connections per source address,
 refusals told and counted). With --nats or --nats-embed it is one node of a
-cluster sharing one identity space through NATS; --http serves /metrics,
+cluster sharing one identity space through NATS; with --turn-secret it
+hands authenticated clients short-lived TURN credentials; --http serves /metrics,
 /healthz and /readyz. It runs until SIGINT or SIGTERM, tells its
 authenticated clients ("ERR shutdown"), prints its counters and exits 0.
 `,
@@ -288,5 +303,6 @@ authenticated clients ("ERR shutdown"), prints its counters and exits 0.
 		"netmsg signal --listen :10000 --ca ca.key.pub --no-trivial",
 		"netmsg signal --listen :10000 --ws :443/signal --tls-cert tls.crt --tls-key tls.key --http :9100",
 		"netmsg signal --listen :10000 --nats nats://10.0.0.1:4222,nats://10.0.0.2:4222 --http :9100",
+		"netmsg signal --listen :10000 --ca ca.key.pub --turn-secret S --turn-server turn.example.net:3478",
 	},
 }

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/netmsg-go/netmsg"
+	"github.com/netmsg-go/netmsg/relay"
 	"github.com/netmsg-go/netmsg/signaling"
 )
 
@@ -455,6 +456,58 @@ func TestSignalCommandCluster(t *testing.T) {
 		{"--listen", "127.0.0.1:0", "--nats-routes", "nats://127.0.0.1:1"},
 		{"--listen", "127.0.0.1:0", "--nats-embed", "127.0.0.1:0", "--nats-routes", "nats://127.0.0.1:1"},
 		{"--listen", "127.0.0.1:0", "--nats-embed", "nowhere"},
+	} {
+		if err := runSignalCtx(context.Background(), args, io.Discard); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
+}
+
+// TestSignalCommandTURN: with --turn-secret and --turn-server, an
+// authenticated client gets TURN REST credentials for its identity, made
+// with the secret; the flags are checked.
+func TestSignalCommandTURN(t *testing.T) {
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.key")
+	if err := runCert([]string{"ca", "--out", ca}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "alice.cert")
+	if err := runCert([]string{"issue", "--ca", ca, "--identity", "str:alice", "--out", out}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	certPEM, _ := os.ReadFile(out)
+	keyPEM, _ := os.ReadFile(filepath.Join(dir, "alice.key"))
+	cert, key, err := netmsg.LoadCertificate(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := startSignalCmd(t, "--listen", "127.0.0.1:0", "--ca", ca+".pub", "--turn-secret", "s3cret",
+		"--turn-server", "127.0.0.1:3478", "--turn-server", "127.0.0.1:3479", "--turn-ttl", "10m")
+	c, err := signaling.Dial(context.Background(), addr, signaling.ClientConfig{Identity: "str:alice", Key: key, Certificate: cert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stun, creds, err := c.(signaling.ICEProvider).WaitICEServers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(stun, []string{"127.0.0.1:3478", "127.0.0.1:3479"}) || len(creds) != 2 || creds[1].Server != "127.0.0.1:3479" {
+		t.Fatalf("stun %v, turn %+v", stun, creds)
+	}
+	if u, p := relay.RESTCredential("s3cret", "str:alice", creds[0].Expires); u != creds[0].Username || p != creds[0].Password ||
+		time.Until(creds[0].Expires) < 9*time.Minute {
+		t.Errorf("credential %+v", creds[0])
+	}
+	for _, args := range [][]string{
+		{"--listen", "127.0.0.1:0", "--turn-secret", "s"},
+		{"--listen", "127.0.0.1:0", "--turn-server", "127.0.0.1:3478"},
+		{"--listen", "127.0.0.1:0", "--stun-server", "127.0.0.1:3478"},
+		{"--listen", "127.0.0.1:0", "--turn-secret", "s", "--turn-server", "127.0.0.1:3478", "--turn-ttl", "1s"},
+		{"--listen", "127.0.0.1:0", "--turn-secret", "s", "--turn-server", "no-port"},
 	} {
 		if err := runSignalCtx(context.Background(), args, io.Discard); err == nil {
 			t.Errorf("%q accepted", args)
