@@ -62,12 +62,16 @@
 //	C: PROOF <hex of a 64-byte Ed25519 signature>
 //	S: OK                 (or "ERR <reason>", then the server closes)
 //
-// then signal lines exactly as in the trivial protocol, both ways, plus
+// then "WANT ice" from the client (it takes TURN credentials: see
+// TURNConfig; an older server drops the line as malformed), then signal
+// lines exactly as in the trivial protocol, both ways, plus
 // empty lines as keepalives from the client (every 30 s of silence) and,
 // from the server, "ERR replaced" when a newer authenticated connection
 // took the identity over: that client stops (ErrReplaced) rather than
-// take it back. "NETMSG-SIGNAL/1" and "ERR" contain no ':', so they never
-// collide with an identity.
+// take it back. A server with TURN configured also sends "ICE ..."
+// lines with TURN credentials to clients that asked (the Conn of Dial is
+// an ICEProvider). "NETMSG-SIGNAL/1", "ERR", "ICE" and "WANT" contain no
+// ':', so they never collide with an identity.
 //
 // The certificate is GNS's serialized CertificateSigned (what a Host's
 // Config.Certificate holds and `netmsg cert issue` writes). The server
