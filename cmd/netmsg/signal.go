@@ -67,7 +67,7 @@ func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
 	fs.Var(&turnServers, "turn-server", "a TURN server `host:port` the credentials are for; repeatable")
 	fs.Var(&stunServers, "stun-server", "a STUN server `host:port` handed out with them (default: the TURN servers); repeatable")
 	turnTTL := fs.Duration("turn-ttl", time.Hour, "how long handed-out TURN credentials stay valid")
-	httpAddr := fs.String("http", "", "serve /metrics (Prometheus), /healthz and /readyz on `ADDR`")
+	httpAddr := fs.String("http", "", "serve /metrics (Prometheus), /healthz, /readyz and a live status page (/) on `ADDR`")
 	verbose := fs.Bool("v", false, "log every client event (debug level); without it, refusals and drops are logged, a few lines a second at most")
 	if err := parseFlags(fs, signalHelp, args, out); err != nil {
 		return err
@@ -207,12 +207,14 @@ func onOff(b bool) string {
 }
 
 // serveSignalHTTP serves s's metrics (with the Go runtime's and the
-// process's), /healthz (200 while the process serves) and /readyz (200
-// when s.Ready) on addr, in the background; stop ends it.
+// process's), /healthz (200 while the process serves), /readyz (200
+// when s.Ready) and the status page (/ and /status.json) on addr, in the
+// background; stop ends it.
 func serveSignalHTTP(addr string, s *signaling.Server) (net.Addr, func(), error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(s, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
+	mux.Handle("/", s.StatusHandler())
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {

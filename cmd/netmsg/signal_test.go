@@ -409,6 +409,12 @@ func TestSignalCommandHTTP(t *testing.T) {
 	if _, body := get("/metrics"); !strings.Contains(body, "go_goroutines") || !strings.Contains(body, "process_resident_memory_bytes") {
 		t.Error("no runtime or process metrics")
 	}
+	if code, body := get("/"); code != 200 || !strings.Contains(body, `<td class="v" id="clients">2</td>`) {
+		t.Errorf("status page: %d %q", code, body)
+	}
+	if code, body := get("/status.json"); code != 200 || !strings.Contains(body, `"clients":2`) {
+		t.Errorf("status.json: %d %q", code, body)
+	}
 }
 
 // TestSignalCommandCluster: one `netmsg signal` runs an embedded NATS
