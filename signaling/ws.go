@@ -37,18 +37,23 @@ type wsConn struct {
 	closeOnce     sync.Once
 
 	// Reader state (reader only).
-	cur  io.Reader // the message being read
-	nl   bool      // a newline is owed after cur
-	rctx *deadlineCtx
-	wctx *deadlineCtx
+	cur    io.Reader       // the message being read
+	curCtx context.Context // the context it reads with
+	nl     bool            // a newline is owed after cur
+	rctx   *deadlineCtx
+	wctx   *deadlineCtx
 }
 
-// deadlineCtx is a context cancelled when a movable deadline passes.
+// deadlineCtx is a context cancelled when a movable deadline passes: a
+// deadline moved before it passes moves it for the I/O in progress too (as
+// a net.Conn's does); once it has passed, moving it makes a fresh context
+// for the I/O that follows (the I/O in progress has failed).
 type deadlineCtx struct {
+	mu     sync.Mutex
 	ctx    context.Context
 	cancel context.CancelCauseFunc
-	mu     sync.Mutex
 	timer  *time.Timer
+	closed bool
 }
 
 func newDeadlineCtx() *deadlineCtx {
@@ -57,28 +62,47 @@ func newDeadlineCtx() *deadlineCtx {
 	return d
 }
 
+// get returns the context for an I/O starting now.
+func (d *deadlineCtx) get() context.Context {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.ctx
+}
+
 func (d *deadlineCtx) set(t time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.closed {
+		return
+	}
 	if d.timer != nil {
 		d.timer.Stop()
 		d.timer = nil
 	}
+	if d.ctx.Err() != nil {
+		d.ctx, d.cancel = context.WithCancelCause(context.Background())
+	}
 	if t.IsZero() {
 		return
 	}
-	d.timer = time.AfterFunc(time.Until(t), func() { d.cancel(os.ErrDeadlineExceeded) })
+	cancel := d.cancel
+	d.timer = time.AfterFunc(time.Until(t), func() { cancel(os.ErrDeadlineExceeded) })
 }
 
 func (d *deadlineCtx) stop() {
-	d.set(time.Time{})
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+	if d.timer != nil {
+		d.timer.Stop()
+	}
 	d.cancel(net.ErrClosed)
 }
 
 // err maps an error of the WebSocket library to what net.Conn users
 // expect: os.ErrDeadlineExceeded when the deadline passed.
-func (d *deadlineCtx) err(err error) error {
-	if cause := context.Cause(d.ctx); errors.Is(cause, os.ErrDeadlineExceeded) {
+func (d *deadlineCtx) err(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); errors.Is(cause, os.ErrDeadlineExceeded) {
 		return fmt.Errorf("signaling: websocket: %w", os.ErrDeadlineExceeded)
 	}
 	var ce websocket.CloseError
@@ -104,11 +128,12 @@ func (w *wsConn) Read(p []byte) (int, error) {
 				p[0] = '\n'
 				return 1, nil
 			}
-			_, r, err := w.c.Reader(w.rctx.ctx)
+			ctx := w.rctx.get()
+			_, r, err := w.c.Reader(ctx)
 			if err != nil {
-				return 0, w.rctx.err(err)
+				return 0, w.rctx.err(ctx, err)
 			}
-			w.cur = r
+			w.cur, w.curCtx = r, ctx
 			w.nl = true
 		}
 		n, err := w.cur.Read(p)
@@ -123,7 +148,7 @@ func (w *wsConn) Read(p []byte) (int, error) {
 			continue
 		}
 		if err != nil {
-			return n, w.rctx.err(err)
+			return n, w.rctx.err(w.curCtx, err)
 		}
 		return n, nil
 	}
@@ -135,8 +160,9 @@ func (w *wsConn) Write(p []byte) (int, error) {
 	n := 0
 	for len(p) > 0 {
 		line, rest, found := bytes.Cut(p, []byte{'\n'})
-		if err := w.c.Write(w.wctx.ctx, websocket.MessageText, line); err != nil {
-			return n, w.wctx.err(err)
+		ctx := w.wctx.get()
+		if err := w.c.Write(ctx, websocket.MessageText, line); err != nil {
+			return n, w.wctx.err(ctx, err)
 		}
 		n += len(line)
 		if found {

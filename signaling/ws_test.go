@@ -144,7 +144,7 @@ func httpClient(c *tls.Config) *http.Client {
 // TestWebSocketPlain: ws:// without TLS, at the default path; a URL with
 // an unknown scheme is refused by the client.
 func TestWebSocketPlain(t *testing.T) {
-	s, _ := startServer(t, signaling.ServerConfig{HandshakeTimeout: 300 * time.Millisecond})
+	s, _ := startServer(t, signaling.ServerConfig{HandshakeTimeout: 300 * time.Millisecond, WriteTimeout: 200 * time.Millisecond})
 	addr, err := s.ListenWS("127.0.0.1:0", "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -163,6 +163,14 @@ func TestWebSocketPlain(t *testing.T) {
 	waitStats(t, s, func(st signaling.ServerStats) bool { return st.Trivial == 2 })
 	a.Send("str:b", []byte("x"))
 	if from, blob := recv(t, b); from != "str:a" || string(blob) != "x" {
+		t.Errorf("b got %q from %q", blob, from)
+	}
+	// Idle for longer than the write deadline the last write set: the
+	// next write goes through (a deadline that passed while idle does not
+	// end the connection).
+	time.Sleep(500 * time.Millisecond)
+	a.Send("str:b", []byte("after a pause"))
+	if from, blob := recv(t, b); from != "str:a" || string(blob) != "after a pause" {
 		t.Errorf("b got %q from %q", blob, from)
 	}
 	// A WebSocket client that never registers is dropped at
