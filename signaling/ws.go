@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -225,8 +226,14 @@ func (s *Server) WebSocketHandler() http.Handler {
 
 // ListenWS serves both protocols over WebSocket on the TCP address addr,
 // at path (default "/"), with TLS when tlsConfig is not nil, in the
-// background until Close. It returns the address listened on. An HTTP
-// request must send its headers within HandshakeTimeout.
+// background until Close. It returns the address listened on. Before a
+// connection becomes a client, it is bounded as one: the TLS handshake
+// and the HTTP request must be done within HandshakeTimeout, and the TCP
+// connections of one source on this port (clients or not yet) are at most
+// MaxClientsPerAddr+MaxPendingPerAddr, MaxClients+MaxPending in all; more
+// are closed at once and counted (RefusedAddr, RefusedFull). A program
+// that mounts WebSocketHandler in its own http.Server sets such bounds
+// there.
 func (s *Server) ListenWS(addr, path string, tlsConfig *tls.Config) (net.Addr, error) {
 	if path == "" {
 		path = "/"
@@ -234,10 +241,11 @@ func (s *Server) ListenWS(addr, path string, tlsConfig *tls.Config) (net.Addr, e
 	if !strings.HasPrefix(path, "/") {
 		return nil, fmt.Errorf("signaling: websocket path %q does not start with /", path)
 	}
-	l, err := net.Listen("tcp", addr)
+	tl, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("signaling: %w", err)
 	}
+	var l net.Listener = &limitListener{Listener: tl, s: s, per: map[string]int{}}
 	if tlsConfig != nil {
 		l = tls.NewListener(l, tlsConfig)
 	}
@@ -272,4 +280,71 @@ func dialWS(ctx context.Context, url string, tlsConfig *tls.Config) (net.Conn, e
 		resp.Body.Close()
 	}
 	return newWSConn(c, nil, nil), nil
+}
+
+// limitListener bounds the TCP connections of a WebSocket port, by
+// source and in all, before they become clients.
+type limitListener struct {
+	net.Listener
+	s *Server
+
+	mu    sync.Mutex
+	per   map[string]int
+	total int
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	cfg := &l.s.cfg
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		key := addrKey(c.RemoteAddr())
+		l.mu.Lock()
+		full := l.total >= cfg.MaxClients+cfg.MaxPending
+		over := l.per[key] >= cfg.MaxClientsPerAddr+cfg.MaxPendingPerAddr
+		if !full && !over {
+			l.per[key]++
+			l.total++
+		}
+		l.mu.Unlock()
+		if full || over {
+			c.Close()
+			l.s.count(func(st *ServerStats) {
+				st.Refused++
+				if full {
+					st.RefusedFull++
+				} else {
+					st.RefusedAddr++
+				}
+			})
+			l.s.logs.logf(slog.LevelInfo, "ws-limit", "signaling: websocket connection refused", "addr", c.RemoteAddr(), "full", full)
+			continue
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3})
+		}
+		return &countedConn{Conn: c, release: func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.total--
+			if l.per[key]--; l.per[key] <= 0 {
+				delete(l.per, key)
+			}
+		}}, nil
+	}
+}
+
+// countedConn releases its place in a limitListener once, when closed.
+type countedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }

@@ -197,3 +197,37 @@ func TestWebSocketPlain(t *testing.T) {
 		t.Error("a path without / accepted")
 	}
 }
+
+// TestWebSocketPortLimits: before the upgrade, a WebSocket port holds at
+// most MaxClientsPerAddr+MaxPendingPerAddr TCP connections of one source
+// (more are closed at once and counted), and one that sends no request
+// within HandshakeTimeout is closed.
+func TestWebSocketPortLimits(t *testing.T) {
+	s, _ := startServer(t, signaling.ServerConfig{MaxClientsPerAddr: 2, MaxPendingPerAddr: 1, HandshakeTimeout: 300 * time.Millisecond})
+	addr, err := s.ListenWS("127.0.0.1:0", "/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var silent []*rawClient
+	for range 3 {
+		silent = append(silent, dialRaw(t, addr.String(), ""))
+	}
+	extra := dialRaw(t, addr.String(), "")
+	start := time.Now()
+	if !extra.closed() || time.Since(start) > 200*time.Millisecond {
+		t.Errorf("the fourth connection of a source was kept (%v)", time.Since(start))
+	}
+	waitStats(t, s, func(st signaling.ServerStats) bool { return st.RefusedAddr == 1 })
+	for _, c := range silent {
+		if !c.closed() {
+			t.Error("a connection without a request was kept")
+		}
+	}
+	// Their places are free again.
+	c, err := signaling.DialTrivial(context.Background(), "ws://"+addr.String(), "str:late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitStats(t, s, func(st signaling.ServerStats) bool { return st.Trivial == 1 })
+}
