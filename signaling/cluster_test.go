@@ -372,3 +372,123 @@ func TestClusterNATSProcess(t *testing.T) {
 	t.Cleanup(func() { stop() })
 	testNATSRestart(t, fmt.Sprintf("nats://127.0.0.1:%d", port), stop, start)
 }
+
+// TestClusterDefaultRelease: with the default heartbeat (1 s) and
+// DeadAfter (3 s), a dead node's identities are released within 5 s.
+func TestClusterDefaultRelease(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	ns := natsServer(t, -1, "")
+	var nodes []*signaling.Server
+	var addrs []string
+	for range 2 {
+		s, addr := startServer(t, signaling.ServerConfig{AllowUnsigned: true, Cluster: &signaling.ClusterConfig{URLs: []string{ns.ClientURL()}}})
+		nodes, addrs = append(nodes, s), append(addrs, addr)
+	}
+	for _, s := range nodes {
+		waitStats(t, s, func(st signaling.ServerStats) bool { return st.Peers == 1 })
+	}
+	ctx := context.Background()
+	dial := func(node int, keyName string) (signaling.Conn, error) {
+		return signaling.Dial(ctx, addrs[node], signaling.ClientConfig{Identity: "str:bob", Key: key(keyName), Certificate: cert(t, "str:bob", key(keyName), nil)})
+	}
+	bob, err := dial(0, "bob-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for { // node 1 learns bob's key
+		c, err := dial(1, "bob-2")
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("node 1 never learnt bob's claim")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	signaling.KillForTest(nodes[0])
+	killed := time.Now()
+	for {
+		c, err := dial(1, "bob-2")
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Since(killed) > 5*time.Second {
+			t.Fatalf("not released after 5 s: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("released after %v", time.Since(killed).Round(time.Millisecond))
+}
+
+// BenchmarkClusterForward: 300-byte signals between two trivial clients
+// on different nodes of a cluster on one embedded NATS server (compare
+// BenchmarkServerForward, one node).
+func BenchmarkClusterForward(b *testing.B) {
+	opts := &natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true}
+	ns, err := natsserver.NewServer(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	go ns.Start()
+	ns.ReadyForConnections(10 * time.Second)
+	defer ns.Shutdown()
+	var addrs []string
+	for range 2 {
+		s, err := signaling.NewServer(signaling.ServerConfig{Rate: 1e9, Burst: 1 << 30, QueueLen: 1 << 16, QueueBytes: 1 << 30,
+			Cluster: &signaling.ClusterConfig{URLs: []string{ns.ClientURL()}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		a, err := s.Listen("127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		addrs = append(addrs, a.String())
+	}
+	ctx := context.Background()
+	a, _ := signaling.DialTrivial(ctx, addrs[0], "str:a")
+	defer a.Close()
+	c, _ := signaling.DialTrivial(ctx, addrs[1], "str:b")
+	defer c.Close()
+	for { // the directory has str:b on node 0
+		a.Send("str:b", []byte("probe"))
+		rctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		_, _, err := c.Recv(rctx)
+		cancel()
+		if err == nil {
+			break
+		}
+	}
+	for { // drain the probes
+		rctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		_, _, err := c.Recv(rctx)
+		cancel()
+		if err != nil {
+			break
+		}
+	}
+	blob := make([]byte, 300)
+	b.SetBytes(int64(len(blob)))
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		for a.Send("str:b", blob) != nil {
+			time.Sleep(10 * time.Microsecond)
+		}
+		if i%32 == 31 {
+			for range 32 {
+				if _, _, err := c.Recv(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "signals/s")
+}
