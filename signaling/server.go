@@ -155,12 +155,19 @@ type ServerStats struct {
 }
 
 // Server is a signaling server speaking GNS's trivial protocol and
-// netmsg's authenticated one on one TCP port (see doc.go). Each client has
-// two goroutines, a reader and a writer; a refused connection has one for
-// at most a second while the refusal is written.
+// netmsg's authenticated one on TCP and WebSocket (see doc.go). Its
+// methods are safe for concurrent use.
 //
-// Lock order: Server.mu, then nothing (a client's queue is guarded by
-// Server.mu).
+// Goroutines: each client has two, a reader and a writer; a refused
+// connection has one for at most a second while the refusal is written;
+// each Listen has an accept loop, each ListenWS an http.Server (whose
+// handler goroutine lives as long as its client); in a cluster, nats.go
+// runs one goroutine per subscription (the directory, heartbeats, signals
+// for this node, list requests) and the cluster one ticker.
+//
+// Lock order: Server.mu, then the NATS connection's (publishing under
+// Server.mu never waits for the network); a client's queue and the
+// cluster's directory are guarded by Server.mu.
 type Server struct {
 	cfg   ServerConfig
 	trust *crypto.TrustStore
