@@ -47,7 +47,9 @@ type cluster struct {
 	dead    time.Duration
 	subs    []*nats.Subscription
 	stop    chan struct{}
-	done    chan struct{}
+	done    chan struct{} // closed when run has returned
+	pumped  chan struct{} // closed when pump has returned
+	out     chan natsOut  // messages for pump to publish, in order
 	once    sync.Once
 
 	// Guarded by Server.mu.
@@ -85,13 +87,24 @@ type clSignal struct {
 	At     int64  `json:"at"` // when the first node read it (unix ns)
 }
 
-const listChunk = 200 // claims per message answering a list request
+const (
+	listChunk    = 200     // claims per message answering a list request
+	pubQueueLen  = 1 << 16 // messages waiting to be published; more are dropped and counted
+	pumpDrainFor = time.Second
+)
+
+// natsOut is a message waiting to be published.
+type natsOut struct {
+	subj string
+	data []byte
+}
 
 func newCluster(s *Server, cfg *ClusterConfig) (*cluster, error) {
 	var id [8]byte
 	rand.Read(id[:])
 	cl := &cluster{s: s, node: hex.EncodeToString(id[:]), prefix: cfg.Prefix, hb: cfg.Heartbeat, dead: cfg.DeadAfter,
-		stop: make(chan struct{}), done: make(chan struct{}), peers: map[string]time.Time{}}
+		stop: make(chan struct{}), done: make(chan struct{}), pumped: make(chan struct{}),
+		out: make(chan natsOut, pubQueueLen), peers: map[string]time.Time{}}
 	if cl.prefix == "" {
 		cl.prefix = "netmsg.signal"
 	}
@@ -134,7 +147,38 @@ func newCluster(s *Server, cfg *ClusterConfig) (*cluster, error) {
 		cl.subs = append(cl.subs, sub)
 	}
 	go cl.run()
+	go cl.pump()
 	return cl, nil
+}
+
+// pump publishes what publish queued, in order, so that no lock of the
+// Server is held while nats.go writes to its socket. When the cluster
+// stops it publishes what is left, for pumpDrainFor at most.
+func (cl *cluster) pump() {
+	defer close(cl.pumped)
+	for {
+		select {
+		case m := <-cl.out:
+			cl.send(m)
+		case <-cl.stop:
+			deadline := time.Now().Add(pumpDrainFor)
+			for time.Now().Before(deadline) {
+				select {
+				case m := <-cl.out:
+					cl.send(m)
+				default:
+					return
+				}
+			}
+			return
+		}
+	}
+}
+
+func (cl *cluster) send(m natsOut) {
+	if err := cl.nc.Publish(m.subj, m.data); err != nil {
+		cl.s.logs.logf(slog.LevelWarn, "nats", "signaling: nats publish failed", "subject", m.subj, "err", err)
+	}
 }
 
 // run publishes heartbeats and forgets nodes not heard of for cl.dead.
@@ -177,6 +221,7 @@ func (cl *cluster) run() {
 func (cl *cluster) close() {
 	cl.once.Do(func() {
 		close(cl.stop)
+		<-cl.pumped
 		if cl.nc.IsConnected() {
 			cl.nc.FlushTimeout(time.Second)
 		}
@@ -193,13 +238,18 @@ func (cl *cluster) close() {
 // connected reports whether NATS is reachable now.
 func (cl *cluster) connected() bool { return cl.nc.IsConnected() }
 
+// publish queues v (as JSON) for subj (Server.mu held); when the queue
+// is full (NATS is slower than the clients), it is dropped and counted.
 func (cl *cluster) publish(subj string, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return
 	}
-	if err := cl.nc.Publish(subj, b); err != nil {
-		cl.s.logs.logf(slog.LevelWarn, "nats", "signaling: nats publish failed", "subject", subj, "err", err)
+	select {
+	case cl.out <- natsOut{subj, b}:
+	default:
+		cl.s.st.ClusterDropped++
+		cl.s.logs.logf(slog.LevelWarn, "nats-queue", "signaling: nats publish queue full, message dropped", "subject", subj)
 	}
 }
 

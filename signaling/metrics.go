@@ -40,6 +40,10 @@ var (
 		"Signals dropped because the recipient's queue was full (it does not read fast enough).", nil, nil)
 	descRefused = prometheus.NewDesc("netmsg_signal_refusals_total",
 		"Connections refused or dropped, by reason.", []string{"reason"}, nil)
+	descClusterDrops = prometheus.NewDesc("netmsg_signal_cluster_queue_drops_total",
+		"Messages for NATS (signals, claims, releases) dropped because the publish queue was full.", nil, nil)
+	descClusterSignals = prometheus.NewDesc("netmsg_signal_cluster_signals_total",
+		"Signals sent to and received from other nodes of the cluster.", []string{"direction"}, nil)
 	descPeers = prometheus.NewDesc("netmsg_signal_cluster_peers",
 		"Other signaling nodes this one sees in its cluster (0 when alone).", nil, nil)
 )
@@ -90,18 +94,11 @@ func (s *Server) Collect(ch chan<- prometheus.Metric) {
 	} {
 		counter(descRefused, r.v, r.reason)
 	}
-	gauge(descPeers, s.clusterPeers())
+	gauge(descPeers, st.Peers)
+	counter(descClusterDrops, st.ClusterDropped)
+	counter(descClusterSignals, st.ClusterOut, "out")
+	counter(descClusterSignals, st.ClusterIn, "in")
 	s.metrics.latency.Collect(ch)
-}
-
-// clusterPeers is how many other nodes the Server sees.
-func (s *Server) clusterPeers() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cl == nil {
-		return 0
-	}
-	return len(s.cl.peers)
 }
 
 // ErrNotReady is what Ready returns while the Server cannot serve.

@@ -152,6 +152,7 @@ type ServerStats struct {
 	ClusterOut                      uint64 // signals sent to clients on other nodes
 	ClusterIn                       uint64 // signals from other nodes
 	NodesLost                       uint64 // nodes unheard of for DeadAfter, whose identities were released
+	ClusterDropped                  uint64 // messages for NATS dropped because its publish queue was full
 }
 
 // Server is a signaling server speaking GNS's trivial protocol and
@@ -163,11 +164,13 @@ type ServerStats struct {
 // each Listen has an accept loop, each ListenWS an http.Server (whose
 // handler goroutine lives as long as its client); in a cluster, nats.go
 // runs one goroutine per subscription (the directory, heartbeats, signals
-// for this node, list requests) and the cluster one ticker.
+// for this node, list requests), and the cluster has a ticker and a
+// publisher.
 //
-// Lock order: Server.mu, then the NATS connection's (publishing under
-// Server.mu never waits for the network); a client's queue and the
-// cluster's directory are guarded by Server.mu.
+// Lock order: Server.mu, then nothing: messages for NATS are queued under
+// it (bounded; the rest dropped and counted) and published by a goroutine
+// of their own. A client's queue and the cluster's directory are guarded
+// by Server.mu.
 type Server struct {
 	cfg   ServerConfig
 	trust *crypto.TrustStore
