@@ -517,6 +517,10 @@ type Config struct {
 	// netmsg's lane extension: it offers and agrees to no extra lanes, so
 	// every Messages channel travels on lane 0.
 	gnsLanes bool
+
+	// presentExpired, for tests, lets a Host start with an expired
+	// certificate of its own, to check that peers refuse it.
+	presentExpired bool
 }
 
 // withDefaults returns a copy of c with every zero field set to its default

@@ -142,8 +142,13 @@ func Example_servers() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	// netmsg relay --listen 127.0.0.1:3478 --user u:p
-	relayServer, err := relay.NewServer(relay.Config{ListenAddr: "127.0.0.1:0", Users: map[string]string{"u": "p"}})
+	// netmsg relay --listen 127.0.0.1:3478 --user u:p --allow-peer 127.0.0.0/8
+	// (a relay refuses loopback and private peers unless allowed)
+	relayServer, err := relay.NewServer(relay.Config{
+		ListenAddr: "127.0.0.1:0",
+		Users:      map[string]string{"u": "p"},
+		AllowPeers: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+	})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -7,19 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/turn/v5"
-
 	"github.com/netmsg-go/netmsg/internal/conn"
 	"github.com/netmsg-go/netmsg/internal/crypto"
 	"github.com/netmsg-go/netmsg/internal/fakenet"
 	"github.com/netmsg-go/netmsg/internal/ice"
+	"github.com/netmsg-go/netmsg/internal/paths"
 	"github.com/netmsg-go/netmsg/internal/snp"
 	"github.com/netmsg-go/netmsg/internal/udp"
 	"github.com/netmsg-go/netmsg/transport"
@@ -88,13 +86,8 @@ type Host struct {
 	// P2P (host_p2p.go); nil without Config.Signaling. Guarded by mu.
 	sigOut      chan signalOut
 	sigCancel   context.CancelFunc
-	iceConns    map[string]*hostConn // by our ICE ufrag
 	p2pIncoming map[p2pKey]*hostConn // accepted P2P connections by the peer's connection
-	stunServers []*stunServer        // Config.STUNServers once P2P is used (host_stun.go)
-	turnStarted bool                 // host_turn.go
-	turnClients map[netip.AddrPort]*turn.Client
-	turnSocks   []*turnSock
-	turn        *turnAlloc // the allocation in use, once made
+	paths       *paths.Paths         // the socket's demultiplexing, STUN, TURN and ICE routes (safe for concurrent use)
 
 	wakeMu  sync.Mutex // guards wakes, timerAt and every hostConn's wake fields
 	wakes   wakeHeap   // connections by next wake-up
@@ -277,6 +270,11 @@ func NewHost(cfg Config) (*Host, error) {
 		return nil, err
 	}
 	if c.Certificate != nil {
+		// GNS will not present an expired certificate: fail here, not at
+		// every peer (which would end each connection with 4003).
+		if err := CheckCertificateTime(c.Certificate, c.Now()); err != nil && !c.presentExpired {
+			return nil, fmt.Errorf("netmsg: Config.Certificate: %w", err)
+		}
 		// GNS's SetCertificate: the host takes its identity from its
 		// certificate, or refuses one that names another identity.
 		id, k, err := ownCertificate(c.Identity, c.PrivateKey, c.AppID, c.Certificate)
@@ -343,7 +341,7 @@ func NewHost(cfg Config) (*Host, error) {
 		OfferLanes:       messagesLanes,
 		Rand:             c.Rand,
 		ParseIdentity: func(s string) (crypto.Identity, error) {
-			return ParseIdentity(s)
+			return parseIdentityGNS(s)
 		},
 	}
 	if c.gnsLanes {
@@ -391,8 +389,10 @@ func snpConfig(cc *ConnConfig) snp.Config {
 		SendRateMax:        cc.SendRateMax,
 		RecvBufferSize:     cc.RecvBufferSize,
 		RecvBufferMessages: cc.RecvBufferMessages,
-		RecvMaxMessageSize: cc.RecvMaxMessageSize,
-		MaxMessageSize:     cc.MaxMessageSize,
+		// The Messages layer's header rides on top of the payload limits,
+		// which count payload only (the connection API checks its own).
+		RecvMaxMessageSize: cc.RecvMaxMessageSize + msgHeaderLen,
+		MaxMessageSize:     cc.MaxMessageSize + msgHeaderLen,
 	}
 }
 
@@ -442,7 +442,9 @@ func (h *Host) Close() error {
 		h.sigCancel()
 	}
 	close(h.done)
-	h.closeTURN()
+	if h.paths != nil {
+		h.paths.Close()
+	}
 	err := h.pc.Close()
 	h.wg.Wait()
 	return err
@@ -485,6 +487,11 @@ func (h *Host) Connect(addr netip.AddrPort) (ConnHandle, error) {
 		return InvalidConn, fmt.Errorf("netmsg: connect: bad address %v: %w", addr, ResultInvalidParam)
 	}
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	if id, err := IdentityFromAddr(addr); err != nil {
+		return InvalidConn, fmt.Errorf("netmsg: connect: %w", err)
+	} else if err := id.CheckTarget(); err != nil {
+		return InvalidConn, fmt.Errorf("netmsg: connect: %w", err)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -574,6 +581,9 @@ func (h *Host) SendMessageToConnection(c ConnHandle, data []byte, flags SendFlag
 }
 
 func (h *Host) send(c ConnHandle, lane int, data []byte, flags SendFlags) (int64, error) {
+	if len(data) > h.cfg.MaxMessageSize {
+		return 0, fmt.Errorf("netmsg: message of %d bytes over the %d limit: %w", len(data), h.cfg.MaxMessageSize, ResultInvalidParam)
+	}
 	h.mu.Lock()
 	hc := h.connLocked(c)
 	if hc == nil {
@@ -983,11 +993,12 @@ func (h *Host) infoLocked(hc *hostConn) ConnectionInfo {
 		switch {
 		case !hc.c.RemoteAddr().IsValid():
 			desc = fmt.Sprintf("#%d P2P (finding route)", hc.c.LocalID())
-		case hc.p2p.agent.SelectedRelay() && h.turn != nil:
-			desc = fmt.Sprintf("#%d P2P ICE relay %v via TURN %v (relayed address %v)", hc.c.LocalID(), hc.c.RemoteAddr(), h.turn.srv.Addr, h.turn.addr)
+		case hc.p2p.route.Selected().Relayed:
+			al, _ := h.paths.Allocation()
+			desc = fmt.Sprintf("#%d P2P ICE relay %v via TURN %v (relayed address %v)", hc.c.LocalID(), hc.c.RemoteAddr(), al.Server, al.Relayed)
 			flags |= ConnInfoRelayed
-			popRelay = uint32(h.turn.index + 1)
-		case hc.p2p.agent.SelectedPeerRelay():
+			popRelay = uint32(al.Index + 1)
+		case hc.p2p.route.Selected().PeerRelay:
 			desc = fmt.Sprintf("#%d P2P ICE relay %v (the peer's TURN allocation)", hc.c.LocalID(), hc.c.RemoteAddr())
 			flags |= ConnInfoRelayed
 		default:
@@ -1120,13 +1131,11 @@ func (h *Host) readLoop() {
 			p := &rb.pkts[i]
 			p.Addr = netip.AddrPortFrom(p.Addr.Addr().Unmap(), p.Addr.Port())
 			rb.conns[i] = nil
-			if hc := h.connOfLocked(p.Addr, p.Bytes()); hc != nil {
+			if hc := h.sortLocked(now, p.Addr, p.Bytes()); hc != nil {
 				rb.conns[i] = hc
 				rb.shard[i] = int(hc.c.LocalID() % uint32(h.shards))
 				others |= 1 << rb.shard[i]
-				continue
 			}
-			h.handleDatagramLocked(now, p.Addr, p.Bytes())
 		}
 		h.unlockFlush()
 		rb.refs.Store(1)
@@ -1172,20 +1181,43 @@ func (h *Host) releaseBatch(rb *rxBatch) {
 	}
 }
 
-// connOfLocked returns the connection a datagram that names one (handshake
-// replies, closes, data) is for, or nil for a datagram the reader handles
-// itself: those of TURN servers, STUN, connect requests, unknown
-// connections.
-func (h *Host) connOfLocked(from netip.AddrPort, b []byte) *hostConn {
-	if h.turnClients != nil && h.turnClients[from] != nil {
-		return nil
+// sortLocked takes a datagram the reader read. It returns the connection
+// a GNS datagram that names one (handshake replies, closes, data) is for,
+// to be run by that connection's shard; it handles everything else itself
+// (package paths sorts out STUN, TURN and relayed datagrams; connect
+// requests, unknown connections) and returns nil.
+func (h *Host) sortLocked(now time.Time, from netip.AddrPort, b []byte) *hostConn {
+	if h.paths != nil {
+		// Classified once by package paths: STUN and TURN are its own,
+		// checks go to their route, GNS comes back (unwrapped from
+		// ChannelData when relayed).
+		switch in := h.paths.HandleDatagram(now, from, b); {
+		case in.Disposition == paths.Taken:
+			h.countInLocked(b)
+			h.pathsEventsLocked(now) // a STUN answer may bring a new candidate
+			return nil
+		case in.Disposition != paths.GNS || in.Relayed:
+			h.countInLocked(b)
+			h.pathsInputLocked(now, in)
+			return nil
+		}
 	}
 	kind, id := conn.Classify(b)
 	switch kind {
 	case conn.KindChallengeReply, conn.KindConnectOK, conn.KindConnectionClosed, conn.KindNoConnection, conn.KindData:
-		return h.conns[ConnHandle(id)]
+		if hc := h.conns[ConnHandle(id)]; hc != nil {
+			return hc
+		}
 	}
+	h.countInLocked(b)
+	h.handleGNSLocked(now, from, b)
 	return nil
+}
+
+// countInLocked counts a datagram the reader handles under mu.
+func (h *Host) countInLocked(b []byte) {
+	h.stats.DatagramsIn++
+	h.stats.BytesIn += int64(len(b))
 }
 
 // runBatch handles the datagrams of rb[:n] that are shard's, in order, and
@@ -1226,7 +1258,7 @@ func (h *Host) runBatch(w *worker, rb *rxBatch, n int, shard int, stall *time.Ti
 		}
 		if !hc.identity.IsValid() {
 			if s := hc.c.RemoteIdentity(); s != "" {
-				hc.identity, _ = ParseIdentity(s)
+				hc.identity, _ = parseIdentityGNS(s)
 			}
 		}
 		h.drainConn(w.msgs, now, hc)
@@ -1313,29 +1345,10 @@ func (h *Host) tookSignal() {
 	h.tookMu.Unlock()
 }
 
-// handleDatagramLocked routes one datagram.
-func (h *Host) handleDatagramLocked(now time.Time, from netip.AddrPort, b []byte) {
-	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-	h.stats.DatagramsIn++
-	h.stats.BytesIn += int64(len(b))
-	if h.turnClients != nil {
-		if c := h.turnClients[from]; c != nil {
-			// The server may be our STUN server too: its answers to our
-			// binding requests are ours, the rest is the TURN client's.
-			if len(b) > 0 && b[0] < 4 && h.stunResponseLocked(now, from, b) {
-				return
-			}
-			if h.channelDataLocked(now, from, b) {
-				return
-			}
-			c.HandleInbound(append([]byte(nil), b...), net.UDPAddrFromAddrPort(from))
-			return
-		}
-	}
-	if h.iceConns != nil && len(b) > 0 && b[0] < 4 && ice.IsSTUN(b) {
-		h.handleSTUNLocked(now, from, b)
-		return
-	}
+// handleGNSLocked handles a GNS datagram that the reader does not hand
+// to a connection's shard: handshake requests, and datagrams for
+// connections that are not (or no longer) in the table.
+func (h *Host) handleGNSLocked(now time.Time, from netip.AddrPort, b []byte) {
 	kind, id := conn.Classify(b)
 	switch kind {
 	case conn.KindChallengeRequest:
@@ -1375,7 +1388,7 @@ func (h *Host) handleDatagramLocked(now time.Time, from netip.AddrPort, b []byte
 			return
 		}
 		hc := &hostConn{userData: -1, handle: handle, c: c, listen: h.listening, state: StateNone, ready: make(chan struct{}, 1), hidx: -1}
-		hc.identity, _ = ParseIdentity(c.RemoteIdentity())
+		hc.identity, _ = parseIdentityGNS(c.RemoteIdentity())
 		isMsgs := c.VirtualPort() == messagesVirtualPort
 		if isMsgs != h.messages.enabled && (isMsgs || h.listening == InvalidListen) {
 			// Nobody here takes this kind of connection: refuse it.
@@ -1420,7 +1433,7 @@ func (h *Host) deliverLocked(now time.Time, hc *hostConn, from netip.AddrPort, b
 	}
 	if !hc.identity.IsValid() {
 		if s := hc.c.RemoteIdentity(); s != "" {
-			hc.identity, _ = ParseIdentity(s)
+			hc.identity, _ = parseIdentityGNS(s)
 		}
 	}
 	h.drainConn(h.msgs, now, hc)
@@ -1545,8 +1558,8 @@ func (h *Host) pollLocked(now time.Time, hc *hostConn) {
 		if !to.IsValid() {
 			continue // a P2P connection's closing datagram without a path: dropped
 		}
-		if hc.p2p != nil && hc.p2p.agent.SelectedRelay() {
-			h.relaySendLocked(to, d)
+		if hc.p2p != nil && hc.p2p.route.Selected().Relayed {
+			hc.p2p.route.Send(h.writer(), d) // through our TURN allocation
 			continue
 		}
 		if h.out.add(to, d) {
@@ -1833,8 +1846,10 @@ func (h *Host) timerLoop() {
 		if w := h.messages.tickLocked(now); !w.IsZero() {
 			next = w
 		}
-		if w := h.stunTickLocked(now); !w.IsZero() && (next.IsZero() || w.Before(next)) {
-			next = w
+		if h.paths != nil {
+			if w := h.paths.Tick(now, h.writer()); !w.IsZero() && (next.IsZero() || w.Before(next)) {
+				next = w
+			}
 		}
 		h.unlockFlush()
 		h.wakeMu.Lock()

@@ -97,7 +97,7 @@ func certHostConfig(t *testing.T, s certSpec, app uint32, trusted ...ed25519.Pri
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Identity: id, PrivateKey: s.key, AppID: app}
+	cfg := Config{Identity: id, PrivateKey: s.key, AppID: app, presentExpired: true}
 	if s.ca != nil {
 		cfg.Certificate = s.issue(t)
 	}
@@ -415,7 +415,7 @@ func TestCertFiles(t *testing.T) {
 	}
 
 	// The Host takes what LoadCertificate returns.
-	h, err := NewHost(Config{Identity: mustIdentity(t, "str:alice"), PrivateKey: gotKey, Certificate: got, AppID: certTestApp, ListenAddr: netip.MustParseAddrPort("127.0.0.1:0")})
+	h, err := NewHost(Config{presentExpired: true, Identity: mustIdentity(t, "str:alice"), PrivateKey: gotKey, Certificate: got, AppID: certTestApp, ListenAddr: netip.MustParseAddrPort("127.0.0.1:0")})
 	if err != nil {
 		t.Fatal(err)
 	}

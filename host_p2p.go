@@ -3,7 +3,6 @@ package netmsg
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"time"
 
@@ -12,7 +11,9 @@ import (
 	"github.com/netmsg-go/netmsg/internal/conn"
 	"github.com/netmsg-go/netmsg/internal/ice"
 	"github.com/netmsg-go/netmsg/internal/p2p"
+	"github.com/netmsg-go/netmsg/internal/paths"
 	"github.com/netmsg-go/netmsg/internal/pb"
+	"github.com/netmsg-go/netmsg/transport"
 )
 
 // Signaling is what a Host needs from a signaling service to make P2P
@@ -29,13 +30,12 @@ type Signaling interface {
 const sigOutQueue = 1024
 
 // p2pConn is the P2P side of a connection: its rendezvous session and its
-// ICE agent.
+// route (ICE agent and selected path, package paths).
 type p2pConn struct {
 	peer      Identity
 	since     time.Time // when the connection was made (the route deadline counts from it)
 	sess      *p2p.Session
-	agent     *ice.Agent
-	ufrag     string
+	route     *paths.Route
 	okSent    bool
 	closeSent bool
 	key       p2pKey // in Host.p2pIncoming, for an accepted connection
@@ -52,11 +52,23 @@ type signalOut struct {
 	blob []byte
 }
 
-// startSignaling starts the goroutines that read and write signals.
+// startSignaling starts the goroutines that read and write signals, and
+// the Host's paths (package paths: STUN, TURN, ICE routes), whose
+// goroutines reach the Host through pathsDeliver, pathsNotify and the
+// socket's writeMu.
 func (h *Host) startSignaling() {
 	h.sigOut = make(chan signalOut, sigOutQueue)
-	h.iceConns = map[string]*hostConn{}
 	h.p2pIncoming = map[p2pKey]*hostConn{}
+	// paths.New fails only without Send, which is given. The Host's
+	// goroutines run already: they read h.paths under mu.
+	ps, _ := paths.New(paths.Config{
+		Base: h.pc.LocalAddr(), STUNServers: h.cfg.STUNServers, TURNServers: pathsTURN(h.cfg.TURNServers),
+		Allow: ice.Enable(h.cfg.P2PICEEnable), Rand: h.cfg.Rand, Logger: h.cfg.Logger,
+		Send: h.writeOne, Deliver: h.pathsDeliver, Notify: h.pathsNotify,
+	})
+	h.mu.Lock()
+	h.paths = ps
+	h.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	h.sigCancel = cancel
 	h.wg.Add(2)
@@ -96,61 +108,18 @@ func (h *Host) startSignaling() {
 	}()
 }
 
-// hostCandidates are the addresses peers may reach this Host's socket at:
-// its address, or, when it is bound to every interface, each interface's
-// (loopback and link-local ones left out, as GNS does).
-func (h *Host) hostCandidates() []netip.AddrPort {
-	la := h.pc.LocalAddr()
-	if !la.Addr().IsUnspecified() {
-		return []netip.AddrPort{la}
-	}
-	var out []netip.AddrPort
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return nil
-	}
-	for _, a := range addrs {
-		pfx, err := netip.ParsePrefix(a.String())
-		if err != nil {
-			continue
-		}
-		ip := pfx.Addr().Unmap()
-		if ip.IsLoopback() || ip.IsLinkLocalUnicast() || (ip.Is6() && la.Addr().Is4()) {
-			continue
-		}
-		out = append(out, netip.AddrPortFrom(ip, la.Port()))
-	}
-	return out
-}
-
 // newP2PLocked gives hc its rendezvous session and ICE agent, and queues
 // our ICE password and candidates on the reliable stream.
 func (h *Host) newP2PLocked(now time.Time, hc *hostConn, peer Identity, controlling bool, remoteID uint32) error {
-	local := hc.c.LocalID()
-	pwd, err := ice.NewPassword(h.cfg.Rand)
+	r, err := h.paths.NewRoute(now, hc.c.LocalID(), controlling)
 	if err != nil {
-		return err
+		return fmt.Errorf("netmsg: P2P route: %w", err)
 	}
-	p := &p2pConn{peer: peer, ufrag: ice.Ufrag(local), since: now}
-	if h.iceConns[p.ufrag] != nil {
-		return fmt.Errorf("netmsg: ICE ufrag %s in use", p.ufrag)
-	}
-	allow := h.cfg.P2PICEEnable
-	p.agent, err = ice.NewAgent(ice.Config{LocalUfrag: p.ufrag, LocalPwd: pwd, Controlling: controlling, Rand: h.cfg.Rand,
-		OnlyRelay: allow.relayOnly(), Allow: ice.Enable(allow), Persistent: true})
-	if err != nil {
-		return err
-	}
-	p.sess = p2p.NewSession(h.identity.String(), local, peer.String(), remoteID)
-	if allow&ICEEnablePublic != 0 {
-		h.stunStartLocked(now)
-	}
-	if allow&ICEEnableRelay != 0 {
-		h.turnStartLocked()
-	}
-	h.queueLocalICELocked(now, p, pwd)
+	p := &p2pConn{peer: peer, since: now, route: r}
+	p.sess = p2p.NewSession(h.identity.String(), hc.c.LocalID(), peer.String(), remoteID)
+	h.queueLocalICELocked(now, p, r.Password())
 	hc.p2p = p
-	h.iceConns[p.ufrag] = hc
+	signal(h.timerKick) // the first route starts the STUN client
 	return nil
 }
 
@@ -160,23 +129,107 @@ func (h *Host) newP2PLocked(now time.Time, hc *hostConn, peer Identity, controll
 // the TURN allocation's relayed one (relay; with neither private nor
 // public it is the only one, as GNS's relay-only setting).
 func (h *Host) queueLocalICELocked(now time.Time, p *p2pConn, pwd string) {
-	allow := ice.Enable(h.cfg.P2PICEEnable)
 	p.sess.QueueReliable(now, p2p.ICEAuth(pwd))
-	for _, a := range h.hostCandidates() {
-		if c := ice.NewCandidate(ice.Host, a, netip.AddrPort{}); allow.Allows(c) {
-			p.sess.QueueReliable(now, p2p.ICECandidate(c.String()))
-		}
-	}
-	if allow&ice.EnablePublic != 0 {
-		for _, c := range h.srflxCandidates() {
-			p.sess.QueueReliable(now, p2p.ICECandidate(c.String()))
-		}
-	}
-	if h.turn != nil && allow&ice.EnableRelay != 0 {
-		p.agent.SetRelayBase()
-		p.sess.QueueReliable(now, p2p.ICECandidate(ice.NewCandidate(ice.Relay, h.turn.addr, h.pc.LocalAddr()).String()))
+	for _, c := range p.route.LocalCandidates() {
+		p.sess.QueueReliable(now, p2p.ICECandidate(c.String()))
 	}
 }
+
+// pathsEventsLocked offers the local candidates paths found since the last
+// call (a server-reflexive address, the TURN allocation) to every P2P
+// connection, and signals them to its peer where allowed.
+func (h *Host) pathsEventsLocked(now time.Time) {
+	for _, ev := range h.paths.Events() {
+		if ev.Kind != paths.EventLocalCandidate {
+			continue
+		}
+		c := ev.Candidate.String()
+		for _, hc := range h.conns {
+			if hc.p2p != nil && hc.handle != InvalidConn && hc.p2p.route.AddLocalCandidate(ev.Candidate) {
+				hc.p2p.sess.QueueReliable(now, p2p.ICECandidate(c))
+				h.pollLocked(now, hc)
+			}
+		}
+	}
+}
+
+// pathsNotify is paths' Config.Notify: its events have news (a TURN
+// allocation was made). It runs on a goroutine of package paths.
+func (h *Host) pathsNotify() {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.pathsEventsLocked(h.cfg.Now())
+	h.unlockFlush()
+}
+
+// pathsDeliver is paths' Config.Deliver: a datagram a peer sent to our
+// TURN allocation that pion's client read. It runs on a goroutine of
+// package paths.
+func (h *Host) pathsDeliver(in paths.Input) {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.stats.DatagramsIn++
+	h.stats.BytesIn += int64(len(in.B))
+	h.pathsInputLocked(h.cfg.Now(), in)
+	h.unlockFlush()
+}
+
+// pathsInputLocked takes a datagram paths classified as an ICE check for
+// a route, or as GNS data that came through the relay.
+func (h *Host) pathsInputLocked(now time.Time, in paths.Input) {
+	switch in.Disposition {
+	case paths.Check:
+		hc := h.conns[ConnHandle(in.Conn)]
+		if hc == nil || hc.p2p == nil || hc.p2p.route != in.Route {
+			h.stats.Dropped++
+			return
+		}
+		if err := in.Route.HandleSTUN(now, in); err != nil {
+			h.stats.Dropped++
+		}
+		h.pollLocked(now, hc)
+	case paths.GNS:
+		kind, id := conn.Classify(in.B)
+		hc := h.conns[ConnHandle(id)]
+		if kind != conn.KindData || hc == nil || hc.p2p == nil {
+			h.stats.Dropped++
+			return
+		}
+		h.deliverLocked(now, hc, in.From, in.B)
+	default:
+		h.stats.Dropped++
+	}
+}
+
+// writeOne writes one datagram on the socket at once (for pion's TURN
+// client, from package paths' goroutines, holding no lock but writeMu).
+func (h *Host) writeOne(to netip.AddrPort, b []byte) error {
+	pkt := []transport.Packet{{Buf: b, N: len(b), Addr: to}}
+	h.writeMu.Lock()
+	n, err := h.pc.WriteBatch(pkt)
+	h.writeMu.Unlock()
+	if n > 0 {
+		h.datagramsOut.Add(1)
+		h.bytesOut.Add(int64(len(b)))
+	}
+	return err
+}
+
+// hostWriter is the Host as package paths' Writer: datagrams join the
+// outgoing batch (mu is held).
+type hostWriter Host
+
+func (w *hostWriter) WriteTo(to netip.AddrPort, header, b []byte) {
+	(*Host)(w).queuePrefixedLocked(to, header, b)
+}
+
+func (h *Host) writer() paths.Writer { return (*hostWriter)(h) }
 
 // connectP2PLocked starts a P2P connection to peer (a Messages session
 // when vport is the Messages port).
@@ -248,17 +301,15 @@ func (h *Host) handleSignalLocked(now time.Time, from string, blob []byte) {
 	for _, m := range rec.Reliable {
 		ie := m.GetIce()
 		if a := ie.GetAuth(); a != nil {
-			p.agent.SetRemoteCredentials(ice.Ufrag(p.sess.RemoteID), a.GetPwdFrag())
+			p.route.SetRemoteCredentials(ice.Ufrag(p.sess.RemoteID), a.GetPwdFrag())
 		}
 		if c := ie.GetAddCandidate(); c != nil {
-			if cand, err := ice.ParseCandidate(c.GetCandidate()); err == nil {
-				p.agent.AddRemoteCandidate(cand)
-			}
+			p.route.AddRemoteCandidate(c.GetCandidate()) // one netmsg cannot use is ignored
 		}
 	}
 	if rec.ConnectOK != nil && !hc.c.IsServer() {
 		if err := hc.c.HandleP2PConnectOK(now, p.sess.RemoteID, rec.ConnectOK); err == nil {
-			p.agent.SetControlling(false) // the accepting side controls
+			p.route.SetControlling(false) // the accepting side controls
 		}
 	}
 	if rec.Closed != nil {
@@ -267,7 +318,7 @@ func (h *Host) handleSignalLocked(now time.Time, from string, blob []byte) {
 	}
 	if !hc.identity.IsValid() {
 		if s := hc.c.RemoteIdentity(); s != "" {
-			hc.identity, _ = ParseIdentity(s)
+			hc.identity, _ = parseIdentityGNS(s)
 		}
 	}
 	h.pollLocked(now, hc)
@@ -324,10 +375,7 @@ func (h *Host) symmetricLocked(now time.Time, mine *hostConn, key p2pKey, rv *pb
 	p.sess.BecomeServer(key.id)
 	// As GNS: ICE starts over with the new role (the accepting side
 	// controls) and a fresh password, signaled with our candidates again.
-	pwd, err := ice.NewPassword(h.cfg.Rand)
-	if err == nil {
-		err = p.agent.Restart(pwd, true)
-	}
+	pwd, err := p.route.Restart(true)
 	if err != nil {
 		h.stats.ConnectsRefused++
 		return nil
@@ -431,22 +479,12 @@ func (h *Host) p2pRouteLocked(now time.Time, hc *hostConn) {
 	if !hc.c.RemoteAddr().IsValid() && !now.Before(p.since.Add(h.cfg.TimeoutInitial)) {
 		hc.c.FailRoute(now, int(EndMiscP2PNATFirewall), "ICE found no path to the peer (NAT or firewall; no relay configured)")
 	}
-	for {
-		d, ok := p.agent.Poll(now)
-		if !ok {
-			break
+	p.route.Poll(now, h.writer())
+	for _, ev := range p.route.Events() {
+		if ev.Path.Valid {
+			hc.c.SetRemoteAddr(ev.Path.Remote)
 		}
-		if d.Relay {
-			h.relaySendLocked(d.To, d.B)
-		} else {
-			h.queueLocked(d.To, d.B)
-		}
-	}
-	if p.agent.SelectedChanged() {
-		if a, ok := p.agent.Selected(); ok {
-			hc.c.SetRemoteAddr(a)
-			h.cfg.Logger.Debug("netmsg: P2P path", "conn", hc.c.LocalID(), "peer", p.peer, "remote", a, "relayed", p.agent.SelectedRelay())
-		}
+		h.cfg.Logger.Debug("netmsg: P2P path", "conn", hc.c.LocalID(), "peer", p.peer, "event", ev.Kind, "remote", ev.Path.Remote, "relayed", ev.Path.Relayed)
 	}
 }
 
@@ -464,7 +502,7 @@ func (h *Host) p2pWake(hc *hostConn, w time.Time) time.Time {
 	if st := hc.c.State(); !hc.c.RemoteAddr().IsValid() && (st == conn.StateConnected || st == conn.StateConnecting) {
 		deadline = hc.p2p.since.Add(h.cfg.TimeoutInitial)
 	}
-	for _, t := range []time.Time{hc.p2p.agent.NextWake(), hc.p2p.sess.NextWake(), deadline} {
+	for _, t := range []time.Time{hc.p2p.route.NextWake(), hc.p2p.sess.NextWake(), deadline} {
 		if !t.IsZero() && (w.IsZero() || t.Before(w)) {
 			w = t
 		}
@@ -479,30 +517,10 @@ func maxTime(a, b time.Time) time.Time {
 	return b
 }
 
-// handleSTUNLocked gives a STUN datagram to the connection whose ICE
-// agent it is for.
-func (h *Host) handleSTUNLocked(now time.Time, from netip.AddrPort, b []byte) {
-	if h.stunResponseLocked(now, from, b) {
-		return
-	}
-	ufrag, ok := ice.Route(b)
-	hc := h.iceConns[ufrag]
-	if !ok || hc == nil {
-		h.stats.Dropped++
-		return
-	}
-	if err := hc.p2p.agent.HandleSTUN(now, from, b); err != nil {
-		h.stats.Dropped++
-	}
-	h.pollLocked(now, hc)
-}
-
 // removeP2PLocked forgets a P2P connection's indexes.
 func (h *Host) removeP2PLocked(hc *hostConn) {
 	if p := hc.p2p; p != nil {
-		if h.iceConns[p.ufrag] == hc {
-			delete(h.iceConns, p.ufrag)
-		}
+		p.route.Close()
 		if h.p2pIncoming[p.key] == hc {
 			delete(h.p2pIncoming, p.key)
 		}

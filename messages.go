@@ -133,8 +133,8 @@ func (ms *Messages) channelLocked(ch int) *channelQueue {
 // starts a fresh session).
 func (ms *Messages) SendMessageToUser(peer Identity, data []byte, flags SendFlags, channel int) error {
 	h := ms.h
-	if !peer.IsValid() {
-		return fmt.Errorf("netmsg: send to an invalid identity: %w", ResultInvalidParam)
+	if err := peer.CheckTarget(); err != nil {
+		return fmt.Errorf("netmsg: send to %v: %w", peer, err)
 	}
 	if len(data) > h.cfg.MaxMessageSize {
 		return fmt.Errorf("netmsg: message of %d bytes over the %d limit: %w", len(data), h.cfg.MaxMessageSize, ResultInvalidParam)

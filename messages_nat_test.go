@@ -2,6 +2,7 @@ package netmsg
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
@@ -94,7 +95,7 @@ func TestMessagesP2PThroughNAT(t *testing.T) {
 				defer stun.Close()
 				var turns []TURNServer
 				if tc.relay {
-					rs, err := relay.NewServer(relay.Config{ListenPacket: nw.ListenPacket, ListenAddr: "198.51.100.20:3478", RelayIP: netip.MustParseAddr("198.51.100.20"), Users: map[string]string{"u": "p"}})
+					rs, err := relay.NewServer(relay.Config{Logger: slog.New(slog.DiscardHandler), ListenPacket: nw.ListenPacket, ListenAddr: "198.51.100.20:3478", RelayIP: netip.MustParseAddr("198.51.100.20"), Users: map[string]string{"u": "p"}})
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -2,6 +2,7 @@ package netmsg
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
@@ -81,9 +82,8 @@ func relayExchange(t *testing.T, a, b *msgPeer) {
 		m.Release()
 	}
 	for _, p := range []*msgPeer{a, b} {
-		p.Host.mu.Lock()
-		in, out := p.turn.chanIn, p.turn.chanOut
-		p.Host.mu.Unlock()
+		st := p.paths.Stats()
+		in, out := st.ChannelDataIn, st.ChannelDataOut
 		if in == 0 || out == 0 {
 			t.Errorf("%v: %d datagrams in and %d out as ChannelData on its own, want some each way", p.id, in, out)
 		}
@@ -96,7 +96,7 @@ func relayExchange(t *testing.T, a, b *msgPeer) {
 		p.Host.mu.Lock()
 		relayed := false
 		for _, hc := range p.conns {
-			if hc.p2p != nil && hc.p2p.agent.SelectedRelay() {
+			if hc.p2p != nil && hc.p2p.route.Selected().Relayed {
 				relayed = true
 			}
 		}
@@ -111,7 +111,7 @@ func relayExchange(t *testing.T, a, b *msgPeer) {
 // Hosts talk through netmsg's own TURN server (package relay) on
 // 127.0.0.1, real sockets.
 func TestMessagesP2PRelay(t *testing.T) {
-	s, err := relay.NewServer(relay.Config{ListenAddr: "127.0.0.1:0", Users: map[string]string{"u": "p"}, AllowPeers: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	s, err := relay.NewServer(relay.Config{Logger: slog.New(slog.DiscardHandler), ListenAddr: "127.0.0.1:0", Users: map[string]string{"u": "p"}, AllowPeers: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	if err != nil {
 		t.Fatal(err)
 	}

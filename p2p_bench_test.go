@@ -56,8 +56,9 @@ func benchConnectWith(b *testing.B, mk func(j int, cfg Config) (*Host, error)) {
 			for j, h := range hs {
 				h.mu.Lock()
 				for _, hc := range h.conns {
-					sel, ok := hc.p2p.agent.Selected()
-					b.Logf("host %d conn server %v state %v end %v %s sel %v %v relay %v turn %v stats %+v hoststats %+v remoteID %d", j, hc.c.IsServer(), hc.c.State(), hc.c.EndReason(), hc.c.EndDebug(), sel, ok, hc.p2p.agent.SelectedRelay(), h.turn != nil, hc.p2p.agent.Stats(), h.stats, hc.p2p.sess.RemoteID)
+					sel := hc.p2p.route.Selected()
+					_, alloc := h.paths.Allocation()
+					b.Logf("host %d conn server %v state %v end %v %s path %+v turn %v stats %+v hoststats %+v remoteID %d", j, hc.c.IsServer(), hc.c.State(), hc.c.EndReason(), hc.c.EndDebug(), sel, alloc, hc.p2p.route.Stats(), h.stats, hc.p2p.sess.RemoteID)
 				}
 				h.mu.Unlock()
 			}
@@ -68,7 +69,7 @@ func benchConnectWith(b *testing.B, mk func(j int, cfg Config) (*Host, error)) {
 			for j, h := range hs {
 				h.mu.Lock()
 				for _, hc := range h.conns {
-					b.Logf("slow %v: host %d server %v agent %+v sess %+v host %+v", d, j, hc.c.IsServer(), hc.p2p.agent.Stats(), hc.p2p.sess.Stats(), h.stats)
+					b.Logf("slow %v: host %d server %v agent %+v sess %+v host %+v", d, j, hc.c.IsServer(), hc.p2p.route.Stats(), hc.p2p.sess.Stats(), h.stats)
 				}
 				h.mu.Unlock()
 			}

@@ -174,7 +174,7 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 	h, err := netmsg.NewHost(netmsg.Config{
 		Identity: id, PrivateKey: key, Certificate: cert, TrustedCAs: cas, AppID: uint32(cf.app), ListenAddr: la, Signaling: sig,
 		STUNServers: stunServers, TURNServers: turnServers, P2PRelayOnly: *relayOnly, P2PICEEnable: netmsg.ICEEnable(*iceEnable),
-		Logger:           pingLogger(*verbose),
+		Logger: pingLogger(*verbose),
 		OnSessionRequest: func(p netmsg.Identity) {
 			select {
 			case <-msReady:

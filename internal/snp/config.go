@@ -25,6 +25,11 @@ const (
 	Reliable SendFlags = 8
 )
 
+// MaxServiceHeader is the room a service above the connection (the Messages
+// layer's 5-byte header) may add to a message of MaxMessageSize bytes of
+// payload: MaxMessageSize may be set up to MaxMessageSize+MaxServiceHeader.
+const MaxServiceHeader = 16
+
 // Protocol constants, from GNS (steamnetworkingsockets_snp.h,
 // steamnetworkingsockets_internal.h, steamnetworkingtypes.h).
 const (
@@ -194,7 +199,7 @@ func (c *Config) fill() error {
 	if c.RecvMaxMessageSize == 0 {
 		c.RecvMaxMessageSize = MaxMessageSize
 	}
-	if c.MaxMessageSize == 0 || c.MaxMessageSize > MaxMessageSize {
+	if c.MaxMessageSize == 0 || c.MaxMessageSize > MaxMessageSize+MaxServiceHeader {
 		c.MaxMessageSize = MaxMessageSize
 	}
 	if len(c.Lanes) == 0 {

@@ -126,7 +126,8 @@ func (c *Conn) NumLanes() int { return len(c.lanes) }
 //
 // It fails with ErrBadLane, ErrMessageTooBig (above Config.MaxMessageSize),
 // ErrSendBufferFull (the queued-but-unsent bytes would exceed
-// Config.SendBufferSize) or, for a NoDelay unreliable message that could not
+// Config.SendBufferSize; a message always fits in an empty queue, so a
+// message of MaxMessageSize can be sent whatever the buffer's size) or, for a NoDelay unreliable message that could not
 // go out within about 200 ms, ErrIgnored. An unreliable message larger than
 // 16500 bytes is sent reliably, as GNS does.
 func (c *Conn) SendMessage(now time.Time, lane int, data []byte, flags SendFlags) (int64, error) {
@@ -145,7 +146,7 @@ func (c *Conn) SendMessagePrefixed(now time.Time, lane int, prefix, data []byte,
 	if size > c.cfg.MaxMessageSize {
 		return 0, ErrMessageTooBig
 	}
-	if c.pendingBytes()+size > c.cfg.SendBufferSize {
+	if pending := c.pendingBytes(); pending > 0 && pending+size > c.cfg.SendBufferSize {
 		return 0, ErrSendBufferFull
 	}
 	t := c.us(now)
