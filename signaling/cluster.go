@@ -53,7 +53,9 @@ type cluster struct {
 	once    sync.Once
 
 	// Guarded by Server.mu.
-	peers map[string]time.Time // other nodes, by id: when last heard of
+	peers  map[string]time.Time // other nodes, by id: when last heard of
+	gens   map[string]uint64    // the generation of each node's entries (one per list request)
+	genSeq uint64
 }
 
 // remoteHolder is an identity held on another node.
@@ -61,7 +63,8 @@ type remoteHolder struct {
 	node   string
 	authed bool
 	holder holder
-	at     int64 // when it was claimed (unix ns, the claiming node's clock)
+	at     int64  // when it was claimed (unix ns, the claiming node's clock)
+	gen    uint64 // the node's generation when it was learnt (cluster.gens)
 }
 
 // clMsg is a directory message (JSON on <prefix>.dir, and in the
@@ -104,7 +107,7 @@ func newCluster(s *Server, cfg *ClusterConfig) (*cluster, error) {
 	rand.Read(id[:])
 	cl := &cluster{s: s, node: hex.EncodeToString(id[:]), prefix: cfg.Prefix, hb: cfg.Heartbeat, dead: cfg.DeadAfter,
 		stop: make(chan struct{}), done: make(chan struct{}), pumped: make(chan struct{}),
-		out: make(chan natsOut, pubQueueLen), peers: map[string]time.Time{}}
+		out: make(chan natsOut, pubQueueLen), peers: map[string]time.Time{}, gens: map[string]uint64{}}
 	if cl.prefix == "" {
 		cl.prefix = "netmsg.signal"
 	}
@@ -121,7 +124,7 @@ func newCluster(s *Server, cfg *ClusterConfig) (*cluster, error) {
 		}
 		nc, err := nats.Connect(strings.Join(cfg.URLs, ","), nats.Name("netmsg-signal "+cl.node),
 			nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(true),
-			nats.ReconnectJitter(100*time.Millisecond, time.Second))
+			nats.ReconnectJitter(100*time.Millisecond, time.Second), nats.ReconnectHandler(func(*nats.Conn) { cl.onReconnect() }))
 		if err != nil {
 			return nil, fmt.Errorf("signaling: nats: %w", err)
 		}
@@ -202,6 +205,7 @@ func (cl *cluster) run() {
 				continue
 			}
 			delete(cl.peers, node)
+			delete(cl.gens, node)
 			n := 0
 			for id, rh := range s.remote {
 				if rh.node == node {
@@ -293,15 +297,72 @@ func (cl *cluster) onHeartbeat(m *nats.Msg) {
 	if known {
 		return
 	}
-	// A node we did not know (new, or back after a partition): learn
-	// what it holds. It answers with chunks of claims on an inbox.
+	// A node we did not know (new, or heard again after we or it lost
+	// NATS): learn what it holds. It answers with chunks of claims and an
+	// end on an inbox; what we held of it and it did not list (releases
+	// we missed) goes at the end.
+	s.mu.Lock()
+	cl.genSeq++
+	gen := cl.genSeq
+	cl.gens[h.Node] = gen
+	s.mu.Unlock()
 	inbox := cl.nc.NewRespInbox()
-	sub, err := cl.nc.Subscribe(inbox, cl.onDir)
+	var sub *nats.Subscription
+	sub, err := cl.nc.Subscribe(inbox, func(m *nats.Msg) {
+		if cl.onListReply(h.Node, gen, m) {
+			sub.Unsubscribe()
+		}
+	})
 	if err != nil {
 		return
 	}
 	time.AfterFunc(10*time.Second, func() { sub.Unsubscribe() })
 	cl.nc.PublishRequest(cl.prefix+".list."+h.Node, inbox, nil)
+}
+
+// onListReply applies one message answering a list request to node for
+// generation gen; it returns true at the end of the answer.
+func (cl *cluster) onListReply(node string, gen uint64, m *nats.Msg) (end bool) {
+	s := cl.s
+	if len(m.Data) == 0 || m.Data[0] != '[' {
+		var d clMsg
+		if json.Unmarshal(m.Data, &d) != nil || d.Kind != "end" {
+			return false
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if cl.gens[node] == gen {
+			for id, rh := range s.remote {
+				if rh.node == node && rh.gen < gen {
+					delete(s.remote, id)
+				}
+			}
+		}
+		return true
+	}
+	var claims []clMsg
+	if json.Unmarshal(m.Data, &claims) != nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range claims {
+		if d.Kind == "claim" && d.Node == node && CheckIdentity(d.ID) == nil {
+			cl.onClaimLocked(d)
+		}
+	}
+	return false
+}
+
+// onReconnect forgets the other nodes when NATS comes back after losing
+// it: their next heartbeats make this node ask each for its holders, so
+// what it missed meanwhile (releases above all) is put right.
+func (cl *cluster) onReconnect() {
+	s := cl.s
+	s.mu.Lock()
+	clear(cl.peers)
+	s.mu.Unlock()
+	s.log.Info("signaling: reconnected to NATS; learning the other nodes' holders again")
 }
 
 // onList answers a list request with this node's holders.
@@ -322,10 +383,11 @@ func (cl *cluster) onList(m *nats.Msg) {
 		cl.nc.Publish(m.Reply, b)
 		claims = claims[n:]
 	}
+	end, _ := json.Marshal(clMsg{Kind: "end", Node: cl.node})
+	cl.nc.Publish(m.Reply, end)
 }
 
-// onDir applies directory messages: one object, or an array (a list
-// answer).
+// onDir applies directory messages: one object, or an array.
 func (cl *cluster) onDir(m *nats.Msg) {
 	var msgs []clMsg
 	if len(m.Data) > 0 && m.Data[0] == '[' {
@@ -401,7 +463,7 @@ func (cl *cluster) onClaimLocked(d clMsg) {
 		}
 	}
 	delete(s.reserved, d.ID)
-	s.remote[d.ID] = remoteHolder{node: d.Node, authed: d.Authed, holder: h, at: d.At}
+	s.remote[d.ID] = remoteHolder{node: d.Node, authed: d.Authed, holder: h, at: d.At, gen: cl.gens[d.Node]}
 }
 
 // onSignal queues a signal from another node for its local recipient.

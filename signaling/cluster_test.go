@@ -23,10 +23,17 @@ import (
 // any), in cluster clusterName with routes to the given servers when
 // clusterName is set.
 func natsServer(t *testing.T, port int, clusterName string, routes ...*natsserver.Server) *natsserver.Server {
+	return natsServerOpts(t, port, clusterName, false, routes...)
+}
+
+// natsServerOpts is natsServer; with noAdvertise, the server does not
+// tell its clients about the other servers of its cluster (so they
+// reconnect only to the URLs they were given).
+func natsServerOpts(t *testing.T, port int, clusterName string, noAdvertise bool, routes ...*natsserver.Server) *natsserver.Server {
 	t.Helper()
 	opts := &natsserver.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true}
 	if clusterName != "" {
-		opts.Cluster = natsserver.ClusterOpts{Name: clusterName, Host: "127.0.0.1", Port: -1}
+		opts.Cluster = natsserver.ClusterOpts{Name: clusterName, Host: "127.0.0.1", Port: -1, NoAdvertise: noAdvertise}
 		for _, r := range routes {
 			opts.Routes = append(opts.Routes, &url.URL{Scheme: "nats", Host: r.ClusterAddr().String()})
 		}
@@ -491,4 +498,110 @@ func BenchmarkClusterForward(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "signals/s")
+}
+
+// TestClusterResyncAfterNATSLoss: a node that loses its NATS server for
+// less than DeadAfter misses what happens meanwhile (here, an identity's
+// holder leaving another node); once connected again it relearns the
+// other nodes' holders and drops what they no longer hold, without
+// waiting for DeadAfter.
+func TestClusterResyncAfterNATSLoss(t *testing.T) {
+	port := freePort(t)
+	n2 := natsServerOpts(t, -1, "netmsg-resync", true)
+	n1 := natsServerOpts(t, port, "netmsg-resync", true, n2)
+	natsClusterReady(t, n1, n2)
+	cfg := func(url string) signaling.ServerConfig {
+		return signaling.ServerConfig{AllowUnsigned: true, Cluster: &signaling.ClusterConfig{URLs: []string{url},
+			Heartbeat: 100 * time.Millisecond, DeadAfter: 20 * time.Second}}
+	}
+	a, addrA := startServer(t, cfg(n1.ClientURL()))
+	b, addrB := startServer(t, cfg(n2.ClientURL()))
+	for _, s := range []*signaling.Server{a, b} {
+		waitStats(t, s, func(st signaling.ServerStats) bool { return st.Peers == 1 })
+	}
+	ctx := context.Background()
+	dial := func(addr, keyName string) (signaling.Conn, error) {
+		return signaling.Dial(ctx, addr, signaling.ClientConfig{Identity: "str:x", Key: key(keyName), Certificate: cert(t, "str:x", key(keyName), nil)})
+	}
+	x, err := dial(addrB, "x-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for { // node A has learnt that x is bound to key x-1
+		c, err := dial(addrA, "x-2")
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("node A never learnt x")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	n1.Shutdown()
+	deadline = time.Now().Add(10 * time.Second)
+	for a.Ready() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("node A stayed connected without its NATS server")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	x.Close() // node B announces it; node A cannot hear
+	time.Sleep(200 * time.Millisecond)
+	natsServerOpts(t, port, "netmsg-resync", true, n2)
+	deadline = time.Now().Add(10 * time.Second)
+	for a.Ready() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("node A never reconnected")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	back := time.Now()
+	for {
+		c, err := dial(addrA, "x-2")
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Since(back) > 5*time.Second {
+			t.Fatalf("node A still holds x bound to its old key: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("resynced %v after reconnecting", time.Since(back).Round(time.Millisecond))
+}
+
+// natsClusterReady waits until a message published on each server
+// reaches a subscriber on the first.
+func natsClusterReady(t *testing.T, ns ...*natsserver.Server) {
+	t.Helper()
+	sub, err := nats.Connect(ns[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	ch := make(chan *nats.Msg, 16)
+	s, _ := sub.ChanSubscribe("probe", ch)
+	defer s.Unsubscribe()
+	sub.Flush()
+	for _, x := range ns[1:] {
+		pub, err := nats.Connect(x.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for got := false; !got; {
+			pub.Publish("probe", nil)
+			select {
+			case <-ch:
+				got = true
+			case <-time.After(50 * time.Millisecond):
+				if time.Now().After(deadline) {
+					t.Fatal("nats cluster never formed")
+				}
+			}
+		}
+		pub.Close()
+	}
 }

@@ -141,7 +141,9 @@
 //     unheard of for DeadAfter (3 s) is dead to the others, which
 //     release its identities; a node heard of for the first time (new,
 //     or back after NATS came back) is asked for its holders on
-//     "<prefix>.list.<node>".
+//     "<prefix>.list.<node>", and what it no longer holds is dropped. A
+//     node that reconnects to NATS asks every node again, so releases it
+//     missed meanwhile are put right at once.
 //
 // A claim's time is the claiming node's clock: nodes should keep their
 // clocks in step (NTP) for takeovers within a second of each other to go
