@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -408,4 +410,99 @@ func TestServerFull(t *testing.T) {
 	if st := e.s.Stats(); st.RefusedFull < 2 {
 		t.Errorf("stats %+v", st)
 	}
+}
+
+// TestShutdown: Shutdown tells an authenticated client "ERR shutdown"
+// after the signals already queued for it, closes a trivial client and a
+// registering connection at once, and returns when all are gone; a
+// client that does not read is disconnected when ctx ends, and Shutdown
+// says so.
+func TestShutdown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ca := key("ca")
+		s, l := memServer(t, signaling.ServerConfig{TrustedCAs: []ed25519.PublicKey{ca.Public().(ed25519.PublicKey)}})
+		authed := memAuth(t, l, "10.0.0.1:1", "str:alice", ca)
+		tr := l.dial(t, "10.0.0.2:1", "str:bob")
+		pending := l.dial(t, "10.0.0.3:1", "")
+		synctest.Wait()
+		tr.send("str:alice 0a\n")
+		synctest.Wait()
+		if err := s.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"str:bob 0a", "ERR shutdown", ""} {
+			if got := authed.next(); got != want {
+				t.Errorf("authenticated client got %q, want %q", got, want)
+			}
+		}
+		if !tr.isClosed() || !pending.isClosed() {
+			t.Error("a trivial or registering connection was kept")
+		}
+		if st := s.Stats(); st.Clients != 0 {
+			t.Errorf("stats %+v", st)
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		ca := key("ca")
+		s, l := memServer(t, signaling.ServerConfig{TrustedCAs: []ed25519.PublicKey{ca.Public().(ed25519.PublicKey)}})
+		srv, cli := net.Pipe() // registers by hand and then reads nothing
+		l.ch <- memConn{srv, memAddr("10.0.0.1:1")}
+		defer cli.Close()
+		r := bufio.NewReader(cli)
+		authHello(t, cli, r, "str:alice", ca)
+		synctest.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		start := time.Now()
+		if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != time.Second {
+			t.Errorf("Shutdown with a client that does not read: %v after %v", err, time.Since(start))
+		}
+		if st := s.Stats(); st.Clients != 0 {
+			t.Errorf("stats %+v", st)
+		}
+	})
+}
+
+// authHello registers id over c (its reader r) with a certificate signed
+// by ca, through to OK.
+func authHello(t *testing.T, c net.Conn, r *bufio.Reader, id string, ca ed25519.PrivateKey) {
+	t.Helper()
+	k := key(id)
+	fmt.Fprintf(c, "NETMSG-SIGNAL/1 %s %x\n", id, cert(t, id, k, ca))
+	line, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := hex.DecodeString(strings.TrimSuffix(strings.TrimPrefix(line, "CHALLENGE "), "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := append(append(append([]byte("netmsg-signal/1\x00"), id...), 0), ch...)
+	fmt.Fprintf(c, "PROOF %x\n", ed25519.Sign(k, msg))
+	if line, _ := r.ReadString('\n'); line != "OK\n" {
+		t.Fatalf("registration: %q", line)
+	}
+}
+
+// memAuth is an authenticated memClient.
+func memAuth(t *testing.T, l *memListener, from, id string, ca ed25519.PrivateKey) *memClient {
+	t.Helper()
+	srv, cli := net.Pipe()
+	l.ch <- memConn{srv, memAddr(from)}
+	t.Cleanup(func() { cli.Close() })
+	r := bufio.NewReader(cli)
+	authHello(t, cli, r, id, ca)
+	m := &memClient{c: cli, lines: make(chan string, 1024)}
+	go func() {
+		for {
+			s, err := r.ReadString('\n')
+			if err != nil {
+				m.closed = time.Now()
+				close(m.lines)
+				return
+			}
+			m.lines <- strings.TrimSuffix(s, "\n")
+		}
+	}()
+	return m
 }
