@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -88,6 +89,8 @@ type ClientConfig struct {
 	Identity    string
 	Key         ed25519.PrivateKey
 	Certificate []byte
+	// TLSConfig verifies a wss:// server (nil: the system's roots).
+	TLSConfig *tls.Config
 }
 
 // Timeouts and bounds of the TCP clients.
@@ -105,6 +108,24 @@ const (
 	clientQueueLen   = 64
 	clientQueueBytes = 1 << 20
 )
+
+// The server's address, for Dial, DialTrivial and DialURL, is a URL whose
+// scheme picks the transport: "tcp://host:port", "ws://host:port/path"
+// or "wss://host:port/path" (WebSocket, one text message per line; see
+// Server.ListenWS); a plain "host:port" is TCP.
+
+// DialURL connects to the signaling server at url: with the authenticated
+// protocol when cfg has a key or a certificate (as Dial), with the
+// trivial one otherwise (as DialTrivial).
+func DialURL(ctx context.Context, url string, cfg ClientConfig) (Conn, error) {
+	if cfg.Key == nil && cfg.Certificate == nil {
+		if err := CheckIdentity(cfg.Identity); err != nil {
+			return nil, err
+		}
+		return dial(ctx, &client{addr: url, id: cfg.Identity, tls: cfg.TLSConfig})
+	}
+	return Dial(ctx, url, cfg)
+}
 
 // DialTrivial connects to a signaling server with GNS's trivial protocol
 // (examples/trivial_signaling_client.cpp): the identity on the first line,
@@ -134,7 +155,7 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (Conn, error) {
 	if len(cfg.Certificate) > MaxBlobSize {
 		return nil, fmt.Errorf("signaling: certificate larger than %d bytes", MaxBlobSize)
 	}
-	c := &client{addr: addr, id: cfg.Identity, auth: &cfg}
+	c := &client{addr: addr, id: cfg.Identity, auth: &cfg, tls: cfg.TLSConfig}
 	return dial(ctx, c)
 }
 
@@ -145,6 +166,7 @@ type client struct {
 	addr string
 	id   string
 	auth *ClientConfig // nil: the trivial protocol
+	tls  *tls.Config   // wss://
 	in   *inbox
 
 	mu       sync.Mutex
@@ -153,6 +175,10 @@ type client struct {
 	outBytes int
 	closed   bool
 	err      error         // why the client stopped (ErrClosed, ErrReplaced)
+	refusal  string        // the reason the server gave when it closed the last connection, if any
+	ice      *iceSet       // the last ICE line (authenticated clients)
+	iceTimer *time.Timer   // asks for fresh credentials
+	iceReady chan struct{} // closed when ice is first set
 	wake     chan struct{} // the writer has work (cap 1)
 	done     chan struct{} // closed by Close
 	ctx      context.Context
@@ -163,6 +189,7 @@ type client struct {
 func dial(ctx context.Context, c *client) (*client, error) {
 	c.in = newInbox(0)
 	c.done = make(chan struct{})
+	c.iceReady = make(chan struct{})
 	c.wake = make(chan struct{}, 1)
 	conn, r, err := c.connect(ctx)
 	if err != nil {
@@ -178,10 +205,9 @@ func dial(ctx context.Context, c *client) (*client, error) {
 
 // connect dials and registers.
 func (c *client) connect(ctx context.Context) (net.Conn, *bufio.Reader, error) {
-	d := net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", c.addr)
+	conn, err := dialTransport(ctx, c.addr, c.tls)
 	if err != nil {
-		return nil, nil, fmt.Errorf("signaling: %w", err)
+		return nil, nil, err
 	}
 	r := bufio.NewReaderSize(conn, 4096)
 	if err := c.register(ctx, conn, r); err != nil {
@@ -234,7 +260,34 @@ func (c *client) register(ctx context.Context, conn net.Conn, r *bufio.Reader) e
 		reason, _ := strings.CutPrefix(string(line), authErr+" ")
 		return fmt.Errorf("%w: %s", ErrRefused, clip(reason))
 	}
+	// Ask for TURN credentials (see ice.go).
+	if _, err := conn.Write([]byte(iceWant + "\n")); err != nil {
+		return fmt.Errorf("signaling: %w", err)
+	}
 	return nil
+}
+
+// dialTransport opens a connection to addr, a URL or "host:port" (see
+// DialURL).
+func dialTransport(ctx context.Context, addr string, tlsConfig *tls.Config) (net.Conn, error) {
+	scheme, rest, ok := strings.Cut(addr, "://")
+	switch {
+	case !ok:
+	case scheme == "tcp":
+		addr = strings.TrimSuffix(rest, "/")
+	case scheme == "ws" || scheme == "wss":
+		ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		defer cancel()
+		return dialWS(ctx, addr, tlsConfig)
+	default:
+		return nil, fmt.Errorf("signaling: unknown scheme %q in %q (tcp, ws or wss)", scheme, addr)
+	}
+	d := net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("signaling: %w", err)
+	}
+	return conn, nil
 }
 
 // readLine reads one line of at most maxLine bytes, without its newline.
@@ -261,18 +314,25 @@ func (c *client) run(conn net.Conn, r *bufio.Reader) {
 	defer c.wg.Done()
 	backoff := backoffMin
 	for {
-		replaced := false
+		reason := "" // what the server said before it closed this connection
 		for {
 			line, err := readLine(r)
 			if err != nil {
 				break
 			}
 			backoff = backoffMin
-			if c.auth != nil {
-				if reason, ok := strings.CutPrefix(string(line), authErr+" "); ok {
-					replaced = reason == errReplaced
+			// "ERR" has no ':', so it is never an identity: both protocols
+			// carry the server's reasons this way.
+			if c.auth != nil && strings.HasPrefix(string(line), iceWord+" ") {
+				c.gotICE(string(line))
+				continue
+			}
+			if why, ok := strings.CutPrefix(string(line), authErr+" "); ok {
+				reason = clip(why)
+				if c.auth != nil {
 					break
 				}
+				continue
 			}
 			from, blob, err := parseLine(line)
 			if err != nil {
@@ -283,7 +343,8 @@ func (c *client) run(conn net.Conn, r *bufio.Reader) {
 		conn.Close()
 		c.mu.Lock()
 		c.conn, c.out, c.outBytes = nil, nil, 0
-		if replaced {
+		c.refusal = reason
+		if c.auth != nil && reason == errReplaced {
 			c.stopLocked(ErrReplaced)
 		}
 		closed := c.closed
@@ -303,6 +364,11 @@ func (c *client) run(conn net.Conn, r *bufio.Reader) {
 			nc, nr, err := c.connect(ctx)
 			cancel()
 			if err != nil {
+				if errors.Is(err, ErrRefused) {
+					c.mu.Lock()
+					c.refusal = clip(strings.TrimPrefix(err.Error(), ErrRefused.Error()+": "))
+					c.mu.Unlock()
+				}
 				continue
 			}
 			c.mu.Lock()
@@ -367,7 +433,10 @@ func (c *client) writer() {
 }
 
 // Send queues the signal for the writer. It fails with ErrNotUp while the
-// client reconnects and ErrQueueFull when the server does not keep up.
+// client reconnects (wrapping also ErrRefused, with the server's reason,
+// when the server said why it closed the connection: "server full", "too
+// many connections from your address", "shutdown"...) and ErrQueueFull
+// when the server does not keep up.
 func (c *client) Send(to string, blob []byte) error {
 	if err := CheckIdentity(to); err != nil {
 		return err
@@ -381,6 +450,8 @@ func (c *client) Send(to string, blob []byte) error {
 	switch {
 	case c.closed:
 		return c.err
+	case c.conn == nil && c.refusal != "":
+		return fmt.Errorf("%w (%w: %s)", ErrNotUp, ErrRefused, c.refusal)
 	case c.conn == nil:
 		return ErrNotUp
 	case len(c.out) >= clientQueueLen || c.outBytes+len(line) > clientQueueBytes:
@@ -405,6 +476,9 @@ func (c *client) stopLocked(err error) {
 	}
 	c.closed, c.err = true, err
 	c.cancel()
+	if c.iceTimer != nil {
+		c.iceTimer.Stop()
+	}
 	if c.conn != nil {
 		c.conn.Close()
 	}

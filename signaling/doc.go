@@ -22,7 +22,15 @@
 //     peers can share a server.
 //   - Dial: netmsg's authenticated protocol over TCP, below.
 //
-// Both TCP clients reconnect by themselves, with jittered exponential
+// Both clients also go over WebSocket: the server's address is a URL
+// whose scheme picks the transport ("tcp://host:port", "ws://host/path",
+// "wss://host/path"; a plain "host:port" is TCP), and DialURL takes
+// either protocol's configuration with a TLS configuration. Over
+// WebSocket each line is one text message without its newline;
+// Server.ListenWS and Server.WebSocketHandler serve both protocols there
+// with the limits and counters of the TCP port.
+//
+// Both clients reconnect by themselves, with jittered exponential
 // backoff (100 ms to 5 s), when the server drops them; Send returns
 // ErrNotUp meanwhile and ErrQueueFull when the server does not read.
 //
@@ -54,12 +62,16 @@
 //	C: PROOF <hex of a 64-byte Ed25519 signature>
 //	S: OK                 (or "ERR <reason>", then the server closes)
 //
-// then signal lines exactly as in the trivial protocol, both ways, plus
+// then "WANT ice" from the client (it takes TURN credentials: see
+// TURNConfig; an older server drops the line as malformed), then signal
+// lines exactly as in the trivial protocol, both ways, plus
 // empty lines as keepalives from the client (every 30 s of silence) and,
 // from the server, "ERR replaced" when a newer authenticated connection
 // took the identity over: that client stops (ErrReplaced) rather than
-// take it back. "NETMSG-SIGNAL/1" and "ERR" contain no ':', so they never
-// collide with an identity.
+// take it back. A server with TURN configured also sends "ICE ..."
+// lines with TURN credentials to clients that asked (the Conn of Dial is
+// an ICEProvider). "NETMSG-SIGNAL/1", "ERR", "ICE" and "WANT" contain no
+// ':', so they never collide with an identity.
 //
 // The certificate is GNS's serialized CertificateSigned (what a Host's
 // Config.Certificate holds and `netmsg cert issue` writes). The server
@@ -101,15 +113,72 @@
 // checks keep an attacker from intercepting or disrupting the signals of
 // authenticated peers.
 //
+// # Clusters
+//
+// With ServerConfig.Cluster, any number of servers (nodes) share one
+// identity space through NATS, and NATS carries everything between them;
+// the subjects start with ClusterConfig.Prefix ("netmsg.signal"):
+//
+//   - "<prefix>.dir": a node announces each registration it accepts
+//     (claim: the identity, the node, the time, and for an authenticated
+//     client its key and whether a CA signed it), each departure
+//     (release, with the reservation of a CA-signed identity), and a
+//     refusal of another node's claim (deny). Every node keeps the
+//     directory of who holds what where, and applies the rules of one
+//     server to it: a registration is checked against holders and
+//     reservations on every node; of two claims, the later wins, except
+//     that an authenticated holder refuses a claim that could not take
+//     it on one server (the claimer then drops its client). So an
+//     identity bound to a key stays bound cluster-wide, and a client
+//     that reconnects to another node takes its identity over (its old
+//     connection, if still there, is told "ERR replaced").
+//   - "<prefix>.node.<node>": signals for a client on that node, in the
+//     order the sender's node read them; the recipient's node applies
+//     its queue limits and IsolateTrivial. Signals to an identity held
+//     nowhere are counted and charged to the sender's source (absent
+//     budget) on the sender's node, without crossing NATS.
+//   - "<prefix>.hb": heartbeats (ClusterConfig.Heartbeat, 1 s). A node
+//     unheard of for DeadAfter (3 s) is dead to the others, which
+//     release its identities; a node heard of for the first time (new,
+//     or back after NATS came back) is asked for its holders on
+//     "<prefix>.list.<node>", and what it no longer holds is dropped. A
+//     node that reconnects to NATS asks every node again, so releases it
+//     missed meanwhile are put right at once.
+//
+// A claim's time is the claiming node's clock: nodes should keep their
+// clocks in step (NTP) for takeovers within a second of each other to go
+// to the later one.
+//
 // # Limits
 //
 // Blobs up to MaxBlobSize, identities up to MaxIdentityLen; a line longer
 // than the longest valid signal closes the client, a malformed one is
-// dropped and counted. On the server: a bounded queue of signals per
-// client (ServerConfig.QueueLen and QueueBytes; excess dropped and
-// counted), a client that does not read for WriteTimeout is dropped, a
-// per-client rate limit (token bucket; excess dropped and counted), a
-// client limit, a registration timeout, an optional idle timeout, TCP
-// keepalive as GNS's server sets it, and ServerStats for all of it. On
-// the clients: bounded send and receive queues.
+// dropped and counted. The server's defaults are meant for a public
+// address (ServerConfig documents each):
+//
+//   - a connection registers within 5 s; at most 16 connections still
+//     registering per source (an IPv4 address or an IPv6 /64) and 1,024
+//     in all, a newer one closing the oldest, so silent connections
+//     (slowloris) cannot keep registering clients out;
+//   - at most 128 connections per source and 10,000 in all;
+//   - a registered client with no traffic either way for 5 min is
+//     dropped (GNS's trivial clients are silent when idle and reconnect
+//     when dropped; netmsg's clients send keepalives); dead peers are
+//     found sooner by TCP keepalive, as GNS's server sets it;
+//   - per client: a token bucket on lines (200/s, 400 at once), a budget
+//     of signals to identities nobody holds (20/s, 100 at once; a client
+//     over it is disconnected), a bounded queue of signals waiting to be
+//     written (the rest dropped), and WriteTimeout for a client that does
+//     not read.
+//
+// A connection the server will not serve is told why before it is
+// closed: one line "ERR <reason>" ("server full", "too many connections
+// from your address", "too many registrations in progress from your
+// address", "too many signals to absent identities", "trivial protocol
+// refused"; "shutdown" to authenticated clients when the server stops).
+// GNS's trivial client ignores the line (no identity has no ':'); netmsg's
+// clients report it (ErrRefused with the reason, from Dial or from Send
+// while they retry). Every refusal and drop is counted in ServerStats and
+// logged, each kind rate-limited to a few lines a second with a count of
+// those suppressed. On the clients: bounded send and receive queues.
 package signaling

@@ -40,3 +40,12 @@ func ParseAuthLinesForTest(b []byte) {
 // ServeConnForTest makes s serve one connection (a net.Pipe end in
 // tests) as if Serve had accepted it.
 func ServeConnForTest(s *Server, c net.Conn) { s.serveConn(c) }
+
+// KillForTest ends s as a crashed node would: it leaves NATS first, so
+// the rest of the cluster hears nothing of its clients' departures.
+func KillForTest(s *Server) {
+	if s.cl != nil {
+		s.cl.nc.Close()
+	}
+	s.Close()
+}

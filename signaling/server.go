@@ -3,6 +3,8 @@ package signaling
 import (
 	"bufio"
 	"bytes"
+	"container/list"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
@@ -11,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -66,27 +69,68 @@ type ServerConfig struct {
 	// counted.
 	Rate  float64
 	Burst int
-	// HandshakeTimeout bounds registration (default 10 s).
+	// HandshakeTimeout bounds registration: a connection that has not
+	// registered this long after it was accepted is closed (default 5 s;
+	// clients register in one round trip, or two for the authenticated
+	// protocol).
 	HandshakeTimeout time.Duration
-	// IdleTimeout disconnects a registered client that sends nothing for
-	// this long (default 0: never, since GNS's trivial clients are silent
-	// when idle; they reconnect when dropped). Dead connections are found
-	// by TCP keepalive either way (30 s idle, as GNS's server).
+	// IdleTimeout disconnects a registered client when nothing has gone
+	// either way for this long (default 5 min; negative: never). GNS's
+	// trivial clients are silent when idle, and reconnect by themselves
+	// when dropped (their Poll reconnects a closed socket), so a generous
+	// timeout costs such a client one reconnection per IdleTimeout of
+	// silence; netmsg's authenticated clients send a keepalive every 30 s
+	// and are never idle. Connections whose peer has vanished are found
+	// sooner by TCP keepalive (30 s idle, as GNS's server).
 	IdleTimeout time.Duration
 	// WriteTimeout disconnects a client that does not read what the server
 	// writes for this long (default 10 s).
 	WriteTimeout time.Duration
-	// Logger receives one line per client event; nil discards them.
+	// MaxClientsPerAddr bounds the connections from one source (an IPv4
+	// address or an IPv6 /64), registered or not (default 128: a public
+	// address may hide a household or a LAN party behind NAT). More are
+	// refused with a reason.
+	MaxClientsPerAddr int
+	// MaxPendingPerAddr bounds the connections from one source that have
+	// not registered yet (default 16). More are refused with a reason.
+	MaxPendingPerAddr int
+	// MaxPending bounds the connections still registering, from all
+	// sources (default 1,024). A connection beyond it closes the oldest
+	// one still registering, so connections that never speak (slowloris)
+	// cannot keep clients that register at once from being served.
+	MaxPending int
+	// AbsentRate and AbsentBurst budget the signals to identities nobody
+	// holds from one source (an IPv4 address or IPv6 /64, as
+	// MaxClientsPerAddr; token bucket; default 20/s and 100: a P2P layer
+	// retrying towards a peer that left sends a few a second). A client
+	// whose source has spent the budget is disconnected with a reason and
+	// counted (ServerStats.AbsentFloods); reconnecting does not refill it.
+	AbsentRate  float64
+	AbsentBurst int
+	// TURN, if set, makes the Server hand each authenticated client that
+	// asks short-lived TURN credentials for these servers (see
+	// TURNConfig).
+	TURN *TURNConfig
+	// Cluster, if set, makes the Server a node of a cluster on NATS (see
+	// ClusterConfig).
+	Cluster *ClusterConfig
+	// Logger receives client events (registrations and departures at
+	// debug level, refusals and drops at info level, each kind of refusal
+	// rate-limited to a few lines a second with a count of those
+	// suppressed); nil discards them.
 	Logger *slog.Logger
 }
 
-// ServerStats counts what a Server did.
+// ServerStats counts what a Server did. Every refusal and drop has a
+// counter.
 type ServerStats struct {
 	Clients, Trivial, Authenticated int // connected now (Clients counts unregistered ones too)
+	Pending                         int // connections registering now
 	Reserved                        int // identities reserved now for CA-signed certificates
 	Registered                      uint64
 	Replaced                        uint64 // registrations that replaced a client with the same identity
-	Forwarded                       uint64
+	Received                        uint64 // well-formed signals from registered clients
+	Forwarded                       uint64 // signals queued for their recipient
 	NoRecipient                     uint64 // signals to an identity nobody holds
 	Isolated                        uint64 // signals between trivial and authenticated clients dropped (IsolateTrivial)
 	RateLimited                     uint64
@@ -94,27 +138,94 @@ type ServerStats struct {
 	Malformed                       uint64 // bad lines (an oversized one closes the client)
 	AuthFailed                      uint64 // authentication refused (bad certificate, untrusted CA, wrong identity or key, bad or replayed proof)
 	TakeoverRefused                 uint64 // a trivial client or another key claiming an authenticated identity
-	Refused                         uint64 // over MaxClients, or the trivial protocol with NoTrivial
+	Refused                         uint64 // connections refused: the sum of RefusedFull, RefusedAddr and RefusedTrivial
+	RefusedFull                     uint64 // over MaxClients
+	RefusedAddr                     uint64 // over MaxClientsPerAddr or MaxPendingPerAddr
+	RefusedTrivial                  uint64 // the trivial protocol with NoTrivial
+	PendingEvicted                  uint64 // registering connections closed to make room (MaxPending)
+	AbsentFloods                    uint64 // clients disconnected for signalling absent identities over AbsentRate
 	HandshakeTimeouts               uint64
 	IdleTimeouts                    uint64
 	SlowReaders                     uint64 // clients dropped for not reading within WriteTimeout
+	ICESent                         uint64 // TURN credentials handed out
+	Peers                           int    // other nodes of the cluster seen now
+	ClusterOut                      uint64 // signals sent to clients on other nodes
+	ClusterIn                       uint64 // signals from other nodes
+	NodesLost                       uint64 // nodes unheard of for DeadAfter, whose identities were released
+	ClusterDropped                  uint64 // messages for NATS dropped because its publish queue was full
 }
 
 // Server is a signaling server speaking GNS's trivial protocol and
-// netmsg's authenticated one on one TCP port (see doc.go).
+// netmsg's authenticated one on TCP and WebSocket (see doc.go). Its
+// methods are safe for concurrent use.
+//
+// Goroutines: each client has two, a reader and a writer; a refused
+// connection has one for at most a second while the refusal is written;
+// each Listen has an accept loop, each ListenWS an http.Server (whose
+// handler goroutine lives as long as its client); in a cluster, nats.go
+// runs one goroutine per subscription (the directory, heartbeats, signals
+// for this node, list requests), and the cluster has a ticker and a
+// publisher.
+//
+// Lock order: Server.mu, then nothing: messages for NATS are queued under
+// it (bounded; the rest dropped and counted) and published by a goroutine
+// of their own. A client's queue and the cluster's directory are guarded
+// by Server.mu.
 type Server struct {
 	cfg   ServerConfig
 	trust *crypto.TrustStore
 	log   *slog.Logger
+	logs  *logLimiter
 
-	mu       sync.Mutex
-	clients  map[string]*srvClient // by registered identity
-	all      map[*srvClient]struct{}
-	reserved map[string]reservation
-	lis      []net.Listener
-	closed   bool
-	st       ServerStats
-	wg       sync.WaitGroup
+	lingering chan struct{} // semaphore: refused connections being drained
+	metrics   metrics
+
+	mu        sync.Mutex
+	clients   map[string]*srvClient // by registered identity
+	all       map[*srvClient]struct{}
+	addrs     map[string]*addrUse // connections by source (addrKey)
+	lastSweep time.Time           // of addrs
+	pending   list.List           // of *srvClient still registering, oldest first
+	reserved  map[string]reservation
+	lis       []net.Listener
+	https     []*http.Server          // ListenWS
+	refusing  map[net.Conn]struct{}   // refused connections being drained
+	remote    map[string]remoteHolder // identities held on other nodes of the cluster
+	cl        *cluster                // nil when alone; set once in NewServer
+	closed    bool
+	st        ServerStats
+	wg        sync.WaitGroup
+}
+
+// addrUse is what one source holds: its connections, and its budget of
+// signals to absent identities, kept after its last connection has gone
+// until the budget is full again (so reconnecting does not refill it).
+type addrUse struct {
+	conns, pending int
+	absent         float64 // tokens
+	absentLast     time.Time
+}
+
+// absentTokensLocked refills and returns a's budget (s.mu held).
+func (s *Server) absentTokensLocked(a *addrUse, now time.Time) float64 {
+	a.absent = min(float64(s.cfg.AbsentBurst), a.absent+now.Sub(a.absentLast).Seconds()*s.cfg.AbsentRate)
+	a.absentLast = now
+	return a.absent
+}
+
+// sweepAddrsLocked forgets sources without connections whose budget is
+// full again (s.mu held); it runs when the table has grown past twice
+// the client limit, at most once a second.
+func (s *Server) sweepAddrsLocked(now time.Time) {
+	if len(s.addrs) <= 2*s.cfg.MaxClients || now.Sub(s.lastSweep) < time.Second {
+		return
+	}
+	s.lastSweep = now
+	for k, a := range s.addrs {
+		if a.conns == 0 && s.absentTokensLocked(a, now) >= float64(s.cfg.AbsentBurst) {
+			delete(s.addrs, k)
+		}
+	}
 }
 
 // holder is who proved an identity: the key, and whether a trusted CA
@@ -152,7 +263,25 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		cfg.Burst = 400
 	}
 	if cfg.HandshakeTimeout <= 0 {
-		cfg.HandshakeTimeout = 10 * time.Second
+		cfg.HandshakeTimeout = 5 * time.Second
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 5 * time.Minute
+	}
+	if cfg.MaxClientsPerAddr <= 0 {
+		cfg.MaxClientsPerAddr = 128
+	}
+	if cfg.MaxPendingPerAddr <= 0 {
+		cfg.MaxPendingPerAddr = 16
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = 1024
+	}
+	if cfg.AbsentRate <= 0 {
+		cfg.AbsentRate = 20
+	}
+	if cfg.AbsentBurst <= 0 {
+		cfg.AbsentBurst = 100
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
@@ -164,7 +293,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Server{cfg: cfg, log: log, clients: map[string]*srvClient{}, all: map[*srvClient]struct{}{}, reserved: map[string]reservation{}}
+	s := &Server{cfg: cfg, log: log, logs: newLogLimiter(log), lingering: make(chan struct{}, maxLingering),
+		clients: map[string]*srvClient{}, all: map[*srvClient]struct{}{}, refusing: map[net.Conn]struct{}{}, remote: map[string]remoteHolder{}, addrs: map[string]*addrUse{}, reserved: map[string]reservation{}}
+	s.metrics = newMetrics()
 	if len(cfg.TrustedCAs) > 0 {
 		cas := make([]crypto.CA, len(cfg.TrustedCAs))
 		for i, k := range cfg.TrustedCAs {
@@ -175,6 +306,31 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 			return nil, fmt.Errorf("signaling: TrustedCAs: %w", err)
 		}
 		s.trust = ts
+	}
+	if t := cfg.TURN; t != nil {
+		if t.Secret == "" || len(t.Servers) == 0 {
+			return nil, errors.New("signaling: TURNConfig needs a secret and servers")
+		}
+		for _, a := range append(append([]string(nil), t.Servers...), t.STUN...) {
+			if _, _, err := net.SplitHostPort(a); err != nil || strings.ContainsAny(a, ", ") {
+				return nil, fmt.Errorf("signaling: TURNConfig: bad server %q", a)
+			}
+		}
+		tc := *t
+		if tc.STUN == nil {
+			tc.STUN = tc.Servers
+		}
+		if tc.TTL <= 0 {
+			tc.TTL = time.Hour
+		}
+		s.cfg.TURN = &tc
+	}
+	if cfg.Cluster != nil {
+		cl, err := newCluster(s, cfg.Cluster)
+		if err != nil {
+			return nil, err
+		}
+		s.cl = cl
 	}
 	return s, nil
 }
@@ -253,19 +409,55 @@ func (s *Server) accept(l net.Listener) error {
 	}
 }
 
-// serveConn starts a client's goroutines, or refuses it.
+// serveConn starts a client's goroutines, or refuses it with a reason.
 func (s *Server) serveConn(conn net.Conn) {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3})
 	}
-	c := &srvClient{s: s, conn: conn, wake: make(chan struct{}, 1), tokens: float64(s.cfg.Burst), last: time.Now()}
+	now := time.Now()
+	key := addrKey(conn.RemoteAddr())
+	c := &srvClient{s: s, conn: conn, addr: key, wake: make(chan struct{}, 1), tokens: float64(s.cfg.Burst), last: now}
 	s.mu.Lock()
-	if s.closed || len(s.all) >= s.cfg.MaxClients {
-		s.st.Refused++
+	if s.closed {
 		s.mu.Unlock()
 		conn.Close()
 		return
 	}
+	a := s.addrs[key]
+	reason := ""
+	switch {
+	case len(s.all) >= s.cfg.MaxClients:
+		reason = reasonFull
+		s.st.RefusedFull++
+	case a != nil && a.conns >= s.cfg.MaxClientsPerAddr:
+		reason = reasonAddr
+		s.st.RefusedAddr++
+	case a != nil && a.pending >= s.cfg.MaxPendingPerAddr:
+		reason = reasonAddrPend
+		s.st.RefusedAddr++
+	}
+	if reason != "" {
+		s.st.Refused++
+		s.mu.Unlock()
+		s.logs.logf(slog.LevelInfo, reason, "signaling: connection refused", "reason", reason, "addr", conn.RemoteAddr())
+		s.refuse(conn, reason)
+		return
+	}
+	if s.pending.Len() >= s.cfg.MaxPending {
+		old := s.pending.Front().Value.(*srvClient)
+		s.unpendLocked(old)
+		old.conn.Close()
+		s.st.PendingEvicted++
+		s.logs.logf(slog.LevelInfo, "evicted", "signaling: oldest registering connection closed (MaxPending)", "addr", old.conn.RemoteAddr())
+	}
+	if a == nil {
+		s.sweepAddrsLocked(now)
+		a = &addrUse{absent: float64(s.cfg.AbsentBurst), absentLast: now}
+		s.addrs[key] = a
+	}
+	a.conns++
+	a.pending++
+	c.pend = s.pending.PushBack(c)
 	s.all[c] = struct{}{}
 	s.wg.Add(2)
 	s.mu.Unlock()
@@ -273,23 +465,150 @@ func (s *Server) serveConn(conn net.Conn) {
 	go c.writeLoop()
 }
 
-// Close stops the listeners and disconnects every client.
+// refuse writes "ERR <reason>" to a connection the server will not serve
+// and closes it. It reads (and discards) what the client sends meanwhile,
+// for at most refuseLinger, so that closing with unread input does not
+// reset the connection before the client has read the reason. At most
+// maxLingering refusals linger at once; beyond that, they are written
+// and closed at once.
+func (s *Server) refuse(conn net.Conn, reason string) {
+	line := []byte(authErr + " " + reason + "\n")
+	select {
+	case s.lingering <- struct{}{}:
+	default:
+		conn.SetWriteDeadline(time.Now())
+		conn.Write(line) // fits in any socket buffer; a pipe gives up at once
+		conn.Close()
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		<-s.lingering
+		conn.Close()
+		return
+	}
+	s.refusing[conn] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer func() { <-s.lingering }()
+		defer func() {
+			s.mu.Lock()
+			delete(s.refusing, conn)
+			s.mu.Unlock()
+			conn.Close()
+		}()
+		conn.SetDeadline(time.Now().Add(refuseLinger))
+		if _, err := conn.Write(line); err != nil {
+			return
+		}
+		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+		io.Copy(io.Discard, io.LimitReader(conn, refuseDrainBytes))
+	}()
+}
+
+// unpendLocked marks c as no longer registering (s.mu held).
+func (s *Server) unpendLocked(c *srvClient) {
+	if c.pend == nil {
+		return
+	}
+	s.pending.Remove(c.pend)
+	c.pend = nil
+	if a := s.addrs[c.addr]; a != nil {
+		a.pending--
+	}
+}
+
+// Close stops the listeners and disconnects every client at once; see
+// Shutdown for a stop that tells clients.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		s.finish()
 		return nil
 	}
 	s.closed = true
 	for _, l := range s.lis {
 		l.Close()
 	}
+	for _, hs := range s.https {
+		hs.Close()
+	}
+	for c := range s.all {
+		c.conn.Close()
+	}
+	for c := range s.refusing {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.finish()
+	return nil
+}
+
+// finish waits for the goroutines of the clients and listeners, then
+// leaves the cluster (so the clients' departures are announced first).
+func (s *Server) finish() {
+	s.wg.Wait()
+	if s.cl != nil {
+		s.cl.close()
+	}
+}
+
+// Shutdown stops the listeners, tells every authenticated client
+// ("ERR shutdown", after the signals already queued for it; the client
+// reconnects, to another server behind the same address if there is one),
+// closes trivial and unregistered connections (GNS's trivial protocol has
+// no way to say it), and waits until the authenticated clients' lines are
+// written or ctx ends; then it disconnects whoever is left, as Close. It
+// returns ctx's error if ctx ended first.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.finish()
+		return nil
+	}
+	s.closed = true
+	for _, l := range s.lis {
+		l.Close()
+	}
+	for _, hs := range s.https {
+		hs.Close()
+	}
+	for c := range s.refusing {
+		c.Close()
+	}
+	for c := range s.all {
+		if c.authed && s.clients[c.id] == c && !c.closing {
+			c.queueLocked([]byte(authErr + " " + reasonShutdown + "\n"))
+			c.closing = true
+		} else {
+			c.conn.Close()
+		}
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.finish()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
 	for c := range s.all {
 		c.conn.Close()
 	}
 	s.mu.Unlock()
-	s.wg.Wait()
-	return nil
+	<-done
+	return ctx.Err()
 }
 
 // Stats returns the counters.
@@ -298,6 +617,10 @@ func (s *Server) Stats() ServerStats {
 	defer s.mu.Unlock()
 	st := s.st
 	st.Clients = len(s.all)
+	st.Pending = s.pending.Len()
+	if s.cl != nil {
+		st.Peers = len(s.cl.peers)
+	}
 	now := time.Now()
 	for _, r := range s.reserved {
 		if now.Before(r.until) {
@@ -317,18 +640,22 @@ func (s *Server) Stats() ServerStats {
 type srvClient struct {
 	s      *Server
 	conn   net.Conn
+	addr   string // addrKey of the source
 	id     string // registered identity ("" until registered); set under s.mu
 	authed bool
-	holder holder // authenticated clients
+	holder holder    // authenticated clients
+	since  time.Time // when it registered; set under s.mu
 
-	// Outbound queue, guarded by s.mu.
-	out      [][]byte
+	// Guarded by s.mu.
+	pend     *list.Element // in s.pending while registering
+	out      []outLine     // outbound queue
 	outBytes int
-	closing  bool // write what is queued, then close (replaced)
+	closing  bool // write what is queued, then close (replaced, shutdown)
 	gone     bool
 	wake     chan struct{}
 
-	tokens float64 // rate limit (read loop only)
+	// Read loop only.
+	tokens float64 // rate limit
 	last   time.Time
 }
 
@@ -338,48 +665,95 @@ func (c *srvClient) readLoop() {
 	defer c.drop()
 	r := bufio.NewReaderSize(c.conn, 4096)
 	c.conn.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
-	if err := c.register(r); err != nil {
+	err := c.register(r)
+	s.mu.Lock()
+	s.unpendLocked(c)
+	s.mu.Unlock()
+	if err != nil {
 		if isTimeout(err) {
 			s.count(func(st *ServerStats) { st.HandshakeTimeouts++ })
 		}
-		s.log.Info("signaling: client refused", "addr", c.conn.RemoteAddr(), "err", err)
+		s.logs.logf(slog.LevelInfo, "register", "signaling: registration failed", "addr", c.conn.RemoteAddr(), "err", err)
 		return
 	}
-	s.log.Info("signaling: client registered", "identity", c.id, "authenticated", c.authed, "addr", c.conn.RemoteAddr())
+	s.log.Debug("signaling: client registered", "identity", c.id, "authenticated", c.authed, "addr", c.conn.RemoteAddr())
 	for {
-		if s.cfg.IdleTimeout > 0 {
-			c.conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
-		} else {
-			c.conn.SetReadDeadline(time.Time{})
-		}
+		c.extendIdle()
 		line, err := readLine(r)
 		if err != nil {
 			switch {
 			case isTimeout(err):
 				s.count(func(st *ServerStats) { st.IdleTimeouts++ })
-			case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
+			case !isClosed(err):
 				s.count(func(st *ServerStats) { st.Malformed++ })
 			}
-			s.log.Info("signaling: client read", "identity", c.id, "err", err)
+			s.log.Debug("signaling: client read", "identity", c.id, "err", err)
 			return
 		}
 		if !c.allow() {
 			s.count(func(st *ServerStats) { st.RateLimited++ })
+			s.logs.logf(slog.LevelInfo, "rate", "signaling: client over its rate, lines dropped", "identity", c.id, "addr", c.conn.RemoteAddr())
 			continue
 		}
 		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
 			continue // a keepalive
 		}
+		if c.authed && string(bytes.TrimSuffix(line, []byte{'\r'})) == iceWant {
+			if s.cfg.TURN != nil {
+				s.mu.Lock()
+				c.queueLocked(s.cfg.TURN.iceLine(c.id, time.Now()))
+				s.st.ICESent++
+				s.mu.Unlock()
+			}
+			continue
+		}
 		to, blob, err := parseLine(line)
 		if err != nil {
 			s.count(func(st *ServerStats) { st.Malformed++ })
+			s.logs.logf(slog.LevelInfo, "malformed", "signaling: malformed line dropped", "identity", c.id, "err", err)
 			continue // GNS's server ignores weird input too
 		}
-		s.forward(c, to, blob)
+		if !s.forward(c, to, blob) {
+			s.count(func(st *ServerStats) { st.AbsentFloods++ })
+			s.logs.logf(slog.LevelInfo, "absent", "signaling: client disconnected for signalling absent identities", "identity", c.id, "addr", c.conn.RemoteAddr())
+			s.mu.Lock()
+			if !c.closing {
+				c.queueLocked([]byte(authErr + " " + reasonAbsent + "\n"))
+				c.closing = true
+			}
+			s.mu.Unlock()
+			// The writer closes the connection once the line is out (or
+			// WriteTimeout has passed); what the client sends meanwhile is
+			// read and ignored.
+			c.discard(r)
+			return
+		}
 	}
 }
 
+// extendIdle moves the read deadline IdleTimeout ahead (both loops call
+// it: traffic either way keeps a client).
+func (c *srvClient) extendIdle() {
+	if d := c.s.cfg.IdleTimeout; d > 0 {
+		c.conn.SetReadDeadline(time.Now().Add(d))
+	} else {
+		c.conn.SetReadDeadline(time.Time{})
+	}
+}
+
+// discard reads and drops input until the connection ends.
+func (c *srvClient) discard(r *bufio.Reader) {
+	c.conn.SetReadDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+	io.Copy(io.Discard, io.LimitReader(r, refuseDrainBytes))
+}
+
 func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
+
+// isClosed reports whether err says the connection ended (closed by
+// either side), as opposed to bad input.
+func isClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe)
+}
 
 // allow takes a token from the client's bucket.
 func (c *srvClient) allow() bool {
@@ -405,7 +779,7 @@ func (c *srvClient) register(r *bufio.Reader) error {
 	s := c.s
 	line, err := readLine(r)
 	if err != nil {
-		if !isTimeout(err) && !errors.Is(err, io.EOF) {
+		if !isTimeout(err) && !isClosed(err) {
 			s.count(func(st *ServerStats) { st.Malformed++ })
 		}
 		return err
@@ -415,8 +789,9 @@ func (c *srvClient) register(r *bufio.Reader) error {
 		// GNS's server strips the identity line and takes it on trust.
 		id := strings.TrimSpace(string(line))
 		if s.cfg.NoTrivial {
-			s.count(func(st *ServerStats) { st.Refused++ })
-			return errors.New("trivial protocol refused")
+			s.count(func(st *ServerStats) { st.Refused++; st.RefusedTrivial++ })
+			c.writeNow(authErr + " " + reasonNoTrivial + "\n")
+			return errors.New(reasonNoTrivial)
 		}
 		if err := CheckIdentity(id); err != nil {
 			s.count(func(st *ServerStats) { st.Malformed++ })
@@ -491,8 +866,11 @@ func (c *srvClient) take(id string, authed bool, h holder) error {
 	now := time.Now()
 	old := s.clients[id]
 	var prev *holder
+	rh, remote := s.remote[id]
 	if old != nil && old.authed {
 		prev = &old.holder
+	} else if remote && rh.authed {
+		prev = &rh.holder
 	} else if r, ok := s.reserved[id]; ok && now.Before(r.until) {
 		prev = &r.holder
 	}
@@ -513,19 +891,49 @@ func (c *srvClient) take(id string, authed bool, h holder) error {
 			old.conn.Close()
 		}
 	}
-	c.id, c.authed, c.holder = id, authed, h
+	if remote {
+		s.st.Replaced++ // the other node drops its client when it sees our claim
+		delete(s.remote, id)
+	}
+	c.id, c.authed, c.holder, c.since = id, authed, h, now
 	if authed {
 		delete(s.reserved, id)
 		c.queueLocked([]byte(authOK + "\n")) // before any signal
 	}
 	s.clients[id] = c
 	s.st.Registered++
+	if s.cl != nil {
+		s.cl.claimLocked(c)
+	}
 	return nil
 }
 
-// queueLocked queues a line for the write loop (s.mu held).
-func (c *srvClient) queueLocked(line []byte) {
-	c.out = append(c.out, line)
+// endLocked ends a client that lost its identity to another connection
+// (s.mu held): an authenticated client is told line first, a trivial one
+// is closed.
+func (c *srvClient) endLocked(line string) {
+	if c.authed {
+		c.queueLocked([]byte(line))
+		c.closing = true
+	} else {
+		c.conn.Close()
+	}
+}
+
+// outLine is a line waiting for the write loop, and when a signal was
+// queued (zero for the server's own lines).
+type outLine struct {
+	b  []byte
+	at time.Time
+}
+
+// queueLocked queues a line of the server's for the write loop (s.mu
+// held).
+func (c *srvClient) queueLocked(line []byte) { c.queueAtLocked(line, time.Time{}) }
+
+// queueAtLocked queues a line, a signal if at is set (s.mu held).
+func (c *srvClient) queueAtLocked(line []byte, at time.Time) {
+	c.out = append(c.out, outLine{line, at})
 	c.outBytes += len(line)
 	select {
 	case c.wake <- struct{}{}:
@@ -533,32 +941,51 @@ func (c *srvClient) queueLocked(line []byte) {
 	}
 }
 
-// forward queues a signal from c to the client holding to.
-func (s *Server) forward(from *srvClient, to string, blob []byte) {
+// forward queues a signal from c to the client holding to. It returns
+// false when nobody holds to and the sender's source has spent its budget
+// of such signals.
+func (s *Server) forward(from *srvClient, to string, blob []byte) bool {
 	line := appendLine(make([]byte, 0, len(from.id)+2+2*len(blob)), from.id, blob)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.st.Received++
 	if s.clients[from.id] != from {
-		return // replaced; its connection is closing
+		return true // replaced; its connection is closing
 	}
 	dst := s.clients[to]
+	if rh, ok := s.remote[to]; ok && dst == nil && s.cl != nil {
+		if s.cfg.IsolateTrivial && rh.authed != from.authed {
+			s.st.Isolated++
+			return true
+		}
+		s.st.ClusterOut++
+		s.cl.forwardLocked(rh.node, clSignal{To: to, From: from.id, Authed: from.authed, Blob: blob, At: time.Now().UnixNano()})
+		return true
+	}
 	switch {
 	case dst == nil || dst.closing:
 		s.st.NoRecipient++
+		if a := s.addrs[from.addr]; a != nil {
+			if s.absentTokensLocked(a, time.Now()) < 1 {
+				return false
+			}
+			a.absent--
+		}
 	case s.cfg.IsolateTrivial && dst.authed != from.authed:
 		s.st.Isolated++
 	case len(dst.out) >= s.cfg.QueueLen || dst.outBytes+len(line) > s.cfg.QueueBytes:
 		s.st.QueueDropped++
 	default:
-		dst.queueLocked(line)
+		dst.queueAtLocked(line, time.Now())
 		s.st.Forwarded++
 	}
+	return true
 }
 
 func (c *srvClient) writeLoop() {
 	s := c.s
 	defer s.wg.Done()
-	var batch [][]byte
+	var batch []outLine
 	var buf bytes.Buffer
 	for {
 		s.mu.Lock()
@@ -571,16 +998,28 @@ func (c *srvClient) writeLoop() {
 		}
 		if len(batch) > 0 {
 			buf.Reset()
-			for i, l := range batch {
-				buf.Write(l)
-				batch[i] = nil
+			for _, l := range batch {
+				buf.Write(l.b)
 			}
 			c.conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-			if _, err := c.conn.Write(buf.Bytes()); err != nil {
+			_, err := c.conn.Write(buf.Bytes())
+			if err == nil {
+				now := time.Now()
+				for _, l := range batch {
+					if !l.at.IsZero() {
+						s.metrics.latency.Observe(now.Sub(l.at).Seconds())
+					}
+				}
+			}
+			clear(batch)
+			if err != nil {
 				if isTimeout(err) {
 					s.count(func(st *ServerStats) { st.SlowReaders++ })
+					s.logs.logf(slog.LevelInfo, "slow", "signaling: client dropped for not reading", "identity", c.id, "addr", c.conn.RemoteAddr())
 				}
 				c.conn.Close() // the read loop sees it and drops the client
+			} else if !closing {
+				c.extendIdle()
 			}
 			if buf.Cap() > 4*s.cfg.QueueBytes {
 				buf = bytes.Buffer{}
@@ -602,8 +1041,19 @@ func (c *srvClient) drop() {
 	s.mu.Lock()
 	if c.id != "" && s.clients[c.id] == c {
 		delete(s.clients, c.id)
+		var until time.Time
 		if c.authed && c.holder.caSigned && s.cfg.ReserveFor > 0 {
-			s.reserveLocked(c.id, reservation{c.holder, time.Now().Add(s.cfg.ReserveFor)})
+			until = time.Now().Add(s.cfg.ReserveFor)
+			s.reserveLocked(c.id, reservation{c.holder, until})
+		}
+		if s.cl != nil {
+			s.cl.releaseLocked(c.id, until)
+		}
+	}
+	s.unpendLocked(c)
+	if a := s.addrs[c.addr]; a != nil {
+		if a.conns--; a.conns <= 0 && s.absentTokensLocked(a, time.Now()) >= float64(s.cfg.AbsentBurst) {
+			delete(s.addrs, c.addr)
 		}
 	}
 	delete(s.all, c)
@@ -613,7 +1063,7 @@ func (c *srvClient) drop() {
 	case c.wake <- struct{}{}:
 	default:
 	}
-	s.log.Info("signaling: client gone", "identity", c.id, "addr", c.conn.RemoteAddr())
+	s.log.Debug("signaling: client gone", "identity", c.id, "addr", c.conn.RemoteAddr())
 }
 
 // reserveLocked records a reservation, keeping at most 4*MaxClients:

@@ -779,10 +779,14 @@ func TestMixing(t *testing.T) {
 // accept unsigned certificates (proof of key only).
 func TestNoTrivialAndUnsigned(t *testing.T) {
 	s, addr := startServer(t, signaling.ServerConfig{NoTrivial: true, AllowUnsigned: true})
-	if !dialRaw(t, addr, "str:alice").closed() {
+	tr := dialRaw(t, addr, "str:alice")
+	if l := tr.line(t); l != "ERR trivial protocol refused" {
+		t.Errorf("a trivial client was told %q", l)
+	}
+	if !tr.closed() {
 		t.Fatal("a trivial client was kept")
 	}
-	waitStats(t, s, func(st signaling.ServerStats) bool { return st.Refused == 1 })
+	waitStats(t, s, func(st signaling.ServerStats) bool { return st.Refused == 1 && st.RefusedTrivial == 1 })
 	c, err := signaling.Dial(context.Background(), addr, signaling.ClientConfig{Identity: "str:alice", Key: key("alice"), Certificate: cert(t, "str:alice", key("alice"), nil)})
 	if err != nil {
 		t.Fatal(err)
@@ -861,7 +865,7 @@ func TestIdleTimeout(t *testing.T) {
 // bounded queue (the rest dropped and counted), and the client is dropped
 // once a write has waited WriteTimeout.
 func TestSlowReader(t *testing.T) {
-	s, addr := startServer(t, signaling.ServerConfig{Rate: 1e6, Burst: 1e6, QueueLen: 1000, QueueBytes: 256 << 10, WriteTimeout: 500 * time.Millisecond})
+	s, addr := startServer(t, signaling.ServerConfig{Rate: 1e6, Burst: 1e6, AbsentBurst: 1e6, QueueLen: 1000, QueueBytes: 256 << 10, WriteTimeout: 500 * time.Millisecond})
 	slow := dialRaw(t, addr, "str:slow")
 	if tc, ok := slow.c.(*net.TCPConn); ok {
 		tc.SetReadBuffer(4096)
