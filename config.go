@@ -251,11 +251,22 @@ type ConnConfig struct {
 	MTUPacketSize int
 
 	// FakeSend simulates bad network conditions on packets this side sends,
-	// FakeRecv on packets it receives. Default: none. On a per-connection
-	// ConnConfig, a zero FakeNetwork takes the Host's; a non-zero one
-	// replaces it as a whole.
+	// FakeRecv on packets it receives. Default: none. They apply to the
+	// Host's socket as a whole: set them in Config; a per-connection
+	// ConnConfig must leave them zero (ErrBadConfig otherwise).
 	FakeSend FakeNetwork
 	FakeRecv FakeNetwork
+}
+
+// Lane configures one send lane of a connection (GNS's
+// ConfigureConnectionLanes arguments).
+type Lane struct {
+	// Priority: lanes with a lower value are served first; a lane is
+	// served only when no lane of a lower value has data to send.
+	Priority int
+	// Weight shares the send rate between lanes of equal priority, in
+	// proportion. 0 means 1.
+	Weight uint16
 }
 
 // withDefaults returns c with every zero field filled in from parent, or
@@ -362,6 +373,9 @@ func (c *ConnConfig) withDefaults(parent *ConnConfig) (ConnConfig, error) {
 		if f.v.IsZero() {
 			*f.v = f.def
 			continue
+		}
+		if parent != nil {
+			return out, configErr("%s is the Host's (Config), not a connection's", f.name)
 		}
 		filled, err := f.v.withDefaults(f.name)
 		if err != nil {

@@ -185,13 +185,17 @@ func TestConfigFakeNetwork(t *testing.T) {
 		t.Errorf("IsZero")
 	}
 
-	// Per connection: zero inherits the host's conditions, non-zero replaces them.
-	conn, err := (&ConnConfig{FakeRecv: FakeNetwork{Lag: time.Millisecond}}).withDefaults(&c.ConnConfig)
+	// Per connection: zero inherits the host's conditions (they are the
+	// socket's); non-zero is refused.
+	conn, err := (&ConnConfig{SendRateMin: 1 << 20}).withDefaults(&c.ConnConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if conn.FakeSend != c.FakeSend || conn.FakeRecv != (FakeNetwork{Lag: time.Millisecond}) {
+	if conn.FakeSend != c.FakeSend || conn.FakeRecv != c.FakeRecv {
 		t.Errorf("per-connection fake network: %+v / %+v", conn.FakeSend, conn.FakeRecv)
+	}
+	if _, err := (&ConnConfig{FakeRecv: FakeNetwork{Lag: time.Millisecond}}).withDefaults(&c.ConnConfig); !errors.Is(err, ErrBadConfig) {
+		t.Errorf("per-connection FakeRecv: %v, want ErrBadConfig", err)
 	}
 }
 

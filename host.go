@@ -396,6 +396,18 @@ func snpConfig(cc *ConnConfig) snp.Config {
 	}
 }
 
+// laneConfig maps the API's lanes onto the engine's.
+func laneConfig(lanes []Lane) []snp.Lane {
+	if lanes == nil {
+		return nil
+	}
+	out := make([]snp.Lane, len(lanes))
+	for i, l := range lanes {
+		out[i] = snp.Lane{Priority: l.Priority, Weight: l.Weight}
+	}
+	return out
+}
+
 // mtuOverhead is what a data packet adds to its SNP payload: the 7-byte
 // header, room for an inline stats blob, and the 16-byte GCM tag (GNS
 // budgets the same way from MTU_PacketSize).
@@ -483,6 +495,18 @@ func (h *Host) CloseListen(l ListenHandle) bool {
 // returns at once, with the connection in state Connecting; messages sent
 // before it is connected are queued.
 func (h *Host) Connect(addr netip.AddrPort) (ConnHandle, error) {
+	return h.ConnectWith(addr, ConnConfig{})
+}
+
+// ConnectWith is Connect with the connection's own settings: cc's zero
+// fields take the Host's (Config's) values; FakeSend and FakeRecv must be
+// zero (they are the Host's socket's). It returns an error wrapping
+// ErrBadConfig for an invalid cc.
+func (h *Host) ConnectWith(addr netip.AddrPort, cc ConnConfig) (ConnHandle, error) {
+	own, err := h.connSettings(cc)
+	if err != nil {
+		return InvalidConn, err
+	}
 	if !addr.IsValid() {
 		return InvalidConn, fmt.Errorf("netmsg: connect: bad address %v: %w", addr, ResultInvalidParam)
 	}
@@ -497,7 +521,7 @@ func (h *Host) Connect(addr netip.AddrPort) (ConnHandle, error) {
 	if h.closed {
 		return InvalidConn, ErrHostClosed
 	}
-	hc, err := h.connectLocked(h.cfg.Now(), addr, 0)
+	hc, err := h.connectWithLocked(h.cfg.Now(), addr, 0, own)
 	if err != nil {
 		return InvalidConn, err
 	}
@@ -508,6 +532,12 @@ func (h *Host) Connect(addr netip.AddrPort) (ConnHandle, error) {
 // connectLocked dials addr with virtual port vport (0: a plain connection)
 // and queues the first datagram.
 func (h *Host) connectLocked(now time.Time, addr netip.AddrPort, vport int) (*hostConn, error) {
+	return h.connectWithLocked(now, addr, vport, nil)
+}
+
+// connectWithLocked is connectLocked for a connection with its own
+// settings (nil: the Host's).
+func (h *Host) connectWithLocked(now time.Time, addr netip.AddrPort, vport int, own *conn.Settings) (*hostConn, error) {
 	handle, err := h.newHandleLocked()
 	if err != nil {
 		return nil, err
@@ -517,6 +547,11 @@ func (h *Host) connectLocked(now time.Time, addr netip.AddrPort, vport int) (*ho
 	c, err := conn.Dial(cfg, now, uint32(handle), addr)
 	if err != nil {
 		return nil, fmt.Errorf("netmsg: connect: %w", err)
+	}
+	if own != nil {
+		if err := c.Configure(*own); err != nil {
+			return nil, fmt.Errorf("netmsg: connect: %v: %w", err, ErrBadConfig)
+		}
 	}
 	hc := &hostConn{userData: -1, handle: handle, c: c, state: StateNone, ready: make(chan struct{}, 1), hidx: -1}
 	h.conns[handle] = hc
@@ -553,6 +588,16 @@ func (h *Host) newHandleLocked() (ConnHandle, error) {
 // AcceptConnection accepts an incoming connection in state Connecting
 // (GNS's AcceptConnection).
 func (h *Host) AcceptConnection(c ConnHandle) error {
+	return h.AcceptConnectionWith(c, ConnConfig{})
+}
+
+// AcceptConnectionWith is AcceptConnection with the connection's own
+// settings, as ConnectWith takes them.
+func (h *Host) AcceptConnectionWith(c ConnHandle, cc ConnConfig) error {
+	own, err := h.connSettings(cc)
+	if err != nil {
+		return err
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	hc := h.connLocked(c)
@@ -562,6 +607,11 @@ func (h *Host) AcceptConnection(c ConnHandle) error {
 	now := h.cfg.Now()
 	lockConn(hc)
 	defer unlockConn(hc)
+	if own != nil {
+		if err := hc.c.Configure(*own); err != nil {
+			return fmt.Errorf("netmsg: accept: %v: %w", err, ErrBadConfig)
+		}
+	}
 	if err := hc.c.Accept(now); err != nil {
 		return fmt.Errorf("netmsg: accept: %v: %w", err, ResultInvalidState)
 	}
@@ -603,8 +653,9 @@ func (h *Host) send(c ConnHandle, lane int, data []byte, flags SendFlags) (int64
 	now := h.cfg.Now()
 	num, err := hc.c.Send(now, lane, data, snp.SendFlags(flags&(SendReliable|SendNoNagle|SendNoDelay)))
 	if err != nil {
+		err = h.sendErr(hc, err)
 		hc.mu.Unlock()
-		return 0, sendResult(err)
+		return 0, err
 	}
 	h.afterSend(now, hc, flags)
 	return num, nil
@@ -615,7 +666,7 @@ func (h *Host) sendConnLocked(hc *hostConn, lane int, data []byte, flags SendFla
 	now := h.cfg.Now()
 	num, err := hc.c.Send(now, lane, data, snp.SendFlags(flags&(SendReliable|SendNoNagle|SendNoDelay)))
 	if err != nil {
-		return 0, sendResult(err)
+		return 0, h.sendErr(hc, err)
 	}
 	if flags&SendNoNagle != 0 {
 		h.pollLocked(now, hc)
@@ -691,53 +742,58 @@ func (h *Host) ReceiveMessagesOnConnection(c ConnHandle, max int) []*Message {
 	return ms
 }
 
-// takeConn takes up to max messages from c's queue. ended reports that c
-// is unknown, in a poll group, or ended with nothing left to read.
-func (h *Host) takeConn(c ConnHandle, max int) (ms []*Message, ended bool) {
+// takeConn takes up to max messages from c's queue. With none, err is
+// ResultNoConnection when c is unknown or in a poll group, a *ConnError
+// when it ended with nothing left to read, and nil otherwise.
+func (h *Host) takeConn(c ConnHandle, max int) (ms []*Message, err error) {
 	h.mu.Lock()
 	hc := h.connLocked(c)
 	if hc == nil {
 		h.mu.Unlock()
-		return nil, true
+		return nil, ResultNoConnection
 	}
 	if hc.c.IsP2P() {
-		ms, ended = h.takeConnLocked(hc, max)
+		ms, err = h.takeConnLocked(hc, max)
 		h.mu.Unlock()
 		h.took(ms)
-		return ms, ended
+		return ms, err
 	}
 	h.mu.Unlock()
 	hc.mu.Lock()
 	if hc.removed || hc.handle != c {
 		hc.mu.Unlock()
-		return nil, true
+		return nil, ResultNoConnection
 	}
-	ms, ended = h.takeConnLocked(hc, max)
+	ms, err = h.takeConnLocked(hc, max)
 	hc.mu.Unlock()
 	h.took(ms)
-	return ms, ended
+	return ms, err
 }
 
 // takeConnLocked is takeConn with hc's lock held; the caller accounts
 // for the messages with took once it released every lock.
-func (h *Host) takeConnLocked(hc *hostConn, max int) ([]*Message, bool) {
+func (h *Host) takeConnLocked(hc *hostConn, max int) ([]*Message, error) {
 	if hc.group != nil {
-		return nil, true // GNS: messages of a connection in a poll group go to the group
+		return nil, ResultNoConnection // GNS: messages of a connection in a poll group go to the group
 	}
 	h.slabMu.Lock()
 	ms := hc.recv.take(max, &h.slab)
 	h.slabMu.Unlock()
 	if len(ms) == 0 {
-		return nil, hc.state == StateClosedByPeer || hc.state == StateProblemDetectedLocally
+		if hc.state == StateClosedByPeer || hc.state == StateProblemDetectedLocally {
+			return nil, h.connErr(hc)
+		}
+		return nil, nil
 	}
-	return ms, false
+	return ms, nil
 }
 
 // Receive waits until messages arrived on c, then returns up to max of them
 // (oldest first), like ReceiveMessagesOnConnection but blocking: the form
-// Go servers want. It returns ctx's error when ctx ends first, and
-// ResultNoConnection when c is unknown, closed, or ended with nothing left
-// to read.
+// Go servers want. It returns ctx's error when ctx ends first; an error
+// matching ResultNoConnection when c is unknown or in a poll group, and a
+// *ConnError (which matches it too) with the end reason when c ended with
+// nothing left to read.
 func (h *Host) Receive(ctx context.Context, c ConnHandle, max int) ([]*Message, error) {
 	if max <= 0 {
 		return nil, fmt.Errorf("netmsg: receive: max %d: %w", max, ResultInvalidParam)
@@ -749,12 +805,12 @@ func (h *Host) Receive(ctx context.Context, c ConnHandle, max int) ([]*Message, 
 		if hc == nil {
 			return nil, ResultNoConnection
 		}
-		ms, ended := h.takeConn(c, max)
+		ms, err := h.takeConn(c, max)
 		if len(ms) > 0 {
 			return ms, nil
 		}
-		if ended {
-			return nil, ResultNoConnection
+		if err != nil {
+			return nil, err
 		}
 		select {
 		case <-hc.ready:

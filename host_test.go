@@ -365,8 +365,10 @@ func TestHostReceive(t *testing.T) {
 		}
 		ms[0].Release()
 		cli.CloseConnection(c, 0, "done", false)
-		if _, err := srv.Receive(context.Background(), s, 10); err != ResultNoConnection {
-			t.Fatalf("receive on a connection closed by the peer: %v", err)
+		_, err = srv.Receive(context.Background(), s, 10)
+		var ce *ConnError
+		if !errors.Is(err, ResultNoConnection) || !errors.As(err, &ce) || ce.State != StateClosedByPeer || ce.Reason != EndAppMin || ce.Debug != "done" {
+			t.Fatalf("receive on a connection closed by the peer: %v, want a ConnError with the peer's reason", err)
 		}
 	})
 }

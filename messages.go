@@ -149,7 +149,7 @@ func (ms *Messages) SendMessageToUser(peer Identity, data []byte, flags SendFlag
 	if s != nil && s.failed {
 		if flags&SendAutoRestartBrokenSession == 0 {
 			h.mu.Unlock()
-			return ResultNoConnection
+			return &ConnError{Conn: InvalidConn, Peer: peer, State: s.info.State, Reason: s.info.EndReason, Debug: s.info.EndDebug}
 		}
 		ms.freeLocked(now, s, EndSessionClosed, "Session restarted")
 		s = nil
@@ -189,7 +189,7 @@ func (ms *Messages) SendMessageToUser(peer Identity, data []byte, flags SendFlag
 		defer h.unlockFlush()
 		defer unlockConn(hc)
 		if _, err := hc.c.SendKeyed(now, uint32(int32(channel)), hdr[:], data, sf); err != nil {
-			return sendResult(err)
+			return h.sessionSendErr(peer, hc, err)
 		}
 		if early && !hc.c.IsServer() {
 			s.early = append(s.early, append(hdr[:], data...))
@@ -205,8 +205,9 @@ func (ms *Messages) SendMessageToUser(peer Identity, data []byte, flags SendFlag
 	// lock only (its state cannot change without that lock).
 	h.mu.Unlock()
 	if _, err := hc.c.SendKeyed(now, uint32(int32(channel)), hdr[:], data, sf); err != nil {
+		err = h.sessionSendErr(peer, hc, err)
 		hc.mu.Unlock()
-		return sendResult(err)
+		return err
 	}
 	if flags&SendNoNagle != 0 {
 		h.afterSend(now, hc, flags)
@@ -215,6 +216,16 @@ func (ms *Messages) SendMessageToUser(peer Identity, data []byte, flags SendFlag
 	h.rescheduleLocked(hc)
 	hc.mu.Unlock()
 	return nil
+}
+
+// sessionSendErr is sendErr for a Messages session's connection hc (whose
+// lock is held): a ConnError names the peer, not the connection.
+func (h *Host) sessionSendErr(peer Identity, hc *hostConn, err error) error {
+	err = h.sendErr(hc, err)
+	if ce, ok := err.(*ConnError); ok {
+		ce.Conn, ce.Peer = InvalidConn, peer
+	}
+	return err
 }
 
 // dialLocked starts a session to peer.

@@ -112,8 +112,9 @@ type Conn struct {
 
 	// Data.
 	eng      *snp.Conn
-	lanesNeg int  // lanes agreed by netmsg's lane extension (0: none)
-	p2p      bool // the handshake travels in rendezvous messages (p2p.go)
+	lanesNeg int       // lanes agreed by netmsg's lane extension (0: none)
+	own      *Settings // this connection's own settings (nil: the host's)
+	p2p      bool      // the handshake travels in rendezvous messages (p2p.go)
 	pre      []preMsg
 	preBytes int
 	preNums  []int64

@@ -39,7 +39,7 @@ func (c *Conn) connected(now time.Time, peer *crypto.Peer, keys *crypto.SessionK
 		return err
 	}
 	c.peerVersion = peer.Crypt.GetProtocolVersion()
-	cfg := c.loc.cfg.SNP
+	cfg := c.snpConfig()
 	cfg.PeerVersion = int(c.peerVersion)
 	cfg.FirstPktNum, cfg.PeerFirstPktNum = 1, 1
 	if c.peerVersion >= protoVersionHandshakePkt1 {
@@ -50,7 +50,7 @@ func (c *Conn) connected(now time.Time, peer *crypto.Peer, keys *crypto.SessionK
 	if cfg.MaxPayload == 0 {
 		cfg.MaxPayload = 1200
 	}
-	if c.lanesNeg > 1 {
+	if c.lanesNeg > 1 && (c.own == nil || len(c.own.SNP.Lanes) < c.lanesNeg) {
 		cfg.Lanes = make([]snp.Lane, c.lanesNeg) // equal priority and weight
 	}
 	if c.eng, err = snp.New(cfg, now); err != nil {
@@ -272,7 +272,7 @@ func (c *Conn) NextWake() time.Time {
 	}
 	switch c.state {
 	case StateConnecting:
-		at(c.entered.Add(c.loc.cfg.TimeoutInitial))
+		at(c.entered.Add(c.timeoutInitial()))
 		if !c.server && !c.p2p {
 			at(c.lastAttempt.Add(connectRetryInterval))
 		}
@@ -302,13 +302,13 @@ func (c *Conn) Send(now time.Time, lane int, data []byte, flags snp.SendFlags) (
 	default:
 		return 0, ErrNotConnected
 	}
-	if lane < 0 || lane >= c.loc.lanes {
+	if lane < 0 || lane >= c.lanesConfigured() {
 		return 0, snp.ErrBadLane
 	}
-	if len(data) > c.loc.maxMsgSize {
+	if len(data) > c.maxMsgSize() {
 		return 0, snp.ErrMessageTooBig
 	}
-	limit := c.loc.cfg.SNP.SendBufferSize
+	limit := c.snpConfig().SendBufferSize
 	if limit <= 0 {
 		limit = 512 * 1024
 	}
@@ -338,10 +338,10 @@ func (c *Conn) SendKeyed(now time.Time, key uint32, prefix, data []byte, flags s
 		return 0, ErrNotConnected
 	}
 	size := len(prefix) + len(data)
-	if size > c.loc.maxMsgSize {
+	if size > c.maxMsgSize() {
 		return 0, snp.ErrMessageTooBig
 	}
-	limit := c.loc.cfg.SNP.SendBufferSize
+	limit := c.snpConfig().SendBufferSize
 	if limit <= 0 {
 		limit = 512 * 1024
 	}
@@ -361,7 +361,7 @@ func (c *Conn) NumLanes() int {
 	if c.eng != nil {
 		return c.eng.NumLanes()
 	}
-	return c.loc.lanes
+	return c.lanesConfigured()
 }
 
 // Flush sends what is queued as soon as pacing allows.

@@ -179,7 +179,7 @@ func (c *Conn) recvConnectOK(now time.Time, m *pb.UDPConnectOK) error {
 // checkLanes refuses a peer too old for the lanes we configured (GNS: 4006).
 func (c *Conn) checkLanes(p *crypto.Peer) error {
 	v := p.Crypt.GetProtocolVersion()
-	if c.loc.lanes > 1 && v < protoVersionLanes {
+	if c.lanesConfigured() > 1 && v < protoVersionLanes {
 		return fmt.Errorf("%w: peer is using old protocol and cannot receive multiple lanes", crypto.ErrBadProtocolVersion)
 	}
 	return nil

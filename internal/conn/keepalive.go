@@ -13,7 +13,7 @@ import (
 func (c *Conn) think(now time.Time) {
 	switch c.state {
 	case StateConnecting:
-		if !now.Before(c.entered.Add(c.loc.cfg.TimeoutInitial)) {
+		if !now.Before(c.entered.Add(c.timeoutInitial())) {
 			if c.server {
 				c.problem(now, EndMiscTimeout, "App didn't accept or close incoming connection in time.")
 			} else {
@@ -78,7 +78,7 @@ func (c *Conn) thinkLiveness(now time.Time) {
 		if c.lastRecv.After(start) {
 			start = c.lastRecv
 		}
-		if !now.Before(start.Add(c.loc.cfg.TimeoutConnected)) && c.replyTimeouts >= replyTimeoutsToDrop {
+		if !now.Before(start.Add(c.timeoutConnected())) && c.replyTimeouts >= replyTimeoutsToDrop {
 			c.problem(now, EndMiscTimeout, "Connection dropped")
 		}
 	}
@@ -99,7 +99,7 @@ func (c *Conn) livenessWake() time.Time {
 			start = c.lastRecv
 		}
 		if c.replyTimeouts >= replyTimeoutsToDrop {
-			at(start.Add(c.loc.cfg.TimeoutConnected))
+			at(start.Add(c.timeoutConnected()))
 		}
 		if c.canForce() {
 			at(c.lastImmediate.Add(aggressivePingInterval))
