@@ -117,8 +117,8 @@ func (h *Host) ListenP2P(vport int, opts *P2POptions) (ListenHandle, error) {
 // closeP2PListenLocked closes P2P listen socket l, if it is one, with
 // every connection accepted on it or waiting to be (GNS's
 // CloseListenSocket: their handles are released and no callback is
-// posted; the peers are told the connection closed, with
-// EndMiscGeneric).
+// posted; the peers are told the connection closed, with EndAppGeneric
+// and "listen socket closed", where GNS tells them nothing).
 func (h *Host) closeP2PListenLocked(l ListenHandle) bool {
 	ls := &h.p2pListens
 	pl := ls.byHandle[l]
@@ -132,7 +132,7 @@ func (h *Host) closeP2PListenLocked(l ListenHandle) bool {
 		if hc.p2p == nil || !hc.p2p.api.on || hc.listen != l || hc.handle == InvalidConn {
 			continue
 		}
-		hc.c.Close(now, int(EndMiscGeneric), "listen socket closed", false)
+		hc.c.Close(now, int(EndAppGeneric), "listen socket closed", false)
 		h.pollLocked(now, hc)
 		hc.recv.drop()
 		hc.queued.Store(0)
