@@ -457,6 +457,13 @@ type Config struct {
 	// Host, never from the packet path; it may call the Host's methods.
 	OnConnectionStatusChanged func(ConnStatusChanged)
 
+	// OnRouteChanged, beyond GNS, is called when the route of a connected
+	// P2P connection or Messages session changes: another ICE path took
+	// over (direct to relayed and back, or another address). Its first
+	// route is reported by the state Connected instead. Same goroutine
+	// and order rules as OnConnectionStatusChanged. nil means none.
+	OnRouteChanged func(RouteChanged)
+
 	// OnSessionRequest is called when a peer with no session sends a
 	// message (GodotSteam's network_messages_session_request signal, with
 	// the peer's identity). Call AcceptSessionWithUser (from any goroutine)

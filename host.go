@@ -87,6 +87,7 @@ type Host struct {
 	sigOut      chan signalOut
 	sigCancel   context.CancelFunc
 	p2pIncoming map[p2pKey]*hostConn // accepted P2P connections by the peer's connection
+	p2pListens  p2pListens           // the connection API's P2P listen sockets (host_p2pconn.go)
 	paths       *paths.Paths         // the socket's demultiplexing, STUN, TURN and ICE routes (safe for concurrent use)
 
 	wakeMu  sync.Mutex // guards wakes, timerAt and every hostConn's wake fields
@@ -484,6 +485,9 @@ func (h *Host) Listen() (ListenHandle, error) {
 func (h *Host) CloseListen(l ListenHandle) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.closeP2PListenLocked(l) {
+		return true
+	}
 	if l == InvalidListen || l != h.listening {
 		return false
 	}
@@ -1034,7 +1038,7 @@ func (h *Host) ConnectionInfo(c ConnHandle) (ConnectionInfo, error) {
 
 // infoLocked is hc's ConnectionInfo; mu and hc's lock are held.
 func (h *Host) infoLocked(hc *hostConn) ConnectionInfo {
-	st := ConnectionState(hc.c.State())
+	st := apiState(hc, ConnectionState(hc.c.State()))
 	if st == StateFinWait || st == StateLinger {
 		st = StateConnected // GNS reports these only internally
 	}
@@ -1111,7 +1115,7 @@ func (h *Host) statusLocked(hc *hostConn) RealTimeStatus {
 		ping = time.Duration(s.Ping) * time.Millisecond
 	}
 	return RealTimeStatus{
-		State:                   ConnectionState(hc.c.State()),
+		State:                   apiState(hc, ConnectionState(hc.c.State())),
 		Ping:                    ping,
 		ConnectionQualityLocal:  s.ConnectionQualityLocal,
 		ConnectionQualityRemote: s.ConnectionQualityRemote,
@@ -1684,7 +1688,10 @@ func (h *Host) pollSlow(now time.Time, hc *hostConn) {
 // and hc's lock are held.
 func (h *Host) stateChangedLocked(hc *hostConn, ev conn.Event) {
 	old := hc.state
-	hc.state = ConnectionState(ev.State)
+	hc.state = apiState(hc, ConnectionState(ev.State))
+	if hc.state == old && hc.p2p != nil {
+		return // a P2P connection still finding its route (host_route.go)
+	}
 	if hc.state == StateClosedByPeer || hc.state == StateProblemDetectedLocally {
 		signal(hc.ready) // wake a Receive waiting on a connection that ended
 	}

@@ -38,7 +38,9 @@ type p2pConn struct {
 	route     *paths.Route
 	okSent    bool
 	closeSent bool
-	key       p2pKey // in Host.p2pIncoming, for an accepted connection
+	key       p2pKey     // in Host.p2pIncoming, for an accepted connection
+	rt        routeState // FindingRoute and route changes (host_route.go)
+	api       p2pAPI     // the connection API's side (host_p2pconn.go)
 }
 
 // p2pKey names a peer's connection: its identity and connection id.
@@ -283,7 +285,12 @@ func (h *Host) handleSignalLocked(now time.Time, from string, blob []byte) {
 			h.stats.SignalsDropped++
 			return
 		}
-		if mine := h.p2pClientToLocked(from); mine != nil {
+		if !isMessagesRequest(rv.ConnectRequest) {
+			// The connection API's listen sockets (host_p2pconn.go).
+			if hc = h.incomingP2PConnLocked(now, from, key, rv); hc == nil {
+				return
+			}
+		} else if mine := h.p2pClientToLocked(from); mine != nil {
 			// Symmetric connect: we asked this peer too.
 			if hc = h.symmetricLocked(now, mine, key, rv); hc == nil {
 				return
@@ -485,7 +492,9 @@ func (h *Host) p2pRouteLocked(now time.Time, hc *hostConn) {
 			hc.c.SetRemoteAddr(ev.Path.Remote)
 		}
 		h.cfg.Logger.Debug("netmsg: P2P path", "conn", hc.c.LocalID(), "peer", p.peer, "event", ev.Kind, "remote", ev.Path.Remote, "relayed", ev.Path.Relayed)
+		h.routeEventLocked(hc, ev)
 	}
+	h.routeFoundLocked(hc)
 }
 
 // noRouteRecheck is how often a connected P2P connection without a path

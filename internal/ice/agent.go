@@ -21,6 +21,11 @@ const (
 	checkRTO = 100 * time.Millisecond
 	// checkTries is how many times a check is sent before its pair fails.
 	checkTries = 7
+	// consentTries is checkTries for the selected pair's keepalive (its
+	// consent): unanswered this many times (3.1 s), the pair is dropped
+	// and another that works takes over, well within a connection's
+	// 10 s timeout.
+	consentTries = 5
 	// keepaliveEvery is how often the selected pair is checked again
 	// (consent), which also keeps NAT bindings open.
 	keepaliveEvery = 2500 * time.Millisecond
@@ -126,6 +131,9 @@ type Stats struct {
 	// QueueFull counts datagrams and events dropped because the caller
 	// did not take them (Poll, Events) fast enough.
 	QueueFull uint64
+	// ConsentLost counts selected pairs dropped because their keepalives
+	// went unanswered.
+	ConsentLost uint64
 }
 
 // EventKind says what an Event reports.
@@ -676,6 +684,10 @@ func (a *Agent) think(now time.Time) {
 	}
 	for _, p := range a.pairs {
 		if p.pending && !now.Before(p.nextAt) {
+			if p == a.selected && p.tries >= consentTries {
+				a.consentLost(now, p)
+				continue
+			}
 			if p.tries >= checkTries {
 				p.pending, p.tries = false, 0
 				if p.state == inProgress {
@@ -717,6 +729,27 @@ func (a *Agent) think(now time.Time) {
 		a.sendCheck(now, p)
 		a.nextCheck = now.Add(pacing)
 	}
+}
+
+// consentLost drops the selected pair p, whose keepalives went
+// unanswered (the path broke: a NAT mapping or a link gone): no pair is
+// selected (an EventSelected with no Remote says so) and the pairs that
+// worked are checked again, so that the controlling side nominates the
+// first that still works (the relay, when the direct path broke) and the
+// controlled side follows.
+func (a *Agent) consentLost(now time.Time, p *pair) {
+	p.pending, p.tries, p.state, p.nominated = false, 0, failed, false
+	a.selected = nil
+	a.selectChanged = true
+	a.nominating = nil
+	a.event(Event{Kind: EventSelected})
+	for _, q := range a.pairs {
+		if q.state == succeeded {
+			q.state, q.tries, q.pending, q.nextAt = waiting, 0, false, time.Time{}
+		}
+	}
+	a.nextCheck = now
+	a.st.ConsentLost++
 }
 
 // nextWaiting is the waiting pair of highest priority.

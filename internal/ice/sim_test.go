@@ -473,3 +473,53 @@ func TestSimRestart(t *testing.T) {
 		}
 	})
 }
+
+// TestSimRouteFailover: the direct path in use breaks; the selected pair's
+// keepalives go unanswered, the agents drop it and move to the relay
+// (within consentTries of keepalive); when the direct path comes back,
+// the route moves back to it.
+func TestSimRouteFailover(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newSimNet(t, 7)
+		persist := func(c *Config) { c.Persistent = true }
+		x := s.add("x", newAgent(t, 1, true, 21, persist), "10.0.0.1:1")
+		x.relay = netip.MustParseAddrPort("198.51.100.50:40000")
+		y := s.add("y", newAgent(t, 2, false, 22, persist), "10.0.0.2:2")
+		cut := false
+		s.blocked = func(from, to netip.AddrPort) bool {
+			return cut && from != x.relay && to != x.relay
+		}
+		introduce(x.a, y.a)
+		x.a.AddHostCandidates([]netip.AddrPort{x.addr})
+		x.a.AddLocalCandidate(NewCandidate(Relay, x.relay, x.addr))
+		y.a.AddHostCandidates([]netip.AddrPort{y.addr})
+		signal(t, x.a, y.a)
+		signal(t, y.a, x.a)
+		s.run(3 * time.Second)
+		if got, ok := y.a.Selected(); !ok || got != x.addr || x.a.SelectedRelay() {
+			t.Fatalf("before: y selected %v %v, x relayed %v", got, ok, x.a.SelectedRelay())
+		}
+		cut = true
+		start := time.Now()
+		for time.Since(start) < 20*time.Second {
+			s.run(100 * time.Millisecond)
+			if got, ok := y.a.Selected(); ok && got == x.relay && x.a.SelectedRelay() {
+				break
+			}
+		}
+		if got, ok := y.a.Selected(); !ok || got != x.relay || !x.a.SelectedRelay() {
+			t.Fatalf("after the cut: y selected %v %v, x relayed %v", got, ok, x.a.SelectedRelay())
+		}
+		if d := time.Since(start); d > 6*time.Second {
+			t.Errorf("the relay took over after %v", d)
+		}
+		if x.a.Stats().ConsentLost != 1 {
+			t.Errorf("x lost consent %d times", x.a.Stats().ConsentLost)
+		}
+		cut = false
+		s.run(20 * time.Second)
+		if got, ok := y.a.Selected(); !ok || got != x.addr || x.a.SelectedRelay() {
+			t.Errorf("after the repair: y selected %v %v, x relayed %v", got, ok, x.a.SelectedRelay())
+		}
+	})
+}
