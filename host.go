@@ -125,6 +125,7 @@ type Host struct {
 // fastStats are HostStats counters updated without the table lock.
 type fastStats struct {
 	datagramsIn, bytesIn, dropped atomic.Int64
+	wrongAddr                     atomic.Int64
 }
 
 // HostStats counts what a Host's socket saw; it is for tests and
@@ -134,6 +135,7 @@ type HostStats struct {
 	SignalsDropped            int64 // P2P signals that could not be sent, or were malformed, forged or for no connection
 	BytesIn, BytesOut         int64
 	Dropped                   int64 // datagrams dropped: malformed, unknown connection, refused
+	WrongAddr                 int64 // datagrams for a connection from an address that is not its peer's (a forged close, say): dropped, also in Dropped
 	ChallengesAnswered        int64
 	ConnectsRefused           int64
 	ICERestarts               int64 // P2P connections whose ICE started over (symmetric connect turned them into the accepting side)
@@ -415,6 +417,7 @@ func (h *Host) Stats() HostStats {
 	st.DatagramsIn += h.fast.datagramsIn.Load()
 	st.BytesIn += h.fast.bytesIn.Load()
 	st.Dropped += h.fast.dropped.Load()
+	st.WrongAddr += h.fast.wrongAddr.Load()
 	st.DatagramsOut, st.BytesOut = h.datagramsOut.Load(), h.bytesOut.Load()
 	return st
 }
@@ -1255,6 +1258,9 @@ func (h *Host) runBatch(w *worker, rb *rxBatch, n int, shard int, stall *time.Ti
 		}
 		if err := hc.c.HandleDatagram(now, p.Addr, p.Bytes()); err != nil {
 			h.fast.dropped.Add(1)
+			if errors.Is(err, conn.ErrWrongAddr) {
+				h.fast.wrongAddr.Add(1)
+			}
 		}
 		if !hc.identity.IsValid() {
 			if s := hc.c.RemoteIdentity(); s != "" {
@@ -1430,6 +1436,9 @@ func (h *Host) handleGNSLocked(now time.Time, from netip.AddrPort, b []byte) {
 func (h *Host) deliverLocked(now time.Time, hc *hostConn, from netip.AddrPort, b []byte) {
 	if err := hc.c.HandleDatagram(now, from, b); err != nil {
 		h.stats.Dropped++
+		if errors.Is(err, conn.ErrWrongAddr) {
+			h.stats.WrongAddr++
+		}
 	}
 	if !hc.identity.IsValid() {
 		if s := hc.c.RemoteIdentity(); s != "" {

@@ -119,6 +119,8 @@ func (h *Host) newP2PLocked(now time.Time, hc *hostConn, peer Identity, controll
 	p.sess = p2p.NewSession(h.identity.String(), hc.c.LocalID(), peer.String(), remoteID)
 	h.queueLocalICELocked(now, p, r.Password())
 	hc.p2p = p
+	// Control datagrams (a close) are taken only from the peer's addresses.
+	hc.c.SetPeerAddrs(r.IsPeerAddr)
 	signal(h.timerKick) // the first route starts the STUN client
 	return nil
 }
