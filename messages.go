@@ -377,6 +377,9 @@ func (ms *Messages) connStateLocked(hc *hostConn, old ConnectionState) {
 			}
 			return
 		}
+		if ms.endedIdleLocked(now, s, hc, info) {
+			return
+		}
 		s.failed = true
 		s.info = info
 		if cb := ms.h.cfg.OnSessionFailed; cb != nil {
