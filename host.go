@@ -96,6 +96,8 @@ type Host struct {
 	evMu   sync.Mutex    // guards events
 	events []statusEvent // waiting for the event goroutine
 
+	ho halfOpenTable // incoming connections not yet proven (halfopen.go); its own leaf lock
+
 	slabMu sync.Mutex // guards slab
 	slab   msgSlab    // the slices the connection API's receive calls return
 
@@ -135,6 +137,7 @@ type HostStats struct {
 	SignalsDropped            int64 // P2P signals that could not be sent, or were malformed, forged or for no connection
 	BytesIn, BytesOut         int64
 	Dropped                   int64 // datagrams dropped: malformed, unknown connection, refused
+	HalfOpenRefused           int64 // connect requests and session requests refused by Config.Limits
 	WrongAddr                 int64 // datagrams for a connection from an address that is not its peer's (a forged close, say): dropped, also in Dropped
 	ChallengesAnswered        int64
 	ConnectsRefused           int64
@@ -173,6 +176,7 @@ type hostConn struct {
 	sess     *session     // the Messages session this connection carries, or nil
 	p2p      *p2pConn     // the signaling and ICE of a P2P connection, or nil
 	lastTake atomic.Int64 // Unix nanoseconds of when the application last took messages of this connection
+	ho       halfOpenMark // its place in Host.ho while half-open
 }
 
 // lockConn takes hc's lock for a holder of the Host's mu: a direct
@@ -935,6 +939,7 @@ func (h *Host) forgetHandleLocked(hc *hostConn) {
 // removeLocked takes hc out of the table; mu and hc's lock are held.
 func (h *Host) removeLocked(hc *hostConn) {
 	hc.removed = true
+	h.halfOpenUpdate(hc)
 	h.wakeMu.Lock()
 	h.wakes.remove(hc)
 	h.wakeMu.Unlock()
@@ -1262,6 +1267,7 @@ func (h *Host) runBatch(w *worker, rb *rxBatch, n int, shard int, stall *time.Ti
 				h.fast.wrongAddr.Add(1)
 			}
 		}
+		h.halfOpenUpdate(hc)
 		if !hc.identity.IsValid() {
 			if s := hc.c.RemoteIdentity(); s != "" {
 				hc.identity, _ = parseIdentityGNS(s)
@@ -1380,8 +1386,14 @@ func (h *Host) handleGNSLocked(now time.Time, from netip.AddrPort, b []byte) {
 			h.stats.Dropped++
 			return
 		}
+		mark, ok := h.admitHalfOpenLocked(now, from, "", false)
+		if !ok {
+			h.stats.Dropped++
+			return
+		}
 		handle, err := h.newHandleLocked()
 		if err != nil {
+			h.ho.release(mark.src, false)
 			h.stats.Dropped++
 			return
 		}
@@ -1390,10 +1402,11 @@ func (h *Host) handleGNSLocked(now time.Time, from netip.AddrPort, b []byte) {
 			h.queueLocked(from, reply)
 		}
 		if err != nil {
+			h.ho.release(mark.src, false)
 			h.stats.ConnectsRefused++
 			return
 		}
-		hc := &hostConn{userData: -1, handle: handle, c: c, listen: h.listening, state: StateNone, ready: make(chan struct{}, 1), hidx: -1}
+		hc := &hostConn{userData: -1, handle: handle, c: c, listen: h.listening, state: StateNone, ready: make(chan struct{}, 1), hidx: -1, ho: mark}
 		hc.identity, _ = parseIdentityGNS(c.RemoteIdentity())
 		isMsgs := c.VirtualPort() == messagesVirtualPort
 		if isMsgs != h.messages.enabled && (isMsgs || h.listening == InvalidListen) {
@@ -1401,6 +1414,11 @@ func (h *Host) handleGNSLocked(now time.Time, from netip.AddrPort, b []byte) {
 			h.stats.ConnectsRefused++
 			c.Close(now, int(EndAppMin), "nobody listens to that virtual port", false)
 			hc.handle = InvalidConn // a zombie: it only says goodbye
+		}
+		if isMsgs && h.messages.enabled && hc.handle != InvalidConn && !h.admitSessionLocked(now, hc) {
+			h.ho.release(mark.src, false) // dropped: the client asks again
+			h.stats.Dropped++
+			return
 		}
 		lockConn(hc)
 		h.conns[handle] = hc
@@ -1440,6 +1458,7 @@ func (h *Host) deliverLocked(now time.Time, hc *hostConn, from netip.AddrPort, b
 			h.stats.WrongAddr++
 		}
 	}
+	h.halfOpenUpdate(hc)
 	if !hc.identity.IsValid() {
 		if s := hc.c.RemoteIdentity(); s != "" {
 			hc.identity, _ = parseIdentityGNS(s)
@@ -1638,6 +1657,7 @@ func (h *Host) pollSlow(now time.Time, hc *hostConn) {
 func (h *Host) stateChangedLocked(hc *hostConn, ev conn.Event) {
 	old := hc.state
 	hc.state = ConnectionState(ev.State)
+	h.halfOpenUpdate(hc)
 	if hc.state == StateClosedByPeer || hc.state == StateProblemDetectedLocally {
 		signal(hc.ready) // wake a Receive waiting on a connection that ended
 	}

@@ -11,7 +11,7 @@ import "time"
 // new session (a peer that restarted is reached again). It reports whether
 // it did so. mu and hc's lock are held; hc was s's connection.
 func (ms *Messages) endedIdleLocked(now time.Time, s *session, hc *hostConn, info ConnectionInfo) bool {
-	if !hc.c.EndedIdle(now) {
+	if !hc.c.Idle(now) {
 		return false
 	}
 	ms.h.cfg.Logger.Debug("netmsg: idle session ended, as an idle timeout", "peer", s.peer, "state", info.State, "reason", info.EndReason, "debug", info.EndDebug)

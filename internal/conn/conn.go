@@ -117,6 +117,7 @@ type Conn struct {
 	// peerAddrs tests a P2P peer's addresses other than remote (nil:
 	// none); see SetPeerAddrs.
 	peerAddrs func(netip.AddrPort) bool
+	proven    bool // a data packet from the peer passed decryption
 	pre       []preMsg
 	preBytes  int
 	preNums   []int64

@@ -182,6 +182,7 @@ func (c *Conn) recvData(now time.Time, b []byte) error {
 		return fmt.Errorf("%w: packet number lurch", ErrUnexpected)
 	}
 	c.win.mark(pktNum)
+	c.proven = true
 	c.heard(now)
 	if err := c.eng.ReceivePacket(now, pktNum, plain); err != nil {
 		var pe *snp.ProtocolError

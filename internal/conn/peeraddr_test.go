@@ -82,26 +82,26 @@ func TestDirectFromPeerOnly(t *testing.T) {
 	}
 }
 
-// TestEndedIdle: a connection that ends with nothing in flight is idle
+// TestIdle: a connection that ends with nothing in flight is idle
 // (GNS's Messages rule); one with reliable data unacked, or one that never
 // connected, is not.
-func TestEndedIdle(t *testing.T) {
+func TestIdle(t *testing.T) {
 	cli, srv, now := p2pPair(t, testConfig("str:alice"), testConfig("str:bob"))
 	cli.SendKeyed(now, 0, nil, []byte("x"), snp.Reliable)
 	now = p2pRun(t, cli, srv, now, 500*time.Millisecond)
 	recvAll(srv)
-	if !cli.EndedIdle(now) || !srv.EndedIdle(now) {
+	if !cli.Idle(now) || !srv.Idle(now) {
 		t.Fatal("an acked, received connection is not idle")
 	}
 	cli.SendKeyed(now, 0, nil, []byte("y"), snp.Reliable)
-	if cli.EndedIdle(now) {
+	if cli.Idle(now) {
 		t.Fatal("a connection with queued reliable data is idle")
 	}
 	fresh, err := DialP2P(testConfig("str:carol"), now, 77)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fresh.EndedIdle(now) {
+	if fresh.Idle(now) {
 		t.Fatal("a connection that never connected is idle")
 	}
 }
