@@ -397,6 +397,10 @@ type Config struct {
 	// these values.
 	ConnConfig
 
+	// Limits bound the incoming connections and session requests not yet
+	// proven by their peers (half-open): see Limits for the defaults.
+	Limits
+
 	// SessionIdleTimeout is how long a Messages session may go unused
 	// (nothing sent or received, nothing queued) before it is closed with
 	// EndIdleTimeout and no callback. Default 3 min (GNS
@@ -558,6 +562,9 @@ func (c *Config) withDefaults() (*Config, error) {
 		return nil, err
 	}
 	out.ConnConfig = cc
+	if out.Limits, err = out.Limits.withDefaults(); err != nil {
+		return nil, err
+	}
 	switch {
 	case out.SessionIdleTimeout < 0:
 		return nil, configErr("SessionIdleTimeout %v is negative", out.SessionIdleTimeout)

@@ -97,6 +97,8 @@ type Host struct {
 	evMu   sync.Mutex    // guards events
 	events []statusEvent // waiting for the event goroutine
 
+	ho halfOpenTable // incoming connections not yet proven (halfopen.go); its own leaf lock
+
 	slabMu sync.Mutex // guards slab
 	slab   msgSlab    // the slices the connection API's receive calls return
 
@@ -126,6 +128,7 @@ type Host struct {
 // fastStats are HostStats counters updated without the table lock.
 type fastStats struct {
 	datagramsIn, bytesIn, dropped atomic.Int64
+	wrongAddr                     atomic.Int64
 }
 
 // HostStats counts what a Host's socket saw; it is for tests and
@@ -135,6 +138,8 @@ type HostStats struct {
 	SignalsDropped            int64 // P2P signals that could not be sent, or were malformed, forged or for no connection
 	BytesIn, BytesOut         int64
 	Dropped                   int64 // datagrams dropped: malformed, unknown connection, refused
+	HalfOpenRefused           int64 // connect requests and session requests refused by Config.Limits
+	WrongAddr                 int64 // datagrams for a connection from an address that is not its peer's (a forged close, say): dropped, also in Dropped
 	ChallengesAnswered        int64
 	ConnectsRefused           int64
 	ICERestarts               int64 // P2P connections whose ICE started over (symmetric connect turned them into the accepting side)
@@ -172,6 +177,7 @@ type hostConn struct {
 	sess     *session     // the Messages session this connection carries, or nil
 	p2p      *p2pConn     // the signaling and ICE of a P2P connection, or nil
 	lastTake atomic.Int64 // Unix nanoseconds of when the application last took messages of this connection
+	ho       halfOpenMark // its place in Host.ho while half-open
 }
 
 // lockConn takes hc's lock for a holder of the Host's mu: a direct
@@ -428,6 +434,7 @@ func (h *Host) Stats() HostStats {
 	st.DatagramsIn += h.fast.datagramsIn.Load()
 	st.BytesIn += h.fast.bytesIn.Load()
 	st.Dropped += h.fast.dropped.Load()
+	st.WrongAddr += h.fast.wrongAddr.Load()
 	st.DatagramsOut, st.BytesOut = h.datagramsOut.Load(), h.bytesOut.Load()
 	return st
 }
@@ -992,6 +999,7 @@ func (h *Host) forgetHandleLocked(hc *hostConn) {
 // removeLocked takes hc out of the table; mu and hc's lock are held.
 func (h *Host) removeLocked(hc *hostConn) {
 	hc.removed = true
+	h.halfOpenUpdate(hc)
 	h.wakeMu.Lock()
 	h.wakes.remove(hc)
 	h.wakeMu.Unlock()
@@ -1315,7 +1323,11 @@ func (h *Host) runBatch(w *worker, rb *rxBatch, n int, shard int, stall *time.Ti
 		}
 		if err := hc.c.HandleDatagram(now, p.Addr, p.Bytes()); err != nil {
 			h.fast.dropped.Add(1)
+			if errors.Is(err, conn.ErrWrongAddr) {
+				h.fast.wrongAddr.Add(1)
+			}
 		}
+		h.halfOpenUpdate(hc)
 		if !hc.identity.IsValid() {
 			if s := hc.c.RemoteIdentity(); s != "" {
 				hc.identity, _ = parseIdentityGNS(s)
@@ -1434,8 +1446,14 @@ func (h *Host) handleGNSLocked(now time.Time, from netip.AddrPort, b []byte) {
 			h.stats.Dropped++
 			return
 		}
+		mark, ok := h.admitHalfOpenLocked(now, from, "", false)
+		if !ok {
+			h.stats.Dropped++
+			return
+		}
 		handle, err := h.newHandleLocked()
 		if err != nil {
+			h.ho.release(mark.src, false)
 			h.stats.Dropped++
 			return
 		}
@@ -1444,10 +1462,11 @@ func (h *Host) handleGNSLocked(now time.Time, from netip.AddrPort, b []byte) {
 			h.queueLocked(from, reply)
 		}
 		if err != nil {
+			h.ho.release(mark.src, false)
 			h.stats.ConnectsRefused++
 			return
 		}
-		hc := &hostConn{userData: -1, handle: handle, c: c, listen: h.listening, state: StateNone, ready: make(chan struct{}, 1), hidx: -1}
+		hc := &hostConn{userData: -1, handle: handle, c: c, listen: h.listening, state: StateNone, ready: make(chan struct{}, 1), hidx: -1, ho: mark}
 		hc.identity, _ = parseIdentityGNS(c.RemoteIdentity())
 		isMsgs := c.VirtualPort() == messagesVirtualPort
 		if isMsgs != h.messages.enabled && (isMsgs || h.listening == InvalidListen) {
@@ -1455,6 +1474,11 @@ func (h *Host) handleGNSLocked(now time.Time, from netip.AddrPort, b []byte) {
 			h.stats.ConnectsRefused++
 			c.Close(now, int(EndAppMin), "nobody listens to that virtual port", false)
 			hc.handle = InvalidConn // a zombie: it only says goodbye
+		}
+		if isMsgs && h.messages.enabled && hc.handle != InvalidConn && !h.admitSessionLocked(now, hc) {
+			h.ho.release(mark.src, false) // dropped: the client asks again
+			h.stats.Dropped++
+			return
 		}
 		lockConn(hc)
 		h.conns[handle] = hc
@@ -1490,7 +1514,11 @@ func (h *Host) handleGNSLocked(now time.Time, from netip.AddrPort, b []byte) {
 func (h *Host) deliverLocked(now time.Time, hc *hostConn, from netip.AddrPort, b []byte) {
 	if err := hc.c.HandleDatagram(now, from, b); err != nil {
 		h.stats.Dropped++
+		if errors.Is(err, conn.ErrWrongAddr) {
+			h.stats.WrongAddr++
+		}
 	}
+	h.halfOpenUpdate(hc)
 	if !hc.identity.IsValid() {
 		if s := hc.c.RemoteIdentity(); s != "" {
 			hc.identity, _ = parseIdentityGNS(s)
@@ -1689,6 +1717,7 @@ func (h *Host) pollSlow(now time.Time, hc *hostConn) {
 func (h *Host) stateChangedLocked(hc *hostConn, ev conn.Event) {
 	old := hc.state
 	hc.state = apiState(hc, ConnectionState(ev.State))
+	h.halfOpenUpdate(hc)
 	if hc.state == old && hc.p2p != nil {
 		return // a P2P connection still finding its route (host_route.go)
 	}

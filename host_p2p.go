@@ -121,6 +121,8 @@ func (h *Host) newP2PLocked(now time.Time, hc *hostConn, peer Identity, controll
 	p.sess = p2p.NewSession(h.identity.String(), hc.c.LocalID(), peer.String(), remoteID)
 	h.queueLocalICELocked(now, p, r.Password())
 	hc.p2p = p
+	// Control datagrams (a close) are taken only from the peer's addresses.
+	hc.c.SetPeerAddrs(r.IsPeerAddr)
 	signal(h.timerKick) // the first route starts the STUN client
 	return nil
 }
@@ -412,25 +414,30 @@ func (h *Host) acceptP2PLocked(now time.Time, from string, id uint32, req *pb.P2
 		h.stats.SignalsDropped++
 		return nil
 	}
-	handle, err := h.newHandleLocked()
-	if err != nil {
+	mark, ok := h.admitHalfOpenLocked(now, netip.AddrPort{}, peer.String(), true)
+	if !ok {
+		return nil
+	}
+	refuse := func() *hostConn {
+		h.ho.release(mark.src, mark.msgs)
 		h.stats.ConnectsRefused++
 		return nil
+	}
+	handle, err := h.newHandleLocked()
+	if err != nil {
+		return refuse()
 	}
 	c, err := conn.AcceptP2P(h.connCfg, now, uint32(handle), id, req)
 	if err != nil {
-		h.stats.ConnectsRefused++
-		return nil
+		return refuse()
 	}
 	if c.RemoteIdentity() != peer.String() {
 		// The certificate names someone else than the signaling sender.
-		h.stats.ConnectsRefused++
-		return nil
+		return refuse()
 	}
-	hc := &hostConn{userData: -1, handle: handle, c: c, listen: InvalidListen, state: StateNone, ready: make(chan struct{}, 1), hidx: -1, identity: peer}
+	hc := &hostConn{userData: -1, handle: handle, c: c, listen: InvalidListen, state: StateNone, ready: make(chan struct{}, 1), hidx: -1, identity: peer, ho: mark}
 	if err := h.newP2PLocked(now, hc, peer, true, id); err != nil {
-		h.stats.ConnectsRefused++
-		return nil
+		return refuse()
 	}
 	hc.p2p.key = p2pKey{from, id}
 	h.conns[handle] = hc

@@ -373,6 +373,9 @@ func (ms *Messages) connStateLocked(hc *hostConn, old ConnectionState) {
 		hc.sess = nil
 		hc.handle = InvalidConn
 		s.hc = nil
+		// The connection is done with: it says goodbye (FinWait) and
+		// leaves the table, as GNS's session unlinks and closes it.
+		hc.c.Close(now, 0, "", false)
 		if !s.accepted {
 			// A request the application never took: it just goes.
 			ms.forgetLocked(s)
@@ -386,6 +389,9 @@ func (ms *Messages) connStateLocked(hc *hostConn, old ConnectionState) {
 			if cb := ms.h.cfg.OnSessionClosedByPeer; cb != nil {
 				ms.h.postLocked(func() { cb(info) })
 			}
+			return
+		}
+		if ms.endedIdleLocked(now, s, hc, info) {
 			return
 		}
 		s.failed = true
@@ -480,10 +486,13 @@ func (ms *Messages) tickLocked(now time.Time) time.Time {
 		if !now.Before(s.lastUse().Add(ms.h.cfg.SessionIdleTimeout)) {
 			idle := s.hc == nil
 			if !idle {
+				// Nothing in flight either way, and nothing received
+				// waits for the application: a receiver that stops
+				// reading keeps its session.
 				lockConn(s.hc)
 				st := s.hc.c.Stats(now)
 				unlockConn(s.hc)
-				idle = st.PendingReliable+st.SentUnackedReliable == 0
+				idle = st.PendingReliable+st.SentUnackedReliable+st.ReceiveBufferedBytes+st.ReceiveQueue == 0 && s.hc.queued.Load() == 0
 			}
 			if idle {
 				// Idle: closed silently, as GNS does.

@@ -192,6 +192,18 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 	defer h.Close()
 	ms = h.Messages()
 	close(msReady)
+	// On the way out, close the sessions (before the Host): the peers
+	// hear a session close, not a dead connection that may hold our
+	// last acks, and report no failure.
+	peers := map[netmsg.Identity]bool{}
+	if *count > 0 {
+		peers[peer] = true
+	}
+	defer func() {
+		for p := range peers {
+			ms.CloseSessionWithUser(p)
+		}
+	}()
 	fmt.Fprintf(out, "%v on %v, signaling %s\n", id, h.LocalAddr(), *sigAddr)
 	prog := progress{out: out, peer: peer, ms: ms}
 	watch := time.NewTicker(250 * time.Millisecond)
@@ -253,6 +265,7 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 			m.Release()
 			switch {
 			case strings.HasPrefix(text, "ping "):
+				peers[from] = true
 				ms.SendMessageToUser(from, []byte("pong "+strings.TrimPrefix(text, "ping ")), netmsg.SendReliable|netmsg.SendNoNagle, *channel)
 				if *count == 0 {
 					fmt.Fprintf(out, "answered %q from %v\n", text, from)

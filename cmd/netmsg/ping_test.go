@@ -68,6 +68,12 @@ func TestPingCommand(t *testing.T) {
 		if n := strings.Count(aliceOut.String(), "pong "); n != 3 {
 			t.Errorf("auth %v: %d pongs:\n%s", auth, n, aliceOut.String())
 		}
+		// Alice exited cleanly: bob hears her close (or his idle session
+		// ends as an idle timeout, GNS's rule) and reports no failure.
+		time.Sleep(time.Second)
+		if strings.Contains(bobOut.String(), "failed") {
+			t.Errorf("auth %v: bob reports a failure when alice exits cleanly:\n%s", auth, bobOut.String())
+		}
 		cancel()
 		if err := <-bobDone; err != nil {
 			t.Errorf("bob: %v", err)

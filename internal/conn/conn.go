@@ -44,7 +44,7 @@ type ConnStats struct {
 	// Dropped datagrams, by cause.
 	Malformed   int64 // truncated, bad framing, bad protobuf, bad header
 	WrongConnID int64
-	WrongAddr   int64 // from an address other than the peer's
+	WrongAddr   int64 // from an address that is not the peer's (ErrWrongAddr): any datagram on a direct connection, a control one on a P2P connection
 	Unexpected  int64 // a kind or state this side does not take
 	Replayed    int64 // data packets refused as duplicate or too old
 	AuthFailed  int64 // data packets failing AES-GCM
@@ -115,14 +115,18 @@ type Conn struct {
 	lanesNeg int       // lanes agreed by netmsg's lane extension (0: none)
 	own      *Settings // this connection's own settings (nil: the host's)
 	p2p      bool      // the handshake travels in rendezvous messages (p2p.go)
-	pre      []preMsg
-	preBytes int
-	preNums  []int64
-	sendC    *crypto.PacketCipher
-	recvC    *crypto.PacketCipher
-	win      recvWindow
-	scratch  []byte // decryption scratch
-	statsBuf []byte
+	// peerAddrs tests a P2P peer's addresses other than remote (nil:
+	// none); see SetPeerAddrs.
+	peerAddrs func(netip.AddrPort) bool
+	proven    bool // a data packet from the peer passed decryption
+	pre       []preMsg
+	preBytes  int
+	preNums   []int64
+	sendC     *crypto.PacketCipher
+	recvC     *crypto.PacketCipher
+	win       recvWindow
+	scratch   []byte // decryption scratch
+	statsBuf  []byte
 
 	// Liveness (GNS LinkStatsTracker end to end).
 	lastRecv       time.Time

@@ -97,7 +97,7 @@ func (c *Conn) HandleDatagram(now time.Time, from netip.AddrPort, b []byte) erro
 			c.st.AuthFailed++
 		case errors.Is(err, snp.ErrDiscarded):
 			c.st.Discarded++
-		case errors.Is(err, ErrHandshake):
+		case errors.Is(err, ErrHandshake), errors.Is(err, ErrWrongAddr):
 		default:
 			c.st.Unexpected++
 		}
@@ -109,11 +109,8 @@ func (c *Conn) handle(now time.Time, from netip.AddrPort, b []byte) error {
 	if len(b) < minDatagram || len(b) > pb.MaxUDPPacketSize {
 		return fmt.Errorf("%w: %d-byte datagram", ErrMalformed, len(b))
 	}
-	// A P2P connection takes datagrams from any of the peer's candidate
-	// addresses (ICE may switch paths); they are authenticated anyway.
-	if unmap(from) != c.remote && !c.p2p {
-		c.st.WrongAddr++
-		return fmt.Errorf("%w: from %v, not the peer %v", ErrUnexpected, from, c.remote)
+	if err := c.fromPeer(from, b[0]&0x80 != 0); err != nil {
+		return err
 	}
 	if c.state == StateDead || c.state == StateNone {
 		return fmt.Errorf("%w: connection is dead", ErrUnexpected)
@@ -185,6 +182,7 @@ func (c *Conn) recvData(now time.Time, b []byte) error {
 		return fmt.Errorf("%w: packet number lurch", ErrUnexpected)
 	}
 	c.win.mark(pktNum)
+	c.proven = true
 	c.heard(now)
 	if err := c.eng.ReceivePacket(now, pktNum, plain); err != nil {
 		var pe *snp.ProtocolError

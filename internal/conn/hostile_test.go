@@ -61,7 +61,7 @@ func TestHostileData(t *testing.T) {
 	wrong[1] ^= 0xff
 	check("wrong id", wrong, ErrWrongConnID)
 	check("oversized", make([]byte, 1400), ErrMalformed)
-	if err := c.HandleDatagram(p.now, netip.MustParseAddrPort("10.9.9.9:1"), d); !errors.Is(err, ErrUnexpected) {
+	if err := c.HandleDatagram(p.now, netip.MustParseAddrPort("10.9.9.9:1"), d); !errors.Is(err, ErrWrongAddr) {
 		t.Errorf("other address: %v", err)
 	}
 	st := c.ConnStats()

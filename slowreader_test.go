@@ -1,0 +1,191 @@
+package netmsg
+
+import (
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/netmsg-go/netmsg/netsim"
+)
+
+// TestMessagesSlowReader is issue 12's slow reader on fake time: over a
+// link losing 10% each way, the sender queues 3 channels x 2,000 reliable
+// messages of 8-3,000 bytes (retrying on ResultLimitExceeded) while the
+// receiver, which accepted the session, does not read for five minutes.
+// The session stays up on both sides (no failure, no close), the sender is
+// pushed back, and when the receiver reads again it gets every message
+// exactly once and in order.
+func TestMessagesSlowReader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw, _ := netsim.New(netsim.Config{Seed: 3, Link: netsim.LinkConfig{Delay: 5 * time.Millisecond, Jitter: 2 * time.Millisecond, LossPercent: 10}})
+		defer nw.Close()
+		ps := newMsgPeersWith(t, nw, 2, func(i int, c *Config) {
+			if testing.Verbose() {
+				c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			}
+		})
+		defer closeAll(ps)
+		snd, rcv := ps[0], ps[1]
+		openSession(t, snd, rcv)
+
+		const channels, perChannel = 3, 2000
+		r := rand.New(rand.NewPCG(1, 2))
+		msg := func(ch, i int) []byte {
+			b := make([]byte, 8+r.IntN(2993))
+			binary.LittleEndian.PutUint32(b, uint32(ch))
+			binary.LittleEndian.PutUint32(b[4:], uint32(i))
+			return b
+		}
+		sendDone := make(chan int)
+		go func() {
+			pushedBack := 0
+			for i := range perChannel {
+				for ch := range channels {
+					b := msg(ch, i)
+					for {
+						err := snd.m.SendMessageToUser(rcv.id, b, SendReliable, ch)
+						if err == nil {
+							break
+						}
+						if !errors.Is(err, ResultLimitExceeded) {
+							t.Errorf("send %d/%d: %v", ch, i, err)
+							sendDone <- pushedBack
+							return
+						}
+						pushedBack++
+						time.Sleep(50 * time.Millisecond)
+					}
+				}
+			}
+			sendDone <- pushedBack
+		}()
+
+		// The receiver does not read for five minutes.
+		time.Sleep(5 * time.Minute)
+		for _, p := range []*msgPeer{snd, rcv} {
+			if f := p.gotFailures(); len(f) != 0 {
+				t.Fatalf("%v: session failed while the receiver did not read: %+v", p.id, f)
+			}
+			if _, c := p.gotEvents(); len(c) != 0 {
+				t.Fatalf("%v: session closed: %+v", p.id, c)
+			}
+		}
+		if st, info, _ := snd.m.GetSessionConnectionInfo(rcv.id); st != StateConnected {
+			t.Fatalf("sender's session %v %+v", st, info)
+		}
+
+		next := [channels]int{}
+		deadline := time.Now().Add(10 * time.Minute)
+		for got := 0; got < channels*perChannel; {
+			if time.Now().After(deadline) {
+				t.Fatalf("received %d of %d (next %v)", got, channels*perChannel, next)
+			}
+			n := 0
+			for ch := range channels {
+				for _, m := range rcv.m.ReceiveMessagesOnChannel(ch, 100) {
+					c, i := int(binary.LittleEndian.Uint32(m.Payload)), int(binary.LittleEndian.Uint32(m.Payload[4:]))
+					if c != ch || i != next[ch] {
+						t.Fatalf("channel %d: got message %d/%d, want %d", ch, c, i, next[ch])
+					}
+					next[ch]++
+					m.Release()
+					n++
+				}
+			}
+			got += n
+			if n == 0 {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		pushedBack := <-sendDone
+		if pushedBack == 0 {
+			t.Error("the sender was never pushed back")
+		}
+		for _, p := range []*msgPeer{snd, rcv} {
+			if f := p.gotFailures(); len(f) != 0 {
+				t.Fatalf("%v: session failed: %+v", p.id, f)
+			}
+		}
+		t.Logf("pushed back %d times; all %d messages in order", pushedBack, channels*perChannel)
+	})
+}
+
+// TestConnSlowReader: the slow reader on the connection API, the receiver's
+// connection in a poll group: over a link losing 10% each way the sender
+// queues 6,000 reliable messages of 8-3,000 bytes (retrying on
+// ResultLimitExceeded) while the receiver does not read for five minutes;
+// the connection stays up on both sides and every message then arrives
+// once and in order.
+func TestConnSlowReader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cli, srv, nw := netsimPair(t, netsim.LinkConfig{Delay: 5 * time.Millisecond, Jitter: 2 * time.Millisecond, LossPercent: 10})
+		defer nw.Close()
+		defer srv.Close()
+		defer cli.Close()
+		c := connectWait(t, cli, srv)
+		s := serverConn(t, srv)
+		g := srv.CreatePollGroup()
+		if !srv.SetConnectionPollGroup(s, g) {
+			t.Fatal("poll group")
+		}
+		const total = 6000
+		r := rand.New(rand.NewPCG(5, 6))
+		sendDone := make(chan int)
+		go func() {
+			pushedBack := 0
+			for i := range total {
+				b := make([]byte, 8+r.IntN(2993))
+				binary.LittleEndian.PutUint64(b, uint64(i))
+				for {
+					_, err := cli.SendMessageToConnection(c, b, SendReliable)
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, ResultLimitExceeded) {
+						t.Errorf("send %d: %v", i, err)
+						sendDone <- pushedBack
+						return
+					}
+					pushedBack++
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+			sendDone <- pushedBack
+		}()
+		time.Sleep(5 * time.Minute)
+		for _, p := range []struct {
+			peer *testPeer
+			c    ConnHandle
+		}{{cli, c}, {srv, s}} {
+			if st, info := p.peer.lastState(p.c); st != StateConnected {
+				t.Fatalf("connection %v after 5 min without reading: %v %q", p.c, st, info.EndDebug)
+			}
+		}
+		next := 0
+		deadline := time.Now().Add(10 * time.Minute)
+		for next < total {
+			if time.Now().After(deadline) {
+				t.Fatalf("received %d of %d", next, total)
+			}
+			ms := srv.ReceiveMessagesOnPollGroup(g, 100)
+			for _, m := range ms {
+				if i := int(binary.LittleEndian.Uint64(m.Payload)); i != next {
+					t.Fatalf("got message %d, want %d", i, next)
+				}
+				next++
+				m.Release()
+			}
+			if len(ms) == 0 {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		if pushedBack := <-sendDone; pushedBack == 0 {
+			t.Error("the sender was never pushed back")
+		}
+	})
+}
