@@ -121,12 +121,19 @@ func waitFailed(t *testing.T, a, b *msgPeer) {
 // address (relay only, no STUN or TURN server in their Config) make a
 // relayed Messages session through netmsg's relay with the TURN REST
 // credentials the signaling server hands out, which they never saw in
-// their configuration.
+// their configuration; their collectors report the relayed route.
 func TestICEFromSignalingRelay(t *testing.T) {
 	rs := iceRelay(t, iceSecret, nil)
 	sigAddr := iceSignal(t, iceSecret, time.Hour, rs.Addr().String())
 	a, b := icePair(t, sigAddr, Config{})
 	relayExchange(t, a, b)
+	// The Hosts' collectors count the relayed route.
+	for _, p := range []*msgPeer{a, b} {
+		ms := gatherHost(t, p.Host)
+		if r, d := metricValue(t, ms, "netmsg_host_p2p_routes", "route", "relayed"), metricValue(t, ms, "netmsg_host_p2p_routes", "route", "direct"); r != 1 || d != 0 {
+			t.Errorf("%v: %v relayed and %v direct P2P routes, want 1 and 0", p.id, r, d)
+		}
+	}
 	if st := rs.Stats(); st.AllocationsCreated != 2 || st.AuthFailed != 0 {
 		t.Errorf("relay: %d allocations made, %d authentication failures; want 2 and 0", st.AllocationsCreated, st.AuthFailed)
 	}
