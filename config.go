@@ -510,13 +510,18 @@ type Config struct {
 	// STUNServers are asked for the address this Host's socket has as seen
 	// from outside (behind a NAT), which is then offered to P2P peers as a
 	// server-reflexive candidate (GNS's P2P_STUN_ServerList). Default
-	// none: netmsg never contacts a public server on its own.
+	// none: netmsg never contacts a public server on its own. When empty
+	// and Signaling hands out servers (package signaling's authenticated
+	// Conn, from a server with TURN credentials), the Host asks those.
 	STUNServers []netip.AddrPort
 
 	// TURNServers are relays the Host allocates an address on when it
 	// first makes a P2P connection; peers that cannot reach each other
 	// directly then talk through them (GNS's P2P_TURN_ServerList). The
-	// first allocation that succeeds is used. Default none.
+	// first allocation that succeeds is used. Default none. When empty and
+	// Signaling hands out servers with short-lived credentials, the Host
+	// uses those, with the newest credentials when it allocates (and
+	// retries a refused allocation with the next ones).
 	TURNServers []TURNServer
 
 	// P2PRelayOnly makes ICE use only paths through TURNServers: the same

@@ -42,7 +42,8 @@ import (
 //   - the event goroutine runs the callbacks, in order, without any lock;
 //   - with Config.Signaling, a signal reader and a signal writer
 //     (host_p2p.go), and a TURN allocation goroutine per server
-//     (host_turn.go).
+//     (host_turn.go); with a Signaling that hands out STUN and TURN
+//     servers, one that follows them (host_ice.go).
 //
 // Locks, in the order they are taken (never the reverse):
 //

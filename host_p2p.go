@@ -71,6 +71,7 @@ func (h *Host) startSignaling() {
 	h.mu.Lock()
 	h.paths = ps
 	h.mu.Unlock()
+	h.startICE() // host_ice.go: servers from the signaling service
 	ctx, cancel := context.WithCancel(context.Background())
 	h.sigCancel = cancel
 	h.wg.Add(2)

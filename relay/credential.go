@@ -60,6 +60,9 @@ func parseRESTUsername(username string) (expires time.Time, user string, ok bool
 // username when it has none). A wrong password is found later by pion's
 // integrity check, reported through the OnAuth event.
 func (s *Server) authenticate(ra *turn.RequestAttributes) (string, []byte, bool) {
+	if ra.Method == stun.MethodAllocate {
+		s.allocUsername = ra.Username
+	}
 	if k, ok := s.keys[ra.Username]; ok {
 		return ra.Username, k, true
 	}
@@ -69,7 +72,7 @@ func (s *Server) authenticate(ra *turn.RequestAttributes) (string, []byte, bool)
 		s.logLimited("auth", "relay: authentication failed", "client", ra.SrcAddr.String(), "username", ra.Username, "method", ra.Method.String(), "reason", "unknown user")
 		return "", nil, false
 	}
-	if s.cfg.Now().After(expires) {
+	if s.cfg.Now().After(expires) && !s.allocatedWith(ra.SrcAddr, ra.Username) {
 		s.authExpired.Add(1)
 		s.logLimited("auth", "relay: authentication failed", "client", ra.SrcAddr.String(), "username", ra.Username, "method", ra.Method.String(), "reason", "expired")
 		return "", nil, false
@@ -82,6 +85,17 @@ func (s *Server) authenticate(ra *turn.RequestAttributes) (string, []byte, bool)
 		user = ra.Username
 	}
 	return user, turn.GenerateAuthKey(ra.Username, ra.Realm, restPassword(secret, ra.Username)), true
+}
+
+// allocatedWith reports whether client holds an allocation made with
+// username. Credentials are checked for expiry when an allocation is
+// made, as coturn does: once made, it is refreshed, and its permissions
+// and channels made, with the credential it was made with (a TURN client
+// cannot change it), until it ends.
+func (s *Server) allocatedWith(client net.Addr, username string) bool {
+	s.quota.Lock()
+	defer s.quota.Unlock()
+	return s.quota.username[client.String()] == username
 }
 
 // secretConn is the server's socket when there are several auth secrets:

@@ -1,6 +1,9 @@
 package relay
 
 import (
+	"net"
+	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -150,4 +153,52 @@ func TestCoturnAuthSecret(t *testing.T) {
 	if _, _, err := turnClient(t, addr, u, p); err == nil {
 		t.Error("coturn allocated with a forged credential")
 	}
+}
+
+// outlivesExpiry checks, on the server at addr, that an allocation made
+// with the credential user:pass keeps making permissions (and relaying)
+// once the credential expired, which expire makes happen, while a new
+// allocation with it is refused: expiry is checked when an allocation is
+// made.
+func outlivesExpiry(t *testing.T, addr func() (user, pass string), server string, expire func()) {
+	t.Helper()
+	user, pass := addr()
+	ap := netip.MustParseAddrPort(server)
+	cl, relayed, err := turnClient(t, ap, user, pass)
+	if err != nil {
+		t.Fatalf("fresh credential: %v", err)
+	}
+	expire()
+	if err := cl.CreatePermission(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}); err != nil {
+		t.Errorf("a permission on an allocation whose credential expired since: %v", err)
+	}
+	checkRelay(t, relayed)
+	if _, _, err := turnClient(t, ap, user, pass); err == nil {
+		t.Error("a new allocation with an expired credential")
+	}
+}
+
+// TestRelayAuthSecretOutlivesExpiry: netmsg's relay, on its own clock.
+func TestRelayAuthSecretOutlivesExpiry(t *testing.T) {
+	var skew atomic.Int64
+	s, err := NewServer(Config{ListenAddr: "127.0.0.1:0", AuthSecrets: []string{"k"}, AllowPeers: loopback,
+		Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	outlivesExpiry(t, func() (string, string) { return RESTCredential("k", "alice", time.Now().Add(time.Minute)) },
+		s.Addr().String(), func() { skew.Store(int64(2 * time.Minute)) })
+	if st := s.Stats(); st.AuthExpired == 0 {
+		t.Error("the new allocation's expired credential was not counted")
+	}
+}
+
+// TestCoturnAuthSecretOutlivesExpiry: coturn does the same (real time: a
+// credential valid for 2 s).
+func TestCoturnAuthSecretOutlivesExpiry(t *testing.T) {
+	addr := coturntest.StartAuthSecret(t, "shared")
+	exp := time.Now().Add(2 * time.Second)
+	outlivesExpiry(t, func() (string, string) { return RESTCredential("shared", "alice", exp) },
+		addr.String(), func() { time.Sleep(time.Until(exp) + 1500*time.Millisecond) })
 }

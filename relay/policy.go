@@ -180,6 +180,7 @@ func (s *Server) onAllocationCreated(client, _ net.Addr, _, user, _ string, rela
 	s.quota.total++
 	s.quota.byUser[user]++
 	s.quota.byAddr[addr]++
+	s.quota.username[client.String()] = s.allocUsername
 	s.quota.Unlock()
 }
 
@@ -194,6 +195,7 @@ func (s *Server) onAllocationDeleted(client, _ net.Addr, _, user, _ string) {
 	if s.quota.byAddr[addr]--; s.quota.byAddr[addr] <= 0 {
 		delete(s.quota.byAddr, addr)
 	}
+	delete(s.quota.username, client.String())
 	s.quota.Unlock()
 	s.perms.Lock()
 	delete(s.perms.byClient, client.String())

@@ -172,12 +172,19 @@ type Server struct {
 	// secretConn for secretUser; only that loop touches them.
 	secretIdx  int
 	secretUser string
+	// allocUsername is the username of the Allocate request the read
+	// loop is handling, for onAllocationCreated; only that loop touches it.
+	allocUsername string
 
 	quota struct {
 		sync.Mutex
 		total  int
 		byUser map[string]int
 		byAddr map[netip.Addr]int
+		// username is the username each allocation (by client address)
+		// was made with: a TURN REST credential that expired since is
+		// still good for that allocation's requests, as in coturn.
+		username map[string]string
 	}
 
 	// perms holds the peer IPs each allocation (by client address) has a
@@ -278,6 +285,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s.quota.byUser = map[string]int{}
 	s.quota.byAddr = map[netip.Addr]int{}
+	s.quota.username = map[string]string{}
 	s.perms.byClient = map[string]map[netip.Addr]struct{}{}
 	s.logs.last = map[string]time.Time{}
 	s.logs.suppressed = map[string]int{}

@@ -179,6 +179,7 @@ type client struct {
 	ice      *iceSet       // the last ICE line (authenticated clients)
 	iceTimer *time.Timer   // asks for fresh credentials
 	iceReady chan struct{} // closed when ice is first set
+	iceNews  chan struct{} // closed (and replaced) each time ice is set
 	wake     chan struct{} // the writer has work (cap 1)
 	done     chan struct{} // closed by Close
 	ctx      context.Context
@@ -190,6 +191,7 @@ func dial(ctx context.Context, c *client) (*client, error) {
 	c.in = newInbox(0)
 	c.done = make(chan struct{})
 	c.iceReady = make(chan struct{})
+	c.iceNews = make(chan struct{})
 	c.wake = make(chan struct{}, 1)
 	conn, r, err := c.connect(ctx)
 	if err != nil {

@@ -70,7 +70,10 @@
 // took the identity over: that client stops (ErrReplaced) rather than
 // take it back. A server with TURN configured also sends "ICE ..."
 // lines with TURN credentials to clients that asked (the Conn of Dial is
-// an ICEProvider). "NETMSG-SIGNAL/1", "ERR", "ICE" and "WANT" contain no
+// an ICEProvider, and also offers them in standard types,
+// ICEServerStrings and ICEServersChanged, which a netmsg Host given the
+// Conn as its Config.Signaling uses when its Config names no STUN or
+// TURN server). "NETMSG-SIGNAL/1", "ERR", "ICE" and "WANT" contain no
 // ':', so they never collide with an identity.
 //
 // The certificate is GNS's serialized CertificateSigned (what a Host's

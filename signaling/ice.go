@@ -150,6 +150,33 @@ func (c *client) WaitICEServers(ctx context.Context) ([]string, []TURNCredential
 	}
 }
 
+// ICEServerStrings is ICEServers in standard types, for programs that
+// take the servers without depending on this package (a netmsg Host
+// whose Config.Signaling is this Conn does): the STUN and TURN servers
+// ("host:port"), the one credential every TURN server takes, and when it
+// expires. ok is false until the first ICE line.
+func (c *client) ICEServerStrings() (stun, turn []string, username, password string, expires time.Time, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ice == nil {
+		return nil, nil, "", "", time.Time{}, false
+	}
+	for _, t := range c.ice.turn {
+		turn = append(turn, t.Server)
+		username, password, expires = t.Username, t.Password, t.Expires
+	}
+	return append([]string(nil), c.ice.stun...), turn, username, password, expires, true
+}
+
+// ICEServersChanged returns a channel that is closed when servers newer
+// than those ICEServers returns now arrive (the server renews the
+// credentials at half their time to live).
+func (c *client) ICEServersChanged() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.iceNews
+}
+
 // gotICE records an ICE line and asks again when half its time to live
 // has passed (reader goroutine).
 func (c *client) gotICE(line string) {
@@ -160,6 +187,8 @@ func (c *client) gotICE(line string) {
 	c.mu.Lock()
 	first := c.ice == nil
 	c.ice = &set
+	close(c.iceNews)
+	c.iceNews = make(chan struct{})
 	if c.iceTimer != nil {
 		c.iceTimer.Stop()
 	}

@@ -50,7 +50,7 @@ func runRelayCtx(ctx context.Context, args []string, out io.Writer) error {
 	lifetime := fs.Duration("allocation-lifetime", relay.DefaultAllocationLifetime, "lifetime of an allocation whose client asks for none")
 	var allow stringList
 	fs.Var(&allow, "allow-peer", "a peer prefix relayed to although special (loopback, private...), e.g. 127.0.0.0/8; repeatable")
-	httpAddr := fs.String("http", "", "TCP address to serve /metrics (Prometheus), /healthz and /readyz on (default: none)")
+	httpAddr := fs.String("http", "", "TCP address to serve a status page, /metrics (Prometheus), /healthz and /readyz on (default: none)")
 	verbose := fs.Bool("v", false, "debug logs")
 	if err := parseFlags(fs, relayHelp, args, out); err != nil {
 		return err
@@ -150,7 +150,7 @@ func runRelayCtx(ctx context.Context, args []string, out io.Writer) error {
 				logger.Warn("relay: http server", "err", err)
 			}
 		}()
-		fmt.Fprintf(out, "http %v (/metrics, /healthz, /readyz)\n", ln.Addr())
+		fmt.Fprintf(out, "http %v (/ status page, /metrics, /healthz, /readyz)\n", ln.Addr())
 	}
 	<-ctx.Done()
 	ready.Store(false)
@@ -160,13 +160,14 @@ func runRelayCtx(ctx context.Context, args []string, out io.Writer) error {
 }
 
 // relayHTTP serves /metrics (the relay's collector, and the Go runtime's
-// and the process's), /healthz (200 while the process serves HTTP) and
+// and the process's), the status page at / (and /status.json), /healthz (200 while the process serves HTTP) and
 // /readyz (200 while the relay serves, 503 once it is stopping).
 func relayHTTP(s *relay.Server, ready *atomic.Bool) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(s.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /", s.StatusHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !ready.Load() {

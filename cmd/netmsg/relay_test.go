@@ -186,8 +186,8 @@ func httpGet(t *testing.T, url string) (int, string) {
 }
 
 // TestRelayCommandHTTP scrapes `netmsg relay --http`: /healthz, /readyz,
-// and /metrics with the relay's counters after an allocation, a wrong
-// password and a refused peer.
+// and /metrics and the status page (/ and /status.json) with the relay's
+// counters after an allocation, a wrong password and a refused peer.
 func TestRelayCommandHTTP(t *testing.T) {
 	ap, h, cancel, done := startRelayCmdHTTP(t, "--listen", "127.0.0.1:0", "--user", "u:p", "--http", "127.0.0.1:0")
 	defer func() {
@@ -226,6 +226,13 @@ func TestRelayCommandHTTP(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+	code, body = httpGet(t, "http://"+h+"/")
+	if code != 200 || !strings.Contains(body, `<td class="v" id="allocations">1</td>`) || !strings.Contains(body, `id="auth">1<`) {
+		t.Errorf("status page: %d %q", code, body)
+	}
+	if code, body = httpGet(t, "http://"+h+"/status.json"); code != 200 || !strings.Contains(body, `"allocations":1,`) {
+		t.Errorf("/status.json: %d %q", code, body)
 	}
 }
 

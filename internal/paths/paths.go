@@ -172,7 +172,7 @@ type Paths struct {
 	cfg     Config
 	rand    io.Reader
 	log     *slog.Logger
-	turnSet map[netip.AddrPort]int // TURN server address -> index in cfg.TURNServers; read-only after New
+	turnSet map[netip.AddrPort]int // TURN server address -> index in cfg.TURNServers; read-only once TURN started
 
 	turnOn atomic.Bool // the TURN clients are started (HandleDatagram looks at turnSet only then)
 

@@ -23,6 +23,7 @@ type turnAlloc struct {
 	sock  *turnSock
 
 	// Guarded by Paths.mu.
+	failed  bool // no allocation: the client or the allocation failed (its goroutines ended)
 	client  *turn.Client
 	relayed net.PacketConn
 	addr    netip.AddrPort // the relayed address, once allocated
@@ -62,14 +63,36 @@ func (p *Paths) startTURNLocked() {
 			continue // invalid or a duplicate
 		}
 		srv.Addr = unmap(srv.Addr)
-		ta := &turnAlloc{srv: srv, index: i, in: make(chan []byte, PionQueue),
-			byChan: map[uint16]netip.AddrPort{}, byPeer: map[netip.AddrPort]uint16{}}
-		ta.sock = &turnSock{p: p, done: make(chan struct{})}
+		ta := p.newTurnAllocLocked(srv, i)
 		p.turns = append(p.turns, ta)
 		p.wg.Add(1)
 		go p.runTURN(ta)
 	}
 	p.turnOn.Store(true)
+}
+
+// newTurnAllocLocked returns the state for server srv, cfg.TURNServers[i];
+// mu is held.
+func (p *Paths) newTurnAllocLocked(srv TURNServer, i int) *turnAlloc {
+	ta := &turnAlloc{srv: srv, index: i, in: make(chan []byte, PionQueue),
+		byChan: map[uint16]netip.AddrPort{}, byPeer: map[netip.AddrPort]uint16{}}
+	ta.sock = &turnSock{p: p, done: make(chan struct{})}
+	return ta
+}
+
+// turnFailed records that ta made no allocation, and ends its client and
+// its "turn-in" goroutine (SetTURNServers may start another with new
+// credentials).
+func (p *Paths) turnFailed(ta *turnAlloc) {
+	p.mu.Lock()
+	ta.failed = true
+	client := ta.client
+	ta.client = nil
+	p.mu.Unlock()
+	if client != nil {
+		client.Close()
+	}
+	ta.sock.Close()
 }
 
 // runTURN is the "turn" goroutine of one server: it makes pion's client,
@@ -84,6 +107,7 @@ func (p *Paths) runTURN(ta *turnAlloc) {
 	})
 	if err != nil {
 		p.log.Warn("paths: TURN client", "server", ta.srv.Addr, "err", err)
+		p.turnFailed(ta)
 		return
 	}
 	p.mu.Lock()
@@ -104,6 +128,7 @@ func (p *Paths) runTURN(ta *turnAlloc) {
 		default:
 			p.log.Warn("paths: TURN allocation failed", "server", ta.srv.Addr, "err", err)
 		}
+		p.turnFailed(ta)
 		return
 	}
 	ra, _ := netip.ParseAddrPort(relayed.LocalAddr().String())
@@ -154,6 +179,8 @@ func (p *Paths) feedTURN(ta *turnAlloc, client *turn.Client) {
 	for {
 		select {
 		case <-p.done:
+			return
+		case <-ta.sock.done:
 			return
 		case b := <-ta.in:
 			if cd, _, err := ParseChannelData(b); err == nil {
