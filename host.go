@@ -83,6 +83,7 @@ type Host struct {
 	msgs       []snp.Message
 	scratch    []byte
 	stats      HostStats // the counters kept by holders of mu
+	refused    refusedLog
 
 	// P2P (host_p2p.go); nil without Config.Signaling. Guarded by mu.
 	sigOut      chan signalOut
@@ -291,6 +292,19 @@ func NewHost(cfg Config) (*Host, error) {
 		}
 		c.Identity, c.PrivateKey = id, k
 	}
+	if sc, ok := c.Signaling.(interface{ Identity() string }); ok && sc.Identity() != "" {
+		// One identity: the signaling client's is the Host's.
+		sid, err := ParseIdentity(sc.Identity())
+		if err != nil {
+			return nil, fmt.Errorf("netmsg: the signaling client's identity: %w", err)
+		}
+		switch {
+		case !c.Identity.IsValid():
+			c.Identity = sid
+		case c.Identity != sid:
+			return nil, fmt.Errorf("%w: Config.Identity is %v but the signaling client is registered as %v: peers would signal one and reach the other", ErrBadConfig, c.Identity, sid)
+		}
+	}
 	key := c.PrivateKey
 	if key == nil {
 		_, key, err = ed25519.GenerateKey(c.Rand)
@@ -421,8 +435,24 @@ func laneConfig(lanes []Lane) []snp.Lane {
 // budgets the same way from MTU_PacketSize).
 const mtuOverhead = 7 + 32 + 16
 
-// Identity returns the Host's identity.
-func (h *Host) Identity() Identity { return h.identity }
+// Identity returns the identity peers know this Host by: the one it was
+// given (Config.Identity, its certificate's, or its signaling client's).
+// A Host given none presents the anonymous localhost identity in its
+// handshakes, as GNS does, and peers then know it by its address: Identity
+// returns that, "ip:" and the socket's address, when the socket is bound
+// to one. On a socket bound to every interface (0.0.0.0, ::) the address
+// depends on the peer's route, so Identity returns the localhost identity
+// (ip:::1); IdentityFromAddr of the address a peer reaches gives the rest.
+func (h *Host) Identity() Identity {
+	if h.identity.IsLocalhost() {
+		if a := h.pc.LocalAddr(); a.IsValid() && !a.Addr().IsUnspecified() {
+			if id, err := IdentityFromAddr(a); err == nil {
+				return id
+			}
+		}
+	}
+	return h.identity
+}
 
 // LocalAddr returns the address of the Host's socket.
 func (h *Host) LocalAddr() netip.AddrPort { return h.pc.LocalAddr() }
@@ -1465,6 +1495,7 @@ func (h *Host) handleGNSLocked(now time.Time, from netip.AddrPort, b []byte) {
 		if err != nil {
 			h.ho.release(mark.src, false)
 			h.stats.ConnectsRefused++
+			h.logRefusedLocked(from, err.Error())
 			return
 		}
 		hc := &hostConn{userData: -1, handle: handle, c: c, listen: h.listening, state: StateNone, ready: make(chan struct{}, 1), hidx: -1, ho: mark}
@@ -1719,6 +1750,9 @@ func (h *Host) stateChangedLocked(hc *hostConn, ev conn.Event) {
 	old := hc.state
 	hc.state = apiState(hc, ConnectionState(ev.State))
 	h.halfOpenUpdate(hc)
+	if r := EndReason(ev.EndReason); hc.state == StateProblemDetectedLocally && r >= EndRemoteMin && r <= EndRemoteMax {
+		h.logRefusedLocked(hc.c.RemoteAddr(), fmt.Sprintf("%v (%d): %s", r, int(r), ev.EndDebug))
+	}
 	if hc.state == old && hc.p2p != nil {
 		return // a P2P connection still finding its route (host_route.go)
 	}

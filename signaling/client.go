@@ -470,6 +470,9 @@ func (c *client) Send(to string, blob []byte) error {
 
 func (c *client) Recv(ctx context.Context) (string, []byte, error) { return c.in.pop(ctx) }
 
+// Identity returns the identity the client registered with the server.
+func (c *client) Identity() string { return c.id }
+
 // stopLocked ends the client with err (c.mu held): no more sends, no
 // reconnection.
 func (c *client) stopLocked(err error) {

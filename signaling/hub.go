@@ -183,6 +183,9 @@ func (c *hubConn) Send(to string, blob []byte) error { return c.hub.send(c, to, 
 
 func (c *hubConn) Recv(ctx context.Context) (string, []byte, error) { return c.in.pop(ctx) }
 
+// Identity returns the identity the Conn was connected to the Hub with.
+func (c *hubConn) Identity() string { return c.id }
+
 func (c *hubConn) Close() error {
 	c.hub.mu.Lock()
 	if c.hub.conns[c.id] == c {

@@ -69,6 +69,9 @@ type Conn interface {
 	Recv(ctx context.Context) (from string, blob []byte, err error)
 	// Close ends the attachment; a pending Recv returns ErrClosed.
 	Close() error
+	// Identity returns the identity this Conn is registered with (a Host
+	// given the Conn checks it against its own).
+	Identity() string
 }
 
 // CheckIdentity reports whether s can name a peer on the wire: 1 to

@@ -29,7 +29,7 @@ commands:
   chat    a chat server (--listen PORT) or client (--connect HOST:PORT),
           compatible with GameNetworkingSockets' example_chat
   cert    make and inspect CA keys and certificates (netmsg cert help)
-  signal  a signaling server for P2P (TCP, default :10000)
+  signal  a signaling server for P2P (TCP, default 127.0.0.1:10000)
   relay   a STUN and TURN server (UDP, default 127.0.0.1:3478)
   ping    a Messages peer over P2P: ping another, or answer pings
 `

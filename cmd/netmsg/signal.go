@@ -46,7 +46,7 @@ func runSignal(args []string, out io.Writer) error {
 
 func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlags("signal")
-	listen := fs.String("listen", ":10000", "TCP `address` to listen on (GNS's trivial signaling server uses port 10000)")
+	listen := fs.String("listen", "127.0.0.1:10000", "TCP `address` to listen on (GNS's trivial signaling server uses port 10000; :10000 serves every interface)")
 	var cas stringList
 	fs.Var(&cas, "ca", "a CA public key `file` (OpenSSH format, the .pub of netmsg cert ca) whose certificates authenticated clients may present; repeatable")
 	unsigned := fs.Bool("allow-unsigned", false, "let authenticated clients present unsigned certificates (they still prove they hold the key, and the identity stays bound to it)")
@@ -290,8 +290,9 @@ var signalHelp = help{
 Config.Signaling, GNS programs) use to find each other, over TCP and, with
 --ws, WebSocket: GNS's trivial protocol (clients name themselves) and
 netmsg's authenticated one (clients prove their identity with a
-certificate). It listens on every interface, port 10000, unless --listen
-says otherwise. Its defaults hold on a public address (registration within
+certificate). Like netmsg relay, it listens on 127.0.0.1 (port 10000)
+unless --listen says otherwise: give --listen :10000 to serve other
+machines. Its defaults hold on a public address (registration within
 5 s, idle clients dropped after 5 min, 128 connections per source address,
 refusals told and counted). With --nats or --nats-embed it is one node of a
 cluster sharing one identity space through NATS; with --turn-secret it

@@ -385,6 +385,9 @@ func New(cfg Config) (*Conn, error) {
 // LocalAddr returns the address of the socket signals come to.
 func (c *Conn) LocalAddr() netip.AddrPort { return c.uni.LocalAddr() }
 
+// Identity returns the identity the Conn announces.
+func (c *Conn) Identity() string { return c.id }
+
 // Send sends blob to the peer known by identity to: straight to its
 // address when its announcement was heard, else held for up to
 // Config.PendingTimeout while the Conn asks the LAN for it. It returns
