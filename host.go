@@ -175,6 +175,7 @@ type hostConn struct {
 	wake     time.Time    // next wake-up (zero: none); change it with wakes.set
 	wakeNs   int64        // wake as Unix nanoseconds, the heap's key
 	hidx     int          // index in Host.wakes, -1 when not in it
+	wakeAt   atomic.Int64 // wakeNs while in Host.wakes, else 0: readable without wakeMu
 	sess     *session     // the Messages session this connection carries, or nil
 	p2p      *p2pConn     // the signaling and ICE of a P2P connection, or nil
 	lastTake atomic.Int64 // Host.clock when the application last took messages of this connection
@@ -1705,6 +1706,18 @@ func (h *Host) rescheduleLocked(hc *hostConn) {
 	h.wakes.set(hc, w)
 	h.kickTimerLocked(hc.wake)
 	h.wakeMu.Unlock()
+}
+
+// rescheduleSendLocked is rescheduleLocked after a send, which can only
+// bring the connection's wake-up closer: when the wake-up already set is
+// due (at or before now), the timer goroutine polls hc at its next round
+// anyway and sees the send then, so nothing is done (no NextWake, no
+// wakeMu). hc's lock is held.
+func (h *Host) rescheduleSendLocked(now time.Time, hc *hostConn) {
+	if w := hc.wakeAt.Load(); w != 0 && w <= now.UnixNano() {
+		return
+	}
+	h.rescheduleLocked(hc)
 }
 
 // rescheduleBatchLocked is rescheduleLocked for a send that leaves its

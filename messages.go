@@ -59,6 +59,25 @@ type Messages struct {
 	chMu     sync.Mutex
 	channels map[int]*channelQueue // received messages by channel
 	slab     msgSlab               // the slices the receive calls return
+
+	last atomic.Pointer[sendCache] // the session SendMessageToUser used last
+}
+
+// sendCache is the connected direct session SendMessageToUser used last,
+// and the channel, so that a run of sends to one peer on one channel
+// skips the table lock and the session table (the identity's hash). It is
+// good while its connection's lock, held, shows the session still on that
+// connection and connected: every change to a session's connection or
+// state is made under that lock too (freeLocked, connStateLocked, a
+// symmetric connect), so a session closed, failed or replaced, or a Host
+// closed, fails the check and the send takes the slow path.
+// CloseChannelWithUser drops it, so that a send on a closed channel opens
+// it again.
+type sendCache struct {
+	peer    Identity
+	channel int
+	s       *session // accepted: a session is never unaccepted
+	hc      *hostConn
 }
 
 // session is one peer's Messages session. Its fields are guarded by the
@@ -133,6 +152,21 @@ func (ms *Messages) channelLocked(ch int) *channelQueue {
 // starts a fresh session).
 func (ms *Messages) SendMessageToUser(peer Identity, data []byte, flags SendFlags, channel int) error {
 	h := ms.h
+	if c := ms.last.Load(); c != nil && c.peer == peer && c.channel == channel {
+		// The fast path: the session of the last send (its peer passed
+		// CheckTarget then).
+		if len(data) > h.cfg.MaxMessageSize {
+			return fmt.Errorf("netmsg: message of %d bytes over the %d limit: %w", len(data), h.cfg.MaxMessageSize, ResultInvalidParam)
+		}
+		hc := c.hc
+		hc.mu.Lock()
+		if hc.sess == c.s && hc.state == StateConnected && !hc.removed {
+			now := h.cfg.Now()
+			c.s.used(now) // a later idle deadline: the session tick needs no reschedule
+			return ms.sendConnected(now, hc, channel, data, flags)
+		}
+		hc.mu.Unlock()
+	}
 	if err := peer.CheckTarget(); err != nil {
 		return fmt.Errorf("netmsg: send to %v: %w", peer, err)
 	}
@@ -181,13 +215,11 @@ func (ms *Messages) SendMessageToUser(peer Identity, data []byte, flags SendFlag
 	if early {
 		sf |= snp.Reliable // GNS: nothing sent before the session is up may be lost
 	}
-	var hdr [msgHeaderLen]byte
-	hdr[0] = msgHeaderFlags
-	binary.LittleEndian.PutUint32(hdr[1:], uint32(int32(channel)))
 	if hc.c.IsP2P() || early {
 		// The session's bookkeeping goes with the send: under mu.
 		defer h.unlockFlush()
 		defer unlockConn(hc)
+		hdr := msgHeader(channel)
 		if _, err := hc.c.SendKeyed(now, uint32(int32(channel)), hdr[:], data, sf); err != nil {
 			return sendResult(err)
 		}
@@ -202,8 +234,29 @@ func (ms *Messages) SendMessageToUser(peer Identity, data []byte, flags SendFlag
 		return nil
 	}
 	// A connected direct session: the send runs under the connection's
-	// lock only (its state cannot change without that lock).
+	// lock only (its state cannot change without that lock), and the
+	// next sends to this peer on this channel take the fast path.
+	if c := ms.last.Load(); c == nil || c.s != s || c.hc != hc || c.peer != peer || c.channel != channel {
+		ms.last.Store(&sendCache{peer: peer, channel: channel, s: s, hc: hc})
+	}
 	h.mu.Unlock()
+	return ms.sendConnected(now, hc, channel, data, flags)
+}
+
+// msgHeader is GNS's Messages header for channel.
+func msgHeader(channel int) [msgHeaderLen]byte {
+	var hdr [msgHeaderLen]byte
+	hdr[0] = msgHeaderFlags
+	binary.LittleEndian.PutUint32(hdr[1:], uint32(int32(channel)))
+	return hdr
+}
+
+// sendConnected sends on hc, the connection of a connected direct
+// session, whose lock the caller holds and which it releases.
+func (ms *Messages) sendConnected(now time.Time, hc *hostConn, channel int, data []byte, flags SendFlags) error {
+	h := ms.h
+	hdr := msgHeader(channel)
+	sf := snp.SendFlags(flags & (SendReliable | SendNoNagle | SendNoDelay))
 	if _, err := hc.c.SendKeyed(now, uint32(int32(channel)), hdr[:], data, sf); err != nil {
 		hc.mu.Unlock()
 		return sendResult(err)
@@ -212,7 +265,7 @@ func (ms *Messages) SendMessageToUser(peer Identity, data []byte, flags SendFlag
 		h.afterSend(now, hc, flags)
 		return nil
 	}
-	h.rescheduleLocked(hc)
+	h.rescheduleSendLocked(now, hc)
 	hc.mu.Unlock()
 	return nil
 }
@@ -397,6 +450,9 @@ func (ms *Messages) freeLocked(now time.Time, s *session, reason EndReason, debu
 		ms.h.pollLocked(now, hc)
 		unlockConn(hc)
 		s.hc = nil
+	}
+	if c := ms.last.Load(); c != nil && c.s == s {
+		ms.last.Store(nil) // let the connection go
 	}
 	ms.chMu.Lock()
 	for ch := range s.open {
@@ -609,6 +665,7 @@ func (ms *Messages) CloseChannelWithUser(peer Identity, channel int) bool {
 		h.mu.Unlock()
 		return false
 	}
+	ms.last.Store(nil) // the next send on channel opens it again
 	ms.chMu.Lock()
 	ms.dropChLocked(s, channel)
 	delete(s.open, channel)
