@@ -1477,6 +1477,10 @@ func (h *Host) drainConn(buf []snp.Message, now time.Time, hc *hostConn) {
 			hc.held.Store(false)
 			return
 		}
+		if hc.sess != nil && hc.handle != InvalidConn {
+			h.messages.deliverAll(now, hc, buf[:n])
+			continue
+		}
 		for i := range buf[:n] {
 			sm := &buf[i]
 			if hc.handle == InvalidConn {
@@ -1490,10 +1494,6 @@ func (h *Host) drainConn(buf []snp.Message, now time.Time, hc *hostConn) {
 			m.ReceiverUserData = hc.userData
 			m.TimeReceived = now
 			*sm = snp.Message{}
-			if hc.sess != nil {
-				h.messages.deliver(now, hc, m)
-				continue
-			}
 			hc.queued.Add(1)
 			if pg := hc.group; pg != nil {
 				pg.mu.Lock()

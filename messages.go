@@ -367,28 +367,58 @@ func (ms *Messages) postRequestLocked(now time.Time, s *session) {
 	}
 }
 
-// deliver takes a message that arrived on a session's connection: strips
-// GNS's header and queues it on its channel. The connection's lock is
-// held (not necessarily mu).
-func (ms *Messages) deliver(now time.Time, hc *hostConn, m *Message) {
+// deliverAll takes the messages that arrived on a session's connection
+// (hc.sess), made from the engine's sms (which it clears): strips GNS's
+// header and queues each on its channel, under one hold of chMu for the
+// lot, and then wakes each channel's receiver once. The connection's lock
+// is held (not necessarily mu).
+func (ms *Messages) deliverAll(now time.Time, hc *hostConn, sms []snp.Message) {
 	s := hc.sess
-	if len(m.Payload) < msgHeaderLen {
-		m.Release()
-		ms.h.fast.dropped.Add(1)
-		return
-	}
-	ch := int(int32(binary.LittleEndian.Uint32(m.Payload[1:])))
-	m.Payload = m.Payload[msgHeaderLen:]
-	m.Size = len(m.Payload)
-	m.Channel = ch
 	s.used(now)
-	hc.queued.Add(1)
+	var (
+		woken [4]*channelQueue // the channels to wake (more are woken at once)
+		nw    int
+		ch    int
+		q     *channelQueue // channel ch's queue
+	)
 	ms.chMu.Lock()
-	s.open[ch] = true
-	q := ms.channelLocked(ch)
-	q.recv.push(m)
+	for i := range sms {
+		sm := &sms[i]
+		if len(sm.Data) < msgHeaderLen {
+			sm.Release()
+			*sm = snp.Message{}
+			ms.h.fast.dropped.Add(1)
+			continue
+		}
+		m := newMessage(sm)
+		*sm = snp.Message{}
+		m.conn = hc
+		m.Connection = hc.handle
+		m.Identity = hc.identity
+		m.ReceiverUserData = hc.userData
+		m.TimeReceived = now
+		c := int(int32(binary.LittleEndian.Uint32(m.Payload[1:])))
+		m.Payload = m.Payload[msgHeaderLen:]
+		m.Size = len(m.Payload)
+		m.Channel = c
+		if q == nil || c != ch {
+			ch = c
+			s.open[ch] = true
+			q = ms.channelLocked(ch)
+			if nw < len(woken) && (nw == 0 || woken[nw-1] != q) {
+				woken[nw] = q
+				nw++
+			} else if nw == len(woken) {
+				signal(q.ready)
+			}
+		}
+		hc.queued.Add(1)
+		q.recv.push(m)
+	}
 	ms.chMu.Unlock()
-	signal(q.ready)
+	for _, q := range woken[:nw] {
+		signal(q.ready)
+	}
 }
 
 // connStateLocked follows a session connection's state changes.
