@@ -106,7 +106,14 @@ type Host struct {
 
 	writeMu sync.Mutex // serializes writes to the socket; guards spare
 
-	fast         fastStats // counters of the paths that run without mu
+	fast fastStats // counters of the paths that run without mu
+	// clock is Config.Now as Unix nanoseconds, stored by the reader, the
+	// workers and the timer each time they read it (once per batch or
+	// round): a clock that costs the application's calls nothing, behind
+	// the real one by at most the time since the Host last handled
+	// anything. It is for bookkeeping that needs no precision
+	// (hostConn.lastTake).
+	clock        atomic.Int64
 	datagramsOut atomic.Int64
 	bytesOut     atomic.Int64
 
@@ -176,10 +183,15 @@ type hostConn struct {
 	wake     time.Time    // next wake-up (zero: none); change it with wakes.set
 	wakeNs   int64        // wake as Unix nanoseconds, the heap's key
 	hidx     int          // index in Host.wakes, -1 when not in it
+	wakeAt   atomic.Int64 // wakeNs while in Host.wakes, else 0: readable without wakeMu
 	sess     *session     // the Messages session this connection carries, or nil
 	p2p      *p2pConn     // the signaling and ICE of a P2P connection, or nil
-	lastTake atomic.Int64 // Unix nanoseconds of when the application last took messages of this connection
+	lastTake atomic.Int64 // Host.clock when the application last took messages of this connection
 	ho       halfOpenMark // its place in Host.ho while half-open
+	// held is set while the engine holds completed messages that drainConn
+	// left there because recv (or its group's, or a channel's queue) held
+	// RecvBufferMessages: a take must then pull them (took's slow path).
+	held atomic.Bool
 }
 
 // lockConn takes hc's lock for a holder of the Host's mu: a direct
@@ -1226,6 +1238,7 @@ func (h *Host) readLoop() {
 		var others uint64 // bit s: shard s has datagrams in this batch
 		h.mu.Lock()
 		now := h.cfg.Now()
+		h.clock.Store(now.UnixNano())
 		for i := range rb.pkts[:n] {
 			p := &rb.pkts[i]
 			p.Addr = netip.AddrPortFrom(p.Addr.Addr().Unmap(), p.Addr.Port())
@@ -1323,6 +1336,7 @@ func (h *Host) countInLocked(b []byte) {
 // writes what they made the connections send.
 func (h *Host) runBatch(w *worker, rb *rxBatch, n int, shard int, stall *time.Timer) {
 	now := h.cfg.Now()
+	h.clock.Store(now.UnixNano())
 	for i := range rb.pkts[:n] {
 		hc := rb.conns[i]
 		if hc == nil || rb.shard[i] != shard {
@@ -1563,18 +1577,29 @@ func (h *Host) deliverLocked(now time.Time, hc *hostConn, from netip.AddrPort, b
 // drainConn moves the connection's completed messages to its queue (or
 // its poll group's, or the Messages channels'), at most RecvBufferMessages
 // of them waiting at a time; the rest wait in the engine, whose limits
-// then push back on the peer. hc's lock is held; buf is the caller's
-// scratch.
+// then push back on the peer, and hc.held says so. hc's lock is held; buf
+// is the caller's scratch.
 func (h *Host) drainConn(buf []snp.Message, now time.Time, hc *hostConn) {
 	limit := int32(h.cfg.RecvBufferMessages)
 	for {
+		if hc.queued.Load() >= limit {
+			// Set held before looking at queued again: a take that
+			// lowered queued after this look sees held and drains
+			// (took), so no message stays behind unnoticed.
+			hc.held.Store(true)
+			if hc.queued.Load() >= limit {
+				return
+			}
+		}
 		q := hc.queued.Load()
-		if q >= limit {
+		n := hc.c.Receive(buf[:min(int32(len(buf)), max(limit-q, 1))])
+		if n == 0 {
+			hc.held.Store(false)
 			return
 		}
-		n := hc.c.Receive(buf[:min(int32(len(buf)), limit-q)])
-		if n == 0 {
-			return
+		if hc.sess != nil && hc.handle != InvalidConn {
+			h.messages.deliverAll(now, hc, buf[:n])
+			continue
 		}
 		for i := range buf[:n] {
 			sm := &buf[i]
@@ -1589,10 +1614,6 @@ func (h *Host) drainConn(buf []snp.Message, now time.Time, hc *hostConn) {
 			m.ReceiverUserData = hc.userData
 			m.TimeReceived = now
 			*sm = snp.Message{}
-			if hc.sess != nil {
-				h.messages.deliver(now, hc, m)
-				continue
-			}
 			hc.queued.Add(1)
 			if pg := hc.group; pg != nil {
 				pg.mu.Lock()
@@ -1615,13 +1636,20 @@ func signal(ch chan struct{}) {
 	}
 }
 
-// took accounts for messages the application took and pulls more from
-// the engines they came from. The caller holds no lock.
+// took accounts for messages the application took. Once a connection's
+// queue has room for takeSlack of them, it pulls more from its engine if
+// that holds some back (hostConn.held) and wakes a reader waiting for room
+// (waitTake), so that both happen once per takeSlack messages rather than
+// once per take. Otherwise a take costs two atomic operations per
+// connection, and no lock or clock read. The caller holds no lock.
 func (h *Host) took(ms []*Message) {
 	if len(ms) == 0 {
 		return
 	}
-	now := h.cfg.Now()
+	clock := h.clock.Load()
+	limit := int32(h.cfg.RecvBufferMessages)
+	slack := takeSlack(limit)
+	room := false
 	var w *worker
 	for i := 0; i < len(ms); {
 		hc := ms[i].conn
@@ -1629,36 +1657,55 @@ func (h *Host) took(ms []*Message) {
 		for j < len(ms) && ms[j].conn == hc {
 			j++
 		}
-		if hc != nil {
-			hc.queued.Add(int32(i - j))
-			hc.lastTake.Store(now.UnixNano())
-			if hc.c.IsP2P() {
-				h.mu.Lock()
-				if !hc.removed {
-					h.drainConn(h.msgs, now, hc)
-					// Taking messages may let the engine ack data it had to refuse.
-					h.rescheduleLocked(hc)
-				}
-				h.mu.Unlock()
-			} else {
-				if w == nil {
-					w = h.workPool.Get().(*worker)
-				}
-				hc.mu.Lock()
-				if !hc.removed {
-					h.drainConn(w.msgs, now, hc)
-					h.rescheduleLocked(hc)
-				}
-				hc.mu.Unlock()
-			}
-		}
+		n := j - i
 		i = j
+		if hc == nil {
+			continue
+		}
+		q := hc.queued.Add(int32(-n))
+		if hc.lastTake.Load() != clock {
+			hc.lastTake.Store(clock)
+		}
+		if q > limit-slack {
+			continue
+		}
+		room = true
+		if !hc.held.Load() {
+			continue
+		}
+		now := h.cfg.Now()
+		if hc.c.IsP2P() {
+			h.mu.Lock()
+			if !hc.removed {
+				h.drainConn(h.msgs, now, hc)
+				// Taking messages may let the engine ack data it had to refuse.
+				h.rescheduleLocked(hc)
+			}
+			h.mu.Unlock()
+		} else {
+			if w == nil {
+				w = h.workPool.Get().(*worker)
+			}
+			hc.mu.Lock()
+			if !hc.removed {
+				h.drainConn(w.msgs, now, hc)
+				h.rescheduleLocked(hc)
+			}
+			hc.mu.Unlock()
+		}
 	}
 	if w != nil {
 		h.workPool.Put(w)
 	}
-	h.tookSignal()
+	if room {
+		h.tookSignal()
+	}
 }
+
+// takeSlack is how many of a connection's RecvBufferMessages (limit) the
+// application takes before took refills the queue from the engine: a
+// quarter of them, at least one.
+func takeSlack(limit int32) int32 { return max(1, limit/4) }
 
 // pollLocked collects the connection's datagrams and events and schedules
 // its next wake-up. mu and hc's lock are held.
@@ -1786,6 +1833,18 @@ func (h *Host) rescheduleLocked(hc *hostConn) {
 	h.wakes.set(hc, w)
 	h.kickTimerLocked(hc.wake)
 	h.wakeMu.Unlock()
+}
+
+// rescheduleSendLocked is rescheduleLocked after a send, which can only
+// bring the connection's wake-up closer: when the wake-up already set is
+// due (at or before now), the timer goroutine polls hc at its next round
+// anyway and sees the send then, so nothing is done (no NextWake, no
+// wakeMu). hc's lock is held.
+func (h *Host) rescheduleSendLocked(now time.Time, hc *hostConn) {
+	if w := hc.wakeAt.Load(); w != 0 && w <= now.UnixNano() {
+		return
+	}
+	h.rescheduleLocked(hc)
 }
 
 // rescheduleBatchLocked is rescheduleLocked for a send that leaves its
@@ -1932,6 +1991,7 @@ func (h *Host) timerLoop() {
 	w := newWorker()
 	for {
 		now := h.cfg.Now()
+		h.clock.Store(now.UnixNano())
 		// Every connection due now, each once: polling may leave one
 		// due again at once (it sends what pacing allows next), which the
 		// next round takes.

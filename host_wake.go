@@ -52,6 +52,11 @@ func (w *wakeHeap) set(hc *hostConn, t time.Time) {
 	}
 	hc.wake = t
 	hc.wakeNs = t.UnixNano() // the heap compares these: cheaper than Time.Before
+	if t.IsZero() {
+		hc.wakeAt.Store(0)
+	} else {
+		hc.wakeAt.Store(hc.wakeNs)
+	}
 	switch {
 	case t.IsZero():
 		w.remove(hc)
@@ -79,6 +84,7 @@ func (w *wakeHeap) remove(hc *hostConn) {
 	s[last] = nil
 	*w = s[:last]
 	hc.hidx = -1
+	hc.wakeAt.Store(0)
 	if i != last {
 		w.up(i)
 		w.down(i)

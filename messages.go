@@ -59,6 +59,25 @@ type Messages struct {
 	chMu     sync.Mutex
 	channels map[int]*channelQueue // received messages by channel
 	slab     msgSlab               // the slices the receive calls return
+
+	last atomic.Pointer[sendCache] // the session SendMessageToUser used last
+}
+
+// sendCache is the connected direct session SendMessageToUser used last,
+// and the channel, so that a run of sends to one peer on one channel
+// skips the table lock and the session table (the identity's hash). It is
+// good while its connection's lock, held, shows the session still on that
+// connection and connected: every change to a session's connection or
+// state is made under that lock too (freeLocked, connStateLocked, a
+// symmetric connect), so a session closed, failed or replaced, or a Host
+// closed, fails the check and the send takes the slow path.
+// CloseChannelWithUser drops it, so that a send on a closed channel opens
+// it again.
+type sendCache struct {
+	peer    Identity
+	channel int
+	s       *session // accepted: a session is never unaccepted
+	hc      *hostConn
 }
 
 // session is one peer's Messages session. Its fields are guarded by the
@@ -133,6 +152,21 @@ func (ms *Messages) channelLocked(ch int) *channelQueue {
 // starts a fresh session).
 func (ms *Messages) SendMessageToUser(peer Identity, data []byte, flags SendFlags, channel int) error {
 	h := ms.h
+	if c := ms.last.Load(); c != nil && c.peer == peer && c.channel == channel {
+		// The fast path: the session of the last send (its peer passed
+		// CheckTarget then).
+		if len(data) > h.cfg.MaxMessageSize {
+			return fmt.Errorf("netmsg: message of %d bytes over the %d limit: %w", len(data), h.cfg.MaxMessageSize, ResultInvalidParam)
+		}
+		hc := c.hc
+		hc.mu.Lock()
+		if hc.sess == c.s && hc.state == StateConnected && !hc.removed {
+			now := h.cfg.Now()
+			c.s.used(now) // a later idle deadline: the session tick needs no reschedule
+			return ms.sendConnected(now, peer, hc, channel, data, flags)
+		}
+		hc.mu.Unlock()
+	}
 	if err := peer.CheckTarget(); err != nil {
 		return fmt.Errorf("netmsg: send to %v: %w", peer, err)
 	}
@@ -181,13 +215,11 @@ func (ms *Messages) SendMessageToUser(peer Identity, data []byte, flags SendFlag
 	if early {
 		sf |= snp.Reliable // GNS: nothing sent before the session is up may be lost
 	}
-	var hdr [msgHeaderLen]byte
-	hdr[0] = msgHeaderFlags
-	binary.LittleEndian.PutUint32(hdr[1:], uint32(int32(channel)))
 	if hc.c.IsP2P() || early {
 		// The session's bookkeeping goes with the send: under mu.
 		defer h.unlockFlush()
 		defer unlockConn(hc)
+		hdr := msgHeader(channel)
 		if _, err := hc.c.SendKeyed(now, uint32(int32(channel)), hdr[:], data, sf); err != nil {
 			return h.sessionSendErr(peer, hc, err)
 		}
@@ -202,8 +234,29 @@ func (ms *Messages) SendMessageToUser(peer Identity, data []byte, flags SendFlag
 		return nil
 	}
 	// A connected direct session: the send runs under the connection's
-	// lock only (its state cannot change without that lock).
+	// lock only (its state cannot change without that lock), and the
+	// next sends to this peer on this channel take the fast path.
+	if c := ms.last.Load(); c == nil || c.s != s || c.hc != hc || c.peer != peer || c.channel != channel {
+		ms.last.Store(&sendCache{peer: peer, channel: channel, s: s, hc: hc})
+	}
 	h.mu.Unlock()
+	return ms.sendConnected(now, peer, hc, channel, data, flags)
+}
+
+// msgHeader is GNS's Messages header for channel.
+func msgHeader(channel int) [msgHeaderLen]byte {
+	var hdr [msgHeaderLen]byte
+	hdr[0] = msgHeaderFlags
+	binary.LittleEndian.PutUint32(hdr[1:], uint32(int32(channel)))
+	return hdr
+}
+
+// sendConnected sends on hc, the connection of a connected direct
+// session, whose lock the caller holds and which it releases.
+func (ms *Messages) sendConnected(now time.Time, peer Identity, hc *hostConn, channel int, data []byte, flags SendFlags) error {
+	h := ms.h
+	hdr := msgHeader(channel)
+	sf := snp.SendFlags(flags & (SendReliable | SendNoNagle | SendNoDelay))
 	if _, err := hc.c.SendKeyed(now, uint32(int32(channel)), hdr[:], data, sf); err != nil {
 		err = h.sessionSendErr(peer, hc, err)
 		hc.mu.Unlock()
@@ -213,7 +266,7 @@ func (ms *Messages) SendMessageToUser(peer Identity, data []byte, flags SendFlag
 		h.afterSend(now, hc, flags)
 		return nil
 	}
-	h.rescheduleLocked(hc)
+	h.rescheduleSendLocked(now, hc)
 	hc.mu.Unlock()
 	return nil
 }
@@ -325,28 +378,58 @@ func (ms *Messages) postRequestLocked(now time.Time, s *session) {
 	}
 }
 
-// deliver takes a message that arrived on a session's connection: strips
-// GNS's header and queues it on its channel. The connection's lock is
-// held (not necessarily mu).
-func (ms *Messages) deliver(now time.Time, hc *hostConn, m *Message) {
+// deliverAll takes the messages that arrived on a session's connection
+// (hc.sess), made from the engine's sms (which it clears): strips GNS's
+// header and queues each on its channel, under one hold of chMu for the
+// lot, and then wakes each channel's receiver once. The connection's lock
+// is held (not necessarily mu).
+func (ms *Messages) deliverAll(now time.Time, hc *hostConn, sms []snp.Message) {
 	s := hc.sess
-	if len(m.Payload) < msgHeaderLen {
-		m.Release()
-		ms.h.fast.dropped.Add(1)
-		return
-	}
-	ch := int(int32(binary.LittleEndian.Uint32(m.Payload[1:])))
-	m.Payload = m.Payload[msgHeaderLen:]
-	m.Size = len(m.Payload)
-	m.Channel = ch
 	s.used(now)
-	hc.queued.Add(1)
+	var (
+		woken [4]*channelQueue // the channels to wake (more are woken at once)
+		nw    int
+		ch    int
+		q     *channelQueue // channel ch's queue
+	)
 	ms.chMu.Lock()
-	s.open[ch] = true
-	q := ms.channelLocked(ch)
-	q.recv.push(m)
+	for i := range sms {
+		sm := &sms[i]
+		if len(sm.Data) < msgHeaderLen {
+			sm.Release()
+			*sm = snp.Message{}
+			ms.h.fast.dropped.Add(1)
+			continue
+		}
+		m := newMessage(sm)
+		*sm = snp.Message{}
+		m.conn = hc
+		m.Connection = hc.handle
+		m.Identity = hc.identity
+		m.ReceiverUserData = hc.userData
+		m.TimeReceived = now
+		c := int(int32(binary.LittleEndian.Uint32(m.Payload[1:])))
+		m.Payload = m.Payload[msgHeaderLen:]
+		m.Size = len(m.Payload)
+		m.Channel = c
+		if q == nil || c != ch {
+			ch = c
+			s.open[ch] = true
+			q = ms.channelLocked(ch)
+			if nw < len(woken) && (nw == 0 || woken[nw-1] != q) {
+				woken[nw] = q
+				nw++
+			} else if nw == len(woken) {
+				signal(q.ready)
+			}
+		}
+		hc.queued.Add(1)
+		q.recv.push(m)
+	}
 	ms.chMu.Unlock()
-	signal(q.ready)
+	for _, q := range woken[:nw] {
+		signal(q.ready)
+	}
 }
 
 // connStateLocked follows a session connection's state changes.
@@ -414,6 +497,9 @@ func (ms *Messages) freeLocked(now time.Time, s *session, reason EndReason, debu
 		ms.h.pollLocked(now, hc)
 		unlockConn(hc)
 		s.hc = nil
+	}
+	if c := ms.last.Load(); c != nil && c.s == s {
+		ms.last.Store(nil) // let the connection go
 	}
 	ms.chMu.Lock()
 	for ch := range s.open {
@@ -629,6 +715,7 @@ func (ms *Messages) CloseChannelWithUser(peer Identity, channel int) bool {
 		h.mu.Unlock()
 		return false
 	}
+	ms.last.Store(nil) // the next send on channel opens it again
 	ms.chMu.Lock()
 	ms.dropChLocked(s, channel)
 	delete(s.open, channel)
