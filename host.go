@@ -26,41 +26,48 @@ import (
 // Host is one netmsg endpoint: one packet socket (a UDP socket, or the
 // PacketConn given in Config) carrying any number of encrypted,
 // authenticated connections, GNS's ISteamNetworkingSockets for one socket.
+// Make one with NewHost; Messages returns its Networking Messages API.
 //
-// All methods are safe for concurrent use. Close ends every goroutine the
-// Host started:
-//
-//   - the reader takes batches of datagrams from the socket, sorts them,
-//     handles handshakes, STUN and TURN itself and the datagrams of its
-//     share of the connections (sharded by connection id), and hands the
-//     rest to the workers;
-//   - one worker per further core (GOMAXPROCS-1) runs its share of the
-//     connections' datagrams: decryption, the SNP engine, message queueing
-//     and the acks, so that several connections proceed on several cores;
-//   - the timer polls connections whose wake-up time has come, and ticks
-//     the Messages sessions and the STUN client;
-//   - the event goroutine runs the callbacks, in order, without any lock;
-//   - with Config.Signaling, a signal reader and a signal writer
-//     (host_p2p.go), and a TURN allocation goroutine per server
-//     (host_turn.go); with a Signaling that hands out STUN and TURN
-//     servers, one that follows them (host_ice.go).
-//
-// Locks, in the order they are taken (never the reverse):
-//
-//  1. mu, the table lock: the connection table, listen sockets, poll
-//     group table, the P2P, STUN and TURN state and the Messages session
-//     table; and the whole of every P2P connection.
-//  2. hostConn.mu, a direct connection's own lock: its state machine and
-//     engine (decryption and encryption happen under it), its queues. A
-//     goroutine holding mu may take several connection locks; without mu,
-//     at most one at a time.
-//  3. the leaf locks, under which nothing else is taken: wakeMu (the
-//     wake-up heap), evMu (the callback queue), slabMu, a poll group's or
-//     a Messages channel's queue lock, and writeMu (the socket's write
-//     side).
-//
-// Callbacks and foreign code never run under any of them.
+// All methods are safe for concurrent use, and connections proceed on
+// several cores at once (each connection's datagrams in order). Callbacks
+// (Config.OnConnectionStatusChanged, OnSessionRequest, ...) run one at a
+// time, in order, on a goroutine of the Host's that holds no lock, so they
+// may call the Host. Close ends every goroutine the Host started: a
+// reader, one worker per further core (GOMAXPROCS-1), a timer and the
+// callback goroutine; with Config.Signaling, a signal reader and writer,
+// the TURN client's goroutines, and one that follows the STUN and TURN
+// servers a signaling service hands out.
 type Host struct {
+	// What each goroutine does:
+	//
+	//   - the reader takes batches of datagrams from the socket, sorts
+	//     them, handles handshakes, STUN and TURN itself and the datagrams
+	//     of its share of the connections (sharded by connection id), and
+	//     hands the rest to the workers;
+	//   - a worker runs its share of the connections' datagrams:
+	//     decryption, the SNP engine, message queueing and the acks;
+	//   - the timer polls connections whose wake-up time has come, and
+	//     ticks the Messages sessions and the paths;
+	//   - the event goroutine runs the callbacks;
+	//   - host_p2p.go's signal reader and writer, internal/paths's TURN
+	//     goroutines, host_ice.go's follower.
+	//
+	// Locks, in the order they are taken (never the reverse):
+	//
+	//  1. mu, the table lock: the connection table, listen sockets, poll
+	//     group table, the P2P, STUN and TURN state and the Messages
+	//     session table; and the whole of every P2P connection.
+	//  2. hostConn.mu, a direct connection's own lock: its state machine
+	//     and engine (decryption and encryption happen under it), its
+	//     queues. A goroutine holding mu may take several connection
+	//     locks; without mu, at most one at a time.
+	//  3. the leaf locks, under which nothing else is taken: wakeMu (the
+	//     wake-up heap), evMu (the callback queue), slabMu, a poll group's
+	//     or a Messages channel's queue lock, and writeMu (the socket's
+	//     write side).
+	//
+	// Callbacks and foreign code (pion) never run under any of them.
+
 	cfg      *Config
 	pc       transport.PacketConn
 	identity Identity
