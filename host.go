@@ -74,8 +74,8 @@ type Host struct {
 	key      ed25519.PrivateKey
 	listener *conn.Listener
 	connCfg  conn.Config
-	messages *Messages
-	shards   int // 1 + the number of workers
+	services map[int]service // by virtual port (host_service.go); guarded by mu
+	shards   int             // 1 + the number of workers
 
 	mu         sync.Mutex // the table lock: guards every field up to the next group
 	closed     bool
@@ -191,7 +191,8 @@ type hostConn struct {
 	wakeNs   int64        // wake as Unix nanoseconds, the heap's key
 	hidx     int          // index in Host.wakes, -1 when not in it
 	wakeAt   atomic.Int64 // wakeNs while in Host.wakes, else 0: readable without wakeMu
-	sess     *session     // the Messages session this connection carries, or nil
+	svc      service      // the service (by virtual port) that owns this connection, or nil
+	sess     *session     // the Messages layer's session on this connection (its own field; the Host does not read it)
 	p2p      *p2pConn     // the signaling and ICE of a P2P connection, or nil
 	lastTake atomic.Int64 // Host.clock when the application last took messages of this connection
 	ho       halfOpenMark // its place in Host.ho while half-open
@@ -356,7 +357,7 @@ func NewHost(cfg Config) (*Host, error) {
 	}
 	h := &Host{
 		cfg: c, pc: pc, identity: id, key: key,
-		messages:   &Messages{},
+		services:   map[int]service{},
 		conns:      make(map[ConnHandle]*hostConn),
 		servers:    make(map[serverKey]*hostConn),
 		pollGroups: make(map[PollGroup]*pollGroup),
@@ -370,7 +371,6 @@ func NewHost(cfg Config) (*Host, error) {
 	}
 	h.rxPool.New = func() any { return newRxBatch() }
 	h.workPool.New = func() any { return newWorker() }
-	h.messages.init(h)
 	h.connCfg = conn.Config{
 		Identity:         id.String(),
 		Key:              key,
@@ -624,7 +624,7 @@ func (h *Host) connectWithLocked(now time.Time, addr netip.AddrPort, vport int, 
 
 // connLocked returns the connection the application knows as c, or nil.
 func (h *Host) connLocked(c ConnHandle) *hostConn {
-	if hc := h.conns[c]; hc != nil && hc.handle == c && hc.sess == nil {
+	if hc := h.conns[c]; hc != nil && hc.handle == c && hc.svc == nil {
 		return hc
 	}
 	return nil
@@ -1476,7 +1476,7 @@ func (h *Host) handleGNSLocked(now time.Time, from netip.AddrPort, b []byte) {
 	kind, id := conn.Classify(b)
 	switch kind {
 	case conn.KindChallengeRequest:
-		if h.listening == InvalidListen && !h.messages.enabled {
+		if h.listening == InvalidListen && !h.acceptingLocked(messagesVirtualPort) {
 			h.stats.Dropped++
 			return
 		}
@@ -1494,7 +1494,7 @@ func (h *Host) handleGNSLocked(now time.Time, from netip.AddrPort, b []byte) {
 			unlockConn(hc)
 			return
 		}
-		if h.listening == InvalidListen && !h.messages.enabled {
+		if h.listening == InvalidListen && !h.acceptingLocked(messagesVirtualPort) {
 			h.stats.Dropped++
 			return
 		}
@@ -1521,14 +1521,22 @@ func (h *Host) handleGNSLocked(now time.Time, from netip.AddrPort, b []byte) {
 		}
 		hc := &hostConn{userData: -1, handle: handle, c: c, listen: h.listening, state: StateNone, ready: make(chan struct{}, 1), hidx: -1, ho: mark}
 		hc.identity, _ = parseIdentityGNS(c.RemoteIdentity())
-		isMsgs := c.VirtualPort() == messagesVirtualPort
-		if isMsgs != h.messages.enabled && (isMsgs || h.listening == InvalidListen) {
+		// A service's port goes to the service (refused when it does not
+		// take connections); any other to the listen socket.
+		vp := c.VirtualPort()
+		_, registered := h.services[vp]
+		isSvc := vp == messagesVirtualPort || registered
+		var svc service
+		if isSvc && h.acceptingLocked(vp) {
+			svc = h.serviceLocked(vp)
+		}
+		if (isSvc && svc == nil) || (!isSvc && h.listening == InvalidListen) {
 			// Nobody here takes this kind of connection: refuse it.
 			h.stats.ConnectsRefused++
 			c.Close(now, int(EndAppMin), "nobody listens to that virtual port", false)
 			hc.handle = InvalidConn // a zombie: it only says goodbye
 		}
-		if isMsgs && h.messages.enabled && hc.handle != InvalidConn && !h.admitSessionLocked(now, hc) {
+		if svc != nil && hc.handle != InvalidConn && !h.admitSessionLocked(now, hc) {
 			h.ho.release(mark.src, false) // dropped: the client asks again
 			h.stats.Dropped++
 			return
@@ -1536,9 +1544,9 @@ func (h *Host) handleGNSLocked(now time.Time, from netip.AddrPort, b []byte) {
 		lockConn(hc)
 		h.conns[handle] = hc
 		h.servers[serverKey{from, id}] = hc
-		if isMsgs && h.messages.enabled && hc.handle != InvalidConn {
+		if svc != nil && hc.handle != InvalidConn {
 			hc.listen = InvalidListen
-			h.messages.incomingLocked(now, hc)
+			svc.incomingLocked(now, hc)
 		}
 		h.pollLocked(now, hc)
 		unlockConn(hc)
@@ -1604,8 +1612,8 @@ func (h *Host) drainConn(buf []snp.Message, now time.Time, hc *hostConn) {
 			hc.held.Store(false)
 			return
 		}
-		if hc.sess != nil && hc.handle != InvalidConn {
-			h.messages.deliverAll(now, hc, buf[:n])
+		if hc.svc != nil && hc.handle != InvalidConn {
+			hc.svc.deliverAll(now, hc, buf[:n])
 			continue
 		}
 		for i := range buf[:n] {
@@ -1813,8 +1821,8 @@ func (h *Host) stateChangedLocked(hc *hostConn, ev conn.Event) {
 	if hc.state == StateClosedByPeer || hc.state == StateProblemDetectedLocally {
 		signal(hc.ready) // wake a Receive waiting on a connection that ended
 	}
-	if hc.sess != nil {
-		h.messages.connStateLocked(hc, old)
+	if hc.svc != nil {
+		hc.svc.stateLocked(hc, old)
 		return
 	}
 	if hc.handle == InvalidConn || h.cfg.OnConnectionStatusChanged == nil {
@@ -2037,7 +2045,7 @@ func (h *Host) timerLoop() {
 		h.write(&w.out)
 		h.mu.Lock()
 		var next time.Time
-		if w := h.messages.tickLocked(now); !w.IsZero() {
+		if w := h.tickServicesLocked(now); !w.IsZero() {
 			next = w
 		}
 		if h.paths != nil {

@@ -109,12 +109,16 @@ func (c *hostCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-	for _, s := range h.messages.sessions {
-		if s.failed || s.hc == nil {
-			f.failed++
-			continue
+	for _, svc := range h.services {
+		if r, ok := svc.(sessionReporter); ok {
+			r.sessionStatesLocked(func(st ConnectionState, failed bool) {
+				if failed {
+					f.failed++
+					return
+				}
+				f.sessions[st]++
+			})
 		}
-		f.sessions[s.hc.state]++
 	}
 	h.mu.Unlock()
 
@@ -160,4 +164,11 @@ func constHistogram(d *prometheus.Desc, buckets, vs []float64) prometheus.Metric
 		}
 	}
 	return prometheus.MustNewConstHistogram(d, uint64(len(vs)), sum, counts)
+}
+
+// sessionReporter is a service with sessions to count (the Messages
+// layer): it calls count once per session, with its state or failed. mu is
+// held.
+type sessionReporter interface {
+	sessionStatesLocked(count func(state ConnectionState, failed bool))
 }

@@ -341,11 +341,11 @@ func (h *Host) p2pClientToLocked(peer string) *hostConn {
 	if err != nil {
 		return nil
 	}
-	s := h.messages.sessions[id]
-	if s == nil || s.failed || s.hc == nil || s.hc.p2p == nil || s.hc.c.IsServer() {
+	svc := h.serviceLocked(messagesVirtualPort)
+	if svc == nil {
 		return nil
 	}
-	return s.hc
+	return svc.p2pClientLocked(id)
 }
 
 // compareSymmetric is GNS's symmetric-connect role rule, from our side:
@@ -409,7 +409,7 @@ func (h *Host) acceptP2PLocked(now time.Time, from string, id uint32, req *pb.P2
 	// request: a P2P Host takes Messages sessions even before the
 	// application first called Messages (the request is posted to
 	// Config.OnSessionRequest, or waits for a send to the peer).
-	h.messages.enabled = true
+	var svc service = h.messagesLocked() // made on demand, as GNS does
 	peer, err := ParseIdentity(from)
 	if err != nil {
 		h.stats.SignalsDropped++
@@ -443,7 +443,7 @@ func (h *Host) acceptP2PLocked(now time.Time, from string, id uint32, req *pb.P2
 	hc.p2p.key = p2pKey{from, id}
 	h.conns[handle] = hc
 	h.p2pIncoming[hc.p2p.key] = hc
-	h.messages.incomingLocked(now, hc)
+	svc.incomingLocked(now, hc)
 	return hc
 }
 

@@ -75,9 +75,9 @@ func (h *Host) routeEventLocked(hc *hostConn, ev paths.RouteEvent) {
 	}
 	rc := RouteChanged{Conn: hc.handle, Identity: hc.identity, OldRemote: old.Remote, OldRelayed: old.Relayed || old.PeerRelay}
 	switch {
-	case hc.sess != nil:
+	case hc.svc != nil:
 		rc.Conn = InvalidConn
-		rc.Info = h.messages.infoLocked(hc.sess)
+		rc.Info = hc.svc.connInfoLocked(hc)
 		rc.Identity = rc.Info.Identity
 	case hc.handle == InvalidConn:
 		return // closed by the application

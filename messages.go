@@ -122,9 +122,51 @@ func (ms *Messages) init(h *Host) {
 // send first get a session request).
 func (h *Host) Messages() *Messages {
 	h.mu.Lock()
-	h.messages.enabled = true
-	h.mu.Unlock()
-	return h.messages
+	defer h.mu.Unlock()
+	return h.messagesLocked()
+}
+
+// messagesLocked returns the Messages service, registering it on its
+// virtual port first if need be, and makes it take incoming sessions (as
+// GNS makes its Messages interface on demand). mu is held.
+func (h *Host) messagesLocked() *Messages {
+	ms, _ := h.services[messagesVirtualPort].(*Messages)
+	if ms == nil {
+		ms = &Messages{}
+		ms.init(h)
+		h.services[messagesVirtualPort] = ms
+	}
+	ms.enabled = true
+	return ms
+}
+
+// The Messages layer is a service on virtual port 0x7fffffff (host_service.go).
+
+func (ms *Messages) acceptingLocked() bool { return ms.enabled }
+
+func (ms *Messages) stateLocked(hc *hostConn, old ConnectionState) { ms.connStateLocked(hc, old) }
+
+func (ms *Messages) connInfoLocked(hc *hostConn) ConnectionInfo { return ms.infoLocked(hc.sess) }
+
+func (ms *Messages) sessionStatesLocked(count func(ConnectionState, bool)) {
+	for id, s := range ms.sessions {
+		if s.alias == id {
+			continue // counted under its first key
+		}
+		if s.failed || s.hc == nil {
+			count(StateNone, true)
+			continue
+		}
+		count(s.hc.state, false)
+	}
+}
+
+func (ms *Messages) p2pClientLocked(peer Identity) *hostConn {
+	s := ms.sessions[peer]
+	if s == nil || s.failed || s.hc == nil || s.hc.p2p == nil || s.hc.c.IsServer() {
+		return nil
+	}
+	return s.hc
 }
 
 // channelLocked returns channel ch's queue, made on first use; chMu is
@@ -301,7 +343,7 @@ func (ms *Messages) dialLocked(now time.Time, peer Identity) (*session, error) {
 func (ms *Messages) newSessionLocked(now time.Time, peer Identity, hc *hostConn) *session {
 	s := &session{peer: peer, hc: hc, open: map[int]bool{}}
 	s.used(now)
-	hc.sess = s
+	hc.sess, hc.svc = s, ms
 	ms.sessions[peer] = s
 	return s
 }
@@ -340,12 +382,12 @@ func (ms *Messages) incomingLocked(now time.Time, hc *hostConn) {
 		}
 		s.early = nil
 		lockConn(old)
-		old.sess = nil
+		old.sess, old.svc = nil, nil
 		old.handle = InvalidConn
 		old.c.Close(now, int(EndAppMin), "symmetric connect: the other connection wins", false)
 		ms.h.pollLocked(now, old)
 		unlockConn(old)
-		s.hc, hc.sess = hc, s
+		s.hc, hc.sess, hc.svc = hc, s, ms
 		if err := hc.c.Accept(now); err == nil {
 			s.accepted = true
 		}
@@ -453,7 +495,7 @@ func (ms *Messages) connStateLocked(hc *hostConn, old ConnectionState) {
 		}
 	case StateClosedByPeer, StateProblemDetectedLocally:
 		info := ms.infoLocked(s)
-		hc.sess = nil
+		hc.sess, hc.svc = nil, nil
 		hc.handle = InvalidConn
 		s.hc = nil
 		// The connection is done with: it says goodbye (FinWait) and
@@ -491,7 +533,7 @@ func (ms *Messages) connStateLocked(hc *hostConn, old ConnectionState) {
 func (ms *Messages) freeLocked(now time.Time, s *session, reason EndReason, debug string) {
 	if hc := s.hc; hc != nil {
 		lockConn(hc)
-		hc.sess = nil
+		hc.sess, hc.svc = nil, nil
 		hc.handle = InvalidConn
 		hc.c.Close(now, int(reason), debug, false)
 		ms.h.pollLocked(now, hc)
