@@ -72,8 +72,9 @@ type Message struct {
 	// received message it is 0 (GNS sets it on outgoing messages only).
 	SenderUserData int64
 
-	buf  snp.Message // the engine buffer behind Payload, for Release
-	conn *hostConn   // the connection it came on, for the Host's accounting
+	buf      snp.Message // the engine buffer behind Payload, for Release
+	conn     *hostConn   // the connection it came on, for the Host's accounting
+	released uint32      // 1 once Release ran; set with a compare-and-swap
 }
 
 // ConnectionInfo describes a connection or Messages session: GNS's
