@@ -608,6 +608,3 @@ const (
 	ICEEnablePublic  ICEEnable = 4          // public host addresses and server-reflexive (STUN) ones
 	ICEEnableAll     ICEEnable = 0x7fffffff // everything (the default)
 )
-
-// relayOnly reports whether e leaves only paths through a relay.
-func (e ICEEnable) relayOnly() bool { return e&(ICEEnablePrivate|ICEEnablePublic) == 0 }

@@ -282,3 +282,6 @@ func TestConfigErrors(t *testing.T) {
 		t.Errorf("per-connection MTU 5: %v", err)
 	}
 }
+
+// relayOnly reports whether e leaves only paths through a relay.
+func (e ICEEnable) relayOnly() bool { return e&(ICEEnablePrivate|ICEEnablePublic) == 0 }

@@ -219,7 +219,9 @@ func unlockConn(hc *hostConn) {
 }
 
 // PollGroup names a set of connections whose messages are received together
-// (GNS's HSteamNetPollGroup). The zero value names none.
+// (GNS's HSteamNetPollGroup). The zero value names none. PollGroups count
+// up from 1 per Host, so a value does not come back after
+// DestroyPollGroup unless 2^32 poll groups have been made on the Host.
 type PollGroup uint32
 
 type pollGroup struct {

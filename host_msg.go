@@ -2,18 +2,26 @@ package netmsg
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/netmsg-go/netmsg/internal/snp"
 )
 
 // msgPool recycles Messages given back with Release, so the steady-state
-// receive path does not allocate one per message.
+// receive path does not allocate one per message. A Message in the pool
+// has released set, so that a second Release of it does not put it in
+// twice.
 var msgPool = sync.Pool{New: func() any { return new(Message) }}
+
+// doubleReleases counts the Releases of a Message already released (and
+// not handed out again): each is a no-op.
+var doubleReleases atomic.Int64
 
 // newMessage wraps an engine message (taking over its buffer) in a pooled
 // Message.
 func newMessage(sm *snp.Message) *Message {
 	m := msgPool.Get().(*Message)
+	m.released = 0
 	m.buf = *sm
 	m.Payload = sm.Data
 	m.Size = len(sm.Data)
@@ -29,13 +37,23 @@ func newMessage(sm *snp.Message) *Message {
 // Release gives the message's buffers back to netmsg for reuse. The Message
 // and its Payload must not be used afterwards. Calling it is optional (an
 // unreleased message is garbage collected) but saves allocations; calling
-// it twice is a bug, as with GNS's Release.
+// it on nil does nothing.
+//
+// Calling it twice is a bug, as with GNS's Release, but a harmless one
+// while the Message has not been handed out again: the second call does
+// nothing (it is counted), so the Message is never pooled twice and never
+// given to two receivers. Once a receive has handed the same Message out
+// again, a Release through the old pointer releases the new message.
 func (m *Message) Release() {
 	if m == nil {
 		return
 	}
+	if !atomic.CompareAndSwapUint32(&m.released, 0, 1) {
+		doubleReleases.Add(1)
+		return
+	}
 	m.buf.Release()
-	*m = Message{}
+	*m = Message{released: 1}
 	msgPool.Put(m)
 }
 

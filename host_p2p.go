@@ -402,7 +402,7 @@ func (h *Host) symmetricLocked(now time.Time, mine *hostConn, key p2pKey, rv *pb
 // connect). It returns nil when it refuses it.
 func (h *Host) acceptP2PLocked(now time.Time, from string, id uint32, req *pb.P2PRendezvous_ConnectRequest) *hostConn {
 	if int(req.GetToVirtualPort()) != messagesVirtualPort {
-		h.stats.ConnectsRefused++ // only Messages sessions come over P2P so far
+		h.stats.ConnectsRefused++ // other ports go to the listen sockets (host_p2pconn.go)
 		return nil
 	}
 	// As GNS, which makes its Messages interface on demand for such a

@@ -8,12 +8,25 @@ import (
 )
 
 // ConnHandle names one connection of a Host, like GNS's
-// HSteamNetConnection. Handles are never reused while the Host lives; the
-// zero value, InvalidConn, names no connection.
+// HSteamNetConnection; the zero value, InvalidConn, names no connection.
+//
+// A handle is also the connection's id on the wire: a random nonzero
+// 32-bit value drawn from Config.Rand, different from the id of every
+// connection the Host still holds, including closed ones still lingering
+// or sending their close. The value stops naming the connection as soon
+// as CloseConnection returns (calls with it fail), and can come back once
+// the Host has dropped the connection entirely: a later connection draws
+// it again with a chance of about 1 in 2^32 per connection made. An
+// application that keeps handles of closed connections can therefore, very
+// rarely, reach a newer connection with one.
 type ConnHandle uint32
 
 // ListenHandle names one listen socket of a Host, like GNS's
 // HSteamListenSocket. The zero value, InvalidListen, names none.
+// ListenHandles count up from 1 per Host, shared by UDP and P2P listen
+// sockets, so a value does not come back after its socket is closed
+// unless 2^32 listen sockets have been made on the Host. Listen returns
+// the same handle while its socket stays open.
 type ListenHandle uint32
 
 const (
@@ -72,8 +85,9 @@ type Message struct {
 	// received message it is 0 (GNS sets it on outgoing messages only).
 	SenderUserData int64
 
-	buf  snp.Message // the engine buffer behind Payload, for Release
-	conn *hostConn   // the connection it came on, for the Host's accounting
+	buf      snp.Message // the engine buffer behind Payload, for Release
+	conn     *hostConn   // the connection it came on, for the Host's accounting
+	released uint32      // 1 once Release ran; set with a compare-and-swap
 }
 
 // ConnectionInfo describes a connection or Messages session: GNS's

@@ -29,12 +29,13 @@
 // # Addresses
 //
 // A datagram is routed by its destination address alone, and the receiver
-// sees the sender's LocalAddr as its source: there is no address
-// translation. A datagram to a multicast group reaches the endpoints that
-// joined it (Endpoint.JoinGroup) at that port, and one to LimitedBroadcast
-// every IPv4 endpoint at that port, each copy on its own direction. (NAT emulation, when it comes, belongs at the two points
-// where an address is used: the source written in WriteBatch and the
-// destination looked up on delivery.)
+// sees the sender's LocalAddr as its source, unless a NAT (Network.AddNAT,
+// nat.go) stands between them: a NAT translates at the two points where
+// an address is used, the source written in WriteBatch and the
+// destination looked up on delivery. A datagram to a multicast group
+// reaches the endpoints that joined it (Endpoint.JoinGroup) at that port,
+// and one to LimitedBroadcast every IPv4 endpoint at that port, each copy
+// on its own direction.
 //
 // # Cost
 //

@@ -45,8 +45,6 @@ const (
 	numChannels
 )
 
-var channelNames = [numChannels]string{"chat", "state", "bulk"}
-
 var hostNames = []string{"alice", "bob", "carol"}
 
 // demoNATs are the hosts' NATs in the P2P run: alice and carol behind

@@ -135,8 +135,6 @@ type Conn struct {
 	timeoutStarted time.Time
 	lastImmediate  time.Time
 	lastPingReq    time.Time
-	ackOwed        bool // the peer asked for an ack
-	ackOwedNow     bool // ... without delay
 
 	// Closing.
 	closedLeft int

@@ -18,9 +18,6 @@ const (
 	// protoVersionLanes: peers older than this cannot receive more than one
 	// lane (RecvCryptoHandshake: end reason 4006).
 	protoVersionLanes = 11
-	// protoVersionTimeSincePrev: GNS sends the time-since-previous field
-	// only to peers of this version or newer (SendEncryptedDataChunk).
-	protoVersionTimeSincePrev = 12
 
 	// connectRetryInterval is how often a connecting client sends a fresh
 	// challenge request (k_usecConnectRetryInterval,
@@ -56,20 +53,12 @@ const (
 	flagInlineStats   = 0x01 // kFlag_ProtobufBlob: varint length + UDPStats
 	flagTimeSincePrev = 0x02 // kFlag_TimeSincePrev: u16 LE, 16 us units
 	dataLead          = 0x80
-	// timeSincePrevShift is k_usecTimeSinceLastPacketSerializedPrecisionShift.
-	timeSincePrevShift = 4
-	// timeSincePrevMax is k_usecTimeSinceLastPacketMaxReasonable: larger
-	// gaps are not sent.
-	timeSincePrevMax = 250 * time.Millisecond
 	// minDatagram: GNS drops any datagram shorter than this before looking
 	// at it (PacketReceived, ReceivedFromUnknownHost).
 	minDatagram = 5
 	// maxPktNumLurch: a decrypted packet whose number is this far above the
 	// highest received ends the connection with 5001 (DecryptDataChunk).
 	maxPktNumLurch = 0x4000
-
-	// gcmTagSize is k_cbAESGCMTagSize.
-	gcmTagSize = 16
 
 	// Keepalives and reply timeouts (steamnetworking_statsutils.h).
 	keepAliveInterval      = 10 * time.Second       // k_usecKeepAliveIntervalActive

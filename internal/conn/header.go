@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -33,11 +32,6 @@ type dataHeader struct {
 	// it was present.
 	TimeSincePrev    uint16
 	HasTimeSincePrev bool
-}
-
-// timeSincePrev returns the decoded time-since-previous field.
-func (h *dataHeader) timeSincePrev() time.Duration {
-	return time.Duration(h.TimeSincePrev) << timeSincePrevShift * time.Microsecond
 }
 
 // parseDataHeader parses the header at the start of b and returns it and its
@@ -94,18 +88,6 @@ func appendDataHeader(dst []byte, h *dataHeader) []byte {
 		dst = binary.LittleEndian.AppendUint16(dst, h.TimeSincePrev)
 	}
 	return dst
-}
-
-// dataHeaderLen is the length appendDataHeader produces for h.
-func dataHeaderLen(h *dataHeader) int {
-	n := dataHeaderSize
-	if h.Stats != nil {
-		n += protowire.SizeVarint(uint64(len(h.Stats))) + len(h.Stats)
-	}
-	if h.HasTimeSincePrev {
-		n += 2
-	}
-	return n
 }
 
 // recvWindow expands 16-bit wire packet numbers and remembers which recent

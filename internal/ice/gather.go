@@ -44,7 +44,6 @@ type Gatherer struct {
 	queries []*stunQuery
 	out     []Datagram
 	found   []Candidate // new candidates not yet taken by Candidates
-	started bool
 }
 
 // NewGatherer returns a gatherer for the socket at base (its address goes

@@ -61,11 +61,11 @@ type Session struct {
 	LocalID, RemoteID uint32
 	// MinInterval is the least time between two rendezvous, connect
 	// requests aside: GNS paces its signals at MinSendInterval. Zero (the
-	// default, for now) sends each as soon as it is due. Paced, a relay
-	// candidate trickled in late can reach the peer after the ICE checks
-	// that come through that relay; the peer's agent (internal/ice, as of
-	// this writing) then keeps the path as peer-reflexive and never
-	// learns it is a relay, which the Host's NAT test notices. Answers to
+	// default) sends each as soon as it is due. Paced, a relay candidate
+	// trickled in late can reach the peer after the ICE checks that come
+	// through that relay; the peer's agent (internal/ice) then keeps the
+	// path as peer-reflexive and never learns it is a relay, which the
+	// Host's NAT test notices. Answers to
 	// rendezvous after a close are always at least MinSendInterval apart.
 	MinInterval time.Duration
 

@@ -6,26 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/netmsg-go/netmsg/internal/ice"
 	"github.com/netmsg-go/netmsg/netsim"
 	"github.com/netmsg-go/netmsg/transport"
 )
-
-// stunResponder answers STUN binding requests on ep until it closes.
-func stunResponder(ep *netsim.Endpoint) {
-	pkts := []transport.Packet{{Buf: make([]byte, transport.MaxDatagram)}}
-	for {
-		n, err := ep.ReadBatch(pkts)
-		if err != nil {
-			return
-		}
-		for _, p := range pkts[:n] {
-			if r, ok := ice.BindingResponse(p.Bytes(), p.Addr); ok {
-				ep.WriteBatch([]transport.Packet{{Buf: r, N: len(r), Addr: p.Addr}})
-			}
-		}
-	}
-}
 
 // owner is what a Host is to Paths, in miniature: it reads the endpoint,
 // hands datagrams to Paths, gives checks to Routes under its lock, ticks

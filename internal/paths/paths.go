@@ -176,18 +176,17 @@ type Paths struct {
 
 	turnOn atomic.Bool // the TURN clients are started (HandleDatagram looks at turnSet only then)
 
-	mu        sync.Mutex // guards the following fields; a leaf lock
-	closed    bool
-	routes    map[string]*Route // by local ufrag
-	stun      *stunClient
-	turns     []*turnAlloc // one per TURN server, once started
-	alloc     *turnAlloc   // the allocation in use, once made
-	events    []Event
-	relayOut  chan relayDatagram
-	stats     Stats
-	wg        sync.WaitGroup
-	done      chan struct{}
-	stopRelay sync.Once
+	mu       sync.Mutex // guards the following fields; a leaf lock
+	closed   bool
+	routes   map[string]*Route // by local ufrag
+	stun     *stunClient
+	turns    []*turnAlloc // one per TURN server, once started
+	alloc    *turnAlloc   // the allocation in use, once made
+	events   []Event
+	relayOut chan relayDatagram
+	stats    Stats
+	wg       sync.WaitGroup
+	done     chan struct{}
 }
 
 // New returns Paths for the socket at cfg.Base. It starts no goroutine.

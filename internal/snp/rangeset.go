@@ -83,22 +83,6 @@ func (r *rangeSet) remove(b, e int64) {
 	r.s = s
 }
 
-// trimBelow removes everything below p.
-func (r *rangeSet) trimBelow(p int64) {
-	s := r.s
-	i := 0
-	for i < len(s) && s[i].e <= p {
-		i++
-	}
-	if i > 0 {
-		s = append(s[:0], s[i:]...)
-	}
-	if len(s) > 0 && s[0].b < p {
-		s[0].b = p
-	}
-	r.s = s
-}
-
 // splits reports whether removing [b, e) would split a span in two.
 func (r *rangeSet) splits(b, e int64) bool {
 	for _, x := range r.s {
@@ -108,43 +92,3 @@ func (r *rangeSet) splits(b, e int64) bool {
 	}
 	return false
 }
-
-// containsAll reports whether [b, e) lies inside one span.
-func (r *rangeSet) containsAll(b, e int64) bool {
-	for _, x := range r.s {
-		if x.b <= b && e <= x.e {
-			return true
-		}
-		if x.b > b {
-			return false
-		}
-	}
-	return false
-}
-
-// firstMissing returns the first position >= p not in the set.
-func (r *rangeSet) firstMissing(p int64) int64 {
-	for _, x := range r.s {
-		if x.b > p {
-			break
-		}
-		if x.e > p {
-			p = x.e
-		}
-	}
-	return p
-}
-
-// nextIn returns the first position >= p that is in the set, and the end of
-// its span; ok is false when there is none.
-func (r *rangeSet) nextIn(p int64) (b, e int64, ok bool) {
-	for _, x := range r.s {
-		if x.e <= p {
-			continue
-		}
-		return max(x.b, p), x.e, true
-	}
-	return 0, 0, false
-}
-
-func (r *rangeSet) reset() { r.s = r.s[:0] }

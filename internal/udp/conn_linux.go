@@ -719,6 +719,3 @@ func (z *zoneCache) nameOf(id uint32) string {
 	z.name, z.id = name, id
 	return name
 }
-
-// hasDropCount says whether Stats.RecvDropped is kept (for tests).
-func (c *Conn) hasDropCount() bool { return c.batchRead() }

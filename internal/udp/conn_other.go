@@ -22,6 +22,3 @@ func (c *Conn) batchWrite() bool { return false }
 
 func (c *Conn) readBatchSys(pkts []transport.Packet) (int, error)  { return c.readOne(pkts) }
 func (c *Conn) writeBatchSys(pkts []transport.Packet) (int, error) { return c.writeLoop(pkts) }
-
-// hasDropCount says whether Stats.RecvDropped is kept (for tests).
-func (c *Conn) hasDropCount() bool { return false }

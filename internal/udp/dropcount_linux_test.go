@@ -1,0 +1,4 @@
+package udp
+
+// hasDropCount says whether Stats.RecvDropped is kept.
+func (c *Conn) hasDropCount() bool { return c.batchRead() }
