@@ -90,8 +90,8 @@ func CheckIdentity(s string) error {
 }
 
 func clip(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "..."
+	if len(s) > 200 {
+		return s[:200] + "..."
 	}
 	return s
 }

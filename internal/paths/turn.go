@@ -3,6 +3,7 @@ package paths
 import (
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -126,7 +127,7 @@ func (p *Paths) runTURN(ta *turnAlloc) {
 		select {
 		case <-p.done:
 		default:
-			p.log.Warn("paths: TURN allocation failed", "server", ta.srv.Addr, "err", err)
+			p.log.Warn("paths: TURN allocation failed", "server", ta.srv.Addr, "why", turnFailure(err), "err", err)
 		}
 		p.turnFailed(ta)
 		return
@@ -339,3 +340,22 @@ func (quietPion) NewLogger(string) logging.LeveledLogger {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// turnFailure says in words why a TURN server refused an allocation, from
+// pion's error (which reads "Allocate error response (error 400: )" for a
+// wrong password: pion answers the second, authenticated request's refusal
+// so).
+func turnFailure(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "error 400"), strings.Contains(msg, "error 401"), strings.Contains(msg, "Unauthorized"):
+		return "the server refused the credentials: check the TURN username and password (or that a REST credential has not expired)"
+	case strings.Contains(msg, "error 486"):
+		return "the server's allocation quota for this user or address is reached"
+	case strings.Contains(msg, "error 508"):
+		return "the server has no relay ports left"
+	case strings.Contains(msg, "timeout"), strings.Contains(msg, "i/o timeout"):
+		return "no answer from the server: check its address and that UDP reaches it"
+	}
+	return "the server refused the allocation"
+}
