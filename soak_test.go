@@ -191,6 +191,18 @@ func TestSoak(t *testing.T) {
 	fake := func(loss float64) FakeNetwork {
 		return FakeNetwork{LossPercent: loss, Jitter: 3 * time.Millisecond, ReorderPercent: 2, DuplicatePercent: 1}
 	}
+	// Every session failure, for the report: a failed session's queued
+	// messages are lost by design (GNS's semantics), which the
+	// completeness check must be read against.
+	var failMu sync.Mutex
+	var failures []string
+	noteFail := func(who string, info ConnectionInfo) {
+		failMu.Lock()
+		defer failMu.Unlock()
+		if len(failures) < 200 {
+			failures = append(failures, fmt.Sprintf("%v %s: session with %v failed: %v (%d) %s", time.Since(start).Round(time.Millisecond), who, info.Identity, info.EndReason, int(info.EndReason), info.EndDebug))
+		}
+	}
 	hubChecks := map[Identity]*soakCheck{}
 	hubSides := map[Identity]*soakSide{}
 	var hubMu sync.Mutex
@@ -201,6 +213,7 @@ func TestSoak(t *testing.T) {
 		OnSessionRequest: func(p Identity) {
 			hub.Messages().AcceptSessionWithUser(p)
 		},
+		OnSessionFailed: func(info ConnectionInfo) { noteFail("hub", info) },
 		OnSessionClosedByPeer: func(info ConnectionInfo) {
 			hubMu.Lock()
 			if s := hubSides[info.Identity]; s != nil {
@@ -232,7 +245,7 @@ func TestSoak(t *testing.T) {
 		c.h, err = NewHost(Config{
 			ListenAddr:      netip.MustParseAddrPort("127.0.0.1:0"),
 			ConnConfig:      ConnConfig{FakeSend: fake(loss), FakeRecv: fake(loss)},
-			OnSessionFailed: func(ConnectionInfo) { c.fails.Add(1) },
+			OnSessionFailed: func(info ConnectionInfo) { c.fails.Add(1); noteFail("client", info) },
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -425,6 +438,12 @@ loop:
 	}
 	if fail > 0 {
 		t.Errorf("%d errors", fail)
+		failMu.Lock()
+		t.Logf("%d session failures:", len(failures))
+		for _, f := range failures {
+			t.Log(f)
+		}
+		failMu.Unlock()
 	}
 	if got == 0 {
 		t.Fatal("nothing was received")
