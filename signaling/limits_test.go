@@ -259,7 +259,7 @@ func TestPendingEviction(t *testing.T) {
 
 // TestAbsentBudget: signals to identities nobody holds cost a source its
 // budget (default 100 at once, 20/s); a client over it is told and
-// disconnected (and again when it comes back at once), one under it is
+// disconnected (and so is its immediate reconnection), one under it is
 // kept.
 func TestAbsentBudget(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

@@ -201,10 +201,9 @@ type Stats struct {
 // and then reports it once, on whatever send or receive comes next: the
 // datagram refused is then usually not the one at fault. So a Conn sends a
 // refused datagram once more and drops it (counting it in SendErrors) only
-// if that fails too. sendmmsg itself swallows such an error when it comes
-// after the first message of a call (it returns the count sent so far, and
-// the Conn sends the rest again), so these errors are often not seen at
-// all.
+// if that fails too. sendmmsg itself swallows such an error on any message
+// but the first of a call (it returns the count sent so far, and the Conn
+// sends the rest again), so these errors are often not seen at all.
 
 // counters are a Conn's Stats, updated once per system call or batch.
 type counters struct {
