@@ -1,11 +1,11 @@
 package signaling
 
 import (
-	"encoding/json"
-	"html/template"
 	"net/http"
 	"slices"
 	"time"
+
+	"github.com/netmsg-go/netmsg/internal/statuspage"
 )
 
 // Status is a snapshot of a Server for people: what the status page shows
@@ -57,31 +57,12 @@ func (s *Server) Status() Status {
 // draws them on a chart of the last two minutes) and Status as JSON at
 // "/status.json". Mount it where it is reached only by operators.
 func (s *Server) StatusHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/status.json", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		json.NewEncoder(w).Encode(s.Status())
-	})
-	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
-		statusPage.Execute(w, s.Status())
-	})
-	return mux
+	return statuspage.Handler(statusPage, func() any { return s.Status() })
 }
 
-var statusPage = template.Must(template.New("status").Parse(`<!doctype html>
+var statusPage = statuspage.Parse("status", `<!doctype html>
 <html><head><meta charset="utf-8"><title>netmsg signal</title>
-<style>
-body{font:14px system-ui,sans-serif;margin:2em;color:#222}
-h1{font-size:1.3em}
-table{border-collapse:collapse}
-td{padding:.2em 1em .2em 0}
-td.v{font-weight:600;text-align:right;font-variant-numeric:tabular-nums}
-canvas{border:1px solid #ccc;margin-top:1em}
-.dim{color:#888}
-</style></head>
+{{template "style"}}</head>
 <body>
 <h1>netmsg signal <span class="dim" id="node">{{if .Node}}node {{.Node}}{{else}}single node{{end}}</span></h1>
 <table>
@@ -93,21 +74,9 @@ canvas{border:1px solid #ccc;margin-top:1em}
 </table>
 <canvas id="chart" width="600" height="160"></canvas>
 <p class="dim">updated <span id="updated">0</span> times; signals out per second over the last two minutes</p>
-<script>
+{{template "chart"}}<script>
 (function(){
   var last=null, rates=[], polls=0;
-  function set(id,v){document.getElementById(id).textContent=v;}
-  function draw(){
-    var c=document.getElementById('chart'), g=c.getContext('2d');
-    g.clearRect(0,0,c.width,c.height);
-    var max=Math.max(1,Math.max.apply(null,rates));
-    g.strokeStyle='#36c'; g.lineWidth=2; g.beginPath();
-    rates.forEach(function(r,i){
-      var x=c.width-(rates.length-1-i)*c.width/119, y=c.height-4-(c.height-8)*r/max;
-      if(i==0)g.moveTo(x,y); else g.lineTo(x,y);
-    });
-    g.stroke(); g.fillStyle='#888'; g.fillText(max.toFixed(0)+'/s',4,12);
-  }
   function poll(){
     fetch('status.json',{cache:'no-store'}).then(function(r){return r.json();}).then(function(s){
       var rate=0;
@@ -120,11 +89,11 @@ canvas{border:1px solid #ccc;margin-top:1em}
       set('identities', s.identities); set('remote', s.remote+' on other nodes');
       set('rate', rate.toFixed(1)); set('totals', s.signals_in+' in, '+s.signals_out+' out');
       set('dropped', s.dropped); set('refused', s.refused+' connections refused or dropped');
-      set('updated', ++polls); draw();
+      set('updated', ++polls); draw(rates,'#36c','/s');
     }).catch(function(){});
   }
   poll(); setInterval(poll,1000);
 })();
 </script>
 </body></html>
-`))
+`)
