@@ -801,36 +801,37 @@ func (h *Host) ReceiveMessagesOnConnection(c ConnHandle, max int) []*Message {
 	if max <= 0 {
 		return nil
 	}
-	ms, _ := h.takeConn(c, max)
+	_, ms, _ := h.takeConn(c, max)
 	return ms
 }
 
-// takeConn takes up to max messages from c's queue. With none, err is
-// ResultNoConnection when c is unknown or in a poll group, a *ConnError
-// when it ended with nothing left to read, and nil otherwise.
-func (h *Host) takeConn(c ConnHandle, max int) (ms []*Message, err error) {
+// takeConn takes up to max messages from c's queue, and returns c's
+// record (nil when unknown). With no message, err is ResultNoConnection
+// when c is unknown or in a poll group, a *ConnError when it ended with
+// nothing left to read, and nil otherwise.
+func (h *Host) takeConn(c ConnHandle, max int) (hc *hostConn, ms []*Message, err error) {
 	h.mu.Lock()
-	hc := h.connLocked(c)
+	hc = h.connLocked(c)
 	if hc == nil {
 		h.mu.Unlock()
-		return nil, ResultNoConnection
+		return nil, nil, ResultNoConnection
 	}
 	if hc.c.IsP2P() {
 		ms, err = h.takeConnLocked(hc, max)
 		h.mu.Unlock()
 		h.took(ms)
-		return ms, err
+		return hc, ms, err
 	}
 	h.mu.Unlock()
 	hc.mu.Lock()
 	if hc.removed || hc.handle != c {
 		hc.mu.Unlock()
-		return nil, ResultNoConnection
+		return nil, nil, ResultNoConnection
 	}
 	ms, err = h.takeConnLocked(hc, max)
 	hc.mu.Unlock()
 	h.took(ms)
-	return ms, err
+	return hc, ms, err
 }
 
 // takeConnLocked is takeConn with hc's lock held; the caller accounts
@@ -862,13 +863,7 @@ func (h *Host) Receive(ctx context.Context, c ConnHandle, max int) ([]*Message, 
 		return nil, fmt.Errorf("netmsg: receive: max %d: %w", max, ResultInvalidParam)
 	}
 	for {
-		h.mu.Lock()
-		hc := h.connLocked(c)
-		h.mu.Unlock()
-		if hc == nil {
-			return nil, ResultNoConnection
-		}
-		ms, err := h.takeConn(c, max)
+		hc, ms, err := h.takeConn(c, max)
 		if len(ms) > 0 {
 			return ms, nil
 		}

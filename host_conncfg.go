@@ -16,12 +16,17 @@ func (h *Host) connSettings(cc ConnConfig) (*conn.Settings, error) {
 	if cc == (ConnConfig{}) {
 		return nil, nil
 	}
+	return h.mergedSettings(cc)
+}
+
+// mergedSettings is cc over the Host's ConnConfig as a connection's
+// settings, or an error wrapping ErrBadConfig.
+func (h *Host) mergedSettings(cc ConnConfig) (*conn.Settings, error) {
 	merged, err := cc.withDefaults(&h.cfg.ConnConfig)
 	if err != nil {
 		return nil, err
 	}
-	s := conn.Settings{SNP: snpConfig(&merged), TimeoutInitial: merged.TimeoutInitial, TimeoutConnected: merged.TimeoutConnected}
-	return &s, nil
+	return &conn.Settings{SNP: snpConfig(&merged), TimeoutInitial: merged.TimeoutInitial, TimeoutConnected: merged.TimeoutConnected}, nil
 }
 
 // SetConnectionConfig changes the settings of a live connection (GNS's
@@ -31,14 +36,13 @@ func (h *Host) connSettings(cc ConnConfig) (*conn.Settings, error) {
 // ConfigureConnectionLanes stay. It returns ErrNoSuchConn for an unknown handle and
 // an error wrapping ErrBadConfig for an invalid cc.
 func (h *Host) SetConnectionConfig(c ConnHandle, cc ConnConfig) error {
-	merged, err := cc.withDefaults(&h.cfg.ConnConfig)
+	s, err := h.mergedSettings(cc)
 	if err != nil {
 		return err
 	}
-	s := conn.Settings{SNP: snpConfig(&merged), TimeoutInitial: merged.TimeoutInitial, TimeoutConnected: merged.TimeoutConnected}
 	return h.withConn(c, func(hc *hostConn) error {
 		s.SNP.Lanes = hc.c.EngineConfig().Lanes
-		if err := hc.c.Configure(s); err != nil {
+		if err := hc.c.Configure(*s); err != nil {
 			return fmt.Errorf("netmsg: connection config: %v: %w", err, ErrBadConfig)
 		}
 		h.rescheduleLocked(hc)
@@ -61,9 +65,6 @@ func (h *Host) ConfigureConnectionLanes(c ConnHandle, lanes []Lane) error {
 		s.SNP.Lanes = laneConfig(lanes)
 		s.TimeoutInitial, s.TimeoutConnected = hc.c.Timeouts()
 		if err := hc.c.Configure(s); err != nil {
-			if errors.Is(err, snp.ErrLanesShrink) {
-				return fmt.Errorf("netmsg: lanes: %v: %w", err, ResultInvalidParam)
-			}
 			return fmt.Errorf("netmsg: lanes: %v: %w", err, ResultInvalidParam)
 		}
 		return nil
@@ -142,7 +143,12 @@ type SendResult struct {
 // under one lock round for that connection, and each gets its result in
 // results, which is returned (grown as needed; pass nil to allocate).
 func (h *Host) SendMessages(msgs []OutgoingMessage, results []SendResult) []SendResult {
-	results = append(results[:0], make([]SendResult, len(msgs))...)
+	if cap(results) < len(msgs) {
+		results = make([]SendResult, len(msgs))
+	} else {
+		results = results[:len(msgs)]
+		clear(results)
+	}
 	done := make([]bool, len(msgs))
 	now := h.cfg.Now()
 	for i := range msgs {

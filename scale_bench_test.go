@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -164,7 +165,7 @@ func init() {
 func scaleSender(spec string) error {
 	var addr string
 	var conns, size, count int
-	parts := splitComma(spec)
+	parts := strings.Split(spec, ",")
 	if len(parts) != 4 {
 		return fmt.Errorf("bad spec %q", spec)
 	}
@@ -284,16 +285,4 @@ func scaleSend(to netip.AddrPort, id uint32, size, count int) error {
 		t.Stop()
 	}
 	return fmt.Errorf("connection %d: %d of %d sent before the deadline", id, sent, count)
-}
-
-func splitComma(s string) []string {
-	var out []string
-	start := 0
-	for i := 0; i <= len(s); i++ {
-		if i == len(s) || s[i] == ',' {
-			out = append(out, s[start:i])
-			start = i + 1
-		}
-	}
-	return out
 }
