@@ -1341,14 +1341,15 @@ func (h *Host) countInLocked(b []byte) {
 func (h *Host) runBatch(w *worker, rb *rxBatch, n int, shard int, stall *time.Timer) {
 	now := h.cfg.Now()
 	h.clock.Store(now.UnixNano())
+	var count, bytes int64 // added to the Host's counters once per batch
 	for i := range rb.pkts[:n] {
 		hc := rb.conns[i]
 		if hc == nil || rb.shard[i] != shard {
 			continue
 		}
 		p := &rb.pkts[i]
-		h.fast.datagramsIn.Add(1)
-		h.fast.bytesIn.Add(int64(p.N))
+		count++
+		bytes += int64(p.N)
 		if hc.c.IsP2P() {
 			h.mu.Lock()
 			if !hc.removed {
@@ -1390,6 +1391,8 @@ func (h *Host) runBatch(w *worker, rb *rxBatch, n int, shard int, stall *time.Ti
 			h.pollSlow(now, hc)
 		}
 	}
+	h.fast.datagramsIn.Add(count)
+	h.fast.bytesIn.Add(bytes)
 	h.write(&w.out)
 }
 
