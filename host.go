@@ -158,6 +158,7 @@ type HostStats struct {
 	WrongAddr                 int64 // datagrams for a connection from an address that is not its peer's (a forged close, say): dropped, also in Dropped
 	ChallengesAnswered        int64
 	ConnectsRefused           int64
+	ConnectsDropped           int64 // connect requests a service left unanswered for now (the losing side of a symmetric connect): the peer's next attempt is judged afresh
 	ICERestarts               int64 // P2P connections whose ICE started over (symmetric connect turned them into the accepting side)
 }
 
@@ -1546,7 +1547,12 @@ func (h *Host) handleGNSLocked(now time.Time, from netip.AddrPort, b []byte) {
 		h.servers[serverKey{from, id}] = hc
 		if svc != nil && hc.handle != InvalidConn {
 			hc.listen = InvalidListen
-			svc.incomingLocked(now, hc)
+			if !svc.incomingLocked(now, hc) {
+				h.removeLocked(hc)
+				unlockConn(hc)
+				h.stats.ConnectsDropped++
+				return
+			}
 		}
 		h.pollLocked(now, hc)
 		unlockConn(hc)

@@ -443,7 +443,11 @@ func (h *Host) acceptP2PLocked(now time.Time, from string, id uint32, req *pb.P2
 	hc.p2p.key = p2pKey{from, id}
 	h.conns[handle] = hc
 	h.p2pIncoming[hc.p2p.key] = hc
-	svc.incomingLocked(now, hc)
+	if !svc.incomingLocked(now, hc) {
+		h.removeLocked(hc)
+		h.stats.ConnectsDropped++
+		return nil
+	}
 	return hc
 }
 

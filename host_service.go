@@ -18,9 +18,11 @@ type service interface {
 	// connections now. mu is held.
 	acceptingLocked() bool
 	// incomingLocked takes a new incoming connection on the service's
-	// port; it refuses one by setting hc.handle to InvalidConn. mu and
-	// hc's lock are held.
-	incomingLocked(now time.Time, hc *hostConn)
+	// port and reports whether it did. One it does not take is dropped by
+	// the Host as if its request had never arrived: no answer, no state,
+	// so the peer's next attempt is judged afresh (GNS drops such
+	// requests the same way). mu and hc's lock are held.
+	incomingLocked(now time.Time, hc *hostConn) bool
 	// deliverAll takes messages that arrived on one of the service's
 	// connections (it owns their buffers). hc's lock is held, mu maybe not.
 	deliverAll(now time.Time, hc *hostConn, ms []snp.Message)

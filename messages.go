@@ -96,8 +96,9 @@ type session struct {
 	// early holds copies of the messages (header included) sent before
 	// the connection was up, for a symmetric connect that switches to the
 	// peer's connection; dropped once connected.
-	early [][]byte
-	alias Identity // a second key of the session in Messages.sessions, if any
+	early       [][]byte
+	alias       Identity  // a second key of the session in Messages.sessions, if any
+	connectedAt time.Time // when hc last came up
 }
 
 // used notes that the session carried a message at now.
@@ -351,8 +352,10 @@ func (ms *Messages) newSessionLocked(now time.Time, peer Identity, hc *hostConn)
 // incomingLocked takes a new incoming Messages connection: a session
 // request, or, when both sides dialled at once, the one connection of the
 // two that survives (the one whose client picked the lower connection id;
-// both sides apply the same rule).
-func (ms *Messages) incomingLocked(now time.Time, hc *hostConn) {
+// both sides apply the same rule). It returns false for a request it
+// leaves unanswered: the Host then drops it without a trace, and the
+// peer's next attempt (its connect retries) is judged afresh, as GNS does.
+func (ms *Messages) incomingLocked(now time.Time, hc *hostConn) bool {
 	peer := hc.identity
 	s := ms.sessions[peer]
 	if s == nil {
@@ -364,16 +367,16 @@ func (ms *Messages) incomingLocked(now time.Time, hc *hostConn) {
 			}
 		}
 	}
-	if s != nil && s.hc != nil && !s.failed && !s.hc.c.IsServer() && s.hc.state != StateConnected {
+	ours := s != nil && s.hc != nil && !s.failed && !s.hc.c.IsServer()
+	if ours && s.hc.state != StateConnected {
 		// Symmetric connect.
 		if s.hc.c.LocalID() < hc.c.RemoteID() {
-			// Ours survives. The peer's is left unanswered (never
-			// accepted, it expires by itself): closing it could reach
-			// the peer before our connect request does, and the peer
-			// would take that for a failed session. The peer drops its
-			// own once ours reaches it.
-			hc.handle = InvalidConn
-			return
+			// Ours survives; the peer drops its own once ours reaches
+			// it. Theirs is left unanswered (a close could reach the
+			// peer before our connect request and read as a failed
+			// session); should ours fail, the peer's next attempt is
+			// taken.
+			return false
 		}
 		// Theirs survives: move what we queued on ours over to it.
 		old := s.hc
@@ -391,14 +394,15 @@ func (ms *Messages) incomingLocked(now time.Time, hc *hostConn) {
 		if err := hc.c.Accept(now); err == nil {
 			s.accepted = true
 		}
-		return
+		return true
 	}
-	if s != nil && s.hc != nil && !s.failed && !s.hc.c.IsServer() && s.hc.c.LocalID() < hc.c.RemoteID() {
+	if ours && s.hc.c.LocalID() < hc.c.RemoteID() && now.Sub(s.connectedAt) < lateRequestWindow {
 		// A late copy of the losing request of a symmetric connect that
-		// ours already won (signals can be delayed and duplicated): left
-		// unanswered, as above.
-		hc.handle = InvalidConn
-		return
+		// ours just won: left unanswered, as above. (The peer stops
+		// asking once it accepted ours, so a request from it long after
+		// ours connected is a new session: the peer closed the old one,
+		// or restarted, and the request replaces the old session below.)
+		return false
 	}
 	if s != nil {
 		// A new connection from a peer we had a session with: it replaces
@@ -408,7 +412,13 @@ func (ms *Messages) incomingLocked(now time.Time, hc *hostConn) {
 	s = ms.newSessionLocked(now, peer, hc)
 	s.requestAt = now
 	ms.postRequestLocked(now, s)
+	return true
 }
+
+// lateRequestWindow is how long after our connection of a symmetric
+// connect came up a request from the peer's losing connection may still
+// arrive (delayed or duplicated by the network).
+const lateRequestWindow = 2 * time.Second
 
 // postRequestLocked posts OnSessionRequest for s and schedules the repeat.
 func (ms *Messages) postRequestLocked(now time.Time, s *session) {
@@ -482,6 +492,7 @@ func (ms *Messages) connStateLocked(hc *hostConn, old ConnectionState) {
 	case StateConnected:
 		s.used(now)
 		s.early = nil
+		s.connectedAt = now
 		// A session dialled by address is also known by the identity the
 		// peer's certificate names, so a reply to Message.Identity finds
 		// it.
