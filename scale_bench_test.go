@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -26,9 +27,10 @@ import (
 // 2, 8 and 64 connections through the connection API (a Receive loop per
 // connection, as a Go server is written), to show that connections
 // proceed on several cores. The senders run in a child process (this test
-// binary, re-run with NETMSG_SCALE_SENDER set) on bare connection state
-// machines over loopback UDP: no Host, no locks, no timers, so they cost
-// less per message than the Host under test, whose messages/s and CPU
+// binary, re-run with NETMSG_SCALE_SENDER set): each is a bare client
+// connection that makes all its datagrams ahead of time (conn.Prebuild)
+// and then only writes them, so the senders cost a few syscalls per
+// datagram and the Host under test has the cores; its messages/s and CPU
 // (user+system of this process over the measured window) are reported.
 //
 //	GOMAXPROCS=2 go test -run XXX -bench HostScale -benchtime 1x .
@@ -57,6 +59,9 @@ func scaleRun(b *testing.B, conns, size, count int) {
 	var h *Host
 	h, err := NewHost(Config{
 		ListenAddr: netip.MustParseAddrPort("127.0.0.1:0"),
+		// Room for everything the senders keep in flight (scaleWindow),
+		// whichever connection it is on.
+		ConnConfig: ConnConfig{RecvBufferMessages: 1 << 16, RecvBufferSize: 4 * scaleWindow},
 		OnConnectionStatusChanged: func(ev ConnStatusChanged) {
 			if ev.Info.State == StateConnecting && ev.Info.ListenSocket != InvalidListen {
 				h.AcceptConnection(ev.Conn)
@@ -81,6 +86,10 @@ func scaleRun(b *testing.B, conns, size, count int) {
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("NETMSG_SCALE_SENDER=%v,%d,%d,%d", h.LocalAddr(), conns, size, count))
 	cmd.Stderr = os.Stderr
+	progress, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -128,10 +137,27 @@ func scaleRun(b *testing.B, conns, size, count int) {
 			}
 		}()
 	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-		b.Fatalf("%d of %d messages", received.Load(), want)
+	// The senders keep within scaleWindow of what arrived: tell them.
+	tick := time.NewTicker(200 * time.Microsecond)
+	defer tick.Stop()
+	var pb [8]byte
+	last, lastAt := int64(-1), time.Now()
+wait:
+	for {
+		select {
+		case <-done:
+			break wait
+		case <-ctx.Done():
+			b.Fatalf("%d of %d messages", received.Load(), want)
+		case <-tick.C:
+			if r := received.Load(); r != last {
+				last, lastAt = r, time.Now()
+			} else if time.Since(lastAt) > 10*time.Second {
+				b.Fatalf("stalled at %d of %d messages (a datagram lost; the senders never send one again): %+v", r, want, h.Stats())
+			}
+			binary.LittleEndian.PutUint64(pb[:], uint64(received.Load()))
+			progress.Write(pb[:])
+		}
 	}
 	el, cpu := time.Since(first), processCPU()-cpu0
 	wg.Wait()
@@ -160,31 +186,91 @@ func init() {
 	}
 }
 
+// scaleWindow is how many bytes of messages the senders keep ahead of what
+// the Host under test has handed to its application: well within the
+// Host's socket buffer, so that nothing is lost (the prebuilt datagrams
+// are never sent again).
+const scaleWindow = 256 << 10
+
 // scaleSender runs the senders of BenchmarkHostScale: spec is
-// "addr,conns,size,count".
+// "addr,conns,size,count". Each connects, makes its datagrams ahead of
+// time, and, once all are ready, writes them to the Host, keeping the
+// messages sent within scaleWindow bytes of the count the Host received,
+// which the benchmark writes to standard input as it goes.
 func scaleSender(spec string) error {
-	var addr string
-	var conns, size, count int
 	parts := strings.Split(spec, ",")
 	if len(parts) != 4 {
 		return fmt.Errorf("bad spec %q", spec)
 	}
-	addr = parts[0]
-	conns, _ = strconv.Atoi(parts[1])
-	size, _ = strconv.Atoi(parts[2])
-	count, _ = strconv.Atoi(parts[3])
-	to, err := netip.ParseAddrPort(addr)
+	conns, _ := strconv.Atoi(parts[1])
+	size, _ := strconv.Atoi(parts[2])
+	count, _ := strconv.Atoi(parts[3])
+	to, err := netip.ParseAddrPort(parts[0])
 	if err != nil {
 		return err
 	}
-	var wg sync.WaitGroup
+	var received atomic.Int64
+	go func() {
+		var b [8]byte
+		for {
+			if _, err := io.ReadFull(os.Stdin, b[:]); err != nil {
+				return
+			}
+			received.Store(int64(binary.LittleEndian.Uint64(b[:])))
+		}
+	}()
+	var sent atomic.Int64 // messages, as far as the datagrams written tell
+	window := int64(max(scaleWindow/size, 64))
+	var ready sync.WaitGroup
+	start := make(chan struct{})
 	errs := make(chan error, conns)
+	var wg sync.WaitGroup
 	for i := range conns {
 		wg.Add(1)
+		ready.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := scaleSend(to, uint32(i+1)*7919, size, count); err != nil {
+			ds, u, err := scalePrebuild(to, uint32(i+1)*7919, size, count)
+			ready.Done()
+			if err != nil {
 				errs <- err
+				return
+			}
+			defer u.Close()
+			<-start
+			var total int
+			for _, d := range ds {
+				total += len(d)
+			}
+			perMsg := float64(total) / float64(count)
+			out := make([]transport.Packet, 0, 32)
+			written, counted := 0, int64(0)
+			for len(ds) > 0 {
+				for sent.Load()-received.Load() > window {
+					time.Sleep(50 * time.Microsecond)
+				}
+				out = out[:0]
+				for _, d := range ds[:min(len(ds), cap(out))] {
+					out = append(out, transport.Packet{Buf: d, N: len(d), Addr: to})
+					written += len(d)
+				}
+				if _, err := u.WriteBatch(out); err != nil {
+					errs <- err
+					return
+				}
+				ds = ds[len(out):]
+				now := int64(float64(written) / perMsg)
+				sent.Add(now - counted)
+				counted = now
+			}
+		}()
+	}
+	ready.Wait()
+	close(start)
+	if os.Getenv("NETMSG_SCALE_DEBUG") != "" {
+		go func() {
+			for range time.Tick(time.Second) {
+				fmt.Fprintf(os.Stderr, "scale sender: sent %d, received %d\n", sent.Load(), received.Load())
 			}
 		}()
 	}
@@ -193,22 +279,22 @@ func scaleSender(spec string) error {
 	return <-errs
 }
 
-// scaleSend is one sender: a bare client connection that sends count
-// numbered messages as fast as its engine lets it, and keeps acking what
-// the Host sends until every message is acknowledged.
-func scaleSend(to netip.AddrPort, id uint32, size, count int) error {
+// scalePrebuild connects one sender, a bare client connection, to the
+// Host, and makes the datagrams of count numbered messages of size bytes.
+func scalePrebuild(to netip.AddrPort, id uint32, size, count int) ([][]byte, *udp.Conn, error) {
 	u, err := udp.Listen("udp4", netip.MustParseAddrPort("127.0.0.1:0"), udp.Options{})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer u.Close()
 	_, key, _ := ed25519.GenerateKey(nil)
 	cfg := conn.Config{Identity: fmt.Sprintf("str:sender%d", id), Key: key, SNP: snp.Config{SendBufferSize: 4 << 20, SendRateMax: 1 << 30}}
-	var mu sync.Mutex
 	c, err := conn.Dial(cfg, time.Now(), id, to)
 	if err != nil {
-		return err
+		u.Close()
+		return nil, nil, err
 	}
+	var mu sync.Mutex
+	var stop atomic.Bool
 	kick := make(chan struct{}, 1)
 	go func() {
 		pkts := make([]transport.Packet, 64)
@@ -220,69 +306,55 @@ func scaleSend(to netip.AddrPort, id uint32, size, count int) error {
 			if err != nil {
 				return
 			}
+			if stop.Load() {
+				continue // the Host's acks of the prebuilt datagrams: not needed
+			}
 			mu.Lock()
-			now := time.Now()
 			for i := range pkts[:n] {
-				if err := c.HandleDatagram(now, pkts[i].Addr, pkts[i].Bytes()); err != nil && os.Getenv("NETMSG_SCALE_DEBUG") != "" {
-					fmt.Fprintf(os.Stderr, "connection %d: %v\n", id, err)
-				}
+				c.HandleDatagram(time.Now(), pkts[i].Addr, pkts[i].Bytes())
 			}
 			mu.Unlock()
 			signal(kick)
 		}
 	}()
-	msg := make([]byte, size)
-	out := make([]transport.Packet, 0, 64)
-	bufs := make([][]byte, 64)
-	for i := range bufs {
-		bufs[i] = make([]byte, transport.MaxDatagram)
-	}
-	sent := 0
-	deadline := time.Now().Add(4 * time.Minute)
-	for time.Now().Before(deadline) {
+	buf := make([]byte, transport.MaxDatagram)
+	for deadline := time.Now().Add(time.Minute); ; {
 		mu.Lock()
 		now := time.Now()
-		if c.State() == conn.StateConnected {
-			for sent < count {
-				binary.LittleEndian.PutUint64(msg, uint64(sent))
-				if _, err := c.Send(now, 0, msg, snp.Reliable); err != nil {
-					break
-				}
-				sent++
-			}
-		} else if c.State() != conn.StateConnecting {
-			mu.Unlock()
-			return fmt.Errorf("connection %d: state %v: %s", id, c.State(), c.EndDebug())
-		}
-		out = out[:0]
-		for len(out) < len(bufs) {
-			d, ok := c.Poll(now, bufs[len(out)][:0])
+		st := c.State()
+		for st == conn.StateConnecting {
+			d, ok := c.Poll(now, buf[:0])
 			if !ok {
 				break
 			}
-			out = append(out, transport.Packet{Buf: d, N: len(d), Addr: c.RemoteAddr()})
+			u.WriteBatch([]transport.Packet{{Buf: d, N: len(d), Addr: to}})
 		}
-		st := c.Stats(now)
-		finished := sent == count && st.PendingReliable+st.SentUnackedReliable == 0
-		wake := c.NextWake()
 		mu.Unlock()
-		if len(out) > 0 {
-			u.WriteBatch(out)
-			continue
+		if st == conn.StateConnected {
+			break
 		}
-		if finished {
-			return nil
+		if st != conn.StateConnecting || now.After(deadline) {
+			u.Close()
+			return nil, nil, fmt.Errorf("connection %d: state %v: %s", id, st, c.EndDebug())
 		}
-		d := time.Millisecond
-		if !wake.IsZero() {
-			d = min(d, max(time.Until(wake), 0))
-		}
-		t := time.NewTimer(d)
+		t := time.NewTimer(time.Millisecond)
 		select {
 		case <-kick:
 		case <-t.C:
 		}
 		t.Stop()
 	}
-	return fmt.Errorf("connection %d: %d of %d sent before the deadline", id, sent, count)
+	stop.Store(true)
+	msg := make([]byte, size)
+	mu.Lock()
+	ds, err := c.Prebuild(time.Now(), count, func(i int) []byte {
+		binary.LittleEndian.PutUint64(msg, uint64(i))
+		return msg
+	}, snp.Reliable)
+	mu.Unlock()
+	if err != nil {
+		u.Close()
+		return nil, nil, err
+	}
+	return ds, u, nil
 }

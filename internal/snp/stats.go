@@ -137,3 +137,6 @@ func (c *Conn) Stats(now time.Time) Stats {
 	}
 	return s
 }
+
+// PeerPktNumMax is the highest packet number received from the peer.
+func (c *Conn) PeerPktNumMax() int64 { return c.rec.max }
