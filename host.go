@@ -75,6 +75,7 @@ type Host struct {
 	listener *conn.Listener
 	connCfg  conn.Config
 	services map[int]service // by virtual port (host_service.go); guarded by mu
+	rtc      *rtcState       // WebRTC sessions' machinery, made on first use (host_webrtc.go); guarded by mu
 	shards   int             // 1 + the number of workers
 
 	mu         sync.Mutex // the table lock: guards every field up to the next group
@@ -507,6 +508,7 @@ func (h *Host) Close() error {
 		h.pollLocked(now, hc)
 		unlockConn(hc)
 	}
+	h.closeWebLocked()
 	h.flushOutLocked()
 	h.closed = true
 	h.mu.Unlock()
