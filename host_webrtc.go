@@ -776,8 +776,8 @@ func (h *Host) failWebLocked(ws *webSession, state ConnectionState, reason EndRe
 	if ws.ended || ws.failed || ms == nil || ms.web[ws.peer] != ws {
 		return
 	}
-	ws.failed = true
 	ws.info = ws.infoLocked()
+	ws.failed = true
 	ws.info.State, ws.info.EndReason, ws.info.EndDebug = state, reason, debug
 	ws.state = state
 	if !ws.accepted {
