@@ -468,7 +468,7 @@ func benchBrowserHost(t *testing.T, ctx context.Context, h *host) {
 		const msg = new Uint8Array(16384);
 		let sent = 0;
 		while (sent < %d) {
-			while (p.bufferedAmount("str:host") > 1 << 20) await new Promise(r => setTimeout(r, 1));
+			await p.waitSendBuffer("str:host", 256 << 10);
 			p.sendMessageToUser("str:host", msg, netmsg.SEND_RELIABLE, 8);
 			sent += msg.length;
 		}

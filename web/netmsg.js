@@ -557,6 +557,24 @@ export class Peer extends EventTarget {
     return s.up ? s.rel.bufferedAmount : s.queued;
   }
 
+  // waitSendBuffer resolves once at most below bytes wait to leave for
+  // identity's session, for a sender that keeps its pipe full.
+  async waitSendBuffer(identity, below = 256 << 10) {
+    for (;;) {
+      const s = this.sessions.get(identity);
+      if (!s || s.ended || this.bufferedAmount(identity) <= below) return;
+      if (!s.up) {
+        await new Promise((r) => setTimeout(r, 10));
+        continue;
+      }
+      s.rel.bufferedAmountLowThreshold = below;
+      await new Promise((r) => {
+        s.rel.addEventListener("bufferedamountlow", r, { once: true });
+        setTimeout(r, 100);
+      });
+    }
+  }
+
   _receive(s, b, reliable) {
     const f = parseFrame(b);
     if (!f) {
