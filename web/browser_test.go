@@ -2,6 +2,9 @@ package web
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,9 +61,12 @@ type browserEnv struct {
 	ctx   context.Context // the browser's first tab
 }
 
-func newBrowserEnv(t *testing.T) *browserEnv {
+func newBrowserEnv(t *testing.T) *browserEnv { return newBrowserEnvWith(t, signaling.ServerConfig{}) }
+
+func newBrowserEnvWith(t *testing.T, sc signaling.ServerConfig) *browserEnv {
 	bin := chromium(t)
-	s, err := signaling.NewServer(signaling.ServerConfig{Logger: slog.New(slog.DiscardHandler)})
+	sc.Logger = slog.New(slog.DiscardHandler)
+	s, err := signaling.NewServer(sc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -552,4 +558,53 @@ func TestBrowserRelay(t *testing.T) {
 		t.Errorf("the page's route: %v", ev)
 	}
 	t.Logf("Host: %s", info.Description)
+}
+
+// TestBrowserAuthenticated: a page registers with the authenticated
+// signaling protocol (its certificate, and a proof signed with
+// WebCrypto's Ed25519), takes the TURN credentials the server hands out,
+// and reaches a Host through the relay with them; a proof with the wrong
+// key is refused.
+func TestBrowserAuthenticated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	const secret = "s3cret"
+	rs, err := relay.NewServer(relay.Config{Logger: slog.New(slog.DiscardHandler), ListenAddr: "127.0.0.1:0",
+		AuthSecrets: []string{secret}, AllowPeers: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	e := newBrowserEnvWith(t, signaling.ServerConfig{AllowUnsigned: true,
+		TURN: &signaling.TURNConfig{Secret: secret, Servers: []string{rs.Addr().String()}}})
+	// The Host's own TURN credential comes from the same secret.
+	user, pass := relay.RESTCredential(secret, "str:host", time.Now().Add(time.Hour))
+	h := e.newHost("str:host", func(c *netmsg.Config) {
+		c.TURNServers = []netmsg.TURNServer{{Addr: rs.Addr(), Username: user, Password: pass}}
+		c.P2PRelayOnly = true
+	})
+	seed := make([]byte, ed25519.SeedSize)
+	rand.Read(seed)
+	key := ed25519.NewKeyFromSeed(seed)
+	id := mustID(t, "str:web-auth")
+	cert, err := netmsg.UnsignedCertificate(id, key, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := e.ctx
+	wrong := make([]byte, ed25519.SeedSize)
+	if got := eval[string](t, ctx, fmt.Sprintf(`
+		try { await netmsg.connect(%q, "str:web-auth", {cert: %q, key: %q}); return "registered" }
+		catch (e) { return String(e) }`, e.wsURL, hex.EncodeToString(cert), hex.EncodeToString(wrong))); !strings.Contains(got, "refused") {
+		t.Errorf("a wrong key: %s", got)
+	}
+	eval[bool](t, ctx, connectJS("tab", e.wsURL, "str:web-auth",
+		fmt.Sprintf(`{cert: %q, key: %q, iceTransportPolicy: "relay"}`, hex.EncodeToString(cert), hex.EncodeToString(seed))))
+	const n = 20
+	eval[bool](t, ctx, sendJS("tab", "str:host", n))
+	hostRecv(t, h, id, n)
+	if ev := waitJSEvent(t, ctx, "sessionconnected", "str:host"); ev["route"] != "relayed" {
+		t.Errorf("the page's route: %v", ev)
+	}
 }

@@ -65,6 +65,7 @@ const SEND_BUFFER = 512 << 10;
 const UNRELIABLE_BUFFER = 256 << 10;
 const RECV_QUEUE = 10000; // messages waiting on one channel at most
 const KEEPALIVE = 30000;
+const ICE_WAIT = 1000; // how long sessions made just after registering wait for the server's ICE line
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -235,6 +236,8 @@ export class Peer extends EventTarget {
     this.known = new Set(); // peers that offered
     this.iceServers = opts.iceServers || null;
     this.handedICE = [];
+    this.gotICE = null; // resolves at the first ICE line (authenticated)
+    this.iceBy = 0; // until when a new session waits for it
     this.closed = false;
     this.ws = null;
     this.timer = 0;
@@ -286,6 +289,8 @@ export class Peer extends EventTarget {
           }
         } else if (word === "OK") {
           ws.send("WANT ice");
+          this.iceBy = performance.now() + ICE_WAIT;
+          this.gotICE = new Promise((r) => { this._iceArrived = r; });
           this.keepalive = setInterval(() => ws.readyState === 1 && ws.send(""), KEEPALIVE);
           registered();
         } else if (word === "ERR") {
@@ -324,6 +329,7 @@ export class Peer extends EventTarget {
     for (const s of (kv.turn || "").split(",")) if (s) list.push({ urls: "turn:" + s + "?transport=udp", username: kv.user, credential: kv.pass });
     for (const s of (kv.stun || "").split(",")) if (s) list.push({ urls: "stun:" + s });
     this.handedICE = list;
+    if (this._iceArrived) this._iceArrived();
     const ttl = parseInt(kv.ttl, 10);
     if (ttl > 0) setTimeout(() => !this.closed && this.ws.send("WANT ice"), (ttl * 1000) / 2);
   }
@@ -424,6 +430,10 @@ export class Peer extends EventTarget {
   }
 
   async _start(s, offer) {
+    if (!this.iceServers && this.gotICE && performance.now() < this.iceBy) {
+      // Just registered: the server's TURN credentials may be on their way.
+      await Promise.race([this.gotICE, new Promise((r) => setTimeout(r, this.iceBy - performance.now()))]);
+    }
     const conf = { iceServers: this.iceServers || this.handedICE };
     if (this.opts.iceTransportPolicy) conf.iceTransportPolicy = this.opts.iceTransportPolicy;
     try {
