@@ -1677,6 +1677,11 @@ func (h *Host) took(ms []*Message) {
 		n := j - i
 		i = j
 		if hc == nil {
+			for _, m := range ms[j-n : j] {
+				if m.web != nil {
+					m.web.unread.Add(-1)
+				}
+			}
 			continue
 		}
 		q := hc.queued.Add(int32(-n))

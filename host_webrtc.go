@@ -50,6 +50,9 @@ const (
 	// rtcCloseFlush bounds how long a closing session waits for its close
 	// frame (and the data before it) to leave.
 	rtcCloseFlush = time.Second
+	// rtcMaxPending bounds the session requests from browsers that wait
+	// for the application; offers beyond it are refused (counted).
+	rtcMaxPending = 1024
 	// rtcUnreliableBuffer is the most unreliable data that may wait in a
 	// data channel's buffer; a send beyond it fails with
 	// ResultLimitExceeded.
@@ -135,6 +138,7 @@ type webSession struct {
 	open     map[int]bool // channels in use (Messages.chMu)
 	lastUsed atomic.Int64
 	rtt      atomic.Int64 // smoothed round-trip time in ns; 0 until measured
+	unread   atomic.Int32 // received messages the application has not taken
 	bytesIn  atomic.Int64
 	bytesOut atomic.Int64
 
@@ -461,6 +465,10 @@ func (h *Host) webSignalLocked(now time.Time, from string, blob []byte) {
 		} else if s := ms.sessions[peer]; s != nil {
 			ms.freeLocked(now, s, EndSessionClosed, "Session replaced by a WebRTC session")
 		}
+		if !accepted && ms.webPendingLocked() >= rtcMaxPending {
+			h.stats.ConnectsRefused++
+			return
+		}
 		ws = ms.newWebLocked(now, peer, sg.Sid, false)
 		ws.remoteSDP, ws.offerSeen = sg.SDP, now
 		ws.send.queue = queue
@@ -494,6 +502,17 @@ func (h *Host) webSignalLocked(now time.Time, from string, blob []byte) {
 	default:
 		h.stats.SignalsDropped++
 	}
+}
+
+// webPendingLocked counts the browser session requests not accepted.
+func (ms *Messages) webPendingLocked() int {
+	n := 0
+	for _, ws := range ms.web {
+		if !ws.accepted {
+			n++
+		}
+	}
+	return n
 }
 
 // postWebRequestLocked posts OnSessionRequest for ws and schedules the
@@ -673,11 +692,11 @@ func (h *Host) rtcProtocolError(ws *webSession, err error) {
 	h.failWebLocked(ws, StateProblemDetectedLocally, EndMiscInternalError, "WebRTC: "+err.Error())
 }
 
-// rtcDeliver queues a received message on its channel. When the channel's
-// queue is full (Config.RecvBufferMessages), an unreliable message is
-// dropped, and a reliable one waits until the application reads (which
-// holds up the data channel, so the peer's sends back up), or the session
-// or the Host closes.
+// rtcDeliver queues a received message on its channel. When the
+// session's unread messages reach Config.RecvBufferMessages, an
+// unreliable message is dropped, and a reliable one waits until the
+// application reads (which holds up the data channel, so the peer's sends
+// back up), or the session or the Host closes.
 func (h *Host) rtcDeliver(ws *webSession, d rtcframe.Data, msg []byte, reliable bool) {
 	ms := h.messagesIfAny()
 	if ms == nil {
@@ -688,23 +707,23 @@ func (h *Host) rtcDeliver(ws *webSession, d rtcframe.Data, msg []byte, reliable 
 	ws.bytesIn.Add(int64(len(msg)))
 	m := msgPool.Get().(*Message)
 	*m = Message{
-		Payload: msg, Size: len(msg), Identity: ws.peer, ReceiverUserData: -1,
+		web: ws, Payload: msg, Size: len(msg), Identity: ws.peer, ReceiverUserData: -1,
 		TimeReceived: now, MessageNumber: int64(d.Num), Channel: int(d.Channel), Flags: SendUnreliable,
 	}
 	if d.Flags&rtcframe.FlagReliable != 0 {
 		m.Flags = SendReliable
 	}
 	for wait := time.Millisecond; ; wait = min(2*wait, 20*time.Millisecond) {
-		ms.chMu.Lock()
-		q := ms.channelLocked(m.Channel)
-		if q.recv.len() < h.cfg.RecvBufferMessages {
+		if int(ws.unread.Load()) < h.cfg.RecvBufferMessages {
+			ms.chMu.Lock()
+			q := ms.channelLocked(m.Channel)
 			ws.open[m.Channel] = true
+			ws.unread.Add(1)
 			q.recv.push(m)
 			ms.chMu.Unlock()
 			signal(q.ready)
 			return
 		}
-		ms.chMu.Unlock()
 		if !reliable {
 			h.fast.dropped.Add(1)
 			return
@@ -864,7 +883,8 @@ func (ms *Messages) dropPeerChLocked(peer Identity, ch int) {
 	}
 	keep := q.recv.take(q.recv.len(), nil)
 	for _, m := range keep {
-		if m.Identity == peer && m.conn == nil {
+		if m.Identity == peer && m.web != nil {
+			m.web.unread.Add(-1)
 			m.Release()
 			continue
 		}

@@ -3,6 +3,8 @@ package netmsg
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -36,7 +38,7 @@ func (p *rtcPeer) events() (req []Identity, closed, failed, conn []ConnectionInf
 // newRTCPeer opens a Host named id on 127.0.0.1 with a signaling Conn from
 // hub; isBrowser says which peers it reaches over WebRTC (nil: the
 // default prefix).
-func newRTCPeer(t *testing.T, hub *signaling.Hub, id string, accept bool, isBrowser func(Identity) bool) *rtcPeer {
+func newRTCPeer(t *testing.T, hub *signaling.Hub, id string, accept bool, isBrowser func(Identity) bool, adjust ...func(*Config)) *rtcPeer {
 	t.Helper()
 	sc, err := hub.Connect(id)
 	if err != nil {
@@ -61,6 +63,9 @@ func newRTCPeer(t *testing.T, hub *signaling.Hub, id string, accept bool, isBrow
 		OnSessionClosedByPeer: func(info ConnectionInfo) { p.mu.Lock(); p.closed = append(p.closed, info); p.mu.Unlock() },
 		OnSessionFailed:       func(info ConnectionInfo) { p.mu.Lock(); p.failed = append(p.failed, info); p.mu.Unlock() },
 		OnSessionConnected:    func(info ConnectionInfo) { p.mu.Lock(); p.conn = append(p.conn, info); p.mu.Unlock() },
+	}
+	for _, f := range adjust {
+		f(&cfg)
 	}
 	h, err := NewHost(cfg)
 	if err != nil {
@@ -215,4 +220,62 @@ func TestWebRTCSignalBlobs(t *testing.T) {
 	if _, err := p2p.ParseRendezvous(blob); err == nil {
 		t.Error("a WebRTC blob parses as a GNS rendezvous")
 	}
+}
+
+// TestWebRTCSlowReader: a receiver that does not read holds at most
+// RecvBufferMessages messages; the sender is held back (its sends fail
+// with ResultLimitExceeded once its buffers fill) and, once the receiver
+// reads, everything arrives once and in order.
+func TestWebRTCSlowReader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	hub, _ := signaling.NewHub(signaling.HubConfig{})
+	a := newRTCPeer(t, hub, "str:a", true, nil)
+	b := newRTCPeer(t, hub, "str:web-b", true, nil, func(c *Config) { c.RecvBufferMessages = 50 })
+	const n = 400
+	msg := make([]byte, 4000)
+	sent := make(chan int, 1)
+	go func() {
+		i, full := 0, 0
+		for i < n {
+			binary.LittleEndian.PutUint32(msg, uint32(i))
+			err := a.m.SendMessageToUser(b.id, msg, SendReliable, 0)
+			if errors.Is(err, ResultLimitExceeded) {
+				full++
+				time.Sleep(5 * time.Millisecond)
+				continue
+			}
+			if err != nil {
+				t.Error(err)
+				break
+			}
+			i++
+		}
+		sent <- full
+	}()
+	waitFor(t, 15*time.Second, "the receiver's queue to fill", func() bool { return b.unreadWeb(a.id) == 50 })
+	time.Sleep(200 * time.Millisecond)
+	if u := b.unreadWeb(a.id); u != 50 {
+		t.Fatalf("%d unread messages, limit 50", u)
+	}
+	for i, m := range recvN(t, b.m, 0, n) {
+		if got := binary.LittleEndian.Uint32(m.Payload); got != uint32(i) {
+			t.Fatalf("message %d is %d", i, got)
+		}
+		m.Release()
+	}
+	t.Logf("the sender found its buffer full %d times", <-sent)
+}
+
+// unreadWeb is the browser session's count of unread messages.
+func (p *rtcPeer) unreadWeb(peer Identity) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.Host.mu.Lock()
+	defer p.Host.mu.Unlock()
+	if ws := p.m.web[peer]; ws != nil {
+		return int(ws.unread.Load())
+	}
+	return -1
 }

@@ -63,7 +63,7 @@ const PING_EVERY = 1000;
 const TICK = 100;
 const SEND_BUFFER = 512 << 10;
 const UNRELIABLE_BUFFER = 256 << 10;
-const RECV_QUEUE = 10000; // messages waiting on one channel at most
+const RECV_QUEUE = 10000; // unread messages of one session at most
 const KEEPALIVE = 30000;
 const ICE_WAIT = 1000; // how long sessions made just after registering wait for the server's ICE line
 
@@ -200,6 +200,7 @@ class Session {
     this.rtt = 0;
     this.route = null;
     this.open = new Set();
+    this.unread = 0;
     this.rrel = { parts: null, size: 0, num: 0, next: 0 };
     this.partial = []; // unreliable messages waiting for fragments
   }
@@ -667,13 +668,16 @@ export class Peer extends EventTarget {
   _deliver(s, d, data, reliable) {
     s.lastUsed = performance.now();
     const q = this._chan(d.channel);
-    if (q.msgs.length >= RECV_QUEUE) {
+    if (s.unread >= RECV_QUEUE) {
       if (reliable) this._fail(s, State.ProblemDetectedLocally, End.MiscGeneric, "receive queue full (the application does not read)");
       else this.stats.framesDropped++;
       return;
     }
     s.open.add(d.channel);
-    q.msgs.push(new Message(s.identity, d.channel, data, d.flags & FLAG_RELIABLE ? SEND_RELIABLE : SEND_UNRELIABLE, d.num));
+    s.unread++;
+    const m = new Message(s.identity, d.channel, data, d.flags & FLAG_RELIABLE ? SEND_RELIABLE : SEND_UNRELIABLE, d.num);
+    m._s = s;
+    q.msgs.push(m);
     for (const w of q.waiters.splice(0)) w();
   }
 
@@ -684,7 +688,9 @@ export class Peer extends EventTarget {
     const q = this._chan(channel);
     for (;;) {
       if (q.msgs.length) {
-        yield q.msgs.shift();
+        const m = q.msgs.shift();
+        m._s.unread--;
+        yield m;
         continue;
       }
       if (this.closed) return;
@@ -695,7 +701,9 @@ export class Peer extends EventTarget {
   // receiveMessagesOnChannel returns up to max messages waiting on
   // channel, without waiting.
   receiveMessagesOnChannel(channel, max = 32) {
-    return this._chan(channel).msgs.splice(0, max);
+    const out = this._chan(channel).msgs.splice(0, max);
+    for (const m of out) m._s.unread--;
+    return out;
   }
 
   // acceptSessionWithUser accepts a pending session request; false if
@@ -730,7 +738,7 @@ export class Peer extends EventTarget {
 
   _dropChannel(identity, ch) {
     const q = this.channels.get(ch);
-    if (q) q.msgs = q.msgs.filter((m) => m.identity !== identity);
+    if (q) q.msgs = q.msgs.filter((m) => m.identity !== identity || (m._s.unread--, false));
   }
 
   // getSessionConnectionInfo describes the session with identity:
