@@ -594,6 +594,9 @@ func (ws *webSession) readRoute() rtcRoute {
 		kind = "relay"
 	}
 	r.desc = fmt.Sprintf("WebRTC %s %s %s:%d <-> %s %s:%d", kind, pair.Local.Typ, pair.Local.Address, pair.Local.Port, pair.Remote.Typ, pair.Remote.Address, pair.Remote.Port)
+	if len(r.desc) > 127 {
+		r.desc = r.desc[:127] // GNS's limit
+	}
 	return r
 }
 
