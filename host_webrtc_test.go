@@ -279,3 +279,28 @@ func (p *rtcPeer) unreadWeb(peer Identity) int {
 	}
 	return -1
 }
+
+// TestWebRTCIdle: a browser session unused for SessionIdleTimeout closes
+// quietly on both sides (1002 to the peer), and the next send makes a new
+// one.
+func TestWebRTCIdle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	hub, _ := signaling.NewHub(signaling.HubConfig{})
+	idle := func(c *Config) { c.SessionIdleTimeout = 700 * time.Millisecond }
+	a := newRTCPeer(t, hub, "str:a", true, nil, idle)
+	b := newRTCPeer(t, hub, "str:web-b", true, nil, func(c *Config) { c.SessionIdleTimeout = time.Hour })
+	exchangeRTC(t, a, b, 5)
+	waitFor(t, 10*time.Second, "b to see the idle close", func() bool { _, c, _, _ := b.events(); return len(c) == 1 })
+	if _, c, f, _ := b.events(); c[0].EndReason != EndIdleTimeout || len(f) != 0 {
+		t.Errorf("b saw %+v, failures %+v", c, f)
+	}
+	if st, _, _ := a.m.GetSessionConnectionInfo(b.id); st != StateNone {
+		t.Errorf("a's idle session is in state %v", st)
+	}
+	if _, c, f, _ := a.events(); len(c)+len(f) != 0 {
+		t.Errorf("a was told of its own idle close: %+v %+v", c, f)
+	}
+	exchangeRTC(t, a, b, 5)
+}
