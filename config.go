@@ -543,6 +543,11 @@ type Config struct {
 	// no P2P sessions at all.
 	P2PICEEnable ICEEnable
 
+	// WebRTC configures Messages sessions with browser peers, over WebRTC
+	// through Signaling (see WebRTCConfig and docs/browser.md). The zero
+	// value takes them.
+	WebRTC WebRTCConfig
+
 	// gnsLanes, for tests, makes the Host behave as a GNS peer towards
 	// netmsg's lane extension: it offers and agrees to no extra lanes, so
 	// every Messages channel travels on lane 0.

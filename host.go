@@ -75,6 +75,7 @@ type Host struct {
 	listener *conn.Listener
 	connCfg  conn.Config
 	services map[int]service // by virtual port (host_service.go); guarded by mu
+	rtc      *rtcState       // WebRTC sessions' machinery, made on first use (host_webrtc.go); guarded by mu
 	shards   int             // 1 + the number of workers
 
 	mu         sync.Mutex // the table lock: guards every field up to the next group
@@ -508,6 +509,7 @@ func (h *Host) Close() error {
 		h.pollLocked(now, hc)
 		unlockConn(hc)
 	}
+	h.closeWebLocked()
 	h.flushOutLocked()
 	h.closed = true
 	h.mu.Unlock()
@@ -1681,6 +1683,11 @@ func (h *Host) took(ms []*Message) {
 		n := j - i
 		i = j
 		if hc == nil {
+			for _, m := range ms[j-n : j] {
+				if m.web != nil {
+					m.web.unread.Add(-1)
+				}
+			}
 			continue
 		}
 		q := hc.queued.Add(int32(-n))

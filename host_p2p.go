@@ -269,6 +269,10 @@ func (h *Host) connectP2PLocked(now time.Time, peer Identity, vport int) (*hostC
 // handleSignalLocked takes one signal: a rendezvous for one of our P2P
 // connections, or a connect request for a new one.
 func (h *Host) handleSignalLocked(now time.Time, from string, blob []byte) {
+	if isRTCSignal(blob) {
+		h.webSignalLocked(now, from, blob) // a browser's (host_webrtc.go)
+		return
+	}
 	rv, err := p2p.ParseRendezvous(blob)
 	if err != nil || rv.GetFromIdentity() != from ||
 		(rv.GetToIdentity() != "" && rv.GetToIdentity() != h.identity.String()) {

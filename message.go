@@ -87,6 +87,7 @@ type Message struct {
 
 	buf      snp.Message // the engine buffer behind Payload, for Release
 	conn     *hostConn   // the connection it came on, for the Host's accounting
+	web      *webSession // or the browser session (host_webrtc.go)
 	released uint32      // 1 once Release ran; set with a compare-and-swap
 }
 

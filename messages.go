@@ -52,9 +52,10 @@ const (
 // table lock.
 type Messages struct {
 	h        *Host
-	enabled  bool                  // Host.Messages was called: take incoming sessions
-	sessions map[Identity]*session // by peer
-	next     time.Time             // the soonest tick the sessions need
+	enabled  bool                     // Host.Messages was called: take incoming sessions
+	sessions map[Identity]*session    // by peer
+	web      map[Identity]*webSession // sessions with browsers, by peer (host_webrtc.go)
+	next     time.Time                // the soonest tick the sessions need
 
 	chMu     sync.Mutex
 	channels map[int]*channelQueue // received messages by channel
@@ -150,6 +151,7 @@ func (ms *Messages) stateLocked(hc *hostConn, old ConnectionState) { ms.connStat
 func (ms *Messages) connInfoLocked(hc *hostConn) ConnectionInfo { return ms.infoLocked(hc.sess) }
 
 func (ms *Messages) sessionStatesLocked(count func(ConnectionState, bool)) {
+	ms.webStatesLocked(count)
 	for id, s := range ms.sessions {
 		if s.alias == id {
 			continue // counted under its first key
@@ -222,6 +224,13 @@ func (ms *Messages) SendMessageToUser(peer Identity, data []byte, flags SendFlag
 		return ErrHostClosed
 	}
 	now := h.cfg.Now()
+	if ws, ok, err := ms.webTargetLocked(now, peer, flags); ok {
+		h.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		return ms.sendWeb(now, ws, channel, data, flags)
+	}
 	s := ms.sessions[peer]
 	if s != nil && s.failed {
 		if flags&SendAutoRestartBrokenSession == 0 {
@@ -717,6 +726,14 @@ func (ms *Messages) ReceiveBatch(ctx context.Context, channel, max int) ([]*Mess
 func (ms *Messages) AcceptSessionWithUser(peer Identity) bool {
 	h := ms.h
 	h.mu.Lock()
+	if ws := ms.web[peer]; ws != nil {
+		defer h.mu.Unlock()
+		if ws.failed {
+			return false
+		}
+		ms.acceptWebLocked(h.cfg.Now(), ws)
+		return true
+	}
 	s := ms.sessions[peer]
 	if s == nil || s.failed || s.hc == nil {
 		h.mu.Unlock()
@@ -746,6 +763,11 @@ func (ms *Messages) AcceptSessionWithUser(peer Identity) bool {
 func (ms *Messages) CloseSessionWithUser(peer Identity) bool {
 	h := ms.h
 	h.mu.Lock()
+	if ws := ms.web[peer]; ws != nil {
+		ms.freeWebLocked(h.cfg.Now(), ws, EndSessionClosed, "Session closed")
+		h.mu.Unlock()
+		return true
+	}
 	s := ms.sessions[peer]
 	if s == nil {
 		h.mu.Unlock()
@@ -763,6 +785,11 @@ func (ms *Messages) CloseSessionWithUser(peer Identity) bool {
 func (ms *Messages) CloseChannelWithUser(peer Identity, channel int) bool {
 	h := ms.h
 	h.mu.Lock()
+	if ws := ms.web[peer]; ws != nil {
+		ms.closeWebChannelLocked(ws, channel)
+		h.mu.Unlock()
+		return true
+	}
 	s := ms.sessions[peer]
 	if s == nil {
 		h.mu.Unlock()
@@ -790,6 +817,10 @@ func (ms *Messages) GetSessionConnectionInfo(peer Identity) (ConnectionState, Co
 	h := ms.h
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if ws := ms.web[peer]; ws != nil {
+		info := ws.infoLocked()
+		return info.State, info, ws.statusLocked()
+	}
 	s := ms.sessions[peer]
 	if s == nil {
 		return StateNone, ConnectionInfo{}, RealTimeStatus{}

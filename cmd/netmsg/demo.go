@@ -8,8 +8,11 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/netip"
+	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/netmsg-go/netmsg"
@@ -92,11 +95,17 @@ channel 2. A live view prints each session as its Host sees it; at the end
 the demo checks that every reliable message arrived exactly once and in
 order and every unreliable one intact or not at all, and exits 1 if not.
 Nothing leaves the process.
+
+With --web the demo serves a page instead (on --web-addr), from which a
+person in a browser joins alice, bob and carol, here Go Hosts on real
+sockets, over WebRTC: chat on channel 0, a moving dot sent unreliably at
+30 Hz on channel 1, and each session's route and ping.
 `,
 	examples: []string{
 		"netmsg demo",
 		"netmsg demo --loss 20 --lag 80ms --duration 10s",
 		"netmsg demo --ip --seed 7",
+		"netmsg demo --web --web-addr 127.0.0.1:8080",
 	},
 }
 
@@ -110,8 +119,15 @@ func runDemo(args []string, out io.Writer) error {
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the fake network and the workload")
 	fs.DurationVar(&o.every, "every", time.Second, "how often the live view prints (more than 0)")
 	fs.BoolVar(&o.direct, "ip", false, "use ip: identities and direct-UDP sessions instead of str: identities over P2P")
+	webDemo := fs.Bool("web", false, "serve a page from which a person in a browser joins alice, bob and carol over WebRTC (real sockets; runs until Ctrl-C)")
+	webAddr := fs.String("web-addr", "127.0.0.1:8080", "with --web: the HTTP `address` of the page")
 	if err := parseFlags(fs, demoHelp, args, out); err != nil {
 		return err
+	}
+	if *webDemo {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return runDemoWeb(ctx, *webAddr, out, nil)
 	}
 	if err := positive("duration", o.duration); err != nil {
 		return err

@@ -24,6 +24,7 @@ import (
 
 	"github.com/netmsg-go/netmsg"
 	"github.com/netmsg-go/netmsg/signaling"
+	"github.com/netmsg-go/netmsg/web"
 )
 
 // stringList is a repeatable string flag.
@@ -67,7 +68,7 @@ func runSignalCtx(ctx context.Context, args []string, out io.Writer) error {
 	fs.Var(&turnServers, "turn-server", "a TURN server `host:port` the credentials are for; repeatable")
 	fs.Var(&stunServers, "stun-server", "a STUN server `host:port` handed out with them (default: the TURN servers); repeatable")
 	turnTTL := fs.Duration("turn-ttl", time.Hour, "how long handed-out TURN credentials stay valid")
-	httpAddr := fs.String("http", "", "serve /metrics (Prometheus), /healthz, /readyz and a live status page (/) on `ADDR`")
+	httpAddr := fs.String("http", "", "serve /metrics (Prometheus), /healthz, /readyz, a live status page (/) and the browser module (/netmsg.js) on `ADDR`")
 	verbose := fs.Bool("v", false, "log every client event (debug level); without it, refusals and drops are logged, a few lines a second at most")
 	if err := parseFlags(fs, signalHelp, args, out); err != nil {
 		return err
@@ -216,6 +217,7 @@ func serveSignalHTTP(addr string, s *signaling.Server) (net.Addr, func(), error)
 	mux := http.NewServeMux()
 	mux.Handle("/", s.StatusHandler())
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/netmsg.js", web.Handler()) // the browser module (docs/browser.md)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := s.Ready(); err != nil {

@@ -364,7 +364,7 @@ func writeTestTLS(t *testing.T, dir string) (certFile, keyFile string, pool *x50
 }
 
 // TestSignalCommandHTTP: --http serves /metrics, whose values follow the
-// traffic, /healthz and /readyz.
+// traffic, /healthz, /readyz and the browser module.
 func TestSignalCommandHTTP(t *testing.T) {
 	addr, _ := startSignalCmd(t, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0")
 	get := func(path string) (int, string) {
@@ -381,6 +381,9 @@ func TestSignalCommandHTTP(t *testing.T) {
 		if code, body := get(p); code != 200 {
 			t.Errorf("%s: %d %q", p, code, body)
 		}
+	}
+	if code, body := get("/netmsg.js"); code != 200 || !strings.Contains(body, "export async function connect(") {
+		t.Errorf("/netmsg.js: %d, %d bytes", code, len(body))
 	}
 	metric := func(line string) bool {
 		_, body := get("/metrics")
