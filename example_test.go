@@ -252,7 +252,7 @@ func ExampleHost_Connect() {
 	if err := server.AcceptConnection(c); err != nil {
 		log.Fatal(err)
 	}
-	msgs, err := server.Receive(ctx, c, 10)
+	msgs, err := server.ReceiveBatch(ctx, c, 10)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -855,13 +855,23 @@ func (h *Host) takeConnLocked(hc *hostConn, max int) ([]*Message, error) {
 	return ms, nil
 }
 
-// Receive waits until messages arrived on c, then returns up to max of them
-// (oldest first), like ReceiveMessagesOnConnection but blocking: the form
-// Go servers want. It returns ctx's error when ctx ends first; an error
-// matching ResultNoConnection when c is unknown or in a poll group, and a
-// *ConnError (which matches it too) with the end reason when c ended with
-// nothing left to read.
-func (h *Host) Receive(ctx context.Context, c ConnHandle, max int) ([]*Message, error) {
+// Receive waits for the next message on c: the blocking form of
+// ReceiveMessagesOnConnection that Go servers want. It returns ctx's error
+// when ctx ends first; an error matching ResultNoConnection when c is
+// unknown or in a poll group, and a *ConnError (which matches it too) with
+// the end reason when c ended with nothing left to read.
+func (h *Host) Receive(ctx context.Context, c ConnHandle) (*Message, error) {
+	ms, err := h.ReceiveBatch(ctx, c, 1)
+	if err != nil {
+		return nil, err
+	}
+	return ms[0], nil
+}
+
+// ReceiveBatch is Receive for up to max messages at once (oldest first): a
+// busy server reads many messages per call this way, at one lock round
+// per call rather than per message. The slice is the caller's to keep.
+func (h *Host) ReceiveBatch(ctx context.Context, c ConnHandle, max int) ([]*Message, error) {
 	if max <= 0 {
 		return nil, fmt.Errorf("netmsg: receive: max %d: %w", max, ResultInvalidParam)
 	}
@@ -883,10 +893,20 @@ func (h *Host) Receive(ctx context.Context, c ConnHandle, max int) ([]*Message, 
 	}
 }
 
-// ReceiveOnPollGroup is the blocking form of ReceiveMessagesOnPollGroup. It
-// returns ctx's error when ctx ends first and ResultInvalidParam for an
-// unknown group.
-func (h *Host) ReceiveOnPollGroup(ctx context.Context, g PollGroup, max int) ([]*Message, error) {
+// ReceiveOnPollGroup waits for the next message on any connection of g:
+// the blocking form of ReceiveMessagesOnPollGroup. It returns ctx's error
+// when ctx ends first and ResultInvalidParam for an unknown group.
+func (h *Host) ReceiveOnPollGroup(ctx context.Context, g PollGroup) (*Message, error) {
+	ms, err := h.ReceiveBatchOnPollGroup(ctx, g, 1)
+	if err != nil {
+		return nil, err
+	}
+	return ms[0], nil
+}
+
+// ReceiveBatchOnPollGroup is ReceiveOnPollGroup for up to max messages at
+// once.
+func (h *Host) ReceiveBatchOnPollGroup(ctx context.Context, g PollGroup, max int) ([]*Message, error) {
 	if max <= 0 {
 		return nil, fmt.Errorf("netmsg: receive: max %d: %w", max, ResultInvalidParam)
 	}

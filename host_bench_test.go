@@ -97,7 +97,7 @@ func BenchmarkHostPingPong(b *testing.B) {
 	go func() {
 		defer close(done)
 		for {
-			ms, err := srv.Receive(ctx, s, 16)
+			ms, err := srv.ReceiveBatch(ctx, s, 16)
 			if err != nil {
 				return
 			}
@@ -113,7 +113,7 @@ func BenchmarkHostPingPong(b *testing.B) {
 		if _, err := cli.SendMessageToConnection(c, msg, SendReliableNoNagle); err != nil {
 			b.Fatal(err)
 		}
-		ms, err := cli.Receive(ctx, c, 16)
+		ms, err := cli.ReceiveBatch(ctx, c, 16)
 		if err != nil {
 			b.Fatal(err)
 		}

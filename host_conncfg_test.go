@@ -171,7 +171,7 @@ func laneRun(t *testing.T, lanes []Lane, perLane int) []int {
 	defer cancel()
 	next := make([]uint32, len(lanes))
 	for len(order) < perLane*len(lanes) {
-		ms, err := srv.Receive(ctx, s, 100)
+		ms, err := srv.ReceiveBatch(ctx, s, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -269,7 +269,7 @@ func TestSendMessagesBatch(t *testing.T) {
 		defer cancel()
 		for _, s := range conns {
 			for i := range 10 {
-				ms, err := srv.Receive(ctx, s, 1)
+				ms, err := srv.ReceiveBatch(ctx, s, 1)
 				if err != nil {
 					t.Fatal(err)
 				}

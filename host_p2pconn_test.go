@@ -188,7 +188,7 @@ func recvConn(t *testing.T, p *p2pcPeer, c ConnHandle) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	ms, err := p.Receive(ctx, c, 1)
+	ms, err := p.ReceiveBatch(ctx, c, 1)
 	if err != nil {
 		t.Fatalf("%v: receive on %d: %v", p.id, c, err)
 	}

@@ -336,7 +336,8 @@ func TestHostUDP6(t *testing.T) {
 }
 
 // TestHostReceive: the blocking receive waits for a message, gives up with
-// the context, and reports a connection that ended.
+// the context, takes one message (Receive) or up to max (ReceiveBatch),
+// and reports a connection that ended.
 func TestHostReceive(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cli, srv, nw := netsimPair(t, netsim.LinkConfig{Delay: 10 * time.Millisecond})
@@ -348,7 +349,7 @@ func TestHostReceive(t *testing.T) {
 
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		if _, err := srv.Receive(ctx, s, 10); err != context.DeadlineExceeded {
+		if _, err := srv.ReceiveBatch(ctx, s, 10); err != context.DeadlineExceeded {
 			t.Fatalf("receive with nothing sent: %v, want the deadline", err)
 		}
 		go func() {
@@ -356,7 +357,7 @@ func TestHostReceive(t *testing.T) {
 			cli.SendMessageToConnection(c, []byte("late hello"), SendReliableNoNagle)
 		}()
 		start := time.Now()
-		ms, err := srv.Receive(context.Background(), s, 10)
+		ms, err := srv.ReceiveBatch(context.Background(), s, 10)
 		if err != nil || len(ms) != 1 || string(ms[0].Payload) != "late hello" {
 			t.Fatalf("receive: %v, %d messages", err, len(ms))
 		}
@@ -364,8 +365,25 @@ func TestHostReceive(t *testing.T) {
 			t.Errorf("the message came after %v, want 3 s + one-way delay", el)
 		}
 		ms[0].Release()
+		// Receive is one message at a time, ReceiveBatch up to max.
+		for i := range 3 {
+			cli.SendMessageToConnection(c, fmt.Appendf(nil, "m%d", i), SendReliableNoNagle)
+		}
+		for i := range 2 {
+			m, err := srv.Receive(context.Background(), s)
+			if err != nil || string(m.Payload) != fmt.Sprintf("m%d", i) {
+				t.Fatalf("Receive: %v, %q, want m%d", err, m.Payload, i)
+			}
+			m.Release()
+		}
+		if ms, err := srv.ReceiveBatch(context.Background(), s, 10); err != nil || len(ms) != 1 || string(ms[0].Payload) != "m2" {
+			t.Fatalf("ReceiveBatch after two Receives: %v, %d messages, want m2 alone", err, len(ms))
+		}
+		if _, err := srv.ReceiveBatch(context.Background(), s, 0); !errors.Is(err, ResultInvalidParam) {
+			t.Fatalf("ReceiveBatch with max 0: %v, want ResultInvalidParam", err)
+		}
 		cli.CloseConnection(c, 0, "done", false)
-		_, err = srv.Receive(context.Background(), s, 10)
+		_, err = srv.Receive(context.Background(), s)
 		var ce *ConnError
 		if !errors.Is(err, ResultNoConnection) || !errors.As(err, &ce) || ce.State != StateClosedByPeer || ce.Reason != EndAppMin || ce.Debug != "done" {
 			t.Fatalf("receive on a connection closed by the peer: %v, want a ConnError with the peer's reason", err)
@@ -392,6 +410,46 @@ func TestHostDefaults(t *testing.T) {
 		cli.SetConnectionUserData(c, 42)
 		if info, _ := cli.ConnectionInfo(c); info.UserData != 42 {
 			t.Errorf("user data %d, want 42", info.UserData)
+		}
+	})
+}
+
+// TestHostReceivePollGroup: the blocking poll-group receives wait for a
+// message on any connection of the group, one (ReceiveOnPollGroup) or up
+// to max (ReceiveBatchOnPollGroup), give up with the context, and refuse
+// an unknown group.
+func TestHostReceivePollGroup(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cli, srv, nw := netsimPair(t, netsim.LinkConfig{Delay: 10 * time.Millisecond})
+		defer nw.Close()
+		defer srv.Close()
+		defer cli.Close()
+		c := connectWait(t, cli, srv)
+		s := serverConn(t, srv)
+		g := srv.CreatePollGroup()
+		if !srv.SetConnectionPollGroup(s, g) {
+			t.Fatal("SetConnectionPollGroup failed")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if _, err := srv.ReceiveOnPollGroup(ctx, g); err != context.DeadlineExceeded {
+			t.Fatalf("receive with nothing sent: %v, want the deadline", err)
+		}
+		for i := range 3 {
+			cli.SendMessageToConnection(c, fmt.Appendf(nil, "m%d", i), SendReliableNoNagle)
+		}
+		m, err := srv.ReceiveOnPollGroup(context.Background(), g)
+		if err != nil || string(m.Payload) != "m0" || m.Connection != s {
+			t.Fatalf("ReceiveOnPollGroup: %v, %+v, want m0 on %v", err, m, s)
+		}
+		m.Release()
+		time.Sleep(100 * time.Millisecond)
+		ms, err := srv.ReceiveBatchOnPollGroup(context.Background(), g, 10)
+		if err != nil || len(ms) != 2 || string(ms[0].Payload) != "m1" || string(ms[1].Payload) != "m2" {
+			t.Fatalf("ReceiveBatchOnPollGroup: %v, %d messages, want m1 and m2", err, len(ms))
+		}
+		if _, err := srv.ReceiveOnPollGroup(context.Background(), g+100); !errors.Is(err, ResultInvalidParam) {
+			t.Fatalf("unknown group: %v, want ResultInvalidParam", err)
 		}
 	})
 }

@@ -85,7 +85,7 @@ func TestConnPayloadLimit(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	ms, err := srv.Receive(ctx, sc, 1)
+	ms, err := srv.ReceiveBatch(ctx, sc, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

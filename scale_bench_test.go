@@ -118,7 +118,7 @@ func scaleRun(b *testing.B, conns, size, count int) {
 			defer wg.Done()
 			next := uint64(0)
 			for next < uint64(count) {
-				ms, err := h.Receive(ctx, c, 256)
+				ms, err := h.ReceiveBatch(ctx, c, 256)
 				if err != nil {
 					bad.Store(err.Error())
 					return

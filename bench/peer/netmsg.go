@@ -203,7 +203,7 @@ func (nc *netmsgConn) Recv() ([]byte, error) {
 		nc.last = nil
 	}
 	if len(nc.pending) == 0 {
-		ms, err := nc.nh.h.Receive(nc.ctx, nc.c, 256)
+		ms, err := nc.nh.h.ReceiveBatch(nc.ctx, nc.c, 256)
 		if err != nil {
 			return nil, err
 		}
