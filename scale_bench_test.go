@@ -5,10 +5,10 @@ import (
 	"crypto/ed25519"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/netmsg-go/netmsg/internal/conn"
 	"github.com/netmsg-go/netmsg/internal/snp"
@@ -37,9 +38,9 @@ import (
 func BenchmarkHostScale(b *testing.B) {
 	for _, size := range []int{64, 1200} {
 		for _, n := range []int{1, 2, 8, 64} {
-			total := 600_000
+			total := 1_500_000
 			if size == 1200 {
-				total = 150_000
+				total = 300_000
 			}
 			b.Run(fmt.Sprintf("size=%d/conns=%d", size, n), func(b *testing.B) {
 				for b.Loop() {
@@ -83,13 +84,17 @@ func scaleRun(b *testing.B, conns, size, count int) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("NETMSG_SCALE_SENDER=%v,%d,%d,%d", h.LocalAddr(), conns, size, count))
-	cmd.Stderr = os.Stderr
-	progress, err := cmd.StdinPipe()
+	// The count received is shared with the senders through a mapped
+	// file, so they see it at once.
+	shared := filepath.Join(b.TempDir(), "received")
+	received, unmap, err := scaleCounter(shared, true)
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer unmap()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("NETMSG_SCALE_SENDER=%v,%d,%d,%d,%s", h.LocalAddr(), conns, size, count, shared))
+	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -97,7 +102,6 @@ func scaleRun(b *testing.B, conns, size, count int) {
 	defer cmd.Process.Kill()
 
 	var (
-		received  atomic.Int64
 		firstOnce sync.Once
 		first     time.Time
 		cpu0      time.Duration
@@ -137,10 +141,8 @@ func scaleRun(b *testing.B, conns, size, count int) {
 			}
 		}()
 	}
-	// The senders keep within scaleWindow of what arrived: tell them.
-	tick := time.NewTicker(200 * time.Microsecond)
+	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	var pb [8]byte
 	last, lastAt := int64(-1), time.Now()
 wait:
 	for {
@@ -155,8 +157,6 @@ wait:
 			} else if time.Since(lastAt) > 10*time.Second {
 				b.Fatalf("stalled at %d of %d messages (a datagram lost; the senders never send one again): %+v", r, want, h.Stats())
 			}
-			binary.LittleEndian.PutUint64(pb[:], uint64(received.Load()))
-			progress.Write(pb[:])
 		}
 	}
 	el, cpu := time.Since(first), processCPU()-cpu0
@@ -190,16 +190,16 @@ func init() {
 // the Host under test has handed to its application: well within the
 // Host's socket buffer, so that nothing is lost (the prebuilt datagrams
 // are never sent again).
-const scaleWindow = 256 << 10
+const scaleWindow = 1 << 20
 
 // scaleSender runs the senders of BenchmarkHostScale: spec is
-// "addr,conns,size,count". Each connects, makes its datagrams ahead of
-// time, and, once all are ready, writes them to the Host, keeping the
+// "addr,conns,size,count,file". Each connects, makes its datagrams ahead
+// of time, and, once all are ready, writes them to the Host, keeping the
 // messages sent within scaleWindow bytes of the count the Host received,
-// which the benchmark writes to standard input as it goes.
+// which the benchmark keeps in file (scaleCounter).
 func scaleSender(spec string) error {
 	parts := strings.Split(spec, ",")
-	if len(parts) != 4 {
+	if len(parts) != 5 {
 		return fmt.Errorf("bad spec %q", spec)
 	}
 	conns, _ := strconv.Atoi(parts[1])
@@ -209,16 +209,11 @@ func scaleSender(spec string) error {
 	if err != nil {
 		return err
 	}
-	var received atomic.Int64
-	go func() {
-		var b [8]byte
-		for {
-			if _, err := io.ReadFull(os.Stdin, b[:]); err != nil {
-				return
-			}
-			received.Store(int64(binary.LittleEndian.Uint64(b[:])))
-		}
-	}()
+	received, unmap, err := scaleCounter(parts[4], false)
+	if err != nil {
+		return err
+	}
+	defer unmap()
 	var sent atomic.Int64 // messages, as far as the datagrams written tell
 	window := int64(max(scaleWindow/size, 64))
 	var ready sync.WaitGroup
@@ -247,7 +242,7 @@ func scaleSender(spec string) error {
 			written, counted := 0, int64(0)
 			for len(ds) > 0 {
 				for sent.Load()-received.Load() > window {
-					time.Sleep(50 * time.Microsecond)
+					time.Sleep(20 * time.Microsecond)
 				}
 				out = out[:0]
 				for _, d := range ds[:min(len(ds), cap(out))] {
@@ -357,4 +352,28 @@ func scalePrebuild(to netip.AddrPort, id uint32, size, count int) ([][]byte, *ud
 		return nil, nil, err
 	}
 	return ds, u, nil
+}
+
+// scaleCounter maps the 8-byte file at path (made when create) and returns
+// the counter in it, shared by the processes that map it.
+func scaleCounter(path string, create bool) (*atomic.Int64, func(), error) {
+	flags := os.O_RDWR
+	if create {
+		flags |= os.O_CREATE | os.O_TRUNC
+	}
+	f, err := os.OpenFile(path, flags, 0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	if create {
+		if err := f.Truncate(8); err != nil {
+			return nil, nil, err
+		}
+	}
+	mem, err := syscall.Mmap(int(f.Fd()), 0, 8, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, nil, err
+	}
+	return (*atomic.Int64)(unsafe.Pointer(&mem[0])), func() { syscall.Munmap(mem) }, nil
 }
