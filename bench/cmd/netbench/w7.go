@@ -164,7 +164,12 @@ func w7(args []string) error {
 	window := fs.Duration("window", 10*time.Second, "length of the idle and the load measurement")
 	inflight := fs.Int("inflight", 512, "at most this many handshakes under way at once")
 	prof := fs.String("profile", "", "write the server's heap profile (idle) to PREFIX.heap and CPU profile (load) to PREFIX.cpu")
+	clientsKind := fs.String("clients", "hosts", "hosts: a netmsg Host per session; bare: bare connections on shared sockets with the load made ahead of time (w7bare.go), which offer the whole load")
+	sockets := fs.Int("sockets", 8, "with --clients bare: the shared client sockets")
 	fs.Parse(args)
+	if *clientsKind != "hosts" && *clientsKind != "bare" {
+		return fmt.Errorf("w7: --clients %q: want hosts or bare", *clientsKind)
+	}
 
 	self, err := os.Executable()
 	if err != nil {
@@ -220,6 +225,9 @@ func w7(args []string) error {
 	base, err := ask("gc")
 	if err != nil {
 		return err
+	}
+	if *clientsKind == "bare" {
+		return w7Bare(ap, *n, *rate, *window, *sockets, *inflight, base, ask, *prof)
 	}
 
 	// The clients.
