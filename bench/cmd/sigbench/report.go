@@ -1,0 +1,211 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// formatReport renders the results as markdown: the machine, the
+// command, one table with a column per setup, and how each figure was
+// taken.
+func formatReport(m machine, c config, r *results) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Signaling: %d nodes on NATS and one node, %d clients\n\n", c.Nodes, c.Clients)
+	for _, l := range m.lines() {
+		fmt.Fprintf(&b, "%s  \n", l)
+	}
+	fmt.Fprintf(&b, "open files limit (RLIMIT_NOFILE) of every process: %d\n\n", r.Nofile)
+	var cols []*setupResult
+	var heads []string
+	if r.Cluster != nil {
+		cols = append(cols, r.Cluster)
+		heads = append(heads, fmt.Sprintf("%d nodes on NATS", r.Cluster.Nodes))
+	}
+	if r.Single != nil {
+		cols = append(cols, r.Single)
+		heads = append(heads, "1 node")
+	}
+	row := func(name string, f func(s *setupResult) string) {
+		fmt.Fprintf(&b, "| %s |", name)
+		for _, s := range cols {
+			fmt.Fprintf(&b, " %s |", f(s))
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "| |%s\n|---|%s\n", " "+strings.Join(heads, " | ")+" |", strings.Repeat("---|", len(cols)))
+	row("clients held (authenticated)", func(s *setupResult) string {
+		return fmt.Sprintf("%s (%s)", thousands(s.Clients), thousands(s.Authd))
+	})
+	row(fmt.Sprintf("time to connect and register them (%d at a time)", c.Conc), func(s *setupResult) string {
+		return fmt.Sprintf("%.1f s (%s/s)", s.Connect.Seconds(), thousands(int(float64(s.Clients)/s.Connect.Seconds())))
+	})
+	row("nodes' RSS, no clients → clients (after GC)", func(s *setupResult) string {
+		return fmt.Sprintf("%s → %s", mibs(s.Base), mibs(s.Loaded))
+	})
+	row("**resident memory per client** (RSS delta / clients)", func(s *setupResult) string {
+		return "**" + perClient(s, s.Loaded) + "**"
+	})
+	row("same, before the GC", func(s *setupResult) string { return perClient(s, s.LoadedNoGC) })
+	row("nodes' Go heap + stacks per client (after GC)", func(s *setupResult) string {
+		var d int64
+		for i := range s.Loaded {
+			d += int64(s.Loaded[i].HeapInuse+s.Loaded[i].StackInuse) - int64(s.Base[i].HeapInuse+s.Base[i].StackInuse)
+		}
+		return kib(float64(d) / float64(s.Clients))
+	})
+	row("NATS process RSS, no clients → clients", func(s *setupResult) string {
+		if s.Nodes == 1 {
+			return "—"
+		}
+		return fmt.Sprintf("%.1f → %.1f MiB", mib(s.NATSBase.RSS), mib(s.NATSLoaded.RSS))
+	})
+	row("**signals/s, clients on different nodes**", func(s *setupResult) string {
+		if s.Nodes == 1 {
+			return "—"
+		}
+		return "**" + thousands(int(s.Cross.Rate)) + "**"
+	})
+	row("**signals/s, clients on the same node**", func(s *setupResult) string { return "**" + thousands(int(s.Same.Rate)) + "**" })
+	row("forward latency p50 / p99 (p99.9, max) at half that rate, different nodes", func(s *setupResult) string {
+		if s.Nodes == 1 {
+			return "—"
+		}
+		return latency(s.CrossL)
+	})
+	row("forward latency p50 / p99 (p99.9, max) at half that rate, same node", func(s *setupResult) string { return latency(s.SameL) })
+	row("signals lost in the forwarding phases (sent − received)", func(s *setupResult) string {
+		var l uint64
+		for _, p := range []phaseResult{s.Cross, s.CrossL, s.Same, s.SameL} {
+			l += p.Sent - min(p.Sent, p.Received)
+		}
+		return fmt.Sprintf("%d; server drops: %s", l, drops(s.Drops))
+	})
+	row("**dead node's identities released**: the others see it dead", func(s *setupResult) string {
+		if s.Death == nil {
+			return "—"
+		}
+		var ts []string
+		for _, t := range s.Death.SeenDead {
+			ts = append(ts, secs(t))
+		}
+		return "**" + strings.Join(ts, ", ") + "**"
+	})
+	row("its identity (unsigned key) taken by another key on another node", func(s *setupResult) string {
+		if s.Death == nil {
+			return "—"
+		}
+		refused := "refused before the kill"
+		if !s.Death.RefusedBefore {
+			refused = "NOT refused before the kill"
+		}
+		return fmt.Sprintf("%s (%s; %s identities on the node)", secs(s.Death.Taken), refused, thousands(s.Death.Identities))
+	})
+	fmt.Fprintf(&b, `
+How it was measured (sigbench run; see docs/benchmarks.md):
+
+- Each signaling node is a process of its own (`+"`sigbench node`"+`: a signaling.Server with
+  default limits, except MaxClients %s and AllowUnsigned for the probe of the death phase);
+  the cluster's NATS is a third kind of process holding %d embedded nats-server servers
+  routed to each other, one per node (`+"`sigbench nats`"+`); the clients are held by the
+  driver process (those of the forwarding phases) and by holder processes of 10,000 at most
+  (`+"`sigbench hold`"+`), so the RSS figures are the nodes' alone. Everything shares this machine's
+  CPUs: the load generator competes with the nodes and NATS.
+- Clients speak the protocols on raw TCP from 127.1.x.y source addresses (at most %d per
+  source, the server allowing 128); client i is on node i %% nodes; every
+  1/%.0f-th authenticates with a CA-signed certificate (an Ed25519 proof), the others use
+  GNS's trivial protocol. Memory is VmRSS after runtime.GC and debug.FreeOSMemory in each
+  node, with clients minus without.
+- Forwarding: %d sender-receiver pairs, %d-byte signals. Saturated: at most %d in flight per
+  pair and %.0f/s per sender (under the server's 200/s per client), %v warm-up, then the
+  signals received over %v. Latency: the same pairs send at half the saturated rate, evenly
+  spaced; the latency is from the sender's write to the receiver's read (one process, one
+  clock), over the signals sent after a %v warm-up.
+- Death: the last node is killed (SIGKILL) while it holds its clients and a probe identity
+  registered with an unsigned certificate (bound to its key while held). Times are from the
+  kill until each surviving node's NodesLost grows (polled every 5 ms), and until a client
+  with another key registers the probe identity on node 0 (tried every 10 ms). Heartbeat %s,
+  DeadAfter %s.
+`, thousands(c.Clients+1000), c.Nodes, perSource, 1/c.AuthShare, c.Pairs, blobSize, c.Window, c.MaxRate, c.Warm, c.Dur, c.Warm,
+		orDefault(c.Heartbeat, "1 s (default)"), orDefault(c.DeadAfter, "3 heartbeats (default)"))
+	for _, s := range cols {
+		if s.Capped {
+			fmt.Fprintf(&b, "- One node holds %s clients, not %s: one process may open %d files at most here (RLIMIT_NOFILE's hard limit, which this machine does not let a process raise).\n",
+				thousands(s.Clients), thousands(c.Clients), r.Nofile)
+		}
+	}
+	return b.String()
+}
+
+func orDefault(d time.Duration, def string) string {
+	if d <= 0 {
+		return def
+	}
+	return d.String()
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func mibs(rs []procReport) string {
+	var parts []string
+	var sum int64
+	for _, r := range rs {
+		parts = append(parts, fmt.Sprintf("%.0f", mib(r.RSS)))
+		sum += r.RSS
+	}
+	if len(rs) == 1 {
+		return fmt.Sprintf("%.1f MiB", mib(sum))
+	}
+	return fmt.Sprintf("%s = %.0f MiB", strings.Join(parts, "+"), mib(sum))
+}
+
+func perClient(s *setupResult, loaded []procReport) string {
+	var d int64
+	for i := range loaded {
+		d += loaded[i].RSS - s.Base[i].RSS
+	}
+	return kib(float64(d) / float64(s.Clients))
+}
+
+func kib(b float64) string { return fmt.Sprintf("%.1f KiB", b/1024) }
+
+func latency(p phaseResult) string {
+	if p.Samples == 0 {
+		return "no samples"
+	}
+	return fmt.Sprintf("%s / %s (%s, %s) at %s/s", ms(p.P50), ms(p.P99), ms(p.P999), ms(p.Max), thousands(int(p.Rate)))
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }
+
+func secs(d time.Duration) string {
+	if d < 0 {
+		return "never (30 s)"
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+func drops(m map[string]uint64) string {
+	var parts []string
+	for _, k := range []string{"queue", "rate-limited", "no-recipient", "nats-queue", "malformed", "idle-timeouts", "slow-readers"} {
+		if m[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// thousands writes n with commas: 20,000.
+func thousands(n int) string {
+	s := fmt.Sprint(n)
+	if n < 0 {
+		return "-" + thousands(-n)
+	}
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary act as sigbench's children: run starts
+// them as `<binary> node ...`, `<binary> nats ...`, `<binary> hold ...`.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "node", "nats", "hold":
+			main()
+			os.Exit(0)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+// TestSmall runs the small mode (300 clients, three nodes on an embedded
+// NATS cluster, then one node) and checks that every figure was taken:
+// all clients registered, signals forwarded without loss, latencies
+// measured, the killed node's identity released.
+func TestSmall(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := smallConfig(config{AuthShare: 0.5, Nodes: 3, Single: true, Window: 16, MaxRate: 180, Conc: 64, Binary: self})
+	if testing.Verbose() {
+		c.Log = os.Stderr
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r, err := run(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*setupResult{r.Cluster, r.Single} {
+		if s == nil {
+			t.Fatal("a setup is missing")
+		}
+		if s.Clients != 300 || s.Authd != 150 {
+			t.Errorf("%d nodes: %d clients (%d authenticated), want 300 (150)", s.Nodes, s.Clients, s.Authd)
+		}
+		phases := []phaseResult{s.Same, s.SameL}
+		if s.Nodes > 1 {
+			phases = append(phases, s.Cross, s.CrossL)
+		}
+		for i, p := range phases {
+			if p.Received == 0 || p.Received != p.Sent {
+				t.Errorf("%d nodes, phase %d: sent %d, received %d", s.Nodes, i, p.Sent, p.Received)
+			}
+			if i%2 == 1 && (p.Samples == 0 || p.P50 <= 0 || p.P99 < p.P50) {
+				t.Errorf("%d nodes, phase %d: latency %+v", s.Nodes, i, p)
+			}
+		}
+		for i := range s.Loaded {
+			if s.Loaded[i].RSS <= 0 || s.Loaded[i].Server == nil {
+				t.Errorf("%d nodes: node %d reported %+v", s.Nodes, i, s.Loaded[i])
+			}
+		}
+	}
+	d := r.Cluster.Death
+	if d == nil || !d.RefusedBefore || d.Taken <= 0 || len(d.SeenDead) != 2 || d.SeenDead[0] <= 0 || d.SeenDead[1] <= 0 {
+		t.Errorf("death phase: %+v", d)
+	}
+	rep := formatReport(thisMachine([]string{"sigbench", "run", "--small"}), c, r)
+	for _, want := range []string{"3 nodes on NATS", "1 node", "signals/s, clients on different nodes", "resident memory per client", "dead node's identities released"} {
+		if !strings.Contains(rep, want) {
+			t.Errorf("report without %q:\n%s", want, rep)
+		}
+	}
+}
