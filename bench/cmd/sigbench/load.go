@@ -30,6 +30,10 @@ import (
 // limit per source is 128).
 
 const (
+	// writeWait bounds a sender's write: long, so that a node slow to
+	// read delays the sender (which then catches up) rather than cut a
+	// line in two.
+	writeWait = time.Minute
 	perSource = 100
 	blobSize  = 300 // a typical rendezvous message (BenchmarkServerForward)
 	// Protocol words and the proof's domain tag (package signaling's
@@ -174,10 +178,11 @@ type pair struct {
 // zeroHex is the hex of the blob's bytes after the header.
 var zeroHex = bytes.Repeat([]byte("0"), 2*(blobSize-16))
 
-// appendSignal appends the line sending p's next signal, stamped now.
-func (p *pair) appendSignal(b []byte, seq uint64, now int64) []byte {
+// appendSignal appends the line sending p's signal seq of phase ph,
+// stamped now.
+func (p *pair) appendSignal(b []byte, ph uint32, seq uint64, now int64) []byte {
 	var h [16]byte
-	binary.LittleEndian.PutUint64(h[:8], seq)
+	binary.LittleEndian.PutUint64(h[:8], uint64(ph)<<48|seq)
 	binary.LittleEndian.PutUint64(h[8:], uint64(now))
 	b = append(b, p.to.id...)
 	b = append(b, ' ')
@@ -186,18 +191,23 @@ func (p *pair) appendSignal(b []byte, seq uint64, now int64) []byte {
 	return append(b, '\n')
 }
 
-// parseStamp reads the send time from a received line "<from> <hex>".
-func parseStamp(line []byte) (int64, bool) {
+// parseHeader reads the phase and the send time from a received line
+// "<from> <hex>".
+func parseHeader(line []byte) (ph uint32, t int64, ok bool) {
 	i := bytes.IndexByte(line, ' ')
 	if i < 0 || len(line) < i+1+32 {
-		return 0, false
+		return 0, 0, false
 	}
 	var h [16]byte
 	if _, err := hex.Decode(h[:], line[i+1:i+33]); err != nil {
-		return 0, false
+		return 0, 0, false
 	}
-	return int64(binary.LittleEndian.Uint64(h[8:])), true
+	return uint32(binary.LittleEndian.Uint64(h[:8]) >> 48), int64(binary.LittleEndian.Uint64(h[8:])), true
 }
+
+// phases numbers the phases, so that a signal of an earlier one arriving
+// late is not counted in the next.
+var phases atomic.Uint32
 
 // epoch is the zero of the stamps (monotonic).
 var epoch = time.Now()
@@ -215,32 +225,45 @@ type phaseResult struct {
 	Samples   int
 }
 
-// install sets the receivers' handlers for ps: count, wake the sender,
-// and with lat record the latency of the signals sent from stamp since
-// on.
-func install(ps []*pair, total *atomic.Uint64, lat bool, since int64) {
+// install sets the receivers' handlers for ps in phase ph: count, wake
+// the sender, and with lat record the latency of the signals sent from
+// stamp since on. Signals of other phases are ignored.
+func install(ps []*pair, ph uint32, total *atomic.Uint64, lat bool, since int64) {
 	for _, p := range ps {
 		h := func(line []byte) {
+			sph, t, ok := parseHeader(line)
+			if !ok || sph != ph {
+				return
+			}
 			p.recv.Add(1)
 			total.Add(1)
 			select {
 			case p.wake <- struct{}{}:
 			default:
 			}
-			if lat {
-				if t, ok := parseStamp(line); ok && t >= since {
-					d := time.Duration(stamp() - t)
-					p.mu.Lock()
-					p.lat = append(p.lat, d)
-					p.mu.Unlock()
-				}
+			if lat && t >= since {
+				d := time.Duration(stamp() - t)
+				p.mu.Lock()
+				p.lat = append(p.lat, d)
+				p.mu.Unlock()
 			}
 		}
 		p.to.h.Store(&h)
 	}
 }
 
-func uninstall(ps []*pair) {
+// settle waits until total has not moved for 300 ms (what was sent has
+// arrived, or the rest is lost), for 30 s at most, then removes the
+// handlers, so that the next phase starts on an idle system.
+func settle(ps []*pair, total *atomic.Uint64) {
+	deadline := time.Now().Add(30 * time.Second)
+	last, since := total.Load(), time.Now()
+	for time.Since(since) < 300*time.Millisecond && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		if n := total.Load(); n != last {
+			last, since = n, time.Now()
+		}
+	}
 	for _, p := range ps {
 		p.to.h.Store(nil)
 	}
@@ -252,8 +275,8 @@ func uninstall(ps []*pair) {
 // received per second in the last dur.
 func saturate(ps []*pair, window int, maxRate float64, warm, dur time.Duration) phaseResult {
 	var total atomic.Uint64
-	install(ps, &total, false, 0)
-	defer uninstall(ps)
+	ph := phases.Add(1)
+	install(ps, ph, &total, false, 0)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for _, p := range ps {
@@ -298,21 +321,21 @@ func saturate(ps []*pair, window int, maxRate float64, warm, dur time.Duration) 
 					continue
 				}
 				stuck = time.Time{}
-				buf = buf[:0]
-				t := stamp()
-				for range n {
-					buf = p.appendSignal(buf, sent, t)
-					sent++
-				}
+				// One write per signal, as a client that sends a signal
+				// now and then does (no batching of lines here).
 				tokens -= float64(n)
-				p.from.wmu.Lock()
-				p.from.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-				_, err := p.from.conn.Write(buf)
-				p.from.wmu.Unlock()
-				if err != nil {
-					p.sent.Store(sent)
-					<-stop
-					return
+				for range n {
+					buf = p.appendSignal(buf[:0], ph, sent, stamp())
+					sent++
+					p.from.wmu.Lock()
+					p.from.conn.SetWriteDeadline(time.Now().Add(writeWait))
+					_, err := p.from.conn.Write(buf)
+					p.from.wmu.Unlock()
+					if err != nil {
+						p.sent.Store(sent)
+						<-stop
+						return
+					}
 				}
 			}
 		}()
@@ -323,7 +346,7 @@ func saturate(ps []*pair, window int, maxRate float64, warm, dur time.Duration) 
 	t1, r1 := time.Now(), total.Load()
 	close(stop)
 	wg.Wait()
-	time.Sleep(500 * time.Millisecond) // what is still on its way
+	settle(ps, &total)
 	res := phaseResult{Pairs: len(ps), Rate: float64(r1-r0) / t1.Sub(t0).Seconds()}
 	for _, p := range ps {
 		res.Sent += p.sent.Load()
@@ -346,8 +369,8 @@ func steady(ps []*pair, rate float64, warm, dur time.Duration) phaseResult {
 	}
 	interval := time.Duration(float64(time.Second) * float64(len(ps)) / rate)
 	start := time.Now().Add(50 * time.Millisecond)
-	install(ps, &total, true, stamp()+int64(50*time.Millisecond+warm))
-	defer uninstall(ps)
+	ph := phases.Add(1)
+	install(ps, ph, &total, true, stamp()+int64(50*time.Millisecond+warm))
 	end := start.Add(warm + dur)
 	var wg sync.WaitGroup
 	for i, p := range ps {
@@ -359,10 +382,10 @@ func steady(ps []*pair, rate float64, warm, dur time.Duration) phaseResult {
 			var seq uint64
 			for next.Before(end) {
 				time.Sleep(time.Until(next))
-				buf = p.appendSignal(buf[:0], seq, stamp())
+				buf = p.appendSignal(buf[:0], ph, seq, stamp())
 				seq++
 				p.from.wmu.Lock()
-				p.from.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+				p.from.conn.SetWriteDeadline(time.Now().Add(writeWait))
 				_, err := p.from.conn.Write(buf)
 				p.from.wmu.Unlock()
 				if err != nil {
@@ -374,7 +397,7 @@ func steady(ps []*pair, rate float64, warm, dur time.Duration) phaseResult {
 		}()
 	}
 	wg.Wait()
-	time.Sleep(time.Second) // what is still on its way
+	settle(ps, &total)
 	res := phaseResult{Pairs: len(ps), Rate: rate}
 	var all []time.Duration
 	for _, p := range ps {

@@ -60,24 +60,44 @@ func formatReport(m machine, c config, r *results) string {
 		}
 		return fmt.Sprintf("%.1f → %.1f MiB", mib(s.NATSBase.RSS), mib(s.NATSLoaded.RSS))
 	})
-	row("**signals/s, clients on different nodes**", func(s *setupResult) string {
-		if s.Nodes == 1 {
+	kinds := []struct {
+		name string
+		f    func(s *setupResult) *forwardResult
+	}{
+		{"different nodes", func(s *setupResult) *forwardResult {
+			if s.Nodes == 1 {
+				return nil
+			}
+			return &s.Cross
+		}},
+		{"the same node", func(s *setupResult) *forwardResult { return &s.Same }},
+	}
+	for _, k := range kinds {
+		row(fmt.Sprintf("**signals/s sustained, clients on %s** (evenly spaced, p99 < %v, none lost)", k.name, sustainP99), func(s *setupResult) string {
+			if f := k.f(s); f != nil {
+				return "**" + thousands(int(f.Sustained)) + "**"
+			}
 			return "—"
-		}
-		return "**" + thousands(int(s.Cross.Rate)) + "**"
-	})
-	row("**signals/s, clients on the same node**", func(s *setupResult) string { return "**" + thousands(int(s.Same.Rate)) + "**" })
-	row("forward latency p50 / p99 (p99.9, max) at half that rate, different nodes", func(s *setupResult) string {
-		if s.Nodes == 1 {
+		})
+		row(fmt.Sprintf("signals/s in bursts, clients on %s (%d in flight per pair)", k.name, c.Window), func(s *setupResult) string {
+			if f := k.f(s); f != nil {
+				return thousands(int(f.Burst.Rate))
+			}
 			return "—"
-		}
-		return latency(s.CrossL)
-	})
-	row("forward latency p50 / p99 (p99.9, max) at half that rate, same node", func(s *setupResult) string { return latency(s.SameL) })
+		})
+		row(fmt.Sprintf("**forward latency p50 / p99** (p99.9, max) at half the sustained rate, %s", k.name), func(s *setupResult) string {
+			if f := k.f(s); f != nil {
+				return latency(f.Lat)
+			}
+			return "—"
+		})
+	}
 	row("signals lost in the forwarding phases (sent − received)", func(s *setupResult) string {
 		var l uint64
-		for _, p := range []phaseResult{s.Cross, s.CrossL, s.Same, s.SameL} {
-			l += p.Sent - min(p.Sent, p.Received)
+		for _, f := range []forwardResult{s.Cross, s.Same} {
+			for _, p := range append([]phaseResult{f.Burst, f.Lat}, f.Steps...) {
+				l += p.Sent - min(p.Sent, p.Received)
+			}
 		}
 		return fmt.Sprintf("%d; server drops: %s", l, drops(s.Drops))
 	})
@@ -114,19 +134,22 @@ How it was measured (sigbench run; see docs/benchmarks.md):
 - Clients speak the protocols on raw TCP from 127.1.x.y source addresses (at most %d per
   source, the server allowing 128); client i is on node i %% nodes; every
   1/%.0f-th authenticates with a CA-signed certificate (an Ed25519 proof), the others use
-  GNS's trivial protocol. Memory is VmRSS after runtime.GC and debug.FreeOSMemory in each
+  GNS's trivial protocol; each client is one TCP connection, idle unless in a pair. Memory is VmRSS after runtime.GC and debug.FreeOSMemory in each
   node, with clients minus without.
-- Forwarding: %d sender-receiver pairs, %d-byte signals. Saturated: at most %d in flight per
-  pair and %.0f/s per sender (under the server's 200/s per client), %v warm-up, then the
-  signals received over %v. Latency: the same pairs send at half the saturated rate, evenly
-  spaced; the latency is from the sender's write to the receiver's read (one process, one
-  clock), over the signals sent after a %v warm-up.
+- Forwarding: %d sender-receiver pairs, %d-byte signals, one write per signal. In bursts: at
+  most %d in flight per pair and %.0f/s per sender (under the server's 200/s per client), %v
+  warm-up, then the signals received over %v. Sustained: the pairs send evenly spaced at a
+  given rate for %v after %v; the rate is found by bisection (log scale, %d steps) between a
+  sixteenth of the burst rate and all of it, as the highest with p99 under %v and nothing
+  lost in one of two tries (other work on the machine can spoil one); each step starts once
+  the previous one's signals have all arrived. Latency: the same pairs send at half the sustained rate, evenly spaced, for %v after
+  %v; it is from the sender's write to the receiver's read (one process, one clock).
 - Death: the last node is killed (SIGKILL) while it holds its clients and a probe identity
   registered with an unsigned certificate (bound to its key while held). Times are from the
   kill until each surviving node's NodesLost grows (polled every 5 ms), and until a client
   with another key registers the probe identity on node 0 (tried every 10 ms). Heartbeat %s,
   DeadAfter %s.
-`, thousands(c.Clients+1000), c.Nodes, perSource, 1/c.AuthShare, c.Pairs, blobSize, c.Window, c.MaxRate, c.Warm, c.Dur, c.Warm,
+`, thousands(c.Clients+1000), c.Nodes, perSource, 1/c.AuthShare, c.Pairs, blobSize, c.Window, c.MaxRate, c.Warm, c.Dur, c.Step, c.Warm/2, c.Steps, sustainP99, c.Dur, c.Warm,
 		orDefault(c.Heartbeat, "1 s (default)"), orDefault(c.DeadAfter, "3 heartbeats (default)"))
 	for _, s := range cols {
 		if s.Capped {

@@ -31,6 +31,8 @@ func TestSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := smallConfig(config{AuthShare: 0.5, Nodes: 3, Single: true, Window: 16, MaxRate: 180, Conc: 64, Binary: self})
+	// On a machine busy with other work, a step of the search may fail;
+	// the test checks that each figure is taken, not its value.
 	if testing.Verbose() {
 		c.Log = os.Stderr
 	}
@@ -47,16 +49,21 @@ func TestSmall(t *testing.T) {
 		if s.Clients != 300 || s.Authd != 150 {
 			t.Errorf("%d nodes: %d clients (%d authenticated), want 300 (150)", s.Nodes, s.Clients, s.Authd)
 		}
-		phases := []phaseResult{s.Same, s.SameL}
+		kinds := []forwardResult{s.Same}
 		if s.Nodes > 1 {
-			phases = append(phases, s.Cross, s.CrossL)
+			kinds = append(kinds, s.Cross)
 		}
-		for i, p := range phases {
-			if p.Received == 0 || p.Received != p.Sent {
-				t.Errorf("%d nodes, phase %d: sent %d, received %d", s.Nodes, i, p.Sent, p.Received)
+		for i, f := range kinds {
+			for j, p := range append([]phaseResult{f.Burst, f.Lat}, f.Steps...) {
+				if p.Received == 0 || p.Received != p.Sent {
+					t.Errorf("%d nodes, kind %d, phase %d: sent %d, received %d", s.Nodes, i, j, p.Sent, p.Received)
+				}
 			}
-			if i%2 == 1 && (p.Samples == 0 || p.P50 <= 0 || p.P99 < p.P50) {
-				t.Errorf("%d nodes, phase %d: latency %+v", s.Nodes, i, p)
+			if f.Sustained <= 0 || f.Sustained > f.Burst.Rate {
+				t.Errorf("%d nodes, kind %d: sustained %.0f/s, burst %.0f/s", s.Nodes, i, f.Sustained, f.Burst.Rate)
+			}
+			if p := f.Lat; p.Samples == 0 || p.P50 <= 0 || p.P99 < p.P50 {
+				t.Errorf("%d nodes, kind %d: latency %+v", s.Nodes, i, p)
 			}
 		}
 		for i := range s.Loaded {
@@ -70,7 +77,7 @@ func TestSmall(t *testing.T) {
 		t.Errorf("death phase: %+v", d)
 	}
 	rep := formatReport(thisMachine([]string{"sigbench", "run", "--small"}), c, r)
-	for _, want := range []string{"3 nodes on NATS", "1 node", "signals/s, clients on different nodes", "resident memory per client", "dead node's identities released"} {
+	for _, want := range []string{"3 nodes on NATS", "1 node", "signals/s sustained, clients on different nodes", "resident memory per client", "dead node's identities released"} {
 		if !strings.Contains(rep, want) {
 			t.Errorf("report without %q:\n%s", want, rep)
 		}
