@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -114,9 +115,13 @@ func nodeCmd(args []string) error {
 	hb := fs.Duration("heartbeat", 0, "ClusterConfig.Heartbeat (0: the default, 1 s)")
 	dead := fs.Duration("dead-after", 0, "ClusterConfig.DeadAfter (0: the default, 3 heartbeats)")
 	timeout := fs.Duration("timeout", 30*time.Minute, "exit after this long")
+	verbose := fs.Bool("v", false, "log the server's events (debug level) to standard error")
 	fs.Parse(args)
 	raiseNofile()
 	cfg := signaling.ServerConfig{MaxClients: *maxClients, AllowUnsigned: true}
+	if *verbose {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	if *caHex != "" {
 		k, err := hex.DecodeString(*caHex)
 		if err != nil || len(k) != ed25519.PublicKeySize {
@@ -223,11 +228,44 @@ func holdCmd(args []string) error {
 		return err
 	}
 	fmt.Println("held", len(conns))
+	stop := make(chan struct{})
+	go keepalive(conns, keepaliveEvery, stop)
 	serveCommands(nil, *timeout)
+	close(stop)
 	for _, c := range conns {
 		c.Close()
 	}
 	return nil
+}
+
+// keepaliveEvery is how often an idle held client sends an empty line:
+// more often than the server's TCP keepalive (30 s idle, then 3 probes
+// 10 s apart) would probe it.
+const keepaliveEvery = 20 * time.Second
+
+// keepalive writes an empty line (the authenticated protocol's keepalive,
+// which the server takes from any client) on each of conns once per
+// every, spread evenly over the period, until stop. Without it, the
+// server's keepalive probes to thousands of clients that connected within
+// the same seconds go out together, and on loopback, while the
+// forwarding phases keep both CPUs busy, they overflow the loopback's
+// backlog (net.core.netdev_max_backlog): unanswered three times, the
+// server drops the clients as dead (5,893 of them in one run).
+func keepalive(conns []net.Conn, every time.Duration, stop chan struct{}) {
+	if len(conns) == 0 {
+		return
+	}
+	t := time.NewTicker(every / time.Duration(len(conns)))
+	defer t.Stop()
+	for i := 0; ; i = (i + 1) % len(conns) {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		conns[i].SetWriteDeadline(time.Now().Add(time.Second))
+		conns[i].Write([]byte{'\n'})
+	}
 }
 
 // raiseNofile raises this process's limit on open files (20,000 clients

@@ -79,7 +79,7 @@ func formatReport(m machine, c config, r *results) string {
 			}
 			return "—"
 		})
-		row(fmt.Sprintf("signals/s in bursts, clients on %s (%d in flight per pair)", k.name, c.Window), func(s *setupResult) string {
+		row(fmt.Sprintf("signals/s in bursts, clients on %s (%d in flight per pair; the load offers %s/s at most)", k.name, c.Window, thousands(int(float64(c.Pairs)*c.MaxRate))), func(s *setupResult) string {
 			if f := k.f(s); f != nil {
 				return thousands(int(f.Burst.Rate))
 			}
@@ -132,24 +132,30 @@ How it was measured (sigbench run; see docs/benchmarks.md):
   (`+"`sigbench hold`"+`), so the RSS figures are the nodes' alone. Everything shares this machine's
   CPUs: the load generator competes with the nodes and NATS.
 - Clients speak the protocols on raw TCP from 127.1.x.y source addresses (at most %d per
-  source, the server allowing 128); client i is on node i %% nodes; every
-  1/%.0f-th authenticates with a CA-signed certificate (an Ed25519 proof), the others use
-  GNS's trivial protocol; each client is one TCP connection, idle unless in a pair. Memory is VmRSS after runtime.GC and debug.FreeOSMemory in each
-  node, with clients minus without.
+  source, the server allowing 128); client i is on node i %% nodes; %.0f%%%% of them, evenly
+  spread, authenticate with CA-signed certificates (an Ed25519 proof), the others use GNS's
+  trivial protocol; each client is one TCP connection, idle unless in a pair. Idle
+  clients send an empty line (a keepalive) every 20 s, as netmsg's clients do every 30 s, so
+  that the server's TCP keepalive probes to clients that connected in the same seconds do not
+  go out together (on loopback, while the forwarding phases keep the CPUs busy, such a burst
+  of probes overflows the loopback's backlog, and the server drops the clients as dead).
+  Memory is VmRSS after runtime.GC and debug.FreeOSMemory in each node, with clients minus
+  without.
 - Forwarding: %d sender-receiver pairs, %d-byte signals, one write per signal. In bursts: at
   most %d in flight per pair and %.0f/s per sender (under the server's 200/s per client), %v
   warm-up, then the signals received over %v. Sustained: the pairs send evenly spaced at a
   given rate for %v after %v; the rate is found by bisection (log scale, %d steps) between a
   sixteenth of the burst rate and all of it, as the highest with p99 under %v and nothing
   lost in one of two tries (other work on the machine can spoil one); each step starts once
-  the previous one's signals have all arrived. Latency: the same pairs send at half the sustained rate, evenly spaced, for %v after
-  %v; it is from the sender's write to the receiver's read (one process, one clock).
+  the previous one's signals have all arrived. Latency: the same pairs send at half the
+  sustained rate, evenly spaced, for %v after %v; it is from the sender's write to the
+  receiver's read (one process, one clock).
 - Death: the last node is killed (SIGKILL) while it holds its clients and a probe identity
   registered with an unsigned certificate (bound to its key while held). Times are from the
   kill until each surviving node's NodesLost grows (polled every 5 ms), and until a client
-  with another key registers the probe identity on node 0 (tried every 10 ms). Heartbeat %s,
-  DeadAfter %s.
-`, thousands(c.Clients+1000), c.Nodes, perSource, 1/c.AuthShare, c.Pairs, blobSize, c.Window, c.MaxRate, c.Warm, c.Dur, c.Step, c.Warm/2, c.Steps, sustainP99, c.Dur, c.Warm,
+  with another key registers the probe identity on node 0 (tried every 10 ms). Heartbeat
+  %s, DeadAfter %s.
+`, thousands(c.Clients+1000), c.Nodes, perSource, 100*c.AuthShare, c.Pairs, blobSize, c.Window, c.MaxRate, c.Warm, c.Dur, c.Step, c.Warm/2, c.Steps, sustainP99, c.Dur, c.Warm,
 		orDefault(c.Heartbeat, "1 s (default)"), orDefault(c.DeadAfter, "3 heartbeats (default)"))
 	for _, s := range cols {
 		if s.Capped {

@@ -35,6 +35,7 @@ type config struct {
 	Heartbeat time.Duration // cluster heartbeat (0: the default, 1 s)
 	DeadAfter time.Duration // (0: the default, 3 heartbeats)
 	Conc      int           // clients connecting at once
+	NodeLog   bool          // the nodes log their events to standard error
 	Step      time.Duration // each step of the search for the sustained rate (after Warm/2)
 	Steps     int           // bisections of that search
 	Binary    string        // this program, for the children
@@ -67,6 +68,7 @@ func runCmd(args []string) error {
 	fs.DurationVar(&c.Heartbeat, "heartbeat", 0, "cluster heartbeat (0: the default, 1 s)")
 	fs.DurationVar(&c.DeadAfter, "dead-after", 0, "cluster DeadAfter (0: the default, 3 heartbeats)")
 	fs.IntVar(&c.Conc, "conc", 64, "clients connecting at once")
+	fs.BoolVar(&c.NodeLog, "node-log", false, "the nodes log their events (debug level) to standard error")
 	fs.DurationVar(&c.Step, "step", 2*time.Second, "each step of the search for the sustained rate")
 	fs.IntVar(&c.Steps, "steps", 5, "bisections in the search for the sustained rate")
 	small := fs.Bool("small", false, "300 clients, 30 pairs, 0.5 s phases, 100 ms heartbeats (a few seconds in all)")
@@ -186,6 +188,9 @@ func runSetup(ctx context.Context, c config, n int) (*setupResult, error) {
 	var addrs []string
 	for i := range n {
 		args := []string{"node", "--ca", hex.EncodeToString(caPub), "--max-clients", strconv.Itoa(c.Clients + 1000)}
+		if c.NodeLog {
+			args = append(args, "-v")
+		}
 		if n > 1 {
 			args = append(args, "--nats", natsURLs[i%len(natsURLs)], "--heartbeat", c.Heartbeat.String(), "--dead-after", c.DeadAfter.String())
 		}
