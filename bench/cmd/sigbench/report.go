@@ -132,7 +132,7 @@ How it was measured (sigbench run; see docs/benchmarks.md):
   (`+"`sigbench hold`"+`), so the RSS figures are the nodes' alone. Everything shares this machine's
   CPUs: the load generator competes with the nodes and NATS.
 - Clients speak the protocols on raw TCP from 127.1.x.y source addresses (at most %d per
-  source, the server allowing 128); client i is on node i %% nodes; %.0f%%%% of them, evenly
+  source, the server allowing 128); client i is on node i %% nodes; %.0f%% of them, evenly
   spread, authenticate with CA-signed certificates (an Ed25519 proof), the others use GNS's
   trivial protocol; each client is one TCP connection, idle unless in a pair. Idle
   clients send an empty line (a keepalive) every 20 s, as netmsg's clients do every 30 s, so
