@@ -2,20 +2,38 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
 
-// formatReport renders the results as markdown: the machine, the
-// command, one table with a column per setup, and how each figure was
-// taken.
-func formatReport(m machine, c config, r *results) string {
+// formatReport renders the results of one or more runs as markdown: the
+// machine, the command, with several runs a table of the main figures'
+// medians, each run's table with a column per setup, and how each figure
+// was taken.
+func formatReport(m machine, c config, rs []*results) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Signaling: %d nodes on NATS and one node, %d clients\n\n", c.Nodes, c.Clients)
 	for _, l := range m.lines() {
 		fmt.Fprintf(&b, "%s  \n", l)
 	}
-	fmt.Fprintf(&b, "open files limit (RLIMIT_NOFILE) of every process: %d\n\n", r.Nofile)
+	fmt.Fprintf(&b, "open files limit (RLIMIT_NOFILE) of every process: %d\n\n", rs[0].Nofile)
+	if len(rs) > 1 {
+		fmt.Fprintf(&b, "## Median of %d runs (min-max)\n\n", len(rs))
+		writeSummary(&b, rs)
+	}
+	for i, r := range rs {
+		if len(rs) > 1 {
+			fmt.Fprintf(&b, "\n## Run %d\n\n", i+1)
+		}
+		writeTable(&b, c, r)
+	}
+	writeMethod(&b, c, rs[0])
+	return b.String()
+}
+
+// columns are the setups of r, with their headings.
+func columns(r *results) ([]*setupResult, []string) {
 	var cols []*setupResult
 	var heads []string
 	if r.Cluster != nil {
@@ -26,14 +44,20 @@ func formatReport(m machine, c config, r *results) string {
 		cols = append(cols, r.Single)
 		heads = append(heads, "1 node")
 	}
+	return cols, heads
+}
+
+// writeTable writes one run's table.
+func writeTable(b *strings.Builder, c config, r *results) {
+	cols, heads := columns(r)
 	row := func(name string, f func(s *setupResult) string) {
-		fmt.Fprintf(&b, "| %s |", name)
+		fmt.Fprintf(b, "| %s |", name)
 		for _, s := range cols {
-			fmt.Fprintf(&b, " %s |", f(s))
+			fmt.Fprintf(b, " %s |", f(s))
 		}
 		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "| |%s\n|---|%s\n", " "+strings.Join(heads, " | ")+" |", strings.Repeat("---|", len(cols)))
+	fmt.Fprintf(b, "| |%s\n|---|%s\n", " "+strings.Join(heads, " | ")+" |", strings.Repeat("---|", len(cols)))
 	row("clients held (authenticated)", func(s *setupResult) string {
 		return fmt.Sprintf("%s (%s)", thousands(s.Clients), thousands(s.Authd))
 	})
@@ -121,7 +145,11 @@ func formatReport(m machine, c config, r *results) string {
 		}
 		return fmt.Sprintf("%s (%s; %s identities on the node)", secs(s.Death.Taken), refused, thousands(s.Death.Identities))
 	})
-	fmt.Fprintf(&b, `
+}
+
+// writeMethod writes how each figure was taken.
+func writeMethod(b *strings.Builder, c config, r *results) {
+	fmt.Fprintf(b, `
 How it was measured (sigbench run; see docs/benchmarks.md):
 
 - Each signaling node is a process of its own (`+"`sigbench node`"+`: a signaling.Server with
@@ -157,13 +185,12 @@ How it was measured (sigbench run; see docs/benchmarks.md):
   %s, DeadAfter %s.
 `, thousands(c.Clients+1000), c.Nodes, perSource, 100*c.AuthShare, c.Pairs, blobSize, c.Window, c.MaxRate, c.Warm, c.Dur, c.Step, c.Warm/2, c.Steps, sustainP99, c.Dur, c.Warm,
 		orDefault(c.Heartbeat, "1 s (default)"), orDefault(c.DeadAfter, "3 heartbeats (default)"))
-	for _, s := range cols {
-		if s.Capped {
-			fmt.Fprintf(&b, "- One node holds %s clients, not %s: one process may open %d files at most here (RLIMIT_NOFILE's hard limit, which this machine does not let a process raise).\n",
+	for _, s := range []*setupResult{r.Cluster, r.Single} {
+		if s != nil && s.Capped {
+			fmt.Fprintf(b, "- One node holds %s clients, not %s: one process may open %d files at most here (RLIMIT_NOFILE's hard limit, which this machine does not let a process raise).\n",
 				thousands(s.Clients), thousands(c.Clients), r.Nofile)
 		}
 	}
-	return b.String()
 }
 
 func orDefault(d time.Duration, def string) string {
@@ -189,11 +216,16 @@ func mibs(rs []procReport) string {
 }
 
 func perClient(s *setupResult, loaded []procReport) string {
+	return kib(perClientBytes(s, loaded))
+}
+
+// perClientBytes is the nodes' RSS delta per client.
+func perClientBytes(s *setupResult, loaded []procReport) float64 {
 	var d int64
 	for i := range loaded {
 		d += loaded[i].RSS - s.Base[i].RSS
 	}
-	return kib(float64(d) / float64(s.Clients))
+	return float64(d) / float64(s.Clients)
 }
 
 func kib(b float64) string { return fmt.Sprintf("%.1f KiB", b/1024) }
@@ -237,4 +269,72 @@ func thousands(n int) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// writeSummary writes the main figures of several runs: median (min-max)
+// per setup.
+func writeSummary(b *strings.Builder, rs []*results) {
+	_, heads := columns(rs[0])
+	rate := func(v float64) string { return thousands(int(v)) }
+	msf := func(v float64) string { return fmt.Sprintf("%.2f ms", v) }
+	cross := func(f func(*forwardResult) float64) func(*setupResult) (float64, bool) {
+		return func(s *setupResult) (float64, bool) { return f(&s.Cross), s.Nodes > 1 }
+	}
+	same := func(f func(*forwardResult) float64) func(*setupResult) (float64, bool) {
+		return func(s *setupResult) (float64, bool) { return f(&s.Same), true }
+	}
+	sustained := func(f *forwardResult) float64 { return f.Sustained }
+	burst := func(f *forwardResult) float64 { return f.Burst.Rate }
+	p50 := func(f *forwardResult) float64 { return float64(f.Lat.P50) / 1e6 }
+	p99 := func(f *forwardResult) float64 { return float64(f.Lat.P99) / 1e6 }
+	rows := []struct {
+		name string
+		f    func(*setupResult) (float64, bool)
+		fmt  func(float64) string
+	}{
+		{"resident memory per client (after GC)", func(s *setupResult) (float64, bool) { return perClientBytes(s, s.Loaded), true }, func(v float64) string { return kib(v) }},
+		{"signals/s sustained, different nodes", cross(sustained), rate},
+		{"signals/s sustained, same node", same(sustained), rate},
+		{"signals/s in bursts, different nodes", cross(burst), rate},
+		{"signals/s in bursts, same node", same(burst), rate},
+		{"forward latency p50 at half the sustained rate, different nodes", cross(p50), msf},
+		{"forward latency p99 at half the sustained rate, different nodes", cross(p99), msf},
+		{"forward latency p50 at half the sustained rate, same node", same(p50), msf},
+		{"forward latency p99 at half the sustained rate, same node", same(p99), msf},
+		{"dead node's identities released (the later survivor)", func(s *setupResult) (float64, bool) {
+			if s.Death == nil {
+				return 0, false
+			}
+			return slices.Max(s.Death.SeenDead).Seconds(), true
+		}, func(v float64) string { return fmt.Sprintf("%.2f s", v) }},
+	}
+	fmt.Fprintf(b, "| |%s\n|---|%s\n", " "+strings.Join(heads, " | ")+" |", strings.Repeat("---|", len(heads)))
+	for _, row := range rows {
+		fmt.Fprintf(b, "| %s |", row.name)
+		for col := range heads {
+			var vs []float64
+			for _, r := range rs {
+				cols, _ := columns(r)
+				if v, ok := row.f(cols[col]); ok {
+					vs = append(vs, v)
+				}
+			}
+			if len(vs) == 0 {
+				b.WriteString(" — |")
+				continue
+			}
+			slices.Sort(vs)
+			fmt.Fprintf(b, " %s (%s-%s) |", row.fmt(median(vs)), row.fmt(vs[0]), row.fmt(vs[len(vs)-1]))
+		}
+		b.WriteString("\n")
+	}
+}
+
+// median of sorted vs.
+func median(vs []float64) float64 {
+	n := len(vs)
+	if n%2 == 1 {
+		return vs[n/2]
+	}
+	return (vs[n/2-1] + vs[n/2]) / 2
 }

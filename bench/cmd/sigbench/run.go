@@ -73,6 +73,7 @@ func runCmd(args []string) error {
 	fs.IntVar(&c.Steps, "steps", 5, "bisections in the search for the sustained rate")
 	small := fs.Bool("small", false, "300 clients, 30 pairs, 0.5 s phases, 100 ms heartbeats (a few seconds in all)")
 	out := fs.String("out", "", "also write the report to this file (.md)")
+	runs := fs.Int("runs", 1, "runs of the whole measurement; the report gives the medians of the main figures")
 	fs.Parse(args)
 	if *small {
 		c = smallConfig(c)
@@ -83,12 +84,19 @@ func runCmd(args []string) error {
 	}
 	c.Binary = self
 	m := thisMachine(append([]string{"sigbench"}, os.Args[1:]...))
-	res, err := run(context.Background(), c)
-	if err != nil {
-		return err
+	var rs []*results
+	for i := range *runs {
+		if *runs > 1 {
+			c.logf("run %d of %d", i+1, *runs)
+		}
+		res, err := run(context.Background(), c)
+		if err != nil {
+			return err
+		}
+		rs = append(rs, res)
 	}
 	m.finish()
-	rep := formatReport(m, c, res)
+	rep := formatReport(m, c, rs)
 	fmt.Print(rep)
 	if *out != "" {
 		if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
@@ -357,7 +365,13 @@ func runSetup(ctx context.Context, c config, n int) (*setupResult, error) {
 	addDrops(res.Drops, before, after)
 
 	if n > 1 {
-		d, err := death(ctx, c, nodes, addrs, sources, takerCred, (total+1)/n+1)
+		held := 1 // the probe
+		for i := range total {
+			if i%n == n-1 {
+				held++
+			}
+		}
+		d, err := death(ctx, c, nodes, addrs, sources, takerCred, held)
 		if err != nil {
 			return nil, err
 		}
