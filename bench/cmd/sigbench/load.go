@@ -104,7 +104,7 @@ func dialClient(ctx context.Context, src net.IP, addr, id string, cr *cred) (*cl
 	r := bufio.NewReaderSize(conn, 2048)
 	c := &client{id: id, conn: conn, authed: cr != nil}
 	if cr == nil {
-		_, err = conn.Write([]byte(id + "\n"))
+		err = registerTrivial(conn, r, id)
 	} else {
 		err = authenticate(conn, r, id, cr)
 	}
@@ -113,6 +113,28 @@ func dialClient(ctx context.Context, src net.IP, addr, id string, cr *cred) (*cl
 		return nil, nil, err
 	}
 	return c, r, nil
+}
+
+// registerTrivial registers id with the trivial protocol, which has no
+// answer: so it also signals id itself and waits for that signal, which
+// the server forwards only once id is registered. A client that returns
+// is registered, so the connections still registering from one source
+// are at most those being dialled from it at once (the server refuses
+// more than 16).
+func registerTrivial(conn net.Conn, r *bufio.Reader, id string) error {
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	defer conn.SetDeadline(time.Time{})
+	if _, err := conn.Write([]byte(id + "\n" + id + " 00\n")); err != nil {
+		return err
+	}
+	l, err := r.ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(l) != id+" 00" {
+		return fmt.Errorf("refused: %s", strings.TrimSpace(l))
+	}
+	return nil
 }
 
 func authenticate(conn net.Conn, r *bufio.Reader, id string, cr *cred) error {

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -33,9 +35,13 @@ func TestSmall(t *testing.T) {
 	c := smallConfig(config{AuthShare: 0.5, Nodes: 3, Single: true, Window: 16, MaxRate: 180, Conc: 64, Binary: self})
 	// On a machine busy with other work, a step of the search may fail;
 	// the test checks that each figure is taken, not its value.
-	if testing.Verbose() {
-		c.Log = os.Stderr
-	}
+	var progress syncBuffer
+	c.Log = &progress
+	defer func() {
+		if t.Failed() {
+			t.Logf("progress:\n%s", progress.String())
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	r, err := run(ctx, c)
@@ -82,4 +88,22 @@ func TestSmall(t *testing.T) {
 			t.Errorf("report without %q:\n%s", want, rep)
 		}
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
