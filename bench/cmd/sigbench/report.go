@@ -71,12 +71,22 @@ func writeTable(b *strings.Builder, c config, r *results) {
 		return "**" + perClient(s, s.Loaded) + "**"
 	})
 	row("same, before the GC", func(s *setupResult) string { return perClient(s, s.LoadedNoGC) })
-	row("nodes' Go heap + stacks per client (after GC)", func(s *setupResult) string {
+	perClientOf := func(s *setupResult, f func(procReport) uint64) string {
 		var d int64
 		for i := range s.Loaded {
-			d += int64(s.Loaded[i].HeapInuse+s.Loaded[i].StackInuse) - int64(s.Base[i].HeapInuse+s.Base[i].StackInuse)
+			d += int64(f(s.Loaded[i])) - int64(f(s.Base[i]))
 		}
 		return kib(float64(d) / float64(s.Clients))
+	}
+	row("of which Go heap in use / goroutine stacks, per client (after GC)", func(s *setupResult) string {
+		return perClientOf(s, func(r procReport) uint64 { return r.HeapInuse }) + " / " + perClientOf(s, func(r procReport) uint64 { return r.StackInuse })
+	})
+	row("goroutines per client", func(s *setupResult) string {
+		var d int
+		for i := range s.Loaded {
+			d += s.Loaded[i].Goroutines - s.Base[i].Goroutines
+		}
+		return fmt.Sprintf("%.2f", float64(d)/float64(s.Clients))
 	})
 	row("NATS process RSS, no clients → clients", func(s *setupResult) string {
 		if s.Nodes == 1 {
