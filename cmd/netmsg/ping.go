@@ -33,10 +33,10 @@ var pingHelp = help{
 	desc: `Registers --identity with the signaling server (or, with --lan, announces
 it on the LAN by multicast, with no server: see docs/lan.md), then sends
 --count pings to --peer through the Messages API and prints each pong's
-round trip and route (direct, or through the TURN relay). With --count 0 it only answers
-pings, until --timeout or SIGINT/SIGTERM. While the session is being made
-it says what it waits for (signaling, ICE, relay). It exits 1 if not
-every ping was answered.
+round trip and route (direct, or through the TURN relay). With --count 0
+it only answers pings, until --timeout or SIGINT/SIGTERM. While the
+session is being made it says what it waits for (signaling, ICE, relay).
+It exits 1 if not every ping was answered.
 `,
 	examples: []string{
 		"netmsg ping --identity str:bob --signaling 127.0.0.1:10000 --count 0 --timeout 1h",
