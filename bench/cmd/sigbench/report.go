@@ -197,8 +197,8 @@ How it was measured (sigbench run; see docs/benchmarks.md):
 		orDefault(c.Heartbeat, "1 s (default)"), orDefault(c.DeadAfter, "3 heartbeats (default)"))
 	for _, s := range []*setupResult{r.Cluster, r.Single} {
 		if s != nil && s.Capped {
-			fmt.Fprintf(b, "- One node holds %s clients, not %s: one process may open %d files at most here (RLIMIT_NOFILE's hard limit, which this machine does not let a process raise).\n",
-				thousands(s.Clients), thousands(c.Clients), r.Nofile)
+			fmt.Fprintf(b, "- %d node(s) hold %s clients, not %s: one process may open %d files at most here (RLIMIT_NOFILE's hard limit, which this machine does not let a process raise).\n",
+				s.Nodes, thousands(s.Clients), thousands(c.Clients), r.Nofile)
 		}
 	}
 }

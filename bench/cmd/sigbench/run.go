@@ -229,7 +229,7 @@ func runSetup(ctx context.Context, c config, n int) (*setupResult, error) {
 	// here; the others by holder processes (`sigbench hold`), as one
 	// process may not open more than RLIMIT_NOFILE files.
 	total := c.Clients
-	if lim := int(nofile()) - 100; n == 1 && total > lim {
+	if lim := (int(nofile()) - 100) * n; total > lim { // each node's clients, within its files
 		total = lim
 		res.Capped = true
 	}
