@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/netmsg-go/netmsg"
+	"github.com/netmsg-go/netmsg/signaling/lan"
 )
 
 // The chat speaks to GNS's example_chat: the same roles, the same
@@ -40,12 +42,22 @@ not be reached or the connection was lost.
 Connections are encrypted. Without --cert, each side presents an unsigned
 certificate; with --ca, a side requires the other's certificate to be
 signed by that CA (netmsg cert issue, or GNS's certificate tool).
+
+With --lan, the server is found on the LAN by its identity instead of its
+address (multicast discovery, no signaling server: see docs/lan.md), and
+the connection is P2P: the server needs --identity (the room's name, e.g.
+str:room) and --listen takes its UDP address as usual (0 for any port);
+the client gives the server's identity to --connect and its own to
+--identity. This works between netmsg peers only (GNS's example_chat
+connects by address).
 `,
 	examples: []string{
 		"netmsg chat --listen 27020",
 		"netmsg chat --connect 127.0.0.1:27020",
 		"netmsg chat --connect chat.example.net      (port 27020, example_chat's)",
 		"netmsg chat --listen :27020 --cert server.cert --key server.key --ca ca.key.pub </dev/null &",
+		"netmsg chat --lan --listen 0 --identity str:room </dev/null &",
+		"netmsg chat --lan --connect str:room --identity str:carol",
 	},
 }
 
@@ -55,12 +67,26 @@ func runChat(args []string, in io.Reader, out io.Writer) error {
 	connect := fs.String("connect", "", "connect to the server at `HOST:PORT` (a host name or IP; the port defaults to 27020)")
 	var cf certFlags
 	cf.register(fs)
-	ident := fs.String("identity", "", "this side's `identity` (default: the certificate's, or none)")
+	ident := fs.String("identity", "", "this side's `identity` (default: the certificate's, or none; required with --lan)")
+	lanFlag := fs.Bool("lan", false, "find the server on the LAN by its identity (--connect IDENTITY), P2P, without a signaling server (docs/lan.md)")
 	if err := parseFlags(fs, chatHelp, args, out); err != nil {
 		return err
 	}
 	if (*listen == "") == (*connect == "") {
+		if *lanFlag {
+			return usagef("give exactly one of --listen PORT and --connect IDENTITY")
+		}
 		return usagef("give exactly one of --listen PORT and --connect HOST:PORT")
+	}
+	var server netmsg.Identity
+	if *lanFlag && *connect != "" {
+		var err error
+		if server, err = netmsg.ParseIdentity(*connect); err != nil {
+			return usagef("--connect: with --lan, give the server's identity (e.g. str:room): %v", err)
+		}
+		if err := server.CheckTarget(); err != nil {
+			return usagef("--connect: %v", err)
+		}
 	}
 	cert, key, cas, err := cf.load(time.Now())
 	if err != nil {
@@ -72,13 +98,39 @@ func runChat(args []string, in io.Reader, out io.Writer) error {
 			return usagef("--identity: %v", err)
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	if *lanFlag && !cfg.Identity.IsValid() && cert != nil {
+		cfg.Identity, _ = netmsg.CertificateIdentity(cert)
+	}
+	if *lanFlag && !cfg.Identity.IsValid() {
+		return usagef("--lan needs --identity (e.g. str:room for the server), unless --cert names one")
+	}
 	if *listen != "" {
 		if cfg.ListenAddr, err = parseListen("listen", *listen); err != nil {
 			return err
 		}
+	}
+	if *lanFlag {
+		// Announcements and signals are signed when a certificate is in
+		// use; peers' certificates must then be signed by --ca if given,
+		// else may be unsigned.
+		lc := lan.Config{Identity: cfg.Identity.String(), Logger: slog.New(slog.DiscardHandler)}
+		if cert != nil {
+			lc.Key, lc.Certificate, lc.TrustedCAs, lc.AllowUnsigned, lc.AppID = key, cert, cas, len(cas) == 0, uint32(cf.app)
+		}
+		sig, err := lan.New(lc)
+		if err != nil {
+			return fmt.Errorf("LAN discovery: %w", err)
+		}
+		defer sig.Close() // after the Host: it says goodbye on the LAN
+		cfg.Signaling = sig
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *listen != "" {
 		return chatServer(ctx, cfg, in, out, nil)
+	}
+	if *lanFlag {
+		return chatClientTo(ctx, cfg, server.String(), func(h *netmsg.Host) (netmsg.ConnHandle, error) { return h.ConnectP2P(server, 0, nil) }, in, out)
 	}
 	addr, err := resolveAddr(ctx, "connect", *connect, chatDefaultPort)
 	if err != nil {
@@ -102,7 +154,9 @@ func lines(in io.Reader) <-chan string {
 
 // chatServer runs the chat server on a Host made from cfg until /quit on
 // in or ctx ends; the end of in only stops reading it. ready, if not nil,
-// receives the server's address once it listens.
+// receives the server's address once it listens. With cfg.Signaling, it
+// listens for P2P connections to cfg.Identity (virtual port 0) instead of
+// connections to its address.
 func chatServer(ctx context.Context, cfg netmsg.Config, in io.Reader, out io.Writer, ready chan<- netip.AddrPort) error {
 	s := &chatSrv{out: out, nicks: map[netmsg.ConnHandle]string{}}
 	cfg.OnConnectionStatusChanged = s.statusChanged
@@ -112,11 +166,20 @@ func chatServer(ctx context.Context, cfg netmsg.Config, in io.Reader, out io.Wri
 	}
 	s.h = h
 	s.group = h.CreatePollGroup()
-	if _, err := h.Listen(); err != nil {
+	if cfg.Signaling != nil {
+		_, err = h.ListenP2P(0, nil)
+	} else {
+		_, err = h.Listen()
+	}
+	if err != nil {
 		h.Close()
 		return err
 	}
-	fmt.Fprintf(out, "Server listening on %v\n", h.LocalAddr())
+	if cfg.Signaling != nil {
+		fmt.Fprintf(out, "Server listening on %v as %v (P2P)\n", h.LocalAddr(), cfg.Identity)
+	} else {
+		fmt.Fprintf(out, "Server listening on %v\n", h.LocalAddr())
+	}
 	if ready != nil {
 		ready <- h.LocalAddr()
 	}
@@ -271,6 +334,12 @@ type chatEnd struct {
 // returns an error when the server could not be reached or the connection
 // was lost.
 func chatClient(ctx context.Context, cfg netmsg.Config, addr netip.AddrPort, in io.Reader, out io.Writer) error {
+	return chatClientTo(ctx, cfg, addr.String(), func(h *netmsg.Host) (netmsg.ConnHandle, error) { return h.Connect(addr) }, in, out)
+}
+
+// chatClientTo is chatClient for a server named by target (an address or
+// an identity) and reached by connect.
+func chatClientTo(ctx context.Context, cfg netmsg.Config, target string, connect func(*netmsg.Host) (netmsg.ConnHandle, error), in io.Reader, out io.Writer) error {
 	ended := make(chan chatEnd, 1)
 	connected := make(chan struct{}, 1)
 	cfg.OnConnectionStatusChanged = func(ev netmsg.ConnStatusChanged) {
@@ -286,8 +355,8 @@ func chatClient(ctx context.Context, cfg netmsg.Config, addr netip.AddrPort, in 
 		case netmsg.StateClosedByPeer, netmsg.StateProblemDetectedLocally:
 			reason := fmt.Sprintf("%s, end reason %d", ev.Info.EndDebug, int(ev.Info.EndReason))
 			switch {
-			case ev.OldState == netmsg.StateConnecting:
-				end = chatEnd{fmt.Sprintf("could not reach the server at %v (%s)", addr, reason), true}
+			case ev.OldState == netmsg.StateConnecting || ev.OldState == netmsg.StateFindingRoute:
+				end = chatEnd{fmt.Sprintf("could not reach the server at %v (%s)", target, reason), true}
 			case ev.Info.State == netmsg.StateProblemDetectedLocally:
 				end = chatEnd{fmt.Sprintf("lost contact with the server (%s)", reason), true}
 			default:
@@ -306,8 +375,8 @@ func chatClient(ctx context.Context, cfg netmsg.Config, addr netip.AddrPort, in 
 		return err
 	}
 	defer h.Close()
-	fmt.Fprintf(out, "Connecting to chat server at %v\n", addr)
-	c, err := h.Connect(addr)
+	fmt.Fprintf(out, "Connecting to chat server at %v\n", target)
+	c, err := connect(h)
 	if err != nil {
 		return err
 	}
@@ -321,8 +390,8 @@ func chatClient(ctx context.Context, cfg netmsg.Config, addr netip.AddrPort, in 
 	nextNote := start.Add(2 * time.Second)
 	for {
 		if now := time.Now(); now.After(nextNote) {
-			if info, err := h.ConnectionInfo(c); err == nil && info.State == netmsg.StateConnecting {
-				fmt.Fprintf(out, "Still connecting to %v after %v (no answer yet)\n", addr, now.Sub(start).Truncate(time.Second))
+			if info, err := h.ConnectionInfo(c); err == nil && (info.State == netmsg.StateConnecting || info.State == netmsg.StateFindingRoute) {
+				fmt.Fprintf(out, "Still connecting to %v after %v (no answer yet)\n", target, now.Sub(start).Truncate(time.Second))
 			}
 			nextNote = now.Add(2 * time.Second)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/netmsg-go/netmsg"
 	"github.com/netmsg-go/netmsg/signaling"
+	"github.com/netmsg-go/netmsg/signaling/lan"
 )
 
 // runPing is `netmsg ping`: a Messages peer for checks by hand.
@@ -29,18 +30,21 @@ func runPing(args []string, out io.Writer) error {
 var pingHelp = help{
 	name:    "ping",
 	summary: "a Messages peer over P2P, for checks by hand",
-	desc: `Registers --identity with the signaling server, then sends --count pings
-to --peer through the Messages API and prints each pong's round trip and
-route (direct, or through the TURN relay). With --count 0 it only answers
-pings, until --timeout or SIGINT/SIGTERM. While the session is being made
-it says what it waits for (signaling, ICE, relay). It exits 1 if not
-every ping was answered.
+	desc: `Registers --identity with the signaling server (or, with --lan, announces
+it on the LAN by multicast, with no server: see docs/lan.md), then sends
+--count pings to --peer through the Messages API and prints each pong's
+round trip and route (direct, or through the TURN relay). With --count 0
+it only answers pings, until --timeout or SIGINT/SIGTERM. While the
+session is being made it says what it waits for (signaling, ICE, relay).
+It exits 1 if not every ping was answered.
 `,
 	examples: []string{
 		"netmsg ping --identity str:bob --signaling 127.0.0.1:10000 --count 0 --timeout 1h",
 		"netmsg ping --identity str:alice --peer str:bob --signaling 127.0.0.1:10000",
 		"netmsg ping --identity str:alice --peer str:bob --signaling sig.example.net:10000 --turn relay.example.net:3478 --turn-user u --turn-pass p",
 		"netmsg ping --cert alice.cert --key alice.key --ca ca.key.pub --auth --peer str:bob --signaling 127.0.0.1:10000",
+		"netmsg ping --lan --identity str:bob --count 0 --timeout 1h      (on one machine of the LAN)",
+		"netmsg ping --lan --identity str:alice --peer str:bob           (on another)",
 	},
 }
 
@@ -48,8 +52,9 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 	fs := newFlags("ping")
 	idFlag := fs.String("identity", "", "this peer's `identity`, e.g. str:alice (required unless --cert names one)")
 	peerFlag := fs.String("peer", "", "the peer to ping, e.g. str:bob (required unless --count 0)")
-	sigAddr := fs.String("signaling", "", "signaling server `HOST:PORT` (netmsg signal, or GNS's trivial server) (required)")
-	auth := fs.Bool("auth", false, "use netmsg's authenticated signaling (with an unsigned certificate unless --cert is given)")
+	sigAddr := fs.String("signaling", "", "signaling server `HOST:PORT` (netmsg signal, or GNS's trivial server) (required unless --lan)")
+	lanFlag := fs.Bool("lan", false, "find peers on the LAN by multicast instead of through a signaling server (docs/lan.md)")
+	auth := fs.Bool("auth", false, "use netmsg's authenticated signaling (with an unsigned certificate unless --cert is given); with --lan, sign announcements and signals")
 	var cf certFlags
 	cf.register(fs)
 	listen := fs.String("listen", "0.0.0.0:0", "local UDP `address` of this peer's socket (port 0: any)")
@@ -75,8 +80,10 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 		return usagef("--channel must be 0 or more (got %d)", *channel)
 	case *iceEnable < 0 || *iceEnable > 7:
 		return usagef("--ice-enable must be 0 to 7 (got %d)", *iceEnable)
-	case *sigAddr == "":
-		return usagef("--signaling is required (HOST:PORT of netmsg signal or GNS's trivial server)")
+	case *lanFlag && *sigAddr != "":
+		return usagef("--lan and --signaling exclude each other: give one")
+	case !*lanFlag && *sigAddr == "":
+		return usagef("--signaling is required (HOST:PORT of netmsg signal or GNS's trivial server), or --lan")
 	case *turnFlag == "" && (*turnUser != "" || *turnPass != ""):
 		return usagef("--turn-user and --turn-pass need --turn")
 	case *turnFlag != "" && (*turnUser == "" || *turnPass == ""):
@@ -130,8 +137,10 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, err := resolveAddr(ctx, "signaling", *sigAddr, 0); err != nil {
-		return err
+	if !*lanFlag {
+		if _, err := resolveAddr(ctx, "signaling", *sigAddr, 0); err != nil {
+			return err
+		}
 	}
 	var stunServers []netip.AddrPort
 	if *stunFlag != "" {
@@ -154,15 +163,32 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	var sig signaling.Conn
-	if *auth || cert != nil {
-		if cert == nil {
-			if cert, err = netmsg.UnsignedCertificate(id, key, 0); err != nil {
-				return err
-			}
+	if (*auth || cert != nil) && cert == nil {
+		if cert, err = netmsg.UnsignedCertificate(id, key, 0); err != nil {
+			return err
 		}
+	}
+	var sig signaling.Conn
+	via := "the signaling server"
+	switch {
+	case *lanFlag:
+		// Announcements and signals are signed when a certificate is in
+		// use; peers' certificates must then be signed by --ca if given,
+		// else may be unsigned (bound to their keys while announced).
+		lc := lan.Config{Identity: id.String(), Logger: pingLogger(*verbose)}
+		if lc.Logger == nil {
+			lc.Logger = slog.New(slog.DiscardHandler)
+		}
+		if cert != nil {
+			lc.Key, lc.Certificate, lc.TrustedCAs, lc.AllowUnsigned, lc.AppID = key, cert, cas, len(cas) == 0, uint32(cf.app)
+		}
+		if sig, err = lan.New(lc); err != nil {
+			return fmt.Errorf("LAN discovery: %w", err)
+		}
+		via = viaLAN
+	case cert != nil:
 		sig, err = signaling.Dial(ctx, *sigAddr, signaling.ClientConfig{Identity: id.String(), Key: key, Certificate: cert})
-	} else {
+	default:
 		sig, err = signaling.DialTrivial(ctx, *sigAddr, id.String())
 	}
 	if err != nil {
@@ -204,8 +230,12 @@ func runPingCtx(ctx context.Context, args []string, out io.Writer) error {
 			ms.CloseSessionWithUser(p)
 		}
 	}()
-	fmt.Fprintf(out, "%v on %v, signaling %s\n", id, h.LocalAddr(), *sigAddr)
-	prog := progress{out: out, peer: peer, ms: ms}
+	if *lanFlag {
+		fmt.Fprintf(out, "%v on %v, LAN discovery on %v\n", id, h.LocalAddr(), lan.DefaultGroup)
+	} else {
+		fmt.Fprintf(out, "%v on %v, signaling %s\n", id, h.LocalAddr(), *sigAddr)
+	}
+	prog := progress{out: out, peer: peer, ms: ms, via: via}
 	watch := time.NewTicker(250 * time.Millisecond)
 	defer watch.Stop()
 
@@ -300,6 +330,9 @@ func pingLogger(verbose bool) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
+// viaLAN is progress.via for peers found by LAN discovery.
+const viaLAN = "LAN discovery"
+
 // progress prints the state of the session with peer when it changes, so
 // that a long wait (signaling, ICE checks, a relay allocation) is not
 // silent.
@@ -307,6 +340,7 @@ type progress struct {
 	out  io.Writer
 	peer netmsg.Identity
 	ms   *netmsg.Messages
+	via  string // what carries the signals: "the signaling server", "LAN discovery"
 
 	last  netmsg.ConnectionState
 	since time.Time
@@ -335,7 +369,7 @@ func (p *progress) describe(st netmsg.ConnectionState, info netmsg.ConnectionInf
 	case netmsg.StateNone:
 		return "none yet"
 	case netmsg.StateConnecting:
-		return "connecting (waiting for the peer's answer through the signaling server)"
+		return "connecting (waiting for the peer's answer through " + p.via + ")"
 	case netmsg.StateFindingRoute:
 		return "finding a route (ICE checks on the peer's candidates, and the TURN relay if given)"
 	case netmsg.StateConnected:
@@ -351,6 +385,9 @@ func (p *progress) describe(st netmsg.ConnectionState, info netmsg.ConnectionInf
 func (p *progress) hint() string {
 	switch p.last {
 	case netmsg.StateNone, netmsg.StateConnecting:
+		if p.via == viaLAN {
+			return fmt.Sprintf("the peer never answered on the LAN: is it running with --lan and that identity on this network, and do firewalls let in UDP to port %d?", lan.DefaultGroup.Port())
+		}
 		return "the peer never answered through the signaling server: is it registered there with that identity?"
 	case netmsg.StateFindingRoute:
 		return "no route to the peer was found: give --stun, or --turn with its credentials"
