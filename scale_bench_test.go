@@ -269,7 +269,11 @@ func scaleSender(spec string) error {
 			}
 		}()
 	}
+	bt, bcpu := time.Now(), processCPU()
 	wg.Wait()
+	if os.Getenv("NETMSG_SCALE_DEBUG") != "" {
+		fmt.Fprintf(os.Stderr, "scale sender: %.2f cores writing over %v\n", (processCPU()-bcpu).Seconds()/time.Since(bt).Seconds(), time.Since(bt).Round(time.Millisecond))
+	}
 	close(errs)
 	return <-errs
 }
