@@ -500,6 +500,11 @@ func (h *Host) p2pRouteLocked(now time.Time, hc *hostConn) {
 			hc.c.SetRemoteAddr(ev.Path.Remote)
 		}
 		h.cfg.Logger.Debug("netmsg: P2P path", "conn", hc.c.LocalID(), "peer", p.peer, "event", ev.Kind, "remote", ev.Path.Remote, "relayed", ev.Path.Relayed)
+		if ev.Kind == paths.RouteLost && h.paths.AskSTUNAgain(now) {
+			// Our NAT may have moved us: a new server-reflexive address
+			// is signaled to the peers as soon as a STUN server says so.
+			signal(h.timerKick)
+		}
 		h.routeEventLocked(hc, ev)
 	}
 	h.routeFoundLocked(hc)

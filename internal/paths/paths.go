@@ -375,6 +375,21 @@ func (p *Paths) Tick(now time.Time, w Writer) time.Time {
 	return next
 }
 
+// AskSTUNAgain has the STUN servers that answered before asked again at
+// once rather than at their next refresh (at most once a second each),
+// as when a Route lost its path: the NAT in front of the socket may have
+// moved it to a new public port, which is then reported as a new
+// server-reflexive candidate (an EventLocalCandidate) to signal to the
+// peers. It reports whether a request is due: the owner should Tick.
+func (p *Paths) AskSTUNAgain(now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.cfg.Allow&ice.EnablePublic == 0 {
+		return false
+	}
+	return p.stun.askAgain(now)
+}
+
 // NextWake returns when Tick has something to do next (zero: nothing).
 func (p *Paths) NextWake() time.Time {
 	p.mu.Lock()

@@ -1,0 +1,313 @@
+package netmsg
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/netmsg-go/netmsg/netsim"
+)
+
+// Restarts and moves: what a session does when something under it restarts
+// or moves (a signaling server, a TURN server, the peer itself, the peer's
+// NAT mapping).
+
+// sessionLog records a Host's Messages callbacks for the tests below: it
+// accepts every session request and keeps the failures and route changes.
+type sessionLog struct {
+	mu       sync.Mutex
+	failures []ConnectionInfo
+	failedAt []time.Time
+	routes   []RouteChanged
+}
+
+// hook sets c's callbacks: accept every request (through *h, set once the
+// Host is made), record failures and route changes.
+func (l *sessionLog) hook(c *Config, h **Host) {
+	c.OnSessionRequest = func(peer Identity) { (*h).Messages().AcceptSessionWithUser(peer) }
+	c.OnSessionFailed = func(info ConnectionInfo) {
+		l.mu.Lock()
+		l.failures = append(l.failures, info)
+		l.failedAt = append(l.failedAt, time.Now())
+		l.mu.Unlock()
+	}
+	c.OnRouteChanged = func(rc RouteChanged) {
+		l.mu.Lock()
+		l.routes = append(l.routes, rc)
+		l.mu.Unlock()
+	}
+}
+
+func (l *sessionLog) gotFailures() []ConnectionInfo {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]ConnectionInfo(nil), l.failures...)
+}
+
+// firstFailure returns when the first failure was reported (zero: none).
+func (l *sessionLog) firstFailure() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.failedAt) == 0 {
+		return time.Time{}
+	}
+	return l.failedAt[0]
+}
+
+func (l *sessionLog) gotRoutes() []RouteChanged {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]RouteChanged(nil), l.routes...)
+}
+
+// seqStream is one direction of numbered reliable messages on a channel:
+// a sender goroutine sends message i at start+i*every, a receiver
+// goroutine records when each number arrived and how often.
+type seqStream struct {
+	mu      sync.Mutex
+	sentAt  map[int]time.Time
+	gotAt   map[int]time.Time
+	count   map[int]int
+	order   []int
+	sendErr error // the first send that failed
+}
+
+// runStream sends n numbered messages from m to peer on channel ch, one
+// every every, and receives them on to; it returns at once. ctx ends both
+// goroutines; wg counts them.
+func runStream(ctx context.Context, wg *sync.WaitGroup, m *Messages, peer Identity, to *Messages, ch, n int, every time.Duration) *seqStream {
+	s := &seqStream{sentAt: map[int]time.Time{}, gotAt: map[int]time.Time{}, count: map[int]int{}}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		var b [8]byte
+		for i := range n {
+			binary.LittleEndian.PutUint64(b[:], uint64(i))
+			err := m.SendMessageToUser(peer, b[:], SendReliable, ch)
+			s.mu.Lock()
+			s.sentAt[i] = time.Now()
+			if err != nil && s.sendErr == nil {
+				s.sendErr = err
+			}
+			s.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(every):
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for {
+			msg, err := to.Receive(ctx, ch)
+			if err != nil {
+				return
+			}
+			if len(msg.Payload) == 8 {
+				i := int(binary.LittleEndian.Uint64(msg.Payload))
+				s.mu.Lock()
+				s.count[i]++
+				if _, ok := s.gotAt[i]; !ok {
+					s.gotAt[i] = time.Now()
+				}
+				s.order = append(s.order, i)
+				s.mu.Unlock()
+			}
+			msg.Release()
+		}
+	}()
+	return s
+}
+
+// received returns how many distinct numbers arrived.
+func (s *seqStream) received() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.count)
+}
+
+// check reports numbers delivered twice or out of order, and the numbers
+// sent that never arrived.
+func (s *seqStream) check() (dups, disorder int, missing []int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.count {
+		if c > 1 {
+			dups += c - 1
+		}
+	}
+	for i := 1; i < len(s.order); i++ {
+		if s.order[i] < s.order[i-1] {
+			disorder++
+		}
+	}
+	for i := range s.sentAt {
+		if s.count[i] == 0 {
+			missing = append(missing, i)
+		}
+	}
+	return dups, disorder, missing
+}
+
+// lastArrival returns when the last new number arrived.
+func (s *seqStream) lastArrival() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var last time.Time
+	for _, at := range s.gotAt {
+		if at.After(last) {
+			last = at
+		}
+	}
+	return last
+}
+
+// firstAfter returns when the first message sent at or after t arrived,
+// and that message's number (-1: none yet).
+func (s *seqStream) firstAfter(t time.Time) (time.Time, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	best := -1
+	for i, at := range s.sentAt {
+		if !at.Before(t) && (best < 0 || i < best) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return time.Time{}, -1
+	}
+	return s.gotAt[best], best
+}
+
+// TestNATRebindMidSession: a P2P session runs directly through two NATs
+// (STUN, no relay) with messages flowing both ways; then peer A's NAT
+// rebinds (netsim NAT.Rebind: its public port changes, the old one is
+// dead). Where B's NAT lets A's new port in (B behind a full cone, A
+// behind any NAT), B answers A's checks from the new address (a
+// peer-reflexive candidate), its consent check on the old one fails, and
+// the session moves to the new address: a RouteChanged names it, the
+// messages sent meanwhile arrive late but exactly once and in order, and
+// no session fails. Where B's NAT filters A's new port (both
+// port-restricted), A's consent checks go unanswered too: A's lost path
+// has its STUN server asked again at once, which reports A's new public
+// address, signaled to B as a candidate; B's check to it opens B's NAT
+// and the session moves there, within seconds. Without a STUN server to
+// tell A (it stopped answering), nothing can open B's NAT: both sides
+// fail cleanly, with EndMiscTimeout, within the connected timeout, and
+// sends then fail with ResultNoConnection.
+func TestNATRebindMidSession(t *testing.T) {
+	cases := []struct {
+		a, b     netsim.NATType
+		stunGone bool // the STUN server stops answering before the rebinding
+		recover  bool
+	}{
+		{netsim.FullCone, netsim.FullCone, false, true},
+		{netsim.PortRestricted, netsim.FullCone, false, true},
+		{netsim.Symmetric, netsim.FullCone, false, true},
+		{netsim.PortRestricted, netsim.PortRestricted, false, true},
+		{netsim.PortRestricted, netsim.PortRestricted, true, false},
+	}
+	for _, tc := range cases {
+		name := tc.a.String() + "-" + tc.b.String()
+		if tc.stunGone {
+			name += "-no-stun"
+		}
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				env := newP2PCEnv(t, false, []netsim.NATType{tc.a, tc.b}, false)
+				var la, lb sessionLog
+				var ha, hb *Host
+				a := env.peer(t, 0, false, func(c *Config) { la.hook(c, &ha) })
+				b := env.peer(t, 1, false, func(c *Config) { lb.hook(c, &hb) })
+				ha, hb = a.Host, b.Host
+				ma, mb := a.Messages(), b.Messages()
+				ctx, cancel := context.WithCancel(context.Background())
+				var wg sync.WaitGroup
+				defer wg.Wait()
+				defer cancel()
+				const n, every = 300, 100 * time.Millisecond // 30 s each way
+				ab := runStream(ctx, &wg, ma, b.id, mb, 0, n, every)
+				waitFor(t, time.Minute, "the session", func() bool { return ab.received() > 0 })
+				ba := runStream(ctx, &wg, mb, a.id, ma, 0, n, every)
+				time.Sleep(5 * time.Second)
+				_, info, _ := mb.GetSessionConnectionInfo(a.id)
+				oldA := info.RemoteAddress
+				if !oldA.IsValid() || info.Flags&ConnInfoRelayed != 0 {
+					t.Fatalf("B's session is not direct: %+v", info)
+				}
+				if tc.stunGone {
+					env.nw.SetIngress(env.stun[0], netsim.LinkConfig{LossPercent: 100})
+				}
+				if dropped := env.natBoxes[0].Rebind(env.nw); dropped == 0 {
+					t.Fatal("A's NAT had no mapping to drop")
+				}
+				rebound := time.Now()
+				time.Sleep(n*every - 5*time.Second + 20*time.Second) // the streams end, and 20 s more
+				for _, x := range []struct {
+					name string
+					s    *seqStream
+				}{{"A to B", ab}, {"B to A", ba}} {
+					at, i := x.s.firstAfter(rebound)
+					dups, disorder, missing := x.s.check()
+					if !at.IsZero() {
+						t.Logf("%s: the first message sent after the rebinding (#%d) arrived %v after it", x.name, i, at.Sub(rebound))
+					}
+					if dups != 0 || disorder != 0 {
+						t.Errorf("%s: %d duplicates, %d out of order", x.name, dups, disorder)
+					}
+					if tc.recover && (len(missing) != 0 || at.IsZero() || at.Sub(rebound) > 10*time.Second) {
+						t.Errorf("%s: %d messages missing, the first sent after the rebinding arrived at %v", x.name, len(missing), at)
+					}
+				}
+				fa, fb := la.gotFailures(), lb.gotFailures()
+				t.Logf("failures: A %+v B %+v", fa, fb)
+				t.Logf("routes: A %+v B %+v", la.gotRoutes(), lb.gotRoutes())
+				if tc.recover {
+					if len(fa)+len(fb) != 0 {
+						t.Errorf("failures: A %+v, B %+v", fa, fb)
+					}
+					_, info, _ = mb.GetSessionConnectionInfo(a.id)
+					if info.RemoteAddress == oldA || info.RemoteAddress.Addr() != oldA.Addr() {
+						t.Errorf("B reaches A at %v; A's NAT moved it from %v", info.RemoteAddress, oldA)
+					}
+					rs := lb.gotRoutes()
+					if len(rs) == 0 || rs[len(rs)-1].OldRemote != oldA || rs[len(rs)-1].Info.RemoteAddress != info.RemoteAddress {
+						t.Errorf("B's route changes %+v, want one from %v to %v", rs, oldA, info.RemoteAddress)
+					}
+					return
+				}
+				for _, x := range []struct {
+					name string
+					f    []ConnectionInfo
+					s    *seqStream
+					m    *Messages
+					peer Identity
+					l    *sessionLog
+				}{{"A", fa, ba, ma, b.id, &la}, {"B", fb, ab, mb, a.id, &lb}} {
+					if len(x.f) != 1 || x.f[0].EndReason != EndMiscTimeout {
+						t.Errorf("%s's failures %+v, want one with EndMiscTimeout", x.name, x.f)
+						continue
+					}
+					// The failure came within the connected timeout (and
+					// its few unanswered requests) of the rebinding.
+					if d := x.l.firstFailure().Sub(rebound); d > 15*time.Second {
+						t.Errorf("%s failed %v after the rebinding", x.name, d)
+					} else {
+						t.Logf("%s failed %v after the rebinding", x.name, d)
+					}
+					if last := x.s.lastArrival(); last.IsZero() || last.After(rebound.Add(time.Second)) {
+						t.Errorf("%s: messages arrived until %v, after the rebinding at %v", x.name, last, rebound)
+					}
+					if err := x.m.SendMessageToUser(x.peer, []byte("x"), SendReliable, 1); !errors.Is(err, ResultNoConnection) {
+						t.Errorf("%s: send after the failure: %v, want ResultNoConnection", x.name, err)
+					}
+				}
+			})
+		})
+	}
+}
