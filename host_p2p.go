@@ -486,12 +486,15 @@ func (h *Host) p2pPollLocked(now time.Time, hc *hostConn) {
 }
 
 // p2pRouteLocked sends the ICE agent's checks and follows the path it
-// selects. A connection that found no path within the connect timeout
+// selects. A connection whose handshake is done (the peer answered
+// through signaling) but that found no path within the connect timeout
 // (TimeoutInitial) after it was made ends with EndMiscP2PNATFirewall, as
-// GNS's does when ICE fails.
+// GNS's does when ICE fails; one still waiting for the peer's answer (the
+// signaling service never carried it) times out as any connection that
+// is not answered does (EndMiscTimeout).
 func (h *Host) p2pRouteLocked(now time.Time, hc *hostConn) {
 	p := hc.p2p
-	if !hc.c.RemoteAddr().IsValid() && !now.Before(p.since.Add(h.cfg.TimeoutInitial)) {
+	if hc.c.State() != conn.StateConnecting && !hc.c.RemoteAddr().IsValid() && !now.Before(p.since.Add(h.cfg.TimeoutInitial)) {
 		hc.c.FailRoute(now, int(EndMiscP2PNATFirewall), "ICE found no path to the peer (NAT or firewall; no relay configured)")
 	}
 	p.route.Poll(now, h.writer())

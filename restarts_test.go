@@ -4,12 +4,18 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/netmsg-go/netmsg/netsim"
+	"github.com/netmsg-go/netmsg/signaling"
 )
 
 // Restarts and moves: what a session does when something under it restarts
@@ -167,6 +173,26 @@ func (s *seqStream) lastArrival() time.Time {
 	return last
 }
 
+// maxGap returns the longest time within [from, to] with no new number
+// arriving.
+func (s *seqStream) maxGap(from, to time.Time) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ts []time.Time
+	for _, at := range s.gotAt {
+		if !at.Before(from) && !at.After(to) {
+			ts = append(ts, at)
+		}
+	}
+	slices.SortFunc(ts, time.Time.Compare)
+	prev, gap := from, time.Duration(0)
+	for _, at := range append(ts, to) {
+		gap = max(gap, at.Sub(prev))
+		prev = at
+	}
+	return gap
+}
+
 // firstAfter returns when the first message sent at or after t arrived,
 // and that message's number (-1: none yet).
 func (s *seqStream) firstAfter(t time.Time) (time.Time, int) {
@@ -310,4 +336,261 @@ func TestNATRebindMidSession(t *testing.T) {
 			})
 		})
 	}
+}
+
+// pipeAddr names an end of an in-memory signaling connection.
+type pipeAddr string
+
+func (a pipeAddr) Network() string { return "mem" }
+func (a pipeAddr) String() string  { return string(a) }
+
+type pipeConn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (c pipeConn) RemoteAddr() net.Addr { return c.remote }
+
+// pipeListener is a net.Listener whose connections are net.Pipe ends:
+// a signaling server on fake time.
+type pipeListener struct {
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return pipeAddr("signaling:1") }
+
+// sigAddress is the signaling server's address on the in-memory network:
+// the server listening there now (if any), and every client's dial
+// attempts. A dial while no server listens is refused at once.
+type sigAddress struct {
+	mu    sync.Mutex
+	srv   *signaling.Server
+	l     *pipeListener
+	dials map[string][]time.Time
+}
+
+// start runs a new signaling server at the address.
+func (a *sigAddress) start(t *testing.T) {
+	t.Helper()
+	s, err := signaling.NewServer(signaling.ServerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &pipeListener{ch: make(chan net.Conn), done: make(chan struct{})}
+	go s.Serve(l)
+	a.mu.Lock()
+	a.srv, a.l = s, l
+	a.mu.Unlock()
+}
+
+// stop ends the server (its clients are dropped).
+func (a *sigAddress) stop() {
+	a.mu.Lock()
+	s := a.srv
+	a.srv, a.l = nil, nil
+	a.mu.Unlock()
+	if s != nil {
+		s.Close()
+	}
+}
+
+func (a *sigAddress) dialTimes(id string) []time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]time.Time(nil), a.dials[id]...)
+}
+
+// connect opens a signaling client (GNS's trivial protocol) for id.
+func (a *sigAddress) connect(t *testing.T, id string, from netip.AddrPort) signaling.Conn {
+	t.Helper()
+	dial := func(ctx context.Context, network, _ string) (net.Conn, error) {
+		a.mu.Lock()
+		if a.dials == nil {
+			a.dials = map[string][]time.Time{}
+		}
+		a.dials[id] = append(a.dials[id], time.Now())
+		l := a.l
+		a.mu.Unlock()
+		refused := &net.OpError{Op: "dial", Net: network, Err: syscall.ECONNREFUSED}
+		if l == nil {
+			return nil, refused
+		}
+		srv, cli := net.Pipe()
+		select {
+		case l.ch <- pipeConn{srv, pipeAddr(from.String())}:
+			return cli, nil
+		case <-l.done:
+			return nil, refused
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	c, err := signaling.DialURL(context.Background(), "tcp://signaling:1", signaling.ClientConfig{Identity: id, DialContext: dial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestSignalingServerRestart: the signaling server (netmsg signal's
+// server, GNS's trivial protocol, on an in-memory network under fake time)
+// goes away for 20 s while A and B stream messages both ways over their
+// established P2P session: the session keeps its data path (ICE picked it
+// and it needs no signaling) and every message arrives, exactly once, in
+// order, with no stall. Meanwhile the clients try to reconnect with
+// backoff, never waiting more than 5 s, and a new session tried while
+// the server is down fails with a reason. Once a server listens again
+// every client is back within the 5 s bound and new sessions (A to C, B
+// to C) connect.
+func TestSignalingServerRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 10 * time.Millisecond}})
+		defer nw.Close()
+		var sig sigAddress
+		sig.start(t)
+		defer sig.stop()
+		var logs [3]sessionLog
+		var hs [3]*Host
+		for i := range hs {
+			id := fmt.Sprintf("str:s%d", i)
+			addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), 27015)
+			ep, err := nw.Listen(addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := Config{PacketConn: ep, Identity: mustIdentity(t, id), Signaling: sig.connect(t, id, addr)}
+			logs[i].hook(&cfg, &hs[i])
+			h, err := NewHost(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hs[i] = h
+			defer h.Close()
+		}
+		a, b, c := hs[0], hs[1], hs[2]
+		ma, mb, mc := a.Messages(), b.Messages(), c.Messages()
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		defer cancel()
+		const n, every = 300, 100 * time.Millisecond // 30 s each way
+		ab := runStream(ctx, &wg, ma, b.Identity(), mb, 0, n, every)
+		waitFor(t, time.Minute, "the session", func() bool { return ab.received() > 0 })
+		ba := runStream(ctx, &wg, mb, a.Identity(), ma, 0, n, every)
+		time.Sleep(5 * time.Second)
+
+		sig.stop()
+		down := time.Now()
+		// A new session while the server is down: its connect request
+		// cannot be signaled.
+		if err := ma.SendMessageToUser(c.Identity(), []byte("while down"), SendReliable, 1); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Second)
+		// It times out as an unanswered connection does (GNS's reason),
+		// not as if ICE had found no path.
+		if f := logs[0].gotFailures(); len(f) != 1 || f[0].Identity != c.Identity() || f[0].EndReason != EndMiscTimeout {
+			t.Errorf("A's failures while the server is down: %+v, want the session to C, EndMiscTimeout", f)
+		} else {
+			t.Logf("the session tried while down failed with %v (%s)", f[0].EndReason, f[0].EndDebug)
+		}
+		// The application acknowledges the failed session (GNS: sends
+		// on it fail until it is closed).
+		if err := ma.SendMessageToUser(c.Identity(), []byte("x"), SendReliable, 1); !errors.Is(err, ResultNoConnection) {
+			t.Errorf("send on the failed session: %v", err)
+		}
+		ma.CloseSessionWithUser(c.Identity())
+		sig.start(t)
+		back := time.Now()
+		waitFor(t, 6*time.Second, "the clients reconnected", func() bool { return sig.clients() == len(hs) })
+		t.Logf("the clients are back %v after the server", time.Since(back))
+		time.Sleep(n*every - 25*time.Second + 5*time.Second) // the streams end
+		for _, x := range []struct {
+			name string
+			s    *seqStream
+		}{{"A to B", ab}, {"B to A", ba}} {
+			dups, disorder, missing := x.s.check()
+			if dups != 0 || disorder != 0 || len(missing) != 0 {
+				t.Errorf("%s: %d duplicates, %d out of order, %d missing", x.name, dups, disorder, len(missing))
+			}
+			if gap := x.s.maxGap(down, back); gap > time.Second {
+				t.Errorf("%s: no message arrived for %v while the server was down", x.name, gap)
+			}
+		}
+		if f := logs[1].gotFailures(); len(f) != 0 {
+			t.Errorf("B's failures: %+v", f)
+		}
+		for _, id := range []string{"str:s0", "str:s1", "str:s2"} {
+			ds := sig.dialTimes(id)
+			var waits []time.Duration
+			for i := 2; i < len(ds); i++ {
+				waits = append(waits, ds[i].Sub(ds[i-1]))
+				if w := ds[i].Sub(ds[i-1]); w > 5*time.Second {
+					t.Errorf("%s waited %v between attempts, beyond the 5 s bound", id, w)
+				}
+			}
+			if len(ds) < 2+20/5 {
+				t.Errorf("%s: %d dials", id, len(ds))
+			}
+			t.Logf("%s: %d attempts while down, waits %v", id, len(ds)-2, waits)
+		}
+
+		// New sessions after the server is back.
+		for _, from := range []*Host{a, b} {
+			if err := from.Messages().SendMessageToUser(c.Identity(), []byte("after"), SendReliable, 2); err != nil {
+				t.Fatal(err)
+			}
+			rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
+			m, err := mc.Receive(rctx, 2)
+			rcancel()
+			if err != nil {
+				t.Fatalf("C got nothing from %v: %v", from.Identity(), err)
+			}
+			if string(m.Payload) != "after" || m.Identity != from.Identity() {
+				t.Fatalf("C got %q from %v", m.Payload, m.Identity)
+			}
+			m.Release()
+			if err := mc.SendMessageToUser(from.Identity(), []byte("reply"), SendReliable, 2); err != nil {
+				t.Fatal(err)
+			}
+			rctx, rcancel = context.WithTimeout(context.Background(), 30*time.Second)
+			m, err = from.Messages().Receive(rctx, 2)
+			rcancel()
+			if err != nil || string(m.Payload) != "reply" {
+				t.Fatalf("%v got %v %v", from.Identity(), m, err)
+			}
+			m.Release()
+		}
+		if ms := mc.ReceiveMessagesOnChannel(1, 10); len(ms) != 0 {
+			t.Errorf("C got %q sent on the session that failed", ms[0].Payload)
+		}
+	})
+}
+
+// clients returns how many clients the server has registered now.
+func (a *sigAddress) clients() int {
+	a.mu.Lock()
+	s := a.srv
+	a.mu.Unlock()
+	if s == nil {
+		return 0
+	}
+	return s.Stats().Trivial
 }
