@@ -293,13 +293,23 @@ func (h *Host) handleSignalLocked(now time.Time, from string, blob []byte) {
 			if hc = h.incomingP2PConnLocked(now, from, key, rv); hc == nil {
 				return
 			}
-		} else if mine := h.p2pClientToLocked(from); mine != nil {
-			// Symmetric connect: we asked this peer too.
+		} else if mine := h.p2pClientToLocked(from); mine != nil && (mine.c.State() == conn.StateConnecting || mine.c.RemoteID() == key.id) {
+			// Symmetric connect: we asked this peer too (or a late copy
+			// of its request, which our connection already answered
+			// from the same id, is dropped there).
 			if hc = h.symmetricLocked(now, mine, key, rv); hc == nil {
 				return
 			}
-		} else if hc = h.acceptP2PLocked(now, from, rv.GetFromConnectionId(), rv.ConnectRequest); hc == nil {
-			return
+		} else {
+			if mine != nil {
+				// A new connection from a peer ours is connected to: the
+				// peer restarted (or gave ours up). Ours ends; theirs is
+				// a new session.
+				h.endSupersededLocked(now, mine)
+			}
+			if hc = h.acceptP2PLocked(now, from, rv.GetFromConnectionId(), rv.ConnectRequest); hc == nil {
+				return
+			}
 		}
 	}
 	p := hc.p2p

@@ -169,6 +169,16 @@ func (ms *Messages) p2pClientLocked(peer Identity) *hostConn {
 	return s.hc
 }
 
+// clientLocked returns the service's live client connection (direct or
+// P2P) to peer, if any.
+func (ms *Messages) clientLocked(peer Identity) *hostConn {
+	s := ms.sessions[peer]
+	if s == nil || s.failed || s.hc == nil || s.hc.c.IsServer() {
+		return nil
+	}
+	return s.hc
+}
+
 // channelLocked returns channel ch's queue, made on first use; chMu is
 // held.
 func (ms *Messages) channelLocked(ch int) *channelQueue {
