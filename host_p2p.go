@@ -504,8 +504,9 @@ func (h *Host) p2pPollLocked(now time.Time, hc *hostConn) {
 // is not answered does (EndMiscTimeout).
 func (h *Host) p2pRouteLocked(now time.Time, hc *hostConn) {
 	p := hc.p2p
-	if hc.c.State() != conn.StateConnecting && !hc.c.RemoteAddr().IsValid() && !now.Before(p.since.Add(h.cfg.TimeoutInitial)) {
+	if st := hc.c.State(); (st == conn.StateFindingRoute || st == conn.StateConnected) && !hc.c.RemoteAddr().IsValid() && !now.Before(p.since.Add(h.cfg.TimeoutInitial)) {
 		hc.c.FailRoute(now, int(EndMiscP2PNATFirewall), "ICE found no path to the peer (NAT or firewall; no relay configured)")
+		h.paths.CheckRelay(now) // no path through our relay either: is our allocation still there?
 	}
 	p.route.Poll(now, h.writer())
 	for _, ev := range p.route.Events() {
@@ -517,6 +518,12 @@ func (h *Host) p2pRouteLocked(now time.Time, hc *hostConn) {
 			// Our NAT may have moved us: a new server-reflexive address
 			// is signaled to the peers as soon as a STUN server says so.
 			signal(h.timerKick)
+		}
+		if ev.Kind == paths.RouteLost && ev.Old.Relayed {
+			// The path through our TURN allocation broke: a server that
+			// restarted or went away loses it, and a new one (on another
+			// server first) is made and signaled (pathsEventsLocked).
+			h.paths.CheckRelay(now)
 		}
 		h.routeEventLocked(hc, ev)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
 	"net/netip"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/netmsg-go/netmsg/netsim"
+	"github.com/netmsg-go/netmsg/relay"
 	"github.com/netmsg-go/netmsg/signaling"
 )
 
@@ -869,5 +871,209 @@ func TestPeerRestartFreshKey(t *testing.T) {
 				})
 			})
 		}
+	}
+}
+
+// turnAt runs a TURN server (package relay) at addr on nw.
+func turnAt(t *testing.T, nw *netsim.Network, addr netip.AddrPort) *relay.Server {
+	t.Helper()
+	rs, err := relay.NewServer(relay.Config{Logger: slog.New(slog.DiscardHandler), ListenPacket: nw.ListenPacket, ListenAddr: addr.String(), RelayIP: addr.Addr(), Users: map[string]string{"u": "p"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+// TestTURNRestartRelayedSession: a session whose only path is a TURN relay
+// (both sides relay-only, P2PICEEnable ICEEnableRelay) while numbered
+// messages stream both ways, and the TURN server it uses stops. A stopped
+// server takes the allocations with it: the relayed path's consent checks
+// go unanswered, each side checks its allocation (paths.CheckRelay: a
+// CreatePermission the server no longer answers), drops it and allocates
+// again, on the other configured server first, and signals the new relayed
+// address; ICE finds the new path.
+//   - two servers: the session moves to the other one (POPRelay says which)
+//     within seconds, no session fails, every message arrives exactly once
+//     and in order;
+//   - one server, back on the same address a second later: the session
+//     moves to new allocations on it, the same way;
+//   - one server, away for a minute: the session fails with
+//     EndMiscTimeout within the connected timeout, never hangs; once the
+//     server is back the Hosts allocate again (retrying with backoff) and
+//     a new session connects through it.
+func TestTURNRestartRelayedSession(t *testing.T) {
+	cases := []struct {
+		name    string
+		servers int
+		down    time.Duration // until the stopped server is back (0: never)
+		recover bool
+	}{
+		{"two-servers", 2, 0, true},
+		{"restarted", 1, time.Second, true},
+		{"away", 1, time.Minute, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 10 * time.Millisecond}})
+				defer nw.Close()
+				hub, _ := signaling.NewHub(signaling.HubConfig{Delay: 20 * time.Millisecond})
+				var addrs []netip.AddrPort
+				var servers []*relay.Server
+				var turns []TURNServer
+				for i := range tc.servers {
+					a := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(20 + i)}), 3478)
+					addrs = append(addrs, a)
+					servers = append(servers, turnAt(t, nw, a))
+					turns = append(turns, TURNServer{Addr: a, Username: "u", Password: "p"})
+				}
+				defer func() {
+					for _, rs := range servers {
+						if rs != nil {
+							rs.Close()
+						}
+					}
+				}()
+				var logs [2]sessionLog
+				var hs [2]*Host
+				for i := range hs {
+					id := fmt.Sprintf("str:t%d", i)
+					ep, err := nw.Listen(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), 27015))
+					if err != nil {
+						t.Fatal(err)
+					}
+					sc, _ := hub.Connect(id)
+					defer sc.Close()
+					cfg := Config{PacketConn: ep, Identity: mustIdentity(t, id), Signaling: sc, TURNServers: turns, P2PICEEnable: ICEEnableRelay}
+					logs[i].hook(&cfg, &hs[i])
+					h, err := NewHost(cfg)
+					if err != nil {
+						t.Fatal(err)
+					}
+					hs[i] = h
+					defer h.Close()
+				}
+				a, b := hs[0], hs[1]
+				ma, mb := a.Messages(), b.Messages()
+				ctx, cancel := context.WithCancel(context.Background())
+				var wg sync.WaitGroup
+				defer wg.Wait()
+				defer cancel()
+				const n, every = 300, 100 * time.Millisecond // 30 s each way
+				ab := runStream(ctx, &wg, ma, b.Identity(), mb, 0, n, every)
+				waitFor(t, time.Minute, "the session", func() bool { return ab.received() > 0 })
+				ba := runStream(ctx, &wg, mb, a.Identity(), ma, 0, n, every)
+				time.Sleep(5 * time.Second)
+				_, info, _ := ma.GetSessionConnectionInfo(b.Identity())
+				if info.Flags&ConnInfoRelayed == 0 {
+					t.Fatalf("the session is not relayed: %+v", info)
+				}
+				var before [2]int // the server each Host's allocation is on
+				for i, h := range hs {
+					al, ok := h.paths.Allocation()
+					if !ok {
+						t.Fatalf("%v has no allocation", h.Identity())
+					}
+					before[i] = al.Index
+				}
+				used := before[0]
+				t.Logf("before: %s (A's allocation on server %d)", info.Description, used)
+				servers[used].Close()
+				servers[used] = nil
+				stopped := time.Now()
+				if tc.down > 0 {
+					time.Sleep(tc.down)
+					servers[used] = turnAt(t, nw, addrs[used])
+				}
+				if rest := n*every - 5*time.Second - tc.down + 20*time.Second; rest > 0 {
+					time.Sleep(rest) // the streams end, and 20 s more
+				} else {
+					time.Sleep(20 * time.Second)
+				}
+
+				for i, h := range hs {
+					st := h.paths.Stats()
+					al, _ := h.paths.Allocation()
+					t.Logf("%v: relay checks %d, allocations lost %d, made again %d; on server %d, was on %d", h.Identity(), st.RelayChecks, st.AllocationsLost, st.Reallocations, al.Index, before[i])
+					if tc.recover && before[i] == used && (st.AllocationsLost != 1 || st.Reallocations != 1) {
+						t.Errorf("%v: %d allocations lost, %d made again, want 1 each", h.Identity(), st.AllocationsLost, st.Reallocations)
+					}
+					if before[i] != used && st.AllocationsLost != 0 {
+						t.Errorf("%v: its allocation on the server that kept running was dropped", h.Identity())
+					}
+					if tc.servers == 2 && al.Index == used {
+						t.Errorf("%v: the allocation in use is on server %d, which stopped", h.Identity(), al.Index)
+					}
+				}
+				fa, fb := logs[0].gotFailures(), logs[1].gotFailures()
+				if tc.recover {
+					for _, x := range []struct {
+						name string
+						s    *seqStream
+					}{{"A to B", ab}, {"B to A", ba}} {
+						at, i := x.s.firstAfter(stopped)
+						dups, disorder, missing := x.s.check()
+						t.Logf("%s: the first message sent after the server stopped (#%d) arrived %v after", x.name, i, at.Sub(stopped))
+						if dups != 0 || disorder != 0 || len(missing) != 0 {
+							t.Errorf("%s: %d duplicates, %d out of order, %d missing", x.name, dups, disorder, len(missing))
+						}
+						if at.IsZero() || at.Sub(stopped) > 10*time.Second {
+							t.Errorf("%s: the first message sent after the server stopped arrived %v after", x.name, at.Sub(stopped))
+						}
+					}
+					if len(fa)+len(fb) != 0 {
+						t.Errorf("failures: A %+v, B %+v", fa, fb)
+					}
+					_, info, _ = ma.GetSessionConnectionInfo(b.Identity())
+					if info.State != StateConnected || info.Flags&ConnInfoRelayed == 0 {
+						t.Errorf("after: %v %s", info.State, info.Description)
+					}
+					if tc.servers == 2 && info.POPRelay != 0 && int(info.POPRelay)-1 == used {
+						t.Errorf("after: POPRelay %d, the server that stopped", info.POPRelay)
+					}
+					t.Logf("after: %s, POPRelay %d", info.Description, info.POPRelay)
+					return
+				}
+				for _, x := range []struct {
+					name string
+					f    []ConnectionInfo
+					l    *sessionLog
+				}{{"A", fa, &logs[0]}, {"B", fb, &logs[1]}} {
+					if len(x.f) != 1 || x.f[0].EndReason != EndMiscTimeout {
+						t.Errorf("%s's failures %+v, want one, EndMiscTimeout", x.name, x.f)
+						continue
+					}
+					if d := x.l.firstFailure().Sub(stopped); d > 15*time.Second {
+						t.Errorf("%s failed %v after the server stopped", x.name, d)
+					} else {
+						t.Logf("%s failed %v after the server stopped: %v (%s)", x.name, d, x.f[0].EndReason, x.f[0].EndDebug)
+					}
+				}
+				// The server is back: a new session (the application
+				// closes the failed one, as GNS asks, and tries again
+				// when one fails) goes through it.
+				cancel()
+				wg.Wait()
+				back := stopped.Add(tc.down)
+				for try := 0; ; try++ {
+					ma.CloseSessionWithUser(b.Identity())
+					mb.CloseSessionWithUser(a.Identity())
+					if err := ma.SendMessageToUser(b.Identity(), []byte("again"), SendReliable, 1); err != nil {
+						t.Fatal(err)
+					}
+					rctx, rcancel := context.WithTimeout(context.Background(), 15*time.Second)
+					m, err := mb.Receive(rctx, 1)
+					rcancel()
+					if err == nil {
+						m.Release()
+						t.Logf("a new session through the server %v after it came back (attempt %d)", time.Since(back), try+1)
+						break
+					}
+					if time.Since(back) > time.Minute {
+						t.Fatalf("no new session through the server within a minute of its return; A's failures %+v", logs[0].gotFailures())
+					}
+				}
+			})
+		})
 	}
 }

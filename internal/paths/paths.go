@@ -39,6 +39,8 @@ type Config struct {
 	STUNServers []netip.AddrPort
 	// TURNServers are allocated on, once the first Route is made, with
 	// ice.EnableRelay in Allow. The first allocation made is the one used.
+	// One found gone (CheckRelay) is replaced by a new one, on another
+	// server first.
 	TURNServers []TURNServer
 	// Allow is GNS's P2P_Transport_ICE_Enable: which local candidates
 	// Routes share. Zero means ice.EnableAll. Without EnablePrivate and
@@ -156,6 +158,9 @@ type Stats struct {
 	RelayedIn       uint64 // datagrams from peers that came through pion's relayed connection
 	RelayedOut      uint64 // datagrams to peers written through pion's relayed connection
 	EventsDropped   uint64 // events dropped because the owner did not take them
+	RelayChecks     uint64 // checks of the allocation in use (CheckRelay)
+	AllocationsLost uint64 // allocations in use found gone and dropped
+	Reallocations   uint64 // allocations made after one was lost
 }
 
 // Writer is how the package sends while the owner calls it: the owner
@@ -180,8 +185,11 @@ type Paths struct {
 	closed   bool
 	routes   map[string]*Route // by local ufrag
 	stun     *stunClient
-	turns    []*turnAlloc // one per TURN server, once started
-	alloc    *turnAlloc   // the allocation in use, once made
+	turns    []*turnAlloc  // one per TURN server, once started
+	alloc    *turnAlloc    // the allocation in use, once made
+	turnKick chan struct{} // closed (and replaced) to cut the waits of allocations retried
+	probing  bool          // CheckRelay's check is out
+	probeAt  time.Time     // when CheckRelay last checked
 	events   []Event
 	relayOut chan relayDatagram
 	stats    Stats
