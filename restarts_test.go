@@ -707,170 +707,167 @@ func TestPeerRestartFreshKey(t *testing.T) {
 	for _, c := range cases {
 		mode, crash, silent := c.mode, c.crash, c.silent
 		name := mode + map[bool]string{false: "-close", true: "-crash"}[crash] + map[bool]string{false: "", true: "-silent"}[silent]
-		{
-			t.Run(name, func(t *testing.T) {
-				synctest.Test(t, func(t *testing.T) {
-					nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 10 * time.Millisecond}})
-					defer nw.Close()
-					var hub *signaling.Hub
-					if mode == "p2p" {
-						hub, _ = signaling.NewHub(signaling.HubConfig{Delay: 20 * time.Millisecond})
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 10 * time.Millisecond}})
+				defer nw.Close()
+				var hub *signaling.Hub
+				if mode == "p2p" {
+					hub, _ = signaling.NewHub(signaling.HubConfig{Delay: 20 * time.Millisecond})
+				}
+				var la, lb1, lb2 sessionLog
+				// peer opens Host i (B is 1) on its address, with its
+				// callbacks, a fresh key and, for P2P, a new signaling
+				// connection under the same name.
+				peer := func(i int, l *sessionLog) (*Host, signaling.Conn) {
+					addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), 27015)
+					ep, err := nw.Listen(addr)
+					if err != nil {
+						t.Fatal(err)
 					}
-					var la, lb1, lb2 sessionLog
-					// peer opens Host i (B is 1) on its address, with its
-					// callbacks, a fresh key and, for P2P, a new signaling
-					// connection under the same name.
-					peer := func(i int, l *sessionLog) (*Host, signaling.Conn) {
-						addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), 27015)
-						ep, err := nw.Listen(addr)
-						if err != nil {
+					var h *Host
+					cfg := Config{PacketConn: ep}
+					var sc signaling.Conn
+					if hub != nil {
+						id := fmt.Sprintf("str:k%d", i)
+						cfg.Identity = mustIdentity(t, id)
+						if sc, err = hub.Connect(id); err != nil {
 							t.Fatal(err)
 						}
-						var h *Host
-						cfg := Config{PacketConn: ep}
-						var sc signaling.Conn
-						if hub != nil {
-							id := fmt.Sprintf("str:k%d", i)
-							cfg.Identity = mustIdentity(t, id)
-							if sc, err = hub.Connect(id); err != nil {
-								t.Fatal(err)
-							}
-							cfg.Signaling = sc
-						}
-						l.hook(&cfg, &h)
-						if h, err = NewHost(cfg); err != nil {
-							t.Fatal(err)
-						}
-						t.Cleanup(func() {
-							h.Close()
-							if sc != nil {
-								sc.Close()
-							}
-						})
-						return h, sc
+						cfg.Signaling = sc
 					}
-					a, _ := peer(0, &la)
-					b1, sc1 := peer(1, &lb1)
-					idA, idB := a.Identity(), b1.Identity()
-					ctx, cancel := context.WithCancel(context.Background())
-					var wg sync.WaitGroup
-					defer wg.Wait()
-					defer cancel()
-					const every = 100 * time.Millisecond
-					toB := runAppSender(ctx, &wg, a.Messages(), idB, 0, 0, 400, every) // 40 s
-					atA := runReceiver(ctx, &wg, a.Messages(), 0)
-					ctx1, cancel1 := context.WithCancel(ctx)
-					var wg1 sync.WaitGroup
-					atB1 := runReceiver(ctx1, &wg1, b1.Messages(), 0)
-					fromB1 := runAppSender(ctx1, &wg1, b1.Messages(), idA, 0, 100000, 100, every)
-					time.Sleep(5 * time.Second)
-					_, info1, _ := a.Messages().GetSessionConnectionInfo(idB)
-					if info1.State != StateConnected {
-						t.Fatalf("A's session with B: %+v", info1)
+					l.hook(&cfg, &h)
+					if h, err = NewHost(cfg); err != nil {
+						t.Fatal(err)
 					}
+					t.Cleanup(func() {
+						h.Close()
+						if sc != nil {
+							sc.Close()
+						}
+					})
+					return h, sc
+				}
+				a, _ := peer(0, &la)
+				b1, sc1 := peer(1, &lb1)
+				idA, idB := a.Identity(), b1.Identity()
+				ctx, cancel := context.WithCancel(context.Background())
+				var wg sync.WaitGroup
+				defer wg.Wait()
+				defer cancel()
+				const every = 100 * time.Millisecond
+				toB := runAppSender(ctx, &wg, a.Messages(), idB, 0, 0, 400, every) // 40 s
+				atA := runReceiver(ctx, &wg, a.Messages(), 0)
+				ctx1, cancel1 := context.WithCancel(ctx)
+				var wg1 sync.WaitGroup
+				atB1 := runReceiver(ctx1, &wg1, b1.Messages(), 0)
+				fromB1 := runAppSender(ctx1, &wg1, b1.Messages(), idA, 0, 100000, 100, every)
+				time.Sleep(5 * time.Second)
+				_, info1, _ := a.Messages().GetSessionConnectionInfo(idB)
+				if info1.State != StateConnected {
+					t.Fatalf("A's session with B: %+v", info1)
+				}
 
-					if crash {
-						// Nothing B sends from now on gets out.
-						nw.SetEgress(b1.LocalAddr(), netsim.LinkConfig{LossPercent: 100})
-						if sc1 != nil {
-							sc1.Close()
-						}
-					}
-					cancel1()
-					wg1.Wait()
-					b1.Close()
+				if crash {
+					// Nothing B sends from now on gets out.
+					nw.SetEgress(b1.LocalAddr(), netsim.LinkConfig{LossPercent: 100})
 					if sc1 != nil {
 						sc1.Close()
 					}
-					nw.SetEgress(b1.LocalAddr(), netsim.LinkConfig{Delay: 10 * time.Millisecond}) // the default again
-					restart := time.Now()
-					b2, _ := peer(1, &lb2)
-					if b2.Identity() != idB {
-						t.Fatalf("the restarted B is %v, was %v", b2.Identity(), idB)
-					}
-					atB2 := runReceiver(ctx, &wg, b2.Messages(), 0)
-					fromB2 := &appStream{sentAt: map[int]time.Time{}}
-					if !silent {
-						fromB2 = runAppSender(ctx, &wg, b2.Messages(), idA, 0, 200000, 300, every)
-					}
-					time.Sleep(45 * time.Second) // A's sender ends at 40 s; B2's at 35 s
+				}
+				cancel1()
+				wg1.Wait()
+				b1.Close()
+				if sc1 != nil {
+					sc1.Close()
+				}
+				nw.SetEgress(b1.LocalAddr(), netsim.LinkConfig{Delay: 10 * time.Millisecond}) // the default again
+				restart := time.Now()
+				b2, _ := peer(1, &lb2)
+				if b2.Identity() != idB {
+					t.Fatalf("the restarted B is %v, was %v", b2.Identity(), idB)
+				}
+				atB2 := runReceiver(ctx, &wg, b2.Messages(), 0)
+				fromB2 := &appStream{sentAt: map[int]time.Time{}}
+				if !silent {
+					fromB2 = runAppSender(ctx, &wg, b2.Messages(), idA, 0, 200000, 300, every)
+				}
+				time.Sleep(45 * time.Second) // A's sender ends at 40 s; B2's at 35 s
 
-					// A: the old session ended, a new one connected.
-					_, info2, _ := a.Messages().GetSessionConnectionInfo(idB)
-					if info2.State != StateConnected || info2.Description == info1.Description {
-						t.Errorf("A's session with B after the restart: %v %q (before: %q)", info2.State, info2.Description, info1.Description)
-					}
-					fa := la.gotFailures()
-					for _, f := range fa {
-						t.Logf("A's old session failed %v after the restart: %v %s", la.firstFailure().Sub(restart), f.EndReason, f.EndDebug)
-					}
-					if silent && (len(fa) != 1 || la.firstFailure().Sub(restart) > 15*time.Second) {
-						t.Errorf("A's failures %+v (the first %v after the restart), want one within 15 s", fa, la.firstFailure().Sub(restart))
-					}
-					if !silent && !crash && len(fa) != 1 {
-						t.Errorf("A's failures %+v, want the old session closed by the peer", fa)
-					}
+				// A: the old session ended, a new one connected.
+				_, info2, _ := a.Messages().GetSessionConnectionInfo(idB)
+				if info2.State != StateConnected || info2.Description == info1.Description {
+					t.Errorf("A's session with B after the restart: %v %q (before: %q)", info2.State, info2.Description, info1.Description)
+				}
+				fa := la.gotFailures()
+				for _, f := range fa {
+					t.Logf("A's old session failed %v after the restart: %v %s", la.firstFailure().Sub(restart), f.EndReason, f.EndDebug)
+				}
+				if silent && (len(fa) != 1 || la.firstFailure().Sub(restart) > 15*time.Second) {
+					t.Errorf("A's failures %+v (the first %v after the restart), want one within 15 s", fa, la.firstFailure().Sub(restart))
+				}
+				if !silent && !crash && len(fa) != 1 {
+					t.Errorf("A's failures %+v, want the old session closed by the peer", fa)
+				}
 
-					cB1, _ := atB1.snapshot()
-					cB2, atB2t := atB2.snapshot()
-					cA, atAt := atA.snapshot()
-					for i, c := range cB1 {
-						if c > 1 || cB2[i] > 0 {
-							t.Errorf("A's #%d reached B %d times before the restart and %d after", i, c, cB2[i])
-						}
+				cB1, _ := atB1.snapshot()
+				cB2, atB2t := atB2.snapshot()
+				cA, _ := atA.snapshot()
+				for i, c := range cB1 {
+					if c > 1 || cB2[i] > 0 {
+						t.Errorf("A's #%d reached B %d times before the restart and %d after", i, c, cB2[i])
 					}
-					var firstNew time.Time
-					for _, at := range atB2t {
-						if firstNew.IsZero() || at.Before(firstNew) {
-							firstNew = at
-						}
+				}
+				var firstNew time.Time
+				for _, at := range atB2t {
+					if firstNew.IsZero() || at.Before(firstNew) {
+						firstNew = at
 					}
-					if firstNew.IsZero() || firstNew.Sub(restart) > 15*time.Second {
-						t.Fatalf("the restarted B got A's first message at %v, %v after the restart", firstNew, firstNew.Sub(restart))
+				}
+				if firstNew.IsZero() || firstNew.Sub(restart) > 15*time.Second {
+					t.Fatalf("the restarted B got A's first message at %v, %v after the restart", firstNew, firstNew.Sub(restart))
+				}
+				t.Logf("the restarted B got A's first message %v after the restart", firstNew.Sub(restart))
+				toB.mu.Lock()
+				lostOld, lostNew := 0, 0
+				for i, at := range toB.sentAt {
+					c := cB1[i] + cB2[i]
+					switch {
+					case c > 1:
+						t.Errorf("A's #%d delivered %d times", i, c)
+					case c == 0 && at.After(firstNew):
+						lostNew++
+					case c == 0:
+						lostOld++
 					}
-					t.Logf("the restarted B got A's first message %v after the restart", firstNew.Sub(restart))
-					toB.mu.Lock()
-					lostOld, lostNew := 0, 0
-					for i, at := range toB.sentAt {
-						c := cB1[i] + cB2[i]
-						switch {
-						case c > 1:
-							t.Errorf("A's #%d delivered %d times", i, c)
-						case c == 0 && at.After(firstNew):
-							lostNew++
-						case c == 0:
-							lostOld++
-						}
+				}
+				toB.mu.Unlock()
+				if lostNew != 0 {
+					t.Errorf("%d of A's messages sent after the new session was up never arrived", lostNew)
+				}
+				t.Logf("A's messages lost with the old session: %d", lostOld)
+				fromB1.mu.Lock()
+				for i := range fromB1.sentAt {
+					if cA[i] > 1 {
+						t.Errorf("the old B's #%d reached A %d times", i, cA[i])
 					}
-					toB.mu.Unlock()
-					if lostNew != 0 {
-						t.Errorf("%d of A's messages sent after the new session was up never arrived", lostNew)
+				}
+				fromB1.mu.Unlock()
+				fromB2.mu.Lock()
+				for i := range fromB2.sentAt {
+					if cA[i] != 1 {
+						t.Errorf("the new B's #%d reached A %d times, want once", i, cA[i])
 					}
-					t.Logf("A's messages lost with the old session: %d", lostOld)
-					fromB1.mu.Lock()
-					for i := range fromB1.sentAt {
-						if cA[i] > 1 {
-							t.Errorf("the old B's #%d reached A %d times", i, cA[i])
-						}
-					}
-					fromB1.mu.Unlock()
-					fromB2.mu.Lock()
-					for i := range fromB2.sentAt {
-						if cA[i] != 1 {
-							t.Errorf("the new B's #%d reached A %d times, want once", i, cA[i])
-						}
-					}
-					if (len(fromB2.sentAt) == 0) != silent || fromB2.closes != 0 {
-						t.Errorf("the new B sent %d, closed %d sessions", len(fromB2.sentAt), fromB2.closes)
-					}
-					fromB2.mu.Unlock()
-					if f := lb2.gotFailures(); len(f) != 0 {
-						t.Errorf("the new B's failures %+v", f)
-					}
-					_ = atAt
-				})
+				}
+				if (len(fromB2.sentAt) == 0) != silent || fromB2.closes != 0 {
+					t.Errorf("the new B sent %d, closed %d sessions", len(fromB2.sentAt), fromB2.closes)
+				}
+				fromB2.mu.Unlock()
+				if f := lb2.gotFailures(); len(f) != 0 {
+					t.Errorf("the new B's failures %+v", f)
+				}
 			})
-		}
+		})
 	}
 }
 
