@@ -518,7 +518,9 @@ type Config struct {
 	// TURNServers are relays the Host allocates an address on when it
 	// first makes a P2P connection; peers that cannot reach each other
 	// directly then talk through them (GNS's P2P_TURN_ServerList). The
-	// first allocation that succeeds is used. Default none. When empty and
+	// first allocation that succeeds is used; one its server lost (the
+	// server restarted or went away) is made again, on another server
+	// first, and the sessions move to it. Default none. When empty and
 	// Signaling hands out servers with short-lived credentials, the Host
 	// uses those, with the newest credentials when it allocates (and
 	// retries a refused allocation with the next ones).

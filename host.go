@@ -1569,6 +1569,9 @@ func (h *Host) handleGNSLocked(now time.Time, from netip.AddrPort, b []byte) {
 		h.servers[serverKey{from, id}] = hc
 		if svc != nil && hc.handle != InvalidConn {
 			hc.listen = InvalidListen
+			if old := h.supersedesLocked(now, svc, hc); old != nil {
+				h.endSupersededLocked(now, old)
+			}
 			if !svc.incomingLocked(now, hc) {
 				h.removeLocked(hc)
 				unlockConn(hc)

@@ -297,13 +297,23 @@ func (h *Host) handleSignalLocked(now time.Time, from string, blob []byte) {
 			if hc = h.incomingP2PConnLocked(now, from, key, rv); hc == nil {
 				return
 			}
-		} else if mine := h.p2pClientToLocked(from); mine != nil {
-			// Symmetric connect: we asked this peer too.
+		} else if mine := h.p2pClientToLocked(from); mine != nil && (mine.c.State() == conn.StateConnecting || mine.c.RemoteID() == key.id) {
+			// Symmetric connect: we asked this peer too (or a late copy
+			// of its request, which our connection already answered
+			// from the same id, is dropped there).
 			if hc = h.symmetricLocked(now, mine, key, rv); hc == nil {
 				return
 			}
-		} else if hc = h.acceptP2PLocked(now, from, rv.GetFromConnectionId(), rv.ConnectRequest); hc == nil {
-			return
+		} else {
+			if mine != nil {
+				// A new connection from a peer ours is connected to: the
+				// peer restarted (or gave ours up). Ours ends; theirs is
+				// a new session.
+				h.endSupersededLocked(now, mine)
+			}
+			if hc = h.acceptP2PLocked(now, from, rv.GetFromConnectionId(), rv.ConnectRequest); hc == nil {
+				return
+			}
 		}
 	}
 	p := hc.p2p
@@ -494,13 +504,17 @@ func (h *Host) p2pPollLocked(now time.Time, hc *hostConn) {
 }
 
 // p2pRouteLocked sends the ICE agent's checks and follows the path it
-// selects. A connection that found no path within the connect timeout
+// selects. A connection whose handshake is done (the peer answered
+// through signaling) but that found no path within the connect timeout
 // (TimeoutInitial) after it was made ends with EndMiscP2PNATFirewall, as
-// GNS's does when ICE fails.
+// GNS's does when ICE fails; one still waiting for the peer's answer (the
+// signaling service never carried it) times out as any connection that
+// is not answered does (EndMiscTimeout).
 func (h *Host) p2pRouteLocked(now time.Time, hc *hostConn) {
 	p := hc.p2p
-	if !hc.c.RemoteAddr().IsValid() && !now.Before(p.since.Add(h.cfg.TimeoutInitial)) {
+	if st := hc.c.State(); (st == conn.StateFindingRoute || st == conn.StateConnected) && !hc.c.RemoteAddr().IsValid() && !now.Before(p.since.Add(h.cfg.TimeoutInitial)) {
 		hc.c.FailRoute(now, int(EndMiscP2PNATFirewall), "ICE found no path to the peer (NAT or firewall; no relay configured)")
+		h.paths.CheckRelay(now) // no path through our relay either: is our allocation still there?
 	}
 	p.route.Poll(now, h.writer())
 	for _, ev := range p.route.Events() {
@@ -508,6 +522,17 @@ func (h *Host) p2pRouteLocked(now time.Time, hc *hostConn) {
 			hc.c.SetRemoteAddr(ev.Path.Remote)
 		}
 		h.cfg.Logger.Debug("netmsg: P2P path", "conn", hc.c.LocalID(), "peer", p.peer, "event", ev.Kind, "remote", ev.Path.Remote, "relayed", ev.Path.Relayed)
+		if ev.Kind == paths.RouteLost && h.paths.AskSTUNAgain(now) {
+			// Our NAT may have moved us: a new server-reflexive address
+			// is signaled to the peers as soon as a STUN server says so.
+			signal(h.timerKick)
+		}
+		if ev.Kind == paths.RouteLost && ev.Old.Relayed {
+			// The path through our TURN allocation broke: a server that
+			// restarted or went away loses it, and a new one (on another
+			// server first) is made and signaled (pathsEventsLocked).
+			h.paths.CheckRelay(now)
+		}
 		h.routeEventLocked(hc, ev)
 	}
 	h.routeFoundLocked(hc)

@@ -82,6 +82,8 @@ type p2pcEnv struct {
 	stun  []netip.AddrPort
 	turns []TURNServer
 	nats  []netsim.NATType // one NAT per peer, or none
+	// natBoxes are the NATs, natBoxes[i] in front of peer i.
+	natBoxes []*netsim.NAT
 }
 
 // newP2PCEnv makes the environment; with nats, each peer i sits behind
@@ -99,9 +101,11 @@ func newP2PCEnv(t *testing.T, udp bool, nats []netsim.NATType, withRelay bool) *
 	env.nw, _ = netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 10 * time.Millisecond}})
 	t.Cleanup(func() { env.nw.Close() })
 	for i, typ := range nats {
-		if _, err := env.nw.AddNAT(netsim.NATConfig{Inside: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i + 1), 0, 0}), 16), Public: netip.AddrFrom4([4]byte{203, 0, 113, byte(i + 1)}), Type: typ}); err != nil {
+		nat, err := env.nw.AddNAT(netsim.NATConfig{Inside: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i + 1), 0, 0}), 16), Public: netip.AddrFrom4([4]byte{203, 0, 113, byte(i + 1)}), Type: typ})
+		if err != nil {
 			t.Fatal(err)
 		}
+		env.natBoxes = append(env.natBoxes, nat)
 	}
 	if len(nats) > 0 {
 		addr := netip.MustParseAddrPort("198.51.100.10:3478")

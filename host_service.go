@@ -1,8 +1,10 @@
 package netmsg
 
 import (
+	"bytes"
 	"time"
 
+	"github.com/netmsg-go/netmsg/internal/conn"
 	"github.com/netmsg-go/netmsg/internal/snp"
 )
 
@@ -38,6 +40,44 @@ type service interface {
 	// p2pClientLocked returns the service's live P2P client connection to
 	// peer, if any (symmetric connect). mu is held.
 	p2pClientLocked(peer Identity) *hostConn
+	// clientLocked returns the service's live client connection, direct
+	// or P2P, to peer, if any (a peer that restarted). mu is held.
+	clientLocked(peer Identity) *hostConn
+}
+
+// endSupersededLocked ends old, our connected client connection to a
+// peer that made a new connection to us on the same service (new): the
+// peer restarted, or gave ours up, and the new connection takes over
+// (the service sees ours end first, closed by the peer with
+// EndSessionClosed, as when the peer closes a session: quietly, and the
+// new one is a new session rather than a late copy of a symmetric
+// connect's losing request). mu is held, and new's lock when it is a
+// direct one.
+func (h *Host) endSupersededLocked(now time.Time, old *hostConn) {
+	lockConn(old)
+	old.c.CloseByPeer(now, int(EndSessionClosed), "the peer made a new connection (it restarted)")
+	h.pollLocked(now, old)
+	unlockConn(old)
+}
+
+// supersedesLocked reports whether hc, a direct connection on service
+// svc's port that the peer just asked for, supersedes our client
+// connection to the same peer: ours is connected, to the same address,
+// and the peer's certificate has another key (it restarted with a fresh
+// one), or ours was connected for longer than the connect timeout (a
+// symmetric connect's losing request, from the same peer with the same
+// key, cannot come that late: the peer's losing connection gives up by
+// then). It returns our connection, or nil.
+func (h *Host) supersedesLocked(now time.Time, svc service, hc *hostConn) *hostConn {
+	old := svc.clientLocked(hc.identity)
+	if old == nil || old.p2p != nil || old == hc || old.c.RemoteAddr() != hc.c.RemoteAddr() ||
+		old.c.State() != conn.StateConnected || old.c.RemoteID() == hc.c.RemoteID() {
+		return nil
+	}
+	if !bytes.Equal(old.c.PeerKey(), hc.c.PeerKey()) || !now.Before(old.c.StateSince().Add(h.cfg.TimeoutInitial)) {
+		return old
+	}
+	return nil
 }
 
 // serviceLocked returns the service on virtual port vport, or nil. mu is

@@ -97,9 +97,8 @@ type session struct {
 	// early holds copies of the messages (header included) sent before
 	// the connection was up, for a symmetric connect that switches to the
 	// peer's connection; dropped once connected.
-	early       [][]byte
-	alias       Identity  // a second key of the session in Messages.sessions, if any
-	connectedAt time.Time // when hc last came up
+	early [][]byte
+	alias Identity // a second key of the session in Messages.sessions, if any
 }
 
 // used notes that the session carried a message at now.
@@ -167,6 +166,16 @@ func (ms *Messages) sessionStatesLocked(count func(ConnectionState, bool)) {
 func (ms *Messages) p2pClientLocked(peer Identity) *hostConn {
 	s := ms.sessions[peer]
 	if s == nil || s.failed || s.hc == nil || s.hc.p2p == nil || s.hc.c.IsServer() {
+		return nil
+	}
+	return s.hc
+}
+
+// clientLocked returns the service's live client connection (direct or
+// P2P) to peer, if any.
+func (ms *Messages) clientLocked(peer Identity) *hostConn {
+	s := ms.sessions[peer]
+	if s == nil || s.failed || s.hc == nil || s.hc.c.IsServer() {
 		return nil
 	}
 	return s.hc
@@ -405,12 +414,11 @@ func (ms *Messages) incomingLocked(now time.Time, hc *hostConn) bool {
 		}
 		return true
 	}
-	if ours && s.hc.c.LocalID() < hc.c.RemoteID() && now.Sub(s.connectedAt) < lateRequestWindow {
+	if ours && s.hc.c.LocalID() < hc.c.RemoteID() {
 		// A late copy of the losing request of a symmetric connect that
-		// ours just won: left unanswered, as above. (The peer stops
-		// asking once it accepted ours, so a request from it long after
-		// ours connected is a new session: the peer closed the old one,
-		// or restarted, and the request replaces the old session below.)
+		// ours won: left unanswered, as above. (A peer that restarted, or
+		// whose connection ours has outlived by the connect timeout, is
+		// told apart before: supersedesLocked ends ours first.)
 		return false
 	}
 	if s != nil {
@@ -423,11 +431,6 @@ func (ms *Messages) incomingLocked(now time.Time, hc *hostConn) bool {
 	ms.postRequestLocked(now, s)
 	return true
 }
-
-// lateRequestWindow is how long after our connection of a symmetric
-// connect came up a request from the peer's losing connection may still
-// arrive (delayed or duplicated by the network).
-const lateRequestWindow = 2 * time.Second
 
 // postRequestLocked posts OnSessionRequest for s and schedules the repeat.
 func (ms *Messages) postRequestLocked(now time.Time, s *session) {
@@ -501,7 +504,6 @@ func (ms *Messages) connStateLocked(hc *hostConn, old ConnectionState) {
 	case StateConnected:
 		s.used(now)
 		s.early = nil
-		s.connectedAt = now
 		// A session dialled by address is also known by the identity the
 		// peer's certificate names, so a reply to Message.Identity finds
 		// it.

@@ -65,6 +65,7 @@ type NATStats struct {
 	NoMapping       uint64 // inbound datagrams to a port with no live mapping
 	Hairpinned      uint64
 	Unroutable      uint64 // datagrams from outside addressed to an inside (private) address: dropped
+	Rebinds         uint64 // calls of Rebind
 }
 
 // NAT is a NAT box in a Network (see Network.AddNAT).
@@ -120,6 +121,21 @@ func (x *NAT) Stats(n *Network) NATStats {
 	st := x.st
 	st.Mappings = len(x.byPort)
 	return st
+}
+
+// Rebind drops every mapping of the NAT at once, as a NAT that restarts
+// or reassigns its ports does: datagrams to the old public ports are
+// dropped (NATStats.NoMapping), and the next datagram an inside endpoint
+// sends out gets a new public port (ports are not reused while others
+// are free). It returns how many live mappings were dropped.
+func (x *NAT) Rebind(n *Network) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	dropped := len(x.byPort)
+	clear(x.byInside)
+	clear(x.byPort)
+	x.st.Rebinds++
+	return dropped
 }
 
 // natFor returns the NAT whose inside contains a, or nil.

@@ -148,6 +148,51 @@ func TestNATHairpin(t *testing.T) {
 	}
 }
 
+// TestNATRebind: after Rebind, datagrams to the old public port are
+// dropped and the inside endpoint's next datagram out leaves from a new
+// public port, which then works both ways.
+func TestNATRebind(t *testing.T) {
+	for _, typ := range []NATType{FullCone, Restricted, PortRestricted, Symmetric} {
+		t.Run(typ.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				n := mustNew(t, Config{Link: LinkConfig{Delay: time.Millisecond}})
+				defer n.Close()
+				nat, _ := n.AddNAT(NATConfig{Inside: netip.MustParsePrefix("10.0.1.0/24"), Public: netip.MustParseAddr("203.0.113.1"), Type: typ})
+				in := listen(t, n, "10.0.1.2:5000")
+				s := listen(t, n, "198.51.100.1:3478")
+				win, ws := watch(in), watch(s)
+				send(t, in, s.LocalAddr(), payload(1, 32))
+				old := ws.next()
+				if !old.IsValid() {
+					t.Fatal("nothing came out")
+				}
+				if got := nat.Rebind(n); got != 1 {
+					t.Errorf("Rebind dropped %d mappings, want 1", got)
+				}
+				send(t, s, old, payload(2, 32))
+				if got := win.next(); got.IsValid() {
+					t.Errorf("a datagram to the old port %v came in after Rebind", old)
+				}
+				send(t, in, s.LocalAddr(), payload(3, 32))
+				moved := ws.next()
+				if !moved.IsValid() || moved == old || moved.Addr() != old.Addr() {
+					t.Fatalf("after Rebind the endpoint comes out as %v, was %v: want a new port", moved, old)
+				}
+				send(t, s, moved, payload(4, 32))
+				if got := win.next(); got != s.LocalAddr() {
+					t.Errorf("a datagram to the new port: got from %v", got)
+				}
+				st := nat.Stats(n)
+				if st.Rebinds != 1 || st.NoMapping != 1 || st.MappingsCreated != 2 || st.Mappings != 1 {
+					t.Errorf("stats %+v", st)
+				}
+				in.Close()
+				s.Close()
+			})
+		})
+	}
+}
+
 func TestNATConfig(t *testing.T) {
 	n := mustNew(t, Config{})
 	defer n.Close()

@@ -91,6 +91,12 @@ type ClientConfig struct {
 	Certificate []byte
 	// TLSConfig verifies a wss:// server (nil: the system's roots).
 	TLSConfig *tls.Config
+	// DialContext opens the connection to the server's address (for
+	// ws:// and wss:// URLs, the HTTP client's TCP connection), for the
+	// first connection and every reconnection; network is "tcp". nil
+	// means a net.Dialer. A proxy, or a test's in-memory network, goes
+	// here.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Timeouts and bounds of the TCP clients.
@@ -122,7 +128,7 @@ func DialURL(ctx context.Context, url string, cfg ClientConfig) (Conn, error) {
 		if err := CheckIdentity(cfg.Identity); err != nil {
 			return nil, err
 		}
-		return dial(ctx, &client{addr: url, id: cfg.Identity, tls: cfg.TLSConfig})
+		return dial(ctx, &client{addr: url, id: cfg.Identity, tls: cfg.TLSConfig, dialer: cfg.DialContext})
 	}
 	return Dial(ctx, url, cfg)
 }
@@ -155,7 +161,7 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (Conn, error) {
 	if len(cfg.Certificate) > MaxBlobSize {
 		return nil, fmt.Errorf("signaling: certificate larger than %d bytes", MaxBlobSize)
 	}
-	c := &client{addr: addr, id: cfg.Identity, auth: &cfg, tls: cfg.TLSConfig}
+	c := &client{addr: addr, id: cfg.Identity, auth: &cfg, tls: cfg.TLSConfig, dialer: cfg.DialContext}
 	return dial(ctx, c)
 }
 
@@ -168,6 +174,8 @@ type client struct {
 	auth *ClientConfig // nil: the trivial protocol
 	tls  *tls.Config   // wss://
 	in   *inbox
+	// dialer is ClientConfig.DialContext (nil: a net.Dialer).
+	dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	mu       sync.Mutex
 	conn     net.Conn // nil while reconnecting
@@ -207,7 +215,7 @@ func dial(ctx context.Context, c *client) (*client, error) {
 
 // connect dials and registers.
 func (c *client) connect(ctx context.Context) (net.Conn, *bufio.Reader, error) {
-	conn, err := dialTransport(ctx, c.addr, c.tls)
+	conn, err := dialTransport(ctx, c.addr, c.tls, c.dialer)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -271,7 +279,7 @@ func (c *client) register(ctx context.Context, conn net.Conn, r *bufio.Reader) e
 
 // dialTransport opens a connection to addr, a URL or "host:port" (see
 // DialURL).
-func dialTransport(ctx context.Context, addr string, tlsConfig *tls.Config) (net.Conn, error) {
+func dialTransport(ctx context.Context, addr string, tlsConfig *tls.Config, dialer func(ctx context.Context, network, addr string) (net.Conn, error)) (net.Conn, error) {
 	scheme, rest, ok := strings.Cut(addr, "://")
 	switch {
 	case !ok:
@@ -280,12 +288,17 @@ func dialTransport(ctx context.Context, addr string, tlsConfig *tls.Config) (net
 	case scheme == "ws" || scheme == "wss":
 		ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 		defer cancel()
-		return dialWS(ctx, addr, tlsConfig)
+		return dialWS(ctx, addr, tlsConfig, dialer)
 	default:
 		return nil, fmt.Errorf("signaling: unknown scheme %q in %q (tcp, ws or wss)", scheme, addr)
 	}
-	d := net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	if dialer == nil {
+		d := net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+		dialer = d.DialContext
+	}
+	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	conn, err := dialer(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("signaling: %w", err)
 	}

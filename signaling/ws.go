@@ -267,10 +267,10 @@ func (s *Server) ListenWS(addr, path string, tlsConfig *tls.Config) (net.Addr, e
 }
 
 // dialWS connects to a ws:// or wss:// URL.
-func dialWS(ctx context.Context, url string, tlsConfig *tls.Config) (net.Conn, error) {
+func dialWS(ctx context.Context, url string, tlsConfig *tls.Config, dialer func(ctx context.Context, network, addr string) (net.Conn, error)) (net.Conn, error) {
 	opts := &websocket.DialOptions{}
-	if tlsConfig != nil {
-		opts.HTTPClient = &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: http.ProxyFromEnvironment}}
+	if tlsConfig != nil || dialer != nil {
+		opts.HTTPClient = &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: http.ProxyFromEnvironment, DialContext: dialer}}
 	}
 	c, resp, err := websocket.Dial(ctx, url, opts)
 	if err != nil {

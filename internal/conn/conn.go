@@ -105,6 +105,7 @@ type Conn struct {
 	lastAttempt  time.Time // client: last challenge request (GNS m_usecWhenSentConnectRequest)
 	accepted     bool
 	pendingPeer  *crypto.Peer        // server: verified, until Accept
+	peerKey      []byte              // the public key of the peer's certificate, once connected
 	pendingKeys  *crypto.SessionKeys // server: derived, until Accept
 	hsTimestamp  uint64              // server: the client's connect request time stamp
 	hsTimestampT time.Time           // when it was received (zero: none)
@@ -188,6 +189,18 @@ func (c *Conn) State() State { return c.state }
 // it has not).
 func (c *Conn) EndReason() int   { return c.endCode }
 func (c *Conn) EndDebug() string { return c.endDebug }
+
+// PeerKey returns the public key the peer's certificate binds to its
+// identity, once the handshake verified it (nil before).
+func (c *Conn) PeerKey() []byte {
+	if c.peerKey == nil && c.pendingPeer != nil {
+		return c.pendingPeer.Cert.GetKeyData()
+	}
+	return c.peerKey
+}
+
+// StateSince returns when the connection entered its current state.
+func (c *Conn) StateSince() time.Time { return c.entered }
 
 // LocalID and RemoteID are the two connection ids (RemoteID is 0 until
 // known).

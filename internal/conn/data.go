@@ -39,6 +39,7 @@ func (c *Conn) connected(now time.Time, peer *crypto.Peer, keys *crypto.SessionK
 		return err
 	}
 	c.peerVersion = peer.Crypt.GetProtocolVersion()
+	c.peerKey = peer.Cert.GetKeyData()
 	cfg := c.snpConfig()
 	cfg.PeerVersion = int(c.peerVersion)
 	cfg.FirstPktNum, cfg.PeerFirstPktNum = 1, 1

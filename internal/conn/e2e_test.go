@@ -1,6 +1,8 @@
 package conn
 
 import (
+	"bytes"
+	"crypto/ed25519"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -303,5 +305,31 @@ func TestVirtualPort(t *testing.T) {
 	cc.VirtualPort = -1
 	if _, err := Dial(cc, time.Now(), 1, netip.MustParseAddrPort("127.0.0.1:1")); err == nil {
 		t.Error("Dial took a negative virtual port")
+	}
+}
+
+// TestPeerKey: each side reports the key of the other's certificate once
+// the handshake verified it (nil before), and StateSince when it entered
+// its state.
+func TestPeerKey(t *testing.T) {
+	p := newPair(t, testConfig("str:client"), testConfig("str:server"))
+	if p.client.PeerKey() != nil {
+		t.Fatal("a key before the handshake")
+	}
+	p.run(50 * time.Millisecond)
+	if p.client.State() != StateConnected || p.server == nil || p.server.State() != StateConnected {
+		t.Fatalf("not connected")
+	}
+	for _, c := range []struct {
+		conn *Conn
+		peer string
+	}{{p.client, "str:server"}, {p.server, "str:client"}} {
+		want := testKey(c.peer).Public().(ed25519.PublicKey)
+		if got := c.conn.PeerKey(); !bytes.Equal(got, want) {
+			t.Errorf("%s's key: %x, want %x", c.peer, got, want)
+		}
+		if s := c.conn.StateSince(); s.IsZero() || s.After(p.now) {
+			t.Errorf("connected since %v (now %v)", s, p.now)
+		}
 	}
 }

@@ -40,7 +40,10 @@
 // which may block while it makes permissions), from a bounded queue (full:
 // dropped and counted in Stats.RelayQueueDrops). pion's client starts its own
 // timers (refreshes of the allocation, permissions and channel bindings).
-// Close ends them all and waits for them.
+// CheckRelay starts two short-lived ones, "check" (a CreatePermission
+// through pion) and its timer, which drop an allocation the server no
+// longer has and start new "turn" goroutines (each may first wait its
+// retry delay). Close ends them all and waits for them.
 //
 // # Locks
 //

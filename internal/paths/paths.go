@@ -39,6 +39,8 @@ type Config struct {
 	STUNServers []netip.AddrPort
 	// TURNServers are allocated on, once the first Route is made, with
 	// ice.EnableRelay in Allow. The first allocation made is the one used.
+	// One found gone (CheckRelay) is replaced by a new one, on another
+	// server first.
 	TURNServers []TURNServer
 	// Allow is GNS's P2P_Transport_ICE_Enable: which local candidates
 	// Routes share. Zero means ice.EnableAll. Without EnablePrivate and
@@ -156,6 +158,9 @@ type Stats struct {
 	RelayedIn       uint64 // datagrams from peers that came through pion's relayed connection
 	RelayedOut      uint64 // datagrams to peers written through pion's relayed connection
 	EventsDropped   uint64 // events dropped because the owner did not take them
+	RelayChecks     uint64 // checks of the allocation in use (CheckRelay)
+	AllocationsLost uint64 // allocations in use found gone and dropped
+	Reallocations   uint64 // allocations made after one was lost
 }
 
 // Writer is how the package sends while the owner calls it: the owner
@@ -180,8 +185,11 @@ type Paths struct {
 	closed   bool
 	routes   map[string]*Route // by local ufrag
 	stun     *stunClient
-	turns    []*turnAlloc // one per TURN server, once started
-	alloc    *turnAlloc   // the allocation in use, once made
+	turns    []*turnAlloc  // one per TURN server, once started
+	alloc    *turnAlloc    // the allocation in use, once made
+	turnKick chan struct{} // closed (and replaced) to cut the waits of allocations retried
+	probing  bool          // CheckRelay's check is out
+	probeAt  time.Time     // when CheckRelay last checked
 	events   []Event
 	relayOut chan relayDatagram
 	stats    Stats
@@ -373,6 +381,21 @@ func (p *Paths) Tick(now time.Time, w Writer) time.Time {
 		w.WriteTo(d.to, nil, d.b)
 	}
 	return next
+}
+
+// AskSTUNAgain has the STUN servers that answered before asked again at
+// once rather than at their next refresh (at most once a second each),
+// as when a Route lost its path: the NAT in front of the socket may have
+// moved it to a new public port, which is then reported as a new
+// server-reflexive candidate (an EventLocalCandidate) to signal to the
+// peers. It reports whether a request is due: the owner should Tick.
+func (p *Paths) AskSTUNAgain(now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.cfg.Allow&ice.EnablePublic == 0 {
+		return false
+	}
+	return p.stun.askAgain(now)
 }
 
 // NextWake returns when Tick has something to do next (zero: nothing).

@@ -103,6 +103,10 @@ func (p *Paths) NewRoute(now time.Time, id uint32, controlling bool) (*Route, er
 		p.startTURNLocked()
 		if p.alloc != nil {
 			r.agent.SetRelayBase()
+		} else if p.turnKick != nil {
+			// An allocation lost and being retried: now, for this Route.
+			close(p.turnKick)
+			p.turnKick = make(chan struct{})
 		}
 	}
 	return r, nil

@@ -246,3 +246,72 @@ func TestRouteChangedAndLost(t *testing.T) {
 		a.mu.Unlock()
 	})
 }
+
+// TestCheckRelay: CheckRelay leaves an allocation its server still has;
+// once that server has stopped, it drops the allocation within
+// probeTimeout and allocates on the other server at once, reported as a
+// new relayed candidate.
+func TestCheckRelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw, rs0, srv0 := turnNet(t)
+		defer nw.Close()
+		rs1, err := relay.NewServer(relay.Config{Logger: slog.New(slog.DiscardHandler), ListenPacket: nw.ListenPacket, ListenAddr: "198.51.100.21:3478", RelayIP: netip.MustParseAddr("198.51.100.21"), Users: map[string]string{"u": "p"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv1 := TURNServer{Addr: rs1.Addr(), Username: "u", Password: "p"}
+		servers := []*relay.Server{rs0, rs1}
+		defer func() {
+			for _, rs := range servers {
+				if rs != nil {
+					rs.Close()
+				}
+			}
+		}()
+		a := newOwner(t, nw, "10.0.0.1:1000", Config{TURNServers: []TURNServer{srv0, srv1}, Allow: ice.EnableRelay})
+		defer a.close()
+		a.newRoute(0x1111, true)
+		al := waitAllocation(t, a)
+		time.Sleep(time.Second) // the other server's allocation is made and let go
+
+		a.p.CheckRelay(time.Now())
+		time.Sleep(2 * probeTimeout)
+		if st := a.p.Stats(); st.RelayChecks != 1 || st.AllocationsLost != 0 {
+			t.Fatalf("a live allocation checked: %+v", st)
+		}
+		if now, _ := a.p.Allocation(); now != al {
+			t.Fatalf("allocation %+v, was %+v", now, al)
+		}
+		a.p.CheckRelay(time.Now()) // within probeEvery: not checked again
+		if st := a.p.Stats(); st.RelayChecks != 1 {
+			t.Fatalf("checked again within probeEvery: %+v", st)
+		}
+
+		servers[al.Index].Close()
+		servers[al.Index] = nil
+		time.Sleep(probeEvery)
+		stopped := time.Now()
+		a.p.CheckRelay(stopped)
+		time.Sleep(probeTimeout + 100*time.Millisecond)
+		if st := a.p.Stats(); st.RelayChecks != 2 || st.AllocationsLost != 1 {
+			t.Fatalf("the allocation on the stopped server: %+v", st)
+		}
+		got, ok := a.p.Allocation()
+		for !ok && time.Since(stopped) < 10*time.Second {
+			time.Sleep(10 * time.Millisecond)
+			got, ok = a.p.Allocation()
+		}
+		if !ok || got.Index == al.Index {
+			t.Fatalf("after the loss: allocation %+v (%v), was %+v", got, ok, al)
+		}
+		t.Logf("a new allocation on server %d %v after the check", got.Index, time.Since(stopped))
+		time.Sleep(100 * time.Millisecond)
+		evs := a.events()
+		if len(evs) != 1 || evs[0].Candidate.Type != ice.Relay || evs[0].Candidate.Addr != got.Relayed {
+			t.Fatalf("events %+v, want the new relayed candidate %v", evs, got.Relayed)
+		}
+		if st := a.p.Stats(); st.Reallocations != 1 {
+			t.Errorf("stats %+v", st)
+		}
+	})
+}

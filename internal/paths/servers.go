@@ -77,6 +77,7 @@ func (p *Paths) SetTURNServers(servers []TURNServer) error {
 		}
 		// A failed allocation tries again with the new credentials.
 		nta := p.newTurnAllocLocked(s, i)
+		nta.retry = ta.retry
 		p.turns[slices.Index(p.turns, ta)] = nta
 		p.wg.Add(1)
 		go p.runTURN(nta)

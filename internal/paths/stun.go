@@ -22,6 +22,11 @@ const (
 	stunRefresh = 15 * time.Second
 )
 
+// stunAskAgainMin is how soon after an answer AskAgain may ask a server
+// again (netmsg's choice: many routes that lose their path at once make
+// one transaction per server, not one each).
+const stunAskAgainMin = time.Second
+
 // stunRetryLater is how long a server that never answered rests before it
 // is asked again (netmsg's choice: GNS gives it up for the session; a
 // server that was briefly unreachable is then found again).
@@ -39,6 +44,7 @@ type stunServer struct {
 	wait   time.Duration // before the next retransmission
 	nextAt time.Time     // when to send next (zero: idle)
 	mapped netip.AddrPort
+	ansAt  time.Time // when it last answered
 }
 
 // stunClient asks STUN servers for the address the socket has as seen from
@@ -87,6 +93,24 @@ func (c *stunClient) start(now time.Time) {
 	for _, s := range c.servers {
 		s.nextAt = now
 	}
+}
+
+// askAgain moves the next refresh of every server that answered before
+// to now (at most once per stunAskAgainMin after its answer): the NAT in
+// front of the socket may have given it a new public address. It reports
+// whether a request is now due.
+func (c *stunClient) askAgain(now time.Time) bool {
+	due := false
+	for _, s := range c.servers {
+		if !c.started || s.asking || !s.mapped.IsValid() || now.Before(s.ansAt.Add(stunAskAgainMin)) {
+			continue
+		}
+		if s.nextAt.After(now) {
+			s.nextAt = now
+		}
+		due = true
+	}
+	return due
 }
 
 // poll returns the next binding request due at now, if any.
@@ -146,6 +170,7 @@ func (c *stunClient) handleResponse(now time.Time, from netip.AddrPort, b []byte
 		c.answers++
 		s.asking, s.sends = false, 0
 		s.nextAt = now.Add(stunRefresh)
+		s.ansAt = now
 		m = unmap(m)
 		if m == s.mapped {
 			return m, false, true

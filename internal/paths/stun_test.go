@@ -190,3 +190,53 @@ func TestSTUNThroughNAT(t *testing.T) {
 		}
 	})
 }
+
+// TestSTUNAskAgain: askAgain moves an answered server's refresh to now,
+// but not within stunAskAgainMin of its answer, not for a server that
+// never answered, and not while a transaction is out.
+func TestSTUNAskAgain(t *testing.T) {
+	srv := netip.MustParseAddrPort("198.51.100.1:3478")
+	c := newSTUNClient([]netip.AddrPort{srv}, nil)
+	t0 := time.Unix(1000, 0)
+	if c.askAgain(t0) {
+		t.Fatal("asks again before start")
+	}
+	c.start(t0)
+	_, b, ok := c.poll(t0)
+	if !ok {
+		t.Fatal("no request")
+	}
+	if c.askAgain(t0) {
+		t.Fatal("asks again while a transaction is out, before any answer")
+	}
+	answer := func(now time.Time, b []byte, mapped netip.AddrPort) {
+		t.Helper()
+		r, _ := ice.BindingResponse(b, mapped)
+		if _, _, taken := c.handleResponse(now, srv, r); !taken {
+			t.Fatal("answer not taken")
+		}
+	}
+	t1 := t0.Add(50 * time.Millisecond)
+	answer(t1, b, netip.MustParseAddrPort("203.0.113.1:40000"))
+	if w := c.nextWake(); w != t1.Add(stunRefresh) {
+		t.Fatalf("next refresh at %v", w)
+	}
+	if c.askAgain(t1.Add(stunAskAgainMin / 2)) {
+		t.Fatal("asks again within stunAskAgainMin of the answer")
+	}
+	t2 := t1.Add(3 * time.Second)
+	if !c.askAgain(t2) || c.nextWake() != t2 {
+		t.Fatalf("askAgain at %v: next wake %v", t2, c.nextWake())
+	}
+	_, b, ok = c.poll(t2)
+	if !ok {
+		t.Fatal("no request after askAgain")
+	}
+	mapped, changed, taken := c.handleResponse(t2, srv, func() []byte {
+		r, _ := ice.BindingResponse(b, netip.MustParseAddrPort("203.0.113.1:40001"))
+		return r
+	}())
+	if !taken || !changed || mapped.Port() != 40001 {
+		t.Fatalf("the new mapping: %v changed %v taken %v", mapped, changed, taken)
+	}
+}

@@ -1,13 +1,16 @@
 package paths
 
 import (
+	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/pion/logging"
+	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 
 	"github.com/netmsg-go/netmsg/internal/ice"
@@ -22,6 +25,13 @@ type turnAlloc struct {
 	index int
 	in    chan []byte // for pion's client (turn-in goroutine); bounded
 	sock  *turnSock
+	// delay is how long the "turn" goroutine waits before it allocates;
+	// retry, that a failed allocation is tried again (after twice the
+	// delay, within reallocFirst-reallocMax) while none is in use: both
+	// set when the allocation in use was lost (relayLost).
+	delay time.Duration
+	retry bool
+	kick  <-chan struct{} // closed when a new Route wants relaying: the delay is cut short
 
 	// Guarded by Paths.mu.
 	failed  bool // no allocation: the client or the allocation failed (its goroutines ended)
@@ -75,7 +85,10 @@ func (p *Paths) startTURNLocked() {
 // newTurnAllocLocked returns the state for server srv, cfg.TURNServers[i];
 // mu is held.
 func (p *Paths) newTurnAllocLocked(srv TURNServer, i int) *turnAlloc {
-	ta := &turnAlloc{srv: srv, index: i, in: make(chan []byte, PionQueue),
+	if p.turnKick == nil {
+		p.turnKick = make(chan struct{})
+	}
+	ta := &turnAlloc{srv: srv, index: i, in: make(chan []byte, PionQueue), kick: p.turnKick,
 		byChan: map[uint16]netip.AddrPort{}, byPeer: map[netip.AddrPort]uint16{}}
 	ta.sock = &turnSock{p: p, done: make(chan struct{})}
 	return ta
@@ -83,12 +96,21 @@ func (p *Paths) newTurnAllocLocked(srv TURNServer, i int) *turnAlloc {
 
 // turnFailed records that ta made no allocation, and ends its client and
 // its "turn-in" goroutine (SetTURNServers may start another with new
-// credentials).
+// credentials). After a lost allocation (ta.retry), another attempt on
+// the same server follows while no allocation is in use.
 func (p *Paths) turnFailed(ta *turnAlloc) {
 	p.mu.Lock()
 	ta.failed = true
 	client := ta.client
 	ta.client = nil
+	if ta.retry && !p.closed && p.alloc == nil && p.turnAt(ta.index) == ta {
+		nta := p.newTurnAllocLocked(p.turnServerLocked(ta.index), ta.index)
+		nta.retry = true
+		nta.delay = min(max(2*ta.delay, reallocFirst), reallocMax)
+		p.turns[slices.Index(p.turns, ta)] = nta
+		p.wg.Add(1)
+		go p.runTURN(nta)
+	}
 	p.mu.Unlock()
 	if client != nil {
 		client.Close()
@@ -96,11 +118,133 @@ func (p *Paths) turnFailed(ta *turnAlloc) {
 	ta.sock.Close()
 }
 
+// turnServerLocked is cfg.TURNServers[i] with its address unmapped; mu
+// is held.
+func (p *Paths) turnServerLocked(i int) TURNServer {
+	s := p.cfg.TURNServers[i]
+	s.Addr = unmap(s.Addr)
+	return s
+}
+
+// Recovery from a lost allocation (netmsg's choices).
+const (
+	// probeTimeout bounds the check of the allocation in use (CheckRelay):
+	// no answer within it (a server that is down, or restarted and forgot
+	// the allocation: pion's server does not answer then) means it is
+	// gone. pion retransmits the request at 200 and 600 ms.
+	probeTimeout = 1500 * time.Millisecond
+	// probeEvery: at most one check this often.
+	probeEvery = 5 * time.Second
+	// reallocFirst is how long the server whose allocation was lost waits
+	// before it is asked again when other servers are configured (they
+	// are asked at once, so the session moves to another relay); a server
+	// that fails waits twice as long each time, up to reallocMax, while
+	// no allocation is in use. A new Route cuts the wait short.
+	reallocFirst = time.Second
+	reallocMax   = 15 * time.Second
+)
+
+// CheckRelay checks the allocation in use, at most once per probeEvery,
+// in the background: a path through it was lost (a route's consent
+// checks went unanswered), which a TURN server that restarted or went
+// away also causes. When the server denies the allocation (437) or does
+// not answer within probeTimeout, the allocation is dropped and every
+// configured server is asked for a new one (the others at once, that one
+// after reallocFirst); the new relayed candidate then arrives as an
+// Event, for the owner to signal to its peers. Safe for concurrent use.
+func (p *Paths) CheckRelay(now time.Time) {
+	p.mu.Lock()
+	ta := p.alloc
+	if p.closed || ta == nil || ta.client == nil || p.probing || (!p.probeAt.IsZero() && now.Before(p.probeAt.Add(probeEvery))) {
+		p.mu.Unlock()
+		return
+	}
+	p.probing, p.probeAt = true, now
+	p.stats.RelayChecks++
+	client, addr := ta.client, ta.addr
+	p.wg.Add(2)
+	p.mu.Unlock()
+	res := make(chan error, 1)
+	go func() {
+		// A CreatePermission for our own relayed address: any answer but
+		// 437 (allocation mismatch) says the server has the allocation.
+		// A stale nonce (a restarted server) is answered with a new one,
+		// and pion asks for the request to be sent again.
+		defer p.wg.Done()
+		var err error
+		for range 3 {
+			if err = client.CreatePermission(net.UDPAddrFromAddrPort(addr)); err == nil || err.Error() != "try again" {
+				break
+			}
+		}
+		res <- err
+	}()
+	go func() {
+		defer p.wg.Done()
+		alive := false
+		select {
+		case err := <-res:
+			var te *stun.TurnError
+			alive = err == nil || (errors.As(err, &te) && te.ErrorCodeAttr.Code != stun.CodeAllocMismatch)
+		case <-time.After(probeTimeout):
+		case <-p.done:
+			return
+		}
+		p.mu.Lock()
+		p.probing = false
+		p.mu.Unlock()
+		if !alive {
+			p.relayLost(ta)
+		}
+	}()
+}
+
+// relayLost drops ta, the allocation in use that its server no longer
+// has, and starts allocating anew on every configured server (ta's own
+// after reallocFirst when there are others), retrying with backoff until
+// one allocation is made.
+func (p *Paths) relayLost(ta *turnAlloc) {
+	p.mu.Lock()
+	if p.closed || p.alloc != ta {
+		p.mu.Unlock()
+		return
+	}
+	p.alloc = nil
+	p.stats.AllocationsLost++
+	old := p.turns
+	p.turns = nil
+	for _, o := range old {
+		nta := p.newTurnAllocLocked(p.turnServerLocked(o.index), o.index)
+		nta.retry = true
+		if o.index == ta.index && len(old) > 1 {
+			nta.delay = reallocFirst
+		}
+		p.turns = append(p.turns, nta)
+		p.wg.Add(1)
+		go p.runTURN(nta)
+	}
+	p.mu.Unlock()
+	p.log.Warn("paths: TURN allocation lost (the server forgot it or is gone): allocating again", "server", ta.srv.Addr)
+	for _, o := range old {
+		o.close(p)
+	}
+}
+
 // runTURN is the "turn" goroutine of one server: it makes pion's client,
 // starts the "turn-in" goroutine that feeds it, allocates, and then reads
 // what peers send to the relayed address.
 func (p *Paths) runTURN(ta *turnAlloc) {
 	defer p.wg.Done()
+	if ta.delay > 0 {
+		select {
+		case <-time.After(ta.delay):
+		case <-ta.kick:
+		case <-p.done:
+			return
+		case <-ta.sock.done:
+			return
+		}
+	}
 	client, err := turn.NewClient(&turn.ClientConfig{
 		STUNServerAddr: ta.srv.Addr.String(), TURNServerAddr: ta.srv.Addr.String(),
 		Username: ta.srv.Username, Password: ta.srv.Password, Realm: ta.srv.Realm,
@@ -112,7 +256,7 @@ func (p *Paths) runTURN(ta *turnAlloc) {
 		return
 	}
 	p.mu.Lock()
-	if p.closed {
+	if p.closed || p.turnAt(ta.index) != ta {
 		p.mu.Unlock()
 		client.Close()
 		return
@@ -126,6 +270,7 @@ func (p *Paths) runTURN(ta *turnAlloc) {
 	if err != nil {
 		select {
 		case <-p.done:
+		case <-ta.sock.done: // replaced (relayLost)
 		default:
 			p.log.Warn("paths: TURN allocation failed", "server", ta.srv.Addr, "why", turnFailure(err), "err", err)
 		}
@@ -134,19 +279,22 @@ func (p *Paths) runTURN(ta *turnAlloc) {
 	}
 	ra, _ := netip.ParseAddrPort(relayed.LocalAddr().String())
 	p.mu.Lock()
-	if p.closed || p.alloc != nil {
+	if p.closed || p.alloc != nil || p.turnAt(ta.index) != ta {
 		p.mu.Unlock()
-		relayed.Close() // closing, or another server's allocation is in use
+		relayed.Close() // closing, replaced, or another server's allocation is in use
 		return
 	}
 	ta.relayed, ta.addr = relayed, unmap(ra)
+	if ta.retry {
+		p.stats.Reallocations++
+	}
 	p.alloc = ta
 	if p.cfg.Allow&ice.EnableRelay != 0 {
 		p.eventLocked(Event{Kind: EventLocalCandidate, Candidate: ta.candidate(p.cfg.Base)})
 	}
 	p.mu.Unlock()
 	p.wg.Add(1)
-	go p.writeRelay(relayed)
+	go p.writeRelay(ta, relayed)
 	if p.cfg.Notify != nil {
 		p.cfg.Notify()
 	}
@@ -222,14 +370,17 @@ func (p *Paths) learnChannel(ta *turnAlloc, ch uint16) {
 	p.mu.Unlock()
 }
 
-// writeRelay is the "relay-out" goroutine: it writes through pion's
-// relayed connection what Routes send to peers on a channel not bound
-// yet (which may block while pion makes the permission and binding).
-func (p *Paths) writeRelay(relayed net.PacketConn) {
+// writeRelay is the "relay-out" goroutine of the allocation in use, ta:
+// it writes through pion's relayed connection what Routes send to peers
+// on a channel not bound yet (which may block while pion makes the
+// permission and binding), until ta is closed.
+func (p *Paths) writeRelay(ta *turnAlloc, relayed net.PacketConn) {
 	defer p.wg.Done()
 	for {
 		select {
 		case <-p.done:
+			return
+		case <-ta.sock.done:
 			return
 		case d := <-p.relayOut:
 			if _, err := relayed.WriteTo(d.b, net.UDPAddrFromAddrPort(d.to)); err != nil {
