@@ -485,3 +485,87 @@ func TestNackFlush(t *testing.T) {
 		}
 	}
 }
+
+// TestDiscardedPacketAcksSoon: a packet discarded because its data is
+// beyond the receive limits (the application is not reading) is not acked,
+// but an ack packet still goes out within discardAckDelay, so a peer whose
+// every packet carries data keeps hearing from us; while discards go on,
+// at most one such packet per delay.
+func TestDiscardedPacketAcksSoon(t *testing.T) {
+	s := mustNew(t, Config{})
+	r := mustNew(t, Config{RecvBufferMessages: 2})
+	buf := make([]byte, 0, 2048)
+	now := t0
+	deliver := func(i int) error {
+		t.Helper()
+		if _, err := s.SendMessage(now, 0, []byte{byte(i)}, Reliable|NoNagle); err != nil {
+			t.Fatal(err)
+		}
+		pkt, num, ok := s.Poll(now, buf)
+		if !ok {
+			t.Fatal("the sender sent nothing")
+		}
+		return r.ReceivePacket(now, num, pkt)
+	}
+	for i := range 2 {
+		if err := deliver(i); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	// The receiver acks what it took, then has nothing to send.
+	now = now.Add(time.Second)
+	for {
+		if _, _, ok := r.Poll(now, buf); !ok {
+			break
+		}
+	}
+	if _, _, ok := r.Poll(now.Add(time.Minute), buf); ok {
+		t.Fatal("an idle receiver sent a packet")
+	}
+	if err := deliver(2); !errors.Is(err, ErrDiscarded) {
+		t.Fatalf("a message past RecvBufferMessages: %v, want ErrDiscarded", err)
+	}
+	d := time.Duration(r.discardAckDelay()) * time.Microsecond
+	if d <= 0 || d > 210*time.Millisecond {
+		t.Fatalf("discard ack delay %v", d)
+	}
+	if w := r.NextWake(); w.IsZero() || w.After(now.Add(d)) {
+		t.Fatalf("NextWake %v, want by %v", w, now.Add(d))
+	}
+	if _, _, ok := r.Poll(now.Add(d/2), buf); ok {
+		t.Fatal("the ack went out before its delay")
+	}
+	if err := deliver(3); !errors.Is(err, ErrDiscarded) {
+		t.Fatalf("a second message past the limit: %v", err)
+	}
+	now = now.Add(d)
+	pkt, _, ok := r.Poll(now, buf)
+	if !ok {
+		t.Fatal("no ack packet after a discarded packet")
+	}
+	if _, _, ok := r.Poll(now, buf); ok {
+		t.Fatal("two ack packets for discards within one delay")
+	}
+	var f wire.Frame
+	dec := wire.Decoder{PktNum: 100, NextSendPktNum: s.nextPktNum, PeerVersion: 13, Resolver: (*resolver)(s)}
+	dec.Reset(pkt)
+	acks := 0
+	for {
+		ok, err := dec.Next(&f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		if f.Kind == wire.KindAck {
+			acks++
+		}
+	}
+	if acks != 1 {
+		t.Fatalf("%d acks in the packet", acks)
+	}
+	if st := r.Stats(now); st.PacketsDiscarded != 2 || st.MessagesRecvReliable != 2 {
+		t.Fatalf("discarded %d, received %d", st.PacketsDiscarded, st.MessagesRecvReliable)
+	}
+}
