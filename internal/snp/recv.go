@@ -125,6 +125,7 @@ func (c *Conn) ReceivePacket(now time.Time, pktNum int64, payload []byte) error 
 			}
 		}
 	}
+	c.seenMax = max(c.seenMax, pktNum)
 	if discard {
 		// The packet stays unacked, so its data comes again; an ack packet
 		// goes out soon all the same (GNS QueueFlushAllAcks), which nacks

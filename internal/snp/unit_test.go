@@ -569,3 +569,65 @@ func TestDiscardedPacketAcksSoon(t *testing.T) {
 		t.Fatalf("discarded %d, received %d", st.PacketsDiscarded, st.MessagesRecvReliable)
 	}
 }
+
+// TestNoStaleAck: while every packet is discarded (the application is not
+// reading), the ack packets that follow report the last packet taken; once
+// that is maxAckLag packets behind the newest one, they go without an ack,
+// which a peer would read, 65,536 packets on, as an ack of a recent packet
+// we discarded (its 16-bit latest field wraps).
+func TestNoStaleAck(t *testing.T) {
+	r := mustNew(t, Config{})
+	buf := make([]byte, 0, 2048)
+	now := t0
+	if err := r.ReceivePacket(now, 1, encode(1, func(e *wire.Encoder) {
+		e.AppendReliable(1, append(wire.AppendMsgHeader(nil, 1, 1), 1), false)
+	})); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 1000)
+	pkt := int64(2)
+	acksIn := func(b []byte) int {
+		t.Helper()
+		var f wire.Frame
+		d := wire.Decoder{PktNum: 1, NextSendPktNum: pkt, PeerVersion: 13, Resolver: (*resolver)(mustNew(t, Config{}))}
+		d.Reset(b)
+		n := 0
+		for {
+			ok, err := d.Next(&f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				return n
+			}
+			if f.Kind == wire.KindAck {
+				n++
+			}
+		}
+	}
+	discard := func(upTo int64) {
+		t.Helper()
+		for ; pkt <= upTo; pkt++ {
+			if err := r.ReceivePacket(now, pkt, encode(pkt, func(e *wire.Encoder) { e.AppendReliable(1<<30, big, false) })); !errors.Is(err, ErrDiscarded) {
+				t.Fatalf("packet %d: %v", pkt, err)
+			}
+		}
+		now = now.Add(time.Second)
+	}
+	discard(maxAckLag)
+	p, _, ok := r.Poll(now, buf)
+	if !ok || acksIn(p) != 1 {
+		t.Fatalf("no ack after %d discarded packets (sent %v)", maxAckLag-1, ok)
+	}
+	discard(maxAckLag + 1)
+	p, _, ok = r.Poll(now, buf)
+	if !ok {
+		t.Fatal("no packet after a discarded packet")
+	}
+	if n := acksIn(p); n != 0 {
+		t.Fatalf("an ack %d packets behind the newest", maxAckLag)
+	}
+	if _, _, ok := r.Poll(now.Add(time.Minute), buf); ok {
+		t.Fatal("a packet with nothing to send")
+	}
+}
