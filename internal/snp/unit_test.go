@@ -631,3 +631,35 @@ func TestNoStaleAck(t *testing.T) {
 		t.Fatal("a packet with nothing to send")
 	}
 }
+
+// TestWrappedStaleAckDropped: an ack of a packet sent a moment ago whose
+// delay field says it was received over 2.09 s ago is a stale ack whose
+// 16-bit latest field wrapped (a receiver that took none of our last 65,536
+// packets): the packet is dropped and nothing is acked. The same ack with
+// a possible delay acks.
+func TestWrappedStaleAckDropped(t *testing.T) {
+	for _, delay := range []uint16{wire.AckDelayNone, wire.AckDelayNone - 1} {
+		s := mustNew(t, Config{})
+		buf := make([]byte, 0, 2048)
+		if _, err := s.SendMessage(t0, 0, []byte("x"), Reliable|NoNagle); err != nil {
+			t.Fatal(err)
+		}
+		_, num, ok := s.Poll(t0, buf)
+		if !ok {
+			t.Fatal("nothing sent")
+		}
+		now := t0.Add(50 * time.Millisecond)
+		if err := s.ReceivePacket(now, 1, encode(1, func(e *wire.Encoder) { e.AppendAck(num, delay, nil) })); !errors.Is(err, ErrDiscarded) {
+			t.Fatalf("delay %#x: %v, want the packet discarded", delay, err)
+		}
+		if st := s.Stats(now); st.PacketsAcked != 0 || st.SentUnackedReliable == 0 {
+			t.Fatalf("delay %#x: acked %d, unacked %d bytes", delay, st.PacketsAcked, st.SentUnackedReliable)
+		}
+		if err := s.ReceivePacket(now, 2, encode(2, func(e *wire.Encoder) { e.AppendAck(num, 100, nil) })); err != nil {
+			t.Fatal(err)
+		}
+		if st := s.Stats(now); st.PacketsAcked != 1 || st.SentUnackedReliable != 0 {
+			t.Fatalf("a fresh ack: acked %d, unacked %d bytes", st.PacketsAcked, st.SentUnackedReliable)
+		}
+	}
+}
