@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -186,6 +187,68 @@ func TestConnSlowReader(t *testing.T) {
 		}
 		if pushedBack := <-sendDone; pushedBack == 0 {
 			t.Error("the sender was never pushed back")
+		}
+	})
+}
+
+// TestConnSlowReaderKeepsSenderHearing: while the receiver does not read
+// and discards the sender's new data, it keeps sending to the sender (acks
+// that nack the discarded packets, answers to ack requests), as GNS does: a
+// sender that hears nothing for TimeoutConnected drops the connection, and
+// a GNS sender's pings always ride packets with data. Over a minute of a
+// sender that keeps writing, the receiver is never silent for a second.
+func TestConnSlowReaderKeepsSenderHearing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		link := netsim.LinkConfig{Delay: 5 * time.Millisecond, Jitter: 2 * time.Millisecond, LossPercent: 10}
+		cli, srv, nw := netsimPair(t, link)
+		defer nw.Close()
+		defer srv.Close()
+		defer cli.Close()
+		c := connectWait(t, cli, srv)
+		s := serverConn(t, srv)
+		var mu sync.Mutex
+		var last time.Time
+		var longest time.Duration
+		back := link
+		back.Drop = func(_ uint64, _ []byte) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			now := time.Now()
+			if !last.IsZero() && now.Sub(last) > longest {
+				longest = now.Sub(last)
+			}
+			last = now
+			return false
+		}
+		if err := nw.SetLink(srv.LocalAddr(), cli.LocalAddr(), back); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 1500)
+		pushedBack := 0
+		for end := time.Now().Add(time.Minute); time.Now().Before(end); {
+			if _, err := cli.SendMessageToConnection(c, b, SendReliable); errors.Is(err, ResultLimitExceeded) {
+				pushedBack++
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		mu.Lock()
+		gap := longest
+		mu.Unlock()
+		if gap >= time.Second {
+			t.Errorf("the receiver was silent for %v while it did not read", gap)
+		}
+		if pushedBack == 0 {
+			t.Error("the sender was never pushed back")
+		}
+		for _, p := range []struct {
+			peer *testPeer
+			c    ConnHandle
+		}{{cli, c}, {srv, s}} {
+			if st, info := p.peer.lastState(p.c); st != StateConnected {
+				t.Fatalf("connection %v: %v %q", p.c, st, info.EndDebug)
+			}
 		}
 	})
 }

@@ -185,13 +185,17 @@ func (c *Conn) recvData(now time.Time, b []byte) error {
 	c.win.mark(pktNum)
 	c.proven = true
 	c.heard(now)
-	if err := c.eng.ReceivePacket(now, pktNum, plain); err != nil {
+	err = c.eng.ReceivePacket(now, pktNum, plain)
+	if err != nil && !errors.Is(err, snp.ErrDiscarded) {
 		var pe *snp.ProtocolError
 		if errors.As(err, &pe) {
 			c.problem(now, pe.EndReason(), pe.Reason)
 		}
 		return err
 	}
+	// A packet discarded by the engine (its data beyond the receive
+	// limits while the application does not read) still has its ack
+	// request answered, as GNS does: the peer must keep hearing from us.
 	if stats != nil {
 		// GNS RecvStats: an ack request (or stats, which imply one) is
 		// answered with an ack, without delay when asked.
@@ -203,7 +207,7 @@ func (c *Conn) recvData(now time.Time, b []byte) error {
 			}
 		}
 	}
-	return nil
+	return err
 }
 
 // Poll appends the next datagram due now to dst[:0] and returns it, or

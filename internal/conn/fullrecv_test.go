@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -38,5 +39,55 @@ func TestFullReceiverStaysAlive(t *testing.T) {
 	}
 	if got != 50 {
 		t.Fatalf("received %d of 50 once reading", got)
+	}
+}
+
+// TestDiscardedPacketAckRequestAnswered: a data packet whose reliable data
+// the full receiver discards may also carry the peer's ack request (GNS
+// puts its pings and keepalives on packets with data); the request is
+// answered all the same, at once when asked to be.
+func TestDiscardedPacketAckRequestAnswered(t *testing.T) {
+	cc, sc := testConfig("str:alice"), testConfig("str:bob")
+	sc.SNP.RecvBufferMessages = 2
+	cli, srv, now := p2pPair(t, cc, sc)
+	for i := range 2 {
+		if _, err := cli.SendKeyed(now, 0, nil, []byte{byte(i)}, snp.Reliable|snp.NoNagle); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = p2pRun(t, cli, srv, now, 100*time.Millisecond)
+	buf := make([]byte, 0, 2048)
+	if _, ok := srv.Poll(now, buf); ok {
+		t.Fatal("the receiver had something left to send")
+	}
+	// The next packet carries a new message and an immediate ack request.
+	if _, err := cli.SendKeyed(now, 0, nil, []byte{2}, snp.Reliable|snp.NoNagle); err != nil {
+		t.Fatal(err)
+	}
+	cli.replyTimeouts, cli.lastImmediate = 1, time.Time{}
+	dg, ok := cli.Poll(now, buf)
+	if !ok {
+		t.Fatal("the sender sent nothing")
+	}
+	before := srv.ConnStats()
+	if err := srv.HandleDatagram(now, srv.RemoteAddr(), append([]byte(nil), dg...)); !errors.Is(err, snp.ErrDiscarded) {
+		t.Fatalf("a message past RecvBufferMessages: %v, want it discarded", err)
+	}
+	after := srv.ConnStats()
+	if after.Discarded != before.Discarded+1 {
+		t.Fatalf("discarded %d -> %d", before.Discarded, after.Discarded)
+	}
+	if after.AckRequestsRecv != before.AckRequestsRecv+1 {
+		t.Fatalf("ack requests %d -> %d: the request in the discarded packet was ignored", before.AckRequestsRecv, after.AckRequestsRecv)
+	}
+	reply, ok := srv.Poll(now, buf)
+	if !ok {
+		t.Fatal("no immediate answer to the ack request")
+	}
+	if err := cli.HandleDatagram(now, cli.RemoteAddr(), append([]byte(nil), reply...)); err != nil {
+		t.Fatal(err)
+	}
+	if cli.replyTimeouts != 0 {
+		t.Fatalf("the sender still counts %d reply timeouts", cli.replyTimeouts)
 	}
 }

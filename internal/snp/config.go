@@ -42,6 +42,11 @@ const (
 	// maxPacketGaps is k_nMaxPacketGaps: the receiver tracks at most this
 	// many holes in the packet numbers it received.
 	maxPacketGaps = 62
+	// maxAckLag: no ack is sent whose latest packet number is this far
+	// behind the newest packet number decoded, a quarter of the 16-bit
+	// range the ack carries (where GNS warns that a peer comes close to
+	// the boundary).
+	maxAckLag = 1 << 14
 	// maxReliableGapsExtend is k_nMaxReliableStreamGaps_Extend: reliable
 	// data that would open a new hole past the end of a lane's stream is
 	// discarded when the lane already has this many holes.

@@ -51,6 +51,7 @@ type Conn struct {
 	ackElicit      int   // reliable-carrying packets since the last ack we sent
 	ackElicitUnrel int   // packets of unreliable data only since the last ack we sent
 	forceAt        int64 // QueueAck: a packet must go out by then, even an empty one
+	seenMax        int64 // highest packet number decoded, discarded ones included
 	inbox          msgQueue
 	bufferedRel    int // reliable bytes buffered in receive lanes
 	useg           []unrelSeg

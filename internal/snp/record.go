@@ -161,6 +161,16 @@ func (c *Conn) appendAck(t int64, room int) {
 		if latest < r.minAck {
 			return
 		}
+		if c.seenMax-latest >= maxAckLag {
+			// Every packet for that long was discarded (the application
+			// is not reading): an ack this stale would reach a peer
+			// that reads its 16-bit latest field as a packet 65,536
+			// later once it sent that many, and take it for an ack of
+			// packets we discarded. The packet goes without an ack.
+			c.ackDirty = false
+			c.ackDue = never
+			return
+		}
 		c.blocks = c.blocks[:0]
 		hi := latest + 1
 		for i := k - 1; i >= 0; i-- {

@@ -125,8 +125,14 @@ func (c *Conn) ReceivePacket(now time.Time, pktNum int64, payload []byte) error 
 			}
 		}
 	}
+	c.seenMax = max(c.seenMax, pktNum)
 	if discard {
+		// The packet stays unacked, so its data comes again; an ack packet
+		// goes out soon all the same (GNS QueueFlushAllAcks), which nacks
+		// it and keeps the peer hearing from us while the application is
+		// not reading: a peer that sends and hears nothing back times out.
 		c.st.pktsDiscarded++
+		c.forceAt = min(c.forceAt, t+c.discardAckDelay())
 		return ErrDiscarded
 	}
 	c.st.pktsRecv++
@@ -392,6 +398,18 @@ func (c *Conn) tryAssemble(lane uint32, num int64) {
 	c.removeUnrel(lane, num)
 	*buf = b
 	c.deliverBuf(lane, num, false, buf)
+}
+
+// discardAckDelay is how soon an ack packet follows a packet discarded for
+// the receive limits: twice the smoothed RTT plus 10 ms, the RTT taken as
+// 100 ms when unknown or longer (GNS's delay in the same case). At most one
+// such packet goes out per delay, however many packets are discarded.
+func (c *Conn) discardAckDelay() int64 {
+	rtt := c.rtt.srtt
+	if rtt < 0 || rtt > int64(100*time.Millisecond/time.Microsecond) {
+		rtt = int64(100 * time.Millisecond / time.Microsecond)
+	}
+	return 2*rtt + int64(10*time.Millisecond/time.Microsecond)
 }
 
 // nackFlush is how long a small hole in the packet numbers is held back

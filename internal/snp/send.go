@@ -467,9 +467,22 @@ func (c *Conn) onAck(t int64, f *wire.Frame) error {
 	if latest < c.cfg.FirstPktNum-1 {
 		return protoErr("ack below the first packet", nil)
 	}
-	if p := c.inflight.get(latest); p != nil && p.state == pktInFlight && f.AckDelay != wire.AckDelayNone {
-		rtt := t - p.sentAt - int64(f.AckDelay)<<wire.AckDelayShift
-		c.rtt.sample(max(rtt, 0), t)
+	if p := c.inflight.get(latest); p != nil {
+		// A saturated ack delay (GNS writes AckDelayNone, we the value
+		// below it) says the peer got packet latest over 2.09 s ago. If
+		// we sent it more recently, the ack is a stale one from a
+		// receiver that has taken none of our last 65,536 packets (it
+		// discards them while its application does not read): its 16-bit
+		// latest field wrapped onto a recent packet, and taking it would
+		// ack packets the peer discarded. The packet is dropped, as GNS
+		// drops an ack of a packet not yet sent.
+		if f.AckDelay >= wire.AckDelayNone-1 && t-p.sentAt < int64(wire.AckDelayNone-1)<<wire.AckDelayShift {
+			return ErrDiscarded
+		}
+		if p.state == pktInFlight && f.AckDelay != wire.AckDelayNone {
+			rtt := t - p.sentAt - int64(f.AckDelay)<<wire.AckDelayShift
+			c.rtt.sample(max(rtt, 0), t)
+		}
 	}
 	hi := latest + 1
 	for _, b := range f.AckBlocks {

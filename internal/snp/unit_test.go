@@ -485,3 +485,181 @@ func TestNackFlush(t *testing.T) {
 		}
 	}
 }
+
+// TestDiscardedPacketAcksSoon: a packet discarded because its data is
+// beyond the receive limits (the application is not reading) is not acked,
+// but an ack packet still goes out within discardAckDelay, so a peer whose
+// every packet carries data keeps hearing from us; while discards go on,
+// at most one such packet per delay.
+func TestDiscardedPacketAcksSoon(t *testing.T) {
+	s := mustNew(t, Config{})
+	r := mustNew(t, Config{RecvBufferMessages: 2})
+	buf := make([]byte, 0, 2048)
+	now := t0
+	deliver := func(i int) error {
+		t.Helper()
+		if _, err := s.SendMessage(now, 0, []byte{byte(i)}, Reliable|NoNagle); err != nil {
+			t.Fatal(err)
+		}
+		pkt, num, ok := s.Poll(now, buf)
+		if !ok {
+			t.Fatal("the sender sent nothing")
+		}
+		return r.ReceivePacket(now, num, pkt)
+	}
+	for i := range 2 {
+		if err := deliver(i); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	// The receiver acks what it took, then has nothing to send.
+	now = now.Add(time.Second)
+	for {
+		if _, _, ok := r.Poll(now, buf); !ok {
+			break
+		}
+	}
+	if _, _, ok := r.Poll(now.Add(time.Minute), buf); ok {
+		t.Fatal("an idle receiver sent a packet")
+	}
+	if err := deliver(2); !errors.Is(err, ErrDiscarded) {
+		t.Fatalf("a message past RecvBufferMessages: %v, want ErrDiscarded", err)
+	}
+	d := time.Duration(r.discardAckDelay()) * time.Microsecond
+	if d <= 0 || d > 210*time.Millisecond {
+		t.Fatalf("discard ack delay %v", d)
+	}
+	if w := r.NextWake(); w.IsZero() || w.After(now.Add(d)) {
+		t.Fatalf("NextWake %v, want by %v", w, now.Add(d))
+	}
+	if _, _, ok := r.Poll(now.Add(d/2), buf); ok {
+		t.Fatal("the ack went out before its delay")
+	}
+	if err := deliver(3); !errors.Is(err, ErrDiscarded) {
+		t.Fatalf("a second message past the limit: %v", err)
+	}
+	now = now.Add(d)
+	pkt, _, ok := r.Poll(now, buf)
+	if !ok {
+		t.Fatal("no ack packet after a discarded packet")
+	}
+	if _, _, ok := r.Poll(now, buf); ok {
+		t.Fatal("two ack packets for discards within one delay")
+	}
+	var f wire.Frame
+	dec := wire.Decoder{PktNum: 100, NextSendPktNum: s.nextPktNum, PeerVersion: 13, Resolver: (*resolver)(s)}
+	dec.Reset(pkt)
+	acks := 0
+	for {
+		ok, err := dec.Next(&f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		if f.Kind == wire.KindAck {
+			acks++
+		}
+	}
+	if acks != 1 {
+		t.Fatalf("%d acks in the packet", acks)
+	}
+	if st := r.Stats(now); st.PacketsDiscarded != 2 || st.MessagesRecvReliable != 2 {
+		t.Fatalf("discarded %d, received %d", st.PacketsDiscarded, st.MessagesRecvReliable)
+	}
+}
+
+// TestNoStaleAck: while every packet is discarded (the application is not
+// reading), the ack packets that follow report the last packet taken; once
+// that is maxAckLag packets behind the newest one, they go without an ack,
+// which a peer would read, 65,536 packets on, as an ack of a recent packet
+// we discarded (its 16-bit latest field wraps).
+func TestNoStaleAck(t *testing.T) {
+	r := mustNew(t, Config{})
+	buf := make([]byte, 0, 2048)
+	now := t0
+	if err := r.ReceivePacket(now, 1, encode(1, func(e *wire.Encoder) {
+		e.AppendReliable(1, append(wire.AppendMsgHeader(nil, 1, 1), 1), false)
+	})); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 1000)
+	pkt := int64(2)
+	acksIn := func(b []byte) int {
+		t.Helper()
+		var f wire.Frame
+		d := wire.Decoder{PktNum: 1, NextSendPktNum: pkt, PeerVersion: 13, Resolver: (*resolver)(mustNew(t, Config{}))}
+		d.Reset(b)
+		n := 0
+		for {
+			ok, err := d.Next(&f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				return n
+			}
+			if f.Kind == wire.KindAck {
+				n++
+			}
+		}
+	}
+	discard := func(upTo int64) {
+		t.Helper()
+		for ; pkt <= upTo; pkt++ {
+			if err := r.ReceivePacket(now, pkt, encode(pkt, func(e *wire.Encoder) { e.AppendReliable(1<<30, big, false) })); !errors.Is(err, ErrDiscarded) {
+				t.Fatalf("packet %d: %v", pkt, err)
+			}
+		}
+		now = now.Add(time.Second)
+	}
+	discard(maxAckLag)
+	p, _, ok := r.Poll(now, buf)
+	if !ok || acksIn(p) != 1 {
+		t.Fatalf("no ack after %d discarded packets (sent %v)", maxAckLag-1, ok)
+	}
+	discard(maxAckLag + 1)
+	p, _, ok = r.Poll(now, buf)
+	if !ok {
+		t.Fatal("no packet after a discarded packet")
+	}
+	if n := acksIn(p); n != 0 {
+		t.Fatalf("an ack %d packets behind the newest", maxAckLag)
+	}
+	if _, _, ok := r.Poll(now.Add(time.Minute), buf); ok {
+		t.Fatal("a packet with nothing to send")
+	}
+}
+
+// TestWrappedStaleAckDropped: an ack of a packet sent a moment ago whose
+// delay field says it was received over 2.09 s ago is a stale ack whose
+// 16-bit latest field wrapped (a receiver that took none of our last 65,536
+// packets): the packet is dropped and nothing is acked. The same ack with
+// a possible delay acks.
+func TestWrappedStaleAckDropped(t *testing.T) {
+	for _, delay := range []uint16{wire.AckDelayNone, wire.AckDelayNone - 1} {
+		s := mustNew(t, Config{})
+		buf := make([]byte, 0, 2048)
+		if _, err := s.SendMessage(t0, 0, []byte("x"), Reliable|NoNagle); err != nil {
+			t.Fatal(err)
+		}
+		_, num, ok := s.Poll(t0, buf)
+		if !ok {
+			t.Fatal("nothing sent")
+		}
+		now := t0.Add(50 * time.Millisecond)
+		if err := s.ReceivePacket(now, 1, encode(1, func(e *wire.Encoder) { e.AppendAck(num, delay, nil) })); !errors.Is(err, ErrDiscarded) {
+			t.Fatalf("delay %#x: %v, want the packet discarded", delay, err)
+		}
+		if st := s.Stats(now); st.PacketsAcked != 0 || st.SentUnackedReliable == 0 {
+			t.Fatalf("delay %#x: acked %d, unacked %d bytes", delay, st.PacketsAcked, st.SentUnackedReliable)
+		}
+		if err := s.ReceivePacket(now, 2, encode(2, func(e *wire.Encoder) { e.AppendAck(num, 100, nil) })); err != nil {
+			t.Fatal(err)
+		}
+		if st := s.Stats(now); st.PacketsAcked != 1 || st.SentUnackedReliable != 0 {
+			t.Fatalf("a fresh ack: acked %d, unacked %d bytes", st.PacketsAcked, st.SentUnackedReliable)
+		}
+	}
+}
