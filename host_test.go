@@ -453,3 +453,16 @@ func TestHostReceivePollGroup(t *testing.T) {
 		}
 	})
 }
+
+// waitUntil polls cond every 10 ms until it holds (true) or limit passed
+// (false), for tests that report more than waitFor does on a timeout.
+func waitUntil(limit time.Duration, cond func() bool) bool {
+	end := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(end) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}

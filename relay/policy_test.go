@@ -289,7 +289,8 @@ func TestRelayGoneClientExpires(t *testing.T) {
 }
 
 // TestRelayAuthFailuresLogged: every failed authentication is counted by
-// reason; the log gets one line per second at most, with the client's
+// reason and answered 401 with a fresh nonce (RFC 8489; pion/turn since
+// v5.1.3); the log gets one line per second at most, with the client's
 // address, and the next line counts those held back.
 func TestRelayAuthFailuresLogged(t *testing.T) {
 	var logs syncBuffer
@@ -304,19 +305,19 @@ func TestRelayAuthFailuresLogged(t *testing.T) {
 	defer s.Close()
 	guesser := newRawTURN(t, s.Addr(), "127.0.0.1:0", "u", "wrong")
 	for i := range 50 {
-		if code := guesser.allocate(); code != 400 {
-			t.Fatalf("guess %d: %d, want 400", i, code)
+		if code := guesser.allocate(); code != 401 {
+			t.Fatalf("guess %d: %d, want 401", i, code)
 		}
 	}
 	expU, expP := RESTCredential("k", "x", now.Add(-time.Second))
 	for range 5 {
-		if code := newRawTURN(t, s.Addr(), "127.0.0.1:0", expU, expP).allocate(); code != 400 {
-			t.Fatalf("expired: %d, want 400", code)
+		if code := newRawTURN(t, s.Addr(), "127.0.0.1:0", expU, expP).allocate(); code != 401 {
+			t.Fatalf("expired: %d, want 401", code)
 		}
 	}
 	for range 7 {
-		if code := newRawTURN(t, s.Addr(), "127.0.0.1:0", "nobody", "x").allocate(); code != 400 {
-			t.Fatalf("unknown: %d, want 400", code)
+		if code := newRawTURN(t, s.Addr(), "127.0.0.1:0", "nobody", "x").allocate(); code != 401 {
+			t.Fatalf("unknown: %d, want 401", code)
 		}
 	}
 	st := s.Stats()
