@@ -306,12 +306,15 @@ func dialTransport(ctx context.Context, addr string, tlsConfig *tls.Config, dial
 }
 
 // readLine reads one line of at most maxLine bytes, without its newline.
+// errLineTooLong is readLine's error for a line over maxLine bytes.
+var errLineTooLong = errors.New("signaling: line too long")
+
 func readLine(r *bufio.Reader) ([]byte, error) {
 	var line []byte
 	for {
 		frag, err := r.ReadSlice('\n')
 		if len(line)+len(frag) > maxLine {
-			return nil, errors.New("signaling: line too long")
+			return nil, errLineTooLong
 		}
 		line = append(line, frag...)
 		if err == nil {

@@ -90,7 +90,7 @@ func (s *Server) Collect(ch chan<- prometheus.Metric) {
 		{"full", st.RefusedFull}, {"per_address", st.RefusedAddr}, {"trivial", st.RefusedTrivial},
 		{"auth_failed", st.AuthFailed}, {"takeover", st.TakeoverRefused}, {"pending_evicted", st.PendingEvicted},
 		{"absent_flood", st.AbsentFloods}, {"handshake_timeout", st.HandshakeTimeouts},
-		{"idle_timeout", st.IdleTimeouts}, {"slow_reader", st.SlowReaders},
+		{"idle_timeout", st.IdleTimeouts}, {"slow_reader", st.SlowReaders}, {"read_error", st.ReadErrors},
 	} {
 		counter(descRefused, r.v, r.reason)
 	}

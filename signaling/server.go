@@ -136,6 +136,7 @@ type ServerStats struct {
 	RateLimited                     uint64
 	QueueDropped                    uint64 // the recipient did not read fast enough
 	Malformed                       uint64 // bad lines (an oversized one closes the client)
+	ReadErrors                      uint64 // connections that ended with a read error other than a timeout, an oversized line or a close (a reset, say)
 	AuthFailed                      uint64 // authentication refused (bad certificate, untrusted CA, wrong identity or key, bad or replayed proof)
 	TakeoverRefused                 uint64 // a trivial client or another key claiming an authenticated identity
 	Refused                         uint64 // connections refused: the sum of RefusedFull, RefusedAddr and RefusedTrivial
@@ -684,8 +685,10 @@ func (c *srvClient) readLoop() {
 			switch {
 			case isTimeout(err):
 				s.count(func(st *ServerStats) { st.IdleTimeouts++ })
-			case !isClosed(err):
+			case errors.Is(err, errLineTooLong):
 				s.count(func(st *ServerStats) { st.Malformed++ })
+			case !isClosed(err):
+				s.count(func(st *ServerStats) { st.ReadErrors++ })
 			}
 			s.log.Debug("signaling: client read", "identity", c.id, "err", err)
 			return
@@ -779,8 +782,11 @@ func (c *srvClient) register(r *bufio.Reader) error {
 	s := c.s
 	line, err := readLine(r)
 	if err != nil {
-		if !isTimeout(err) && !isClosed(err) {
+		switch {
+		case errors.Is(err, errLineTooLong):
 			s.count(func(st *ServerStats) { st.Malformed++ })
+		case !isTimeout(err) && !isClosed(err):
+			s.count(func(st *ServerStats) { st.ReadErrors++ })
 		}
 		return err
 	}

@@ -829,6 +829,12 @@ func TestServerLimits(t *testing.T) {
 		t.Error("a client with an oversized line was kept")
 	}
 	waitStats(t, s, func(st signaling.ServerStats) bool { return st.Malformed == 2 && st.Clients == 0 })
+	// A connection reset: a read error, not a bad line.
+	reset := dialRaw(t, addr, "str:reset")
+	waitStats(t, s, func(st signaling.ServerStats) bool { return st.Trivial == 1 })
+	reset.c.(*net.TCPConn).SetLinger(0)
+	reset.c.Close()
+	waitStats(t, s, func(st signaling.ServerStats) bool { return st.ReadErrors == 1 && st.Malformed == 2 && st.Clients == 0 })
 
 	silent := dialRaw(t, addr, "") // never registers
 	if !silent.closed() {
