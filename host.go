@@ -159,7 +159,7 @@ type HostStats struct {
 	WrongAddr                 int64 // datagrams for a connection from an address that is not its peer's (a forged close, say): dropped, also in Dropped
 	ChallengesAnswered        int64
 	ConnectsRefused           int64
-	ConnectsDropped           int64 // connect requests a service left unanswered for now (the losing side of a symmetric connect): the peer's next attempt is judged afresh
+	ConnectsDropped           int64 // connect requests a service did not take (the losing side of a symmetric connect), dropped without a reply or any state, so the peer's next attempt is judged afresh
 	ICERestarts               int64 // P2P connections whose ICE started over (symmetric connect turned them into the accepting side)
 }
 

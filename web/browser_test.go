@@ -85,6 +85,14 @@ func newBrowserEnvWith(t *testing.T, sc signaling.ServerConfig) *browserEnv {
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
 
+	e := &browserEnv{t: t, wsURL: "ws://" + wsAddr.String() + "/", tcp: tcp.String(), page: hs.URL + "/test.html", ctx: startBrowser(t, bin, 3*time.Minute)}
+	e.load(e.ctx)
+	return e
+}
+
+// startBrowser starts headless Chromium (bin) for the test and returns
+// its first tab's context, which ends after limit.
+func startBrowser(t *testing.T, bin string, limit time.Duration) context.Context {
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox,
 		chromedp.Flag("headless", true), chromedp.DisableGPU,
 		// Host candidates as addresses, not mDNS names (which the Go side
@@ -94,11 +102,9 @@ func newBrowserEnvWith(t *testing.T, sc signaling.ServerConfig) *browserEnv {
 	t.Cleanup(cancel)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(cancel)
-	ctx, cancel = context.WithTimeout(ctx, 3*time.Minute)
+	ctx, cancel = context.WithTimeout(ctx, limit)
 	t.Cleanup(cancel)
-	e := &browserEnv{t: t, wsURL: "ws://" + wsAddr.String() + "/", tcp: tcp.String(), page: hs.URL + "/test.html", ctx: ctx}
-	e.load(ctx)
-	return e
+	return ctx
 }
 
 // load opens the test page in the tab of ctx.

@@ -2,7 +2,6 @@ package web
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -12,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/chromedp/chromedp"
 )
 
 // TestBrowserSignalCommand: the deployment a page uses, end to end. The
@@ -82,15 +79,7 @@ window.ready = true;
 </script>`, httpURL+"/netmsg.js")
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, page) }))
 	t.Cleanup(hs.Close)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox,
-		chromedp.Flag("headless", true), chromedp.DisableGPU,
-		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancel)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(cancel)
-	ctx, cancel = context.WithTimeout(ctx, 2*time.Minute)
-	t.Cleanup(cancel)
+	ctx := startBrowser(t, bin, 2*time.Minute)
 	e := &browserEnv{t: t, wsURL: wsURL, tcp: tcp, page: hs.URL + "/", ctx: ctx}
 	e.load(ctx)
 

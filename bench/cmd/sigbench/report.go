@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/netmsg-go/netmsg/bench/machine"
 	"slices"
 	"strings"
 	"time"
@@ -11,10 +12,10 @@ import (
 // machine, the command, with several runs a table of the main figures'
 // medians, each run's table with a column per setup, and how each figure
 // was taken.
-func formatReport(m machine, c config, rs []*results) string {
+func formatReport(m machine.Machine, c config, rs []*results) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Signaling: %d nodes on NATS and one node, %d clients\n\n", c.Nodes, c.Clients)
-	for _, l := range m.lines() {
+	for _, l := range m.Lines() {
 		fmt.Fprintf(&b, "%s  \n", l)
 	}
 	fmt.Fprintf(&b, "open files limit (RLIMIT_NOFILE) of every process: %d\n\n", rs[0].Nofile)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/netmsg-go/netmsg/bench/machine"
 	"io"
 	"math"
 	"os"
@@ -83,7 +84,7 @@ func runCmd(args []string) error {
 		return err
 	}
 	c.Binary = self
-	m := thisMachine(append([]string{"sigbench"}, os.Args[1:]...))
+	m := machine.This(append([]string{"sigbench"}, os.Args[1:]...))
 	var rs []*results
 	for i := range *runs {
 		if *runs > 1 {
@@ -95,7 +96,7 @@ func runCmd(args []string) error {
 		}
 		rs = append(rs, res)
 	}
-	m.finish()
+	m.Finish()
 	rep := formatReport(m, c, rs)
 	fmt.Print(rep)
 	if *out != "" {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/netmsg-go/netmsg/bench/machine"
 	"os"
 	"strings"
 	"sync"
@@ -82,7 +83,7 @@ func TestSmall(t *testing.T) {
 	if d == nil || !d.RefusedBefore || d.Taken <= 0 || len(d.SeenDead) != 2 || d.SeenDead[0] <= 0 || d.SeenDead[1] <= 0 {
 		t.Errorf("death phase: %+v", d)
 	}
-	rep := formatReport(thisMachine([]string{"sigbench", "run", "--small"}), c, []*results{r, r})
+	rep := formatReport(machine.This([]string{"sigbench", "run", "--small"}), c, []*results{r, r})
 	for _, want := range []string{"3 nodes on NATS", "1 node", "signals/s sustained, clients on different nodes", "resident memory per client", "dead node's identities released", "Median of 2 runs", "## Run 2"} {
 		if !strings.Contains(rep, want) {
 			t.Errorf("report without %q:\n%s", want, rep)
