@@ -60,21 +60,29 @@ func (h *Host) endSupersededLocked(now time.Time, old *hostConn) {
 	unlockConn(old)
 }
 
+// lateRequestWindow is how long after our connection of a symmetric
+// connect came up a copy of the peer's losing request may still arrive
+// (delayed or duplicated by the network).
+const lateRequestWindow = 2 * time.Second
+
 // supersedesLocked reports whether hc, a direct connection on service
 // svc's port that the peer just asked for, supersedes our client
 // connection to the same peer: ours is connected, to the same address,
 // and the peer's certificate has another key (it restarted with a fresh
-// one), or ours was connected for longer than the connect timeout (a
+// one), or ours was connected for longer than lateRequestWindow (a
 // symmetric connect's losing request, from the same peer with the same
-// key, cannot come that late: the peer's losing connection gives up by
-// then). It returns our connection, or nil.
+// key, cannot come that late: the peer stops asking on its losing
+// connection once it accepted ours, so only copies still in flight
+// arrive after ours is up; a request later than that is the peer's new
+// session, made after it closed or lost ours). It returns our
+// connection, or nil.
 func (h *Host) supersedesLocked(now time.Time, svc service, hc *hostConn) *hostConn {
 	old := svc.clientLocked(hc.identity)
 	if old == nil || old.p2p != nil || old == hc || old.c.RemoteAddr() != hc.c.RemoteAddr() ||
 		old.c.State() != conn.StateConnected || old.c.RemoteID() == hc.c.RemoteID() {
 		return nil
 	}
-	if !bytes.Equal(old.c.PeerKey(), hc.c.PeerKey()) || !now.Before(old.c.StateSince().Add(h.cfg.TimeoutInitial)) {
+	if !bytes.Equal(old.c.PeerKey(), hc.c.PeerKey()) || !now.Before(old.c.StateSince().Add(lateRequestWindow)) {
 		return old
 	}
 	return nil
