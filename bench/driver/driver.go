@@ -202,4 +202,3 @@ func cpuSeconds(ps *os.ProcessState) float64 {
 	}
 	return (ps.UserTime() + ps.SystemTime()).Seconds()
 }
-
