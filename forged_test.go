@@ -3,7 +3,6 @@ package netmsg
 import (
 	"net/netip"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -63,7 +62,7 @@ func forgeCloses(t *testing.T, nw *netsim.Network, victim netip.AddrPort, local,
 // its candidates, do not end the session: they are counted (WrongAddr) and
 // dropped, and messages go on both ways.
 func TestForgedCloseP2P(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 10 * time.Millisecond}})
 		defer nw.Close()
 		hub, _ := signaling.NewHub(signaling.HubConfig{Delay: 20 * time.Millisecond})
@@ -112,7 +111,7 @@ func TestForgedCloseP2P(t *testing.T) {
 // TestForgedCloseDirect: the same forged datagrams against a direct (UDP)
 // Messages session are counted and dropped too.
 func TestForgedCloseDirect(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 10 * time.Millisecond}})
 		defer nw.Close()
 		ps := newMsgPeers(t, nw, 2)

@@ -4,7 +4,6 @@ import (
 	"crypto/ed25519"
 	"net/netip"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -109,7 +108,7 @@ func (r *replayer) replay(from netip.AddrPort) {
 // packet, time out and free their places, after which a real client
 // connects.
 func TestHalfOpenReplayFlood(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: time.Millisecond}})
 		defer nw.Close()
 		var srvM *Messages

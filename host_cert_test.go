@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -126,7 +125,7 @@ const (
 // TestHostCertSigned: two Hosts with certificates signed by a CA both
 // trust connect, and each knows the other by its certificate's identity.
 func TestHostCertSigned(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		ca := testKey(1)
 		now := time.Now()
 		alice := certSpec{ca: ca, identity: "str:alice", key: testKey(2), apps: []uint32{certTestApp, certOtherApp}, created: now, expiry: now.Add(time.Hour)}
@@ -182,7 +181,7 @@ func TestHostCertRefused(t *testing.T) {
 			tc.badApp = certTestApp
 		}
 		t.Run(tc.name+"/client cert", func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
 				now := time.Now()
 				alice := tc.bad(now, certSpec{ca: ca, identity: "str:alice", key: testKey(2), apps: []uint32{certTestApp}, created: now, expiry: now.Add(time.Hour)})
 				bob := certSpec{ca: ca, identity: "str:bob", key: testKey(3), apps: []uint32{certTestApp}, created: now, expiry: now.Add(time.Hour)}
@@ -222,7 +221,7 @@ func TestHostCertRefused(t *testing.T) {
 			continue
 		}
 		t.Run(tc.name+"/server cert", func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
 				now := time.Now()
 				alice := certSpec{ca: ca, identity: "str:alice", key: testKey(2), apps: []uint32{certTestApp}, created: now, expiry: now.Add(time.Hour)}
 				bob := tc.bad(now, certSpec{ca: ca, identity: "str:bob", key: testKey(3), apps: []uint32{certTestApp}, created: now, expiry: now.Add(time.Hour)})

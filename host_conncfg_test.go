@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/netmsg-go/netmsg/netsim"
@@ -29,7 +28,7 @@ func acceptedServerConns(p *testPeer) []ConnHandle {
 // time uses them and another connection of the same Host does not; a live
 // change takes effect; bad settings are refused.
 func TestConnectionSettings(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		cli, srv, nw := netsimPair(t, netsim.LinkConfig{Delay: 10 * time.Millisecond})
 		defer nw.Close()
 		defer srv.Close()
@@ -95,7 +94,7 @@ func TestConnectionSettings(t *testing.T) {
 // TestConnectionSettingsAccept: the accepting side can give a connection its
 // own settings.
 func TestConnectionSettingsAccept(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		nw, ea, eb := netsimEndpoints(t, netsim.LinkConfig{Delay: 10 * time.Millisecond})
 		defer nw.Close()
 		cli := newTestPeer(t, Config{PacketConn: ea}, false)
@@ -194,7 +193,7 @@ func (p *testPeer) testPeerOf() *testPeer { return p }
 // TestLanesPriority: while a more urgent lane has data, a less urgent lane
 // sends nothing, whatever the order the messages were queued in.
 func TestLanesPriority(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		order := laneRun(t, []Lane{{Priority: 0}, {Priority: 1}}, 100)
 		// Everything of lane 0 before anything of lane 1, but for what
 		// was already in flight when lane 0's data was queued (nothing:
@@ -215,7 +214,7 @@ func TestLanesPriority(t *testing.T) {
 
 // TestLanesWeights: lanes of equal priority share the rate by weight.
 func TestLanesWeights(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		order := laneRun(t, []Lane{{Weight: 1}, {Weight: 3}}, 200)
 		// While both have a backlog (the first half of the run), lane 1
 		// gets about three times lane 0's share.
@@ -232,7 +231,7 @@ func TestLanesWeights(t *testing.T) {
 // TestSendMessagesBatch: one result per message, in order per connection;
 // an unknown connection and an oversized message fail alone.
 func TestSendMessagesBatch(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		cli, srv, nw := netsimPair(t, netsim.LinkConfig{Delay: 5 * time.Millisecond})
 		defer nw.Close()
 		defer srv.Close()
@@ -291,7 +290,7 @@ func TestSendMessagesBatch(t *testing.T) {
 // with a ConnError carrying the peer's reason, which matches
 // ResultNoConnection.
 func TestConnErrorCarriesReason(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		cli, srv, nw := netsimPair(t, netsim.LinkConfig{Delay: 5 * time.Millisecond})
 		defer nw.Close()
 		defer srv.Close()

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/netmsg-go/netmsg/internal/fakenet"
@@ -205,7 +204,7 @@ func TestHostNoFakeNetwork(t *testing.T) {
 // TestHostFakeNetworkNetsim runs the common end-to-end script on fake time
 // over a perfect in-memory network, with every fake condition on both Hosts.
 func TestHostFakeNetworkNetsim(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		nw, err := netsim.New(netsim.Config{Seed: 1})
 		if err != nil {
 			t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -20,7 +19,7 @@ import (
 // bad is dropped and counted, the Host keeps no state for unverified
 // senders, and the real connection goes on.
 func TestHostHostile(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		cli, srv, nw := netsimPair(t, netsim.LinkConfig{Delay: 5 * time.Millisecond})
 		defer nw.Close()
 		defer srv.Close()

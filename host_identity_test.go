@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/netmsg-go/netmsg/signaling"
@@ -69,7 +68,7 @@ func TestHostIdentityAddress(t *testing.T) {
 // TestRefusedPeerLogged: a peer refused for its certificate is logged with
 // the reason, once per reason and interval, not only counted.
 func TestRefusedPeerLogged(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		ca := testKey(1)
 		now := time.Now()
 		var buf syncBuffer

@@ -2,7 +2,6 @@ package netmsg
 
 import (
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,7 +66,7 @@ next:
 // retransmitted, one RTT near 20 ms and one queue time per connected
 // connection; after the session closes, no connection is connected.
 func TestHostCollector(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 10 * time.Millisecond}, Seed: 3})
 		defer nw.Close()
 		ps := newMsgPeers(t, nw, 2)

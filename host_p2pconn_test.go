@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/netmsg-go/netmsg/netsim"
@@ -182,7 +181,7 @@ func (env *p2pcEnv) peer(t *testing.T, i int, accept bool, adjust func(*Config))
 // real UDP on loopback: one scenario, two transports.
 func bothWays(t *testing.T, body func(t *testing.T, udp bool)) {
 	t.Run("netsim", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) { body(t, false) })
+		bubble(t, func(t *testing.T) { body(t, false) })
 	})
 	t.Run("udp", func(t *testing.T) { body(t, true) })
 }
@@ -469,7 +468,7 @@ func TestP2PConnSymmetric(t *testing.T) {
 // the connection goes through the TURN relay (package relay on the
 // in-memory network), and its info says so.
 func TestP2PConnRelayed(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		env := newP2PCEnv(t, false, []netsim.NATType{netsim.Symmetric, netsim.Symmetric}, true)
 		a := env.peer(t, 0, true, nil)
 		b := env.peer(t, 1, false, nil)
@@ -504,7 +503,7 @@ func TestP2PConnRelayed(t *testing.T) {
 func TestP2PRouteChange(t *testing.T) {
 	for _, messages := range []bool{false, true} {
 		t.Run(map[bool]string{false: "conn", true: "messages"}[messages], func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
 				env := newP2PCEnv(t, false, []netsim.NATType{netsim.FullCone, netsim.FullCone}, true)
 				a := env.peer(t, 0, true, nil)
 				b := env.peer(t, 1, false, func(c *Config) {

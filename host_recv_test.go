@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/netmsg-go/netmsg/netsim"
@@ -20,7 +19,7 @@ import (
 // the engine's timers.
 func TestMessagesHeldBackOneAtATime(t *testing.T) {
 	const limit, total = 8, 300
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: time.Millisecond}})
 		defer nw.Close()
 		ps := newMsgPeersWith(t, nw, 2, func(i int, c *Config) { c.RecvBufferMessages = limit })
@@ -79,7 +78,7 @@ func TestMessagesHeldBackOneAtATime(t *testing.T) {
 // sender sends whatever its buffer takes.
 func TestMessagesHeldBackBatch(t *testing.T) {
 	const limit, total = 8, 300
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: time.Millisecond}})
 		defer nw.Close()
 		ps := newMsgPeersWith(t, nw, 2, func(i int, c *Config) { c.RecvBufferMessages = limit })

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"sync"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/netmsg-go/netmsg/netsim"
@@ -250,7 +249,7 @@ func netsimPair(t *testing.T, link netsim.LinkConfig) (cli, srv *testPeer, nw *n
 func TestHostNetsim(t *testing.T) {
 	for _, loss := range []float64{0, 10} {
 		t.Run(fmt.Sprintf("loss%.0f", loss), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
 				cli, srv, nw := netsimPair(t, netsim.LinkConfig{Delay: 20 * time.Millisecond, Jitter: 2 * time.Millisecond, LossPercent: loss})
 				defer nw.Close()
 				defer srv.Close()
@@ -276,7 +275,7 @@ func TestHostUDP(t *testing.T) {
 // client's idle connection ends in ProblemDetectedLocally with GNS's reason
 // (5003) and timing.
 func TestHostPeerVanishes(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		cli, srv, nw := netsimPair(t, netsim.LinkConfig{Delay: 5 * time.Millisecond})
 		defer nw.Close()
 		defer srv.Close()
@@ -303,7 +302,7 @@ func TestHostPeerVanishes(t *testing.T) {
 
 // TestHostRefused: connecting to a host that does not listen fails.
 func TestHostRefused(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		nw, _ := netsim.New(netsim.Config{})
 		defer nw.Close()
 		ea, _ := nw.Listen(netip.MustParseAddrPort("127.0.0.1:1"))
@@ -339,7 +338,7 @@ func TestHostUDP6(t *testing.T) {
 // the context, takes one message (Receive) or up to max (ReceiveBatch),
 // and reports a connection that ended.
 func TestHostReceive(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		cli, srv, nw := netsimPair(t, netsim.LinkConfig{Delay: 10 * time.Millisecond})
 		defer nw.Close()
 		defer srv.Close()
@@ -394,7 +393,7 @@ func TestHostReceive(t *testing.T) {
 // TestHostDefaults: an unknown handle is ResultInvalidParam with a clear
 // message; a connection's user data is -1 until set (GNS's default).
 func TestHostDefaults(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		cli, srv, nw := netsimPair(t, netsim.LinkConfig{Delay: time.Millisecond})
 		defer nw.Close()
 		defer srv.Close()
@@ -419,7 +418,7 @@ func TestHostDefaults(t *testing.T) {
 // to max (ReceiveBatchOnPollGroup), give up with the context, and refuse
 // an unknown group.
 func TestHostReceivePollGroup(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		cli, srv, nw := netsimPair(t, netsim.LinkConfig{Delay: 10 * time.Millisecond})
 		defer nw.Close()
 		defer srv.Close()

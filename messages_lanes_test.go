@@ -5,7 +5,6 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/netmsg-go/netmsg/netsim"
@@ -22,7 +21,7 @@ func TestMessagesChannelsDoNotBlock(t *testing.T) {
 			name = "GNS-style peer"
 		}
 		t.Run(name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
 				const delay = 20 * time.Millisecond
 				nw, err := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: delay}})
 				if err != nil {
@@ -99,7 +98,7 @@ func TestMessagesChannelsDoNotBlock(t *testing.T) {
 // TestMessagesReceiveBatch: ReceiveBatch blocks until a message arrives,
 // returns up to max in order, refuses a bad max, and ends with ctx.
 func TestMessagesReceiveBatch(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		alice, bob := msgPair(t, 10*time.Millisecond)
 		openSession(t, alice, bob)
 		if _, err := bob.m.ReceiveBatch(context.Background(), 0, 0); !errors.Is(err, ResultInvalidParam) {
@@ -138,7 +137,7 @@ func TestMessagesReceiveBatch(t *testing.T) {
 // connection, which the connection API refuses (the session owns it, as in
 // GNS), and user data reads -1, GNS's "none set".
 func TestMessagesConnectionFields(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		alice, bob := msgPair(t, 10*time.Millisecond)
 		openSession(t, alice, bob)
 		alice.m.SendMessageToUser(bob.id, []byte("x"), SendReliable, 0)

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/netmsg-go/netmsg/internal/ice"
@@ -79,7 +78,7 @@ func TestMessagesP2PThroughNAT(t *testing.T) {
 			name += "-stun-on-turn"
 		}
 		t.Run(name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
 				nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 10 * time.Millisecond}})
 				defer nw.Close()
 				natA, err := nw.AddNAT(netsim.NATConfig{Inside: netip.MustParsePrefix("10.1.0.0/16"), Public: netip.MustParseAddr("203.0.113.1"), Type: tc.a})

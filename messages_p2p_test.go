@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -47,7 +46,7 @@ func p2pPeers(t *testing.T, nw *netsim.Network, hub *signaling.Hub, n int) []*ms
 // ICE over the in-memory network: request, accept, messages both ways on
 // several channels, the path ICE chose, close.
 func TestMessagesP2P(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 10 * time.Millisecond}})
 		defer nw.Close()
 		hub, _ := signaling.NewHub(signaling.HubConfig{Delay: 20 * time.Millisecond})
@@ -95,7 +94,7 @@ func TestMessagesP2P(t *testing.T) {
 // on demand for it), posting it to OnSessionRequest; nothing waits for the
 // requester's 500 ms repeat.
 func TestMessagesP2PMessagesOnDemand(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 10 * time.Millisecond}})
 		defer nw.Close()
 		hub, _ := signaling.NewHub(signaling.HubConfig{Delay: 20 * time.Millisecond})
@@ -152,7 +151,7 @@ func TestMessagesP2PMessagesOnDemand(t *testing.T) {
 func TestMessagesP2PSymmetricLossySignaling(t *testing.T) {
 	for seed := range uint64(12) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
 				nw, _ := netsim.New(netsim.Config{Seed: seed, Link: netsim.LinkConfig{Delay: 15 * time.Millisecond, LossPercent: 5}})
 				defer nw.Close()
 				hub, _ := signaling.NewHub(signaling.HubConfig{Seed: seed, Delay: 30 * time.Millisecond, LossPercent: 30, DuplicatePercent: 50, ReorderPercent: 20})
@@ -225,7 +224,7 @@ func TestMessagesP2PNoSignaling(t *testing.T) {
 // unknown connections and connect requests whose certificate names someone
 // else are counted and dropped; the Host still works.
 func TestMessagesP2PHostileSignals(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		nw, _ := netsim.New(netsim.Config{})
 		defer nw.Close()
 		// A queue long enough for the whole barrage: what is counted is

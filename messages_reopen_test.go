@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/netmsg-go/netmsg/netsim"
@@ -26,7 +25,7 @@ import (
 func TestMessagesCloseAndRedial(t *testing.T) {
 	for seed := range uint64(16) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
 				link := netsim.LinkConfig{Delay: 5 * time.Millisecond, Jitter: 3 * time.Millisecond, LossPercent: 10, ReorderPercent: 2, DuplicatePercent: 1}
 				nw, _ := netsim.New(netsim.Config{Seed: seed, Link: link})
 				defer nw.Close()

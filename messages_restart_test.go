@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/netmsg-go/netmsg/netsim"
@@ -55,7 +54,7 @@ func restartPeer(t *testing.T, nw *netsim.Network, hub *signaling.Hub, p *msgPee
 func TestMessagesPeerRestartIdle(t *testing.T) {
 	for _, mode := range []string{"direct", "p2p"} {
 		t.Run(mode, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
 				nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 10 * time.Millisecond}})
 				defer nw.Close()
 				var hub *signaling.Hub
@@ -112,7 +111,7 @@ func TestMessagesPeerRestartIdle(t *testing.T) {
 // with reliable data unacked when the peer goes away still fails with
 // OnSessionFailed, and sends fail with ResultNoConnection.
 func TestMessagesPeerDiesBusy(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 10 * time.Millisecond}})
 		defer nw.Close()
 		ps := newMsgPeers(t, nw, 2)

@@ -3,7 +3,6 @@ package netmsg
 import (
 	"errors"
 	"testing"
-	"testing/synctest"
 	"time"
 )
 
@@ -14,7 +13,7 @@ import (
 // the next send (a new session request at the peer), and a closed Host
 // refuses the send.
 func TestMessagesSendCache(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		alice, bob := msgPair(t, 5*time.Millisecond)
 		openSession(t, alice, bob)
 		for _, ch := range []int{1, 1, 2, 2, 1} {
@@ -66,7 +65,7 @@ func TestMessagesSendCache(t *testing.T) {
 // TestMessagesSendCacheClosedHost: a Host closed while a send could take
 // the fast path refuses the send.
 func TestMessagesSendCacheClosedHost(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		alice, bob := msgPair(t, 5*time.Millisecond)
 		openSession(t, alice, bob)
 		if err := alice.m.SendMessageToUser(bob.id, []byte("x"), SendReliable, 0); err != nil {

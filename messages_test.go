@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"sync"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/netmsg-go/netmsg/netsim"
@@ -160,7 +159,7 @@ func recvText(t *testing.T, p *msgPeer, channel int) (string, *Message) {
 // request; the messages wait until the request is accepted, then arrive
 // with every field filled, in order per channel.
 func TestMessagesRequestAccept(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 10 * time.Millisecond}})
 		defer nw.Close()
 		ps := newMsgPeers(t, nw, 2)
@@ -225,7 +224,7 @@ func TestMessagesRequestAccept(t *testing.T) {
 // TestMessagesImplicitAccept: a send to a peer with a pending request
 // accepts it.
 func TestMessagesImplicitAccept(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		alice, bob := msgPair(t, 5*time.Millisecond)
 		alice.m.SendMessageToUser(bob.id, []byte("ping"), SendReliable, 0)
 		waitFor(t, time.Minute, "a session request", func() bool { return len(bob.gotRequests()) > 0 })
@@ -245,7 +244,7 @@ func TestMessagesImplicitAccept(t *testing.T) {
 // side goes away quietly (1001 is no failure), and a new message makes a
 // new request.
 func TestMessagesCloseSession(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		alice, bob := msgPair(t, 5*time.Millisecond)
 		openSession(t, alice, bob)
 		alice.m.SendMessageToUser(bob.id, []byte("unread"), SendReliable, 3)
@@ -293,7 +292,7 @@ func TestMessagesCloseSession(t *testing.T) {
 // TestMessagesCloseChannel: closing a channel drops its unread messages;
 // closing the last one closes the session.
 func TestMessagesCloseChannel(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		alice, bob := msgPair(t, 5*time.Millisecond)
 		alice.m.SendMessageToUser(bob.id, []byte("a1"), SendReliable, 1)
 		alice.m.SendMessageToUser(bob.id, []byte("b1"), SendReliable, 2)
@@ -325,7 +324,7 @@ func TestMessagesCloseChannel(t *testing.T) {
 // TestMessagesIdleTimeout: a session unused for 3 minutes closes silently
 // on both sides.
 func TestMessagesIdleTimeout(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		alice, bob := msgPair(t, 5*time.Millisecond)
 		openSession(t, alice, bob)
 		time.Sleep(2 * time.Minute)
@@ -352,7 +351,7 @@ func TestMessagesIdleTimeout(t *testing.T) {
 // failed with its end reason; sends then fail with ResultNoConnection until
 // SendAutoRestartBrokenSession starts a new one.
 func TestMessagesFailedAndRestart(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 5 * time.Millisecond}})
 		defer nw.Close()
 		ps := newMsgPeers(t, nw, 1)
@@ -388,7 +387,7 @@ func TestMessagesFailedAndRestart(t *testing.T) {
 func TestMessagesSymmetricConnect(t *testing.T) {
 	for seed := range uint64(4) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
 				nw, _ := netsim.New(netsim.Config{Seed: seed, Link: netsim.LinkConfig{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond}})
 				defer nw.Close()
 				ps := newMsgPeers(t, nw, 2)
@@ -435,7 +434,7 @@ func TestMessagesSymmetricConnect(t *testing.T) {
 func TestMessagesLossy(t *testing.T) {
 	for _, loss := range []float64{10, 30} {
 		t.Run(fmt.Sprint(loss), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
 				nw, _ := netsim.New(netsim.Config{Seed: uint64(loss), Link: netsim.LinkConfig{
 					Delay: 15 * time.Millisecond, Jitter: 5 * time.Millisecond, LossPercent: loss, ReorderPercent: 5, DuplicatePercent: 5,
 				}})
@@ -502,7 +501,7 @@ func TestMessagesLossy(t *testing.T) {
 // TestMessagesManyPeers: 1,000 sessions to one Host, each exchanging a
 // message both ways.
 func TestMessagesManyPeers(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 2 * time.Millisecond}})
 		defer nw.Close()
 		const n = 1000

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/netmsg-go/netmsg/internal/snp"
@@ -18,7 +17,7 @@ import (
 func TestReleaseTwiceNoDoublePool(t *testing.T) {
 	const first, second, size = 20, 200, 64
 	payload := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, size) }
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: time.Millisecond}})
 		defer nw.Close()
 		ps := newMsgPeers(t, nw, 2)

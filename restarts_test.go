@@ -13,7 +13,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/netmsg-go/netmsg/netsim"
@@ -247,7 +246,7 @@ func TestNATRebindMidSession(t *testing.T) {
 			name += "-no-stun"
 		}
 		t.Run(name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
 				env := newP2PCEnv(t, false, []netsim.NATType{tc.a, tc.b}, false)
 				var la, lb sessionLog
 				var ha, hb *Host
@@ -463,7 +462,7 @@ func (a *sigAddress) connect(t *testing.T, id string, from netip.AddrPort) signa
 // every client is back within the 5 s bound and new sessions (A to C, B
 // to C) connect.
 func TestSignalingServerRestart(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 10 * time.Millisecond}})
 		defer nw.Close()
 		var sig sigAddress
@@ -708,7 +707,7 @@ func TestPeerRestartFreshKey(t *testing.T) {
 		mode, crash, silent := c.mode, c.crash, c.silent
 		name := mode + map[bool]string{false: "-close", true: "-crash"}[crash] + map[bool]string{false: "", true: "-silent"}[silent]
 		t.Run(name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
 				nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 10 * time.Millisecond}})
 				defer nw.Close()
 				var hub *signaling.Hub
@@ -911,7 +910,7 @@ func TestTURNRestartRelayedSession(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
 				nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 10 * time.Millisecond}})
 				defer nw.Close()
 				hub, _ := signaling.NewHub(signaling.HubConfig{Delay: 20 * time.Millisecond})

@@ -8,7 +8,6 @@ import (
 	"os"
 	"sync"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/netmsg-go/netmsg/netsim"
@@ -22,7 +21,7 @@ import (
 // pushed back, and when the receiver reads again it gets every message
 // exactly once and in order.
 func TestMessagesSlowReader(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		nw, _ := netsim.New(netsim.Config{Seed: 3, Link: netsim.LinkConfig{Delay: 5 * time.Millisecond, Jitter: 2 * time.Millisecond, LossPercent: 10}})
 		defer nw.Close()
 		ps := newMsgPeersWith(t, nw, 2, func(i int, c *Config) {
@@ -123,7 +122,7 @@ func TestMessagesSlowReader(t *testing.T) {
 // the connection stays up on both sides and every message then arrives
 // once and in order.
 func TestConnSlowReader(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		cli, srv, nw := netsimPair(t, netsim.LinkConfig{Delay: 5 * time.Millisecond, Jitter: 2 * time.Millisecond, LossPercent: 10})
 		defer nw.Close()
 		defer srv.Close()
@@ -198,7 +197,7 @@ func TestConnSlowReader(t *testing.T) {
 // a GNS sender's pings always ride packets with data. Over a minute of a
 // sender that keeps writing, the receiver is never silent for a second.
 func TestConnSlowReaderKeepsSenderHearing(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		link := netsim.LinkConfig{Delay: 5 * time.Millisecond, Jitter: 2 * time.Millisecond, LossPercent: 10}
 		cli, srv, nw := netsimPair(t, link)
 		defer nw.Close()
