@@ -36,30 +36,43 @@ import (
 //
 //	GOMAXPROCS=2 go test -run XXX -bench HostScale -benchtime 1x .
 func BenchmarkHostScale(b *testing.B) {
-	for _, size := range []int{64, 1200} {
-		for _, n := range []int{1, 2, 8, 64} {
-			total := 1_500_000
-			if size == 1200 {
-				total = 300_000
-			}
-			b.Run(fmt.Sprintf("size=%d/conns=%d", size, n), func(b *testing.B) {
-				for b.Loop() {
-					scaleRun(b, n, size, total/n)
+	for _, via := range []string{"mem", "udp"} {
+		for _, size := range []int{64, 1200} {
+			for _, n := range []int{1, 2, 8, 64} {
+				total := 1_500_000
+				if size == 1200 {
+					total = 300_000
 				}
-			})
+				b.Run(fmt.Sprintf("via=%s/size=%d/conns=%d", via, size, n), func(b *testing.B) {
+					for b.Loop() {
+						scaleRun(b, via, n, size, total/n)
+					}
+				})
+			}
 		}
 	}
 }
 
-func scaleRun(b *testing.B, conns, size, count int) {
+func scaleRun(b *testing.B, via string, conns, size, count int) {
 	var (
 		mu      sync.Mutex
 		handles []ConnHandle
 		arrived = make(chan ConnHandle, conns)
 	)
-	var h *Host
+	var (
+		h        *Host
+		feed     *scaleFeed
+		received *atomic.Int64 // messages the application received
+		pc       transport.PacketConn
+	)
+	if via == "mem" {
+		received = new(atomic.Int64)
+		feed = newScaleFeed(int64(max(scaleWindow/size, 64)), received)
+		pc = feed
+	}
 	h, err := NewHost(Config{
 		ListenAddr: netip.MustParseAddrPort("127.0.0.1:0"),
+		PacketConn: pc,
 		// Room for everything the senders keep in flight (scaleWindow),
 		// whichever connection it is on.
 		ConnConfig: ConnConfig{RecvBufferMessages: 1 << 16, RecvBufferSize: 4 * scaleWindow},
@@ -84,22 +97,37 @@ func scaleRun(b *testing.B, conns, size, count int) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	// The count received is shared with the senders through a mapped
-	// file, so they see it at once.
-	shared := filepath.Join(b.TempDir(), "received")
-	received, unmap, err := scaleCounter(shared, true)
-	if err != nil {
-		b.Fatal(err)
+	if feed != nil {
+		feedErr := make(chan error, 1)
+		go func() {
+			cs, err := feed.dial(conns)
+			if err == nil {
+				err = feed.start(cs, size, count)
+			}
+			feedErr <- err
+		}()
+		if err := <-feedErr; err != nil {
+			b.Fatal(err)
+		}
+	} else {
+		// The count received is shared with the senders through a mapped
+		// file, so they see it at once.
+		shared := filepath.Join(b.TempDir(), "received")
+		counter, unmap, err := scaleCounter(shared, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer unmap()
+		received = counter
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("NETMSG_SCALE_SENDER=%v,%d,%d,%d,%s", h.LocalAddr(), conns, size, count, shared))
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		defer cmd.Wait()
+		defer cmd.Process.Kill()
 	}
-	defer unmap()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("NETMSG_SCALE_SENDER=%v,%d,%d,%d,%s", h.LocalAddr(), conns, size, count, shared))
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer cmd.Wait()
-	defer cmd.Process.Kill()
 
 	var (
 		firstOnce sync.Once
@@ -137,6 +165,9 @@ func scaleRun(b *testing.B, conns, size, count int) {
 				}
 				if received.Add(int64(len(ms))) == want {
 					close(done)
+				}
+				if feed != nil {
+					signal(feed.kick)
 				}
 			}
 		}()
