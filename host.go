@@ -202,6 +202,10 @@ type hostConn struct {
 	// left there because recv (or its group's, or a channel's queue) held
 	// RecvBufferMessages: a take must then pull them (took's slow path).
 	held atomic.Bool
+	// Released Messages (host_msg.go): free is filled by Release, spare
+	// (guarded with the connection's state) is what newMessage takes.
+	free  msgFree
+	spare *[]*Message
 }
 
 // lockConn takes hc's lock for a holder of the Host's mu: a direct
@@ -1647,29 +1651,40 @@ func (h *Host) drainConn(buf []snp.Message, now time.Time, hc *hostConn) {
 			hc.svc.deliverAll(now, hc, buf[:n])
 			continue
 		}
+		if hc.handle == InvalidConn {
+			for i := range buf[:n] {
+				buf[i].Release() // closed by the application: drop
+				buf[i] = snp.Message{}
+			}
+			continue
+		}
+		// One count and one wake-up for the lot: the queue's counter and
+		// channel are shared with the receiving goroutine's core.
+		hc.queued.Add(int32(n))
+		pg := hc.group
+		if pg != nil {
+			pg.mu.Lock()
+		}
 		for i := range buf[:n] {
 			sm := &buf[i]
-			if hc.handle == InvalidConn {
-				sm.Release() // closed by the application: drop
-				continue
-			}
-			m := newMessage(sm)
+			m := hc.newMessage(sm)
 			m.conn = hc
 			m.Connection = hc.handle
 			m.Identity = hc.identity
 			m.ReceiverUserData = hc.userData
 			m.TimeReceived = now
 			*sm = snp.Message{}
-			hc.queued.Add(1)
-			if pg := hc.group; pg != nil {
-				pg.mu.Lock()
+			if pg != nil {
 				pg.recv.push(m)
-				pg.mu.Unlock()
-				signal(pg.ready)
 			} else {
 				hc.recv.push(m)
-				signal(hc.ready)
 			}
+		}
+		if pg != nil {
+			pg.mu.Unlock()
+			signal(pg.ready)
+		} else {
+			signal(hc.ready)
 		}
 	}
 }

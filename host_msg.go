@@ -17,10 +17,90 @@ var msgPool = sync.Pool{New: func() any { return new(Message) }}
 // not handed out again): each is a no-op.
 var doubleReleases atomic.Int64
 
+// msgBatch is how many released Messages move between the application's
+// goroutine and the one that makes a connection's messages at a time.
+const msgBatch = 64
+
+// Released Messages go back in batches: Release puts a connection's
+// message in the connection's release list (hostConn.free); once that
+// holds msgBatch, the list goes to msgFull whole and an empty one comes
+// from msgEmpty. The goroutine that makes the connection's messages takes
+// from its spare list (hostConn.spare), refilled from msgFull, or from
+// the release list when msgFull has none. So a Message crosses between
+// the cores of the two goroutines with one pool operation per msgBatch
+// of them, where a shared pool of Messages would move each one from one
+// core's pool shard to the other's; and a connection keeps at most
+// 2 x msgBatch of them.
+var (
+	msgFull  sync.Pool // *[]*Message holding msgBatch Messages
+	msgEmpty = sync.Pool{New: func() any { s := make([]*Message, 0, msgBatch); return &s }}
+)
+
+// msgFree is a connection's release list.
+type msgFree struct {
+	mu sync.Mutex
+	ms *[]*Message // nil until the first Release
+}
+
+// put adds m (released) to the list, sending the list to msgFull when
+// full.
+func (f *msgFree) put(m *Message) {
+	f.mu.Lock()
+	if f.ms == nil {
+		f.ms = msgEmpty.Get().(*[]*Message)
+	}
+	*f.ms = append(*f.ms, m)
+	if len(*f.ms) < msgBatch {
+		f.mu.Unlock()
+		return
+	}
+	full := f.ms
+	f.ms = msgEmpty.Get().(*[]*Message)
+	f.mu.Unlock()
+	msgFull.Put(full)
+}
+
 // newMessage wraps an engine message (taking over its buffer) in a pooled
 // Message.
 func newMessage(sm *snp.Message) *Message {
-	m := msgPool.Get().(*Message)
+	return fillMessage(msgPool.Get().(*Message), sm)
+}
+
+// newMessage is newMessage for a message of hc, whose lock (or, for a
+// P2P connection, the Host's mu) is held: it takes a released Message
+// from hc.spare, refilled a batch at a time.
+func (hc *hostConn) newMessage(sm *snp.Message) *Message {
+	if hc.spare == nil || len(*hc.spare) == 0 {
+		hc.refill()
+	}
+	if hc.spare == nil || len(*hc.spare) == 0 {
+		return fillMessage(new(Message), sm)
+	}
+	s := *hc.spare
+	m := s[len(s)-1]
+	s[len(s)-1] = nil
+	*hc.spare = s[:len(s)-1]
+	return fillMessage(m, sm)
+}
+
+// refill makes hc.spare a batch of released Messages: a full one from
+// msgFull, or else hc's own release list, however short.
+func (hc *hostConn) refill() {
+	if v := msgFull.Get(); v != nil {
+		if hc.spare != nil {
+			msgEmpty.Put(hc.spare)
+		}
+		hc.spare = v.(*[]*Message)
+		return
+	}
+	hc.free.mu.Lock()
+	if hc.free.ms != nil && len(*hc.free.ms) > 0 {
+		hc.spare, hc.free.ms = hc.free.ms, hc.spare
+	}
+	hc.free.mu.Unlock()
+}
+
+func fillMessage(m *Message, sm *snp.Message) *Message {
 	m.released = 0
 	m.buf = *sm
 	m.Payload = sm.Data
@@ -53,8 +133,13 @@ func (m *Message) Release() {
 		return
 	}
 	m.buf.Release()
+	hc := m.conn
 	*m = Message{released: 1}
-	msgPool.Put(m)
+	if hc != nil {
+		hc.free.put(m)
+	} else {
+		msgPool.Put(m)
+	}
 }
 
 // msgQueue is a FIFO of received messages (a ring buffer that grows to the

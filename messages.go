@@ -455,17 +455,21 @@ func (ms *Messages) deliverAll(now time.Time, hc *hostConn, sms []snp.Message) {
 		nw    int
 		ch    int
 		q     *channelQueue // channel ch's queue
+		bad   int32
 	)
+	// Counted once for the lot, before any is queued, so the count is
+	// never below what the queues hold.
+	hc.queued.Add(int32(len(sms)))
 	ms.chMu.Lock()
 	for i := range sms {
 		sm := &sms[i]
 		if len(sm.Data) < msgHeaderLen {
 			sm.Release()
 			*sm = snp.Message{}
-			ms.h.fast.dropped.Add(1)
+			bad++
 			continue
 		}
-		m := newMessage(sm)
+		m := hc.newMessage(sm)
 		*sm = snp.Message{}
 		m.conn = hc
 		m.Connection = hc.handle
@@ -487,10 +491,13 @@ func (ms *Messages) deliverAll(now time.Time, hc *hostConn, sms []snp.Message) {
 				signal(q.ready)
 			}
 		}
-		hc.queued.Add(1)
 		q.recv.push(m)
 	}
 	ms.chMu.Unlock()
+	if bad > 0 {
+		hc.queued.Add(-bad)
+		ms.h.fast.dropped.Add(int64(bad))
+	}
 	for _, q := range woken[:nw] {
 		signal(q.ready)
 	}
