@@ -33,19 +33,22 @@ import (
 // (Config.OnConnectionStatusChanged, OnSessionRequest, ...) run one at a
 // time, in order, on a goroutine of the Host's that holds no lock, so they
 // may call the Host. Close ends every goroutine the Host started: a
-// reader, one worker per further core (GOMAXPROCS-1), a timer and the
-// callback goroutine; with Config.Signaling, a signal reader and writer,
+// reader, one worker per core when there are several (GOMAXPROCS, at most
+// 64), a timer and the callback goroutine; with Config.Signaling, a signal reader and writer,
 // the TURN client's goroutines, and one that follows the STUN and TURN
 // servers a signaling service hands out.
 type Host struct {
 	// What each goroutine does:
 	//
 	//   - the reader takes batches of datagrams from the socket, sorts
-	//     them, handles handshakes, STUN and TURN itself and the datagrams
-	//     of its share of the connections (sharded by connection id), and
-	//     hands the rest to the workers;
-	//   - a worker runs its share of the connections' datagrams:
-	//     decryption, the SNP engine, message queueing and the acks;
+	//     them, handles handshakes, STUN and TURN itself, and hands each
+	//     connection's datagrams to the worker of its shard (connection id
+	//     modulo the number of workers); a small batch (the reader keeps
+	//     up) whose shard's worker has nothing of it left to run, it runs
+	//     itself, which spares a handoff (latency); with one core it runs
+	//     everything;
+	//   - a worker runs its shard's datagrams, in order: decryption, the
+	//     SNP engine, message queueing and the acks;
 	//   - the timer polls connections whose wake-up time has come, and
 	//     ticks the Messages sessions and the paths;
 	//   - the event goroutine runs the callbacks;
@@ -76,7 +79,7 @@ type Host struct {
 	connCfg  conn.Config
 	services map[int]service // by virtual port (host_service.go); guarded by mu
 	rtc      *rtcState       // WebRTC sessions' machinery, made on first use (host_webrtc.go); guarded by mu
-	shards   int             // 1 + the number of workers
+	shards   int             // GOMAXPROCS: the number of workers when more than 1
 
 	mu         sync.Mutex // the table lock: guards every field up to the next group
 	closed     bool
@@ -132,7 +135,8 @@ type Host struct {
 	tookCh      chan struct{}
 	tookWaiters atomic.Int32
 
-	workers   []chan *rxBatch // the workers' inboxes (shards 1..)
+	workers   []chan *rxBatch // the workers' inboxes, by shard
+	inflight  []atomic.Int32  // by shard: batches handed to its worker and not yet run
 	rxPool    sync.Pool       // *rxBatch
 	workPool  sync.Pool       // *worker, for API calls that poll a connection
 	dueBuf    []*hostConn     // the timer goroutine's connections due now
@@ -375,7 +379,7 @@ func NewHost(cfg Config) (*Host, error) {
 		tookCh:     make(chan struct{}),
 		eventKick:  make(chan struct{}, 1),
 		done:       make(chan struct{}),
-		shards:     max(1, runtime.GOMAXPROCS(0)),
+		shards:     min(max(1, runtime.GOMAXPROCS(0)), maxShards),
 	}
 	h.rxPool.New = func() any { return newRxBatch() }
 	h.workPool.New = func() any { return newWorker() }
@@ -412,11 +416,14 @@ func NewHost(cfg Config) (*Host, error) {
 	go h.readLoop()
 	go h.timerLoop()
 	go h.eventLoop()
-	for range h.shards - 1 {
-		in := make(chan *rxBatch, workerQueue)
-		h.workers = append(h.workers, in)
-		h.wg.Add(1)
-		go h.workLoop(len(h.workers), in)
+	h.inflight = make([]atomic.Int32, h.shards)
+	if h.shards > 1 {
+		for s := range h.shards {
+			in := make(chan *rxBatch, workerQueue)
+			h.workers = append(h.workers, in)
+			h.wg.Add(1)
+			go h.workLoop(s, in)
+		}
 	}
 	if c.Signaling != nil {
 		h.startSignaling()
@@ -1241,9 +1248,9 @@ func newWorker() *worker { return &worker{msgs: make([]snp.Message, 64)} }
 
 // readLoop takes datagrams from the socket until it is closed. It handles
 // the datagrams that concern the Host as a whole (handshakes, STUN, TURN)
-// under mu, and those of connections by shard: its own (shard 0) itself,
-// the others' through the workers, so that decryption and the engines of
-// several connections run on several cores while each connection's
+// under mu, and hands those of connections to their shard's worker (or
+// runs them itself: see inlineBatch), so that decryption and the engines
+// of several connections run on several cores while each connection's
 // datagrams are handled in order.
 func (h *Host) readLoop() {
 	defer h.wg.Done()
@@ -1281,19 +1288,43 @@ func (h *Host) readLoop() {
 			}
 		}
 		h.unlockFlush()
+		// A shard's datagrams go to its worker, unless the batch is small
+		// (the socket had little waiting: the reader keeps up) and the
+		// worker has none of the shard's batches left to run, so that the
+		// reader runs them at once without a handoff (latency). With one
+		// core the reader runs everything.
+		inline := others
+		if h.shards > 1 {
+			inline = 0
+			for s := range h.shards {
+				if others&(1<<s) != 0 && n <= inlineBatch && h.inflight[s].Load() == 0 {
+					inline |= 1 << s
+				}
+			}
+		}
 		rb.refs.Store(1)
 		for s, in := range h.workers {
-			if others&(1<<(s+1)) != 0 {
+			if (others&^inline)&(1<<s) != 0 {
+				h.inflight[s].Add(1)
 				rb.refs.Add(1)
 				in <- rb
 			}
 		}
-		if others&1 != 0 {
-			h.runBatch(w, rb, n, 0, stall)
+		for s := range h.shards {
+			if inline&(1<<s) != 0 {
+				h.runBatch(w, rb, n, s, stall)
+			}
 		}
 		h.releaseBatch(rb)
 	}
 }
+
+// maxShards bounds the workers (a batch's shards are bits of a uint64).
+const maxShards = 64
+
+// inlineBatch is the largest batch whose datagrams the reader runs itself
+// when their shards' workers are idle.
+const inlineBatch = maxBatch / 4
 
 // workQueue bounds the batches waiting for a worker; the reader waits
 // when it is full (the socket's receive buffer holds what comes
@@ -1312,6 +1343,7 @@ func (h *Host) workLoop(shard int, in chan *rxBatch) {
 			return
 		case rb := <-in:
 			h.runBatch(w, rb, len(rb.pkts), shard, stall)
+			h.inflight[shard].Add(-1)
 			h.releaseBatch(rb)
 		}
 	}
@@ -1894,6 +1926,9 @@ func (h *Host) rescheduleLocked(hc *hostConn) {
 	w := hc.c.NextWake()
 	if hc.p2p != nil {
 		w = h.p2pWake(hc, w)
+	}
+	if !w.IsZero() && w.UnixNano() == hc.wakeAt.Load() {
+		return // already in the heap for w (the timer takes it out under hc's lock only after this)
 	}
 	h.wakeMu.Lock()
 	h.wakes.set(hc, w)

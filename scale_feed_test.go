@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,7 +39,7 @@ type scaleFeed struct {
 
 	// The data phase (set by start): each sender's datagrams, the next
 	// to hand out, and the messages they carry, read by ReadBatch alone.
-	data    [][][]byte
+	data    []feedData
 	next    []int
 	perDg   []float64 // messages per datagram of each sender
 	handed  float64   // messages handed to the Host
@@ -142,10 +143,11 @@ func (f *scaleFeed) start(cs []*conn.Conn, size, count int) error {
 		if err != nil {
 			return err
 		}
-		f.data = append(f.data, ds)
+		f.data = append(f.data, newFeedData(ds))
 		f.perDg = append(f.perDg, float64(count)/float64(len(ds)))
 	}
 	f.next = make([]int, len(cs))
+	runtime.GC()    // the datagrams as Prebuild made them: garbage now
 	f.clients = nil // the Host's answers from now on are acks: not needed
 	f.running.Store(true)
 	f.cond.Broadcast()
@@ -192,8 +194,8 @@ func (f *scaleFeed) ReadBatch(pkts []transport.Packet) (int, error) {
 		s := f.cur
 		f.cur = (f.cur + 1) % len(f.data)
 		run := 0
-		for n < len(pkts) && run < feedRun && f.next[s] < len(f.data[s]) {
-			d := f.data[s][f.next[s]]
+		for n < len(pkts) && run < feedRun && f.next[s] < f.data[s].len() {
+			d := f.data[s].at(f.next[s])
 			f.next[s]++
 			pkts[n].N = copy(pkts[n].Buf, d)
 			pkts[n].Addr = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(s >> 8), byte(s)}), 1)
@@ -212,6 +214,38 @@ func (f *scaleFeed) ReadBatch(pkts []transport.Packet) (int, error) {
 		return 0, transport.ErrClosed
 	}
 	return n, nil
+}
+
+// feedData is one sender's datagrams in one block of memory (a single
+// pointer-free object, which the garbage collector neither scans nor
+// sweeps by the datagram).
+type feedData struct {
+	b    []byte
+	ends []int // datagram i is b[ends[i-1]:ends[i]]
+}
+
+func newFeedData(ds [][]byte) feedData {
+	var fd feedData
+	n := 0
+	for _, d := range ds {
+		n += len(d)
+	}
+	fd.b = make([]byte, 0, n)
+	for _, d := range ds {
+		fd.b = append(fd.b, d...)
+		fd.ends = append(fd.ends, len(fd.b))
+	}
+	return fd
+}
+
+func (fd *feedData) len() int { return len(fd.ends) }
+
+func (fd *feedData) at(i int) []byte {
+	start := 0
+	if i > 0 {
+		start = fd.ends[i-1]
+	}
+	return fd.b[start:fd.ends[i]]
 }
 
 func (f *scaleFeed) WriteBatch(pkts []transport.Packet) (int, error) {
