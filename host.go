@@ -42,8 +42,8 @@ type Host struct {
 	//
 	//   - the reader takes batches of datagrams from the socket, sorts
 	//     them, handles handshakes, STUN and TURN itself, and hands each
-	//     connection's datagrams to the worker of its shard (connection id
-	//     modulo the number of workers); a small batch (the reader keeps
+	//     connection's datagrams to the worker of its shard (the shards are
+	//     given to connections in turn); a small batch (the reader keeps
 	//     up) whose shard's worker has nothing of it left to run, it runs
 	//     itself, which spares a handoff (latency); with one core it runs
 	//     everything;
@@ -64,9 +64,15 @@ type Host struct {
 	//     and engine (decryption and encryption happen under it), its
 	//     queues. A goroutine holding mu may take several connection
 	//     locks; without mu, at most one at a time.
-	//  3. the leaf locks, under which nothing else is taken: wakeMu (the
-	//     wake-up heap), evMu (the callback queue), slabMu, a poll group's
-	//     or a Messages channel's queue lock, and writeMu (the socket's
+	//  3. Messages.chMu: the channel table and the sessions' open
+	//     channels.
+	//  4. a receive queue's (recvQueue) outMu, then its inMu: the ends
+	//     of a connection's, poll group's or channel's queue. A receive
+	//     takes these alone (and mu, or chMu, a moment before to find the
+	//     queue): it never waits for a connection's lock.
+	//  5. the leaf locks, under which nothing else is taken: wakeMu (the
+	//     wake-up heap), evMu (the callback queue), a connection's
+	//     released-message list (msgFree.mu), and writeMu (the socket's
 	//     write side).
 	//
 	// Callbacks and foreign code (pion) never run under any of them.
@@ -85,6 +91,8 @@ type Host struct {
 	closed     bool
 	listening  ListenHandle
 	conns      map[ConnHandle]*hostConn
+	byHandle   sync.Map                // ConnHandle -> *hostConn: conns, readable without mu (lookupConn)
+	nextShard  int                     // the shard the next connection gets
 	servers    map[serverKey]*hostConn // server connections by the client's (address, connection id)
 	pollGroups map[PollGroup]*pollGroup
 	nextListen ListenHandle
@@ -111,9 +119,6 @@ type Host struct {
 	events []statusEvent // waiting for the event goroutine
 
 	ho halfOpenTable // incoming connections not yet proven (halfopen.go); its own leaf lock
-
-	slabMu sync.Mutex // guards slab
-	slab   msgSlab    // the slices the connection API's receive calls return
 
 	writeMu sync.Mutex // serializes writes to the socket; guards spare
 
@@ -188,10 +193,9 @@ type hostConn struct {
 	userData int64
 	identity Identity
 	state    ConnectionState
-	removed  bool          // taken out of the table: paths that found it before must leave it
-	recv     msgQueue      // when not in a poll group
-	ready    chan struct{} // signalled (cap 1) when recv gains messages or the connection ends
-	queued   atomic.Int32  // messages of this connection waiting in recv, its group's or a channel's
+	removed  bool         // taken out of the table: paths that found it before must leave it
+	recv     recvQueue    // its messages when not in a poll group
+	queued   atomic.Int32 // messages of this connection waiting in recv, its group's or a channel's
 	group    *pollGroup
 	wake     time.Time    // next wake-up (zero: none); change it with wakes.set
 	wakeNs   int64        // wake as Unix nanoseconds, the heap's key
@@ -206,6 +210,9 @@ type hostConn struct {
 	// left there because recv (or its group's, or a channel's queue) held
 	// RecvBufferMessages: a take must then pull them (took's slow path).
 	held atomic.Bool
+	// shard is the worker that runs the connection's datagrams (set when
+	// it enters the table, then fixed).
+	shard int
 	// Released Messages (host_msg.go): free is filled by Release, spare
 	// (guarded with the connection's state) is what newMessage takes.
 	free  msgFree
@@ -235,9 +242,7 @@ func unlockConn(hc *hostConn) {
 type PollGroup uint32
 
 type pollGroup struct {
-	mu    sync.Mutex // guards recv
-	recv  msgQueue
-	ready chan struct{} // signalled (cap 1) when recv gains messages
+	recv recvQueue
 }
 
 // ConnStatusChanged is the event passed to Config.OnConnectionStatusChanged:
@@ -630,8 +635,8 @@ func (h *Host) connectWithLocked(now time.Time, addr netip.AddrPort, vport int, 
 			return nil, fmt.Errorf("netmsg: connect: %v: %w", err, ErrBadConfig)
 		}
 	}
-	hc := &hostConn{userData: -1, handle: handle, c: c, state: StateNone, ready: make(chan struct{}, 1), hidx: -1}
-	h.conns[handle] = hc
+	hc := &hostConn{userData: -1, handle: handle, c: c, state: StateNone, recv: recvQueue{ready: make(chan struct{}, 1)}, hidx: -1}
+	h.addConnLocked(handle, hc)
 	lockConn(hc)
 	h.pollLocked(now, hc)
 	unlockConn(hc)
@@ -824,46 +829,57 @@ func (h *Host) ReceiveMessagesOnConnection(c ConnHandle, max int) []*Message {
 // when c is unknown or in a poll group, a *ConnError when it ended with
 // nothing left to read, and nil otherwise.
 func (h *Host) takeConn(c ConnHandle, max int) (hc *hostConn, ms []*Message, err error) {
-	h.mu.Lock()
-	hc = h.connLocked(c)
+	hc = h.lookupConn(c)
 	if hc == nil {
-		h.mu.Unlock()
 		return nil, nil, ResultNoConnection
 	}
-	if hc.c.IsP2P() {
-		ms, err = h.takeConnLocked(hc, max)
-		h.mu.Unlock()
-		h.took(ms)
-		return hc, ms, err
+	var runs tookRuns
+	ms, err = hc.recv.take(max, &runs)
+	h.took(&runs)
+	if len(ms) == 0 && err == nil {
+		err = h.connEnded(hc, c)
 	}
-	h.mu.Unlock()
-	hc.mu.Lock()
-	if hc.removed || hc.handle != c {
-		hc.mu.Unlock()
-		return nil, nil, ResultNoConnection
-	}
-	ms, err = h.takeConnLocked(hc, max)
-	hc.mu.Unlock()
-	h.took(ms)
 	return hc, ms, err
 }
 
-// takeConnLocked is takeConn with hc's lock held; the caller accounts
-// for the messages with took once it released every lock.
-func (h *Host) takeConnLocked(hc *hostConn, max int) ([]*Message, error) {
-	if hc.group != nil {
-		return nil, ResultNoConnection // GNS: messages of a connection in a poll group go to the group
+// lookupConn returns the connection in the table under c, without mu,
+// or nil: for the receive calls, which ask connEnded (under the locks)
+// whether the application may still use c once they find no message.
+func (h *Host) lookupConn(c ConnHandle) *hostConn {
+	if v, ok := h.byHandle.Load(c); ok {
+		return v.(*hostConn)
 	}
-	h.slabMu.Lock()
-	ms := hc.recv.take(max, &h.slab)
-	h.slabMu.Unlock()
-	if len(ms) == 0 {
-		if hc.state == StateClosedByPeer || hc.state == StateProblemDetectedLocally {
-			return nil, h.connErr(hc)
-		}
-		return nil, nil
+	return nil
+}
+
+// addConnLocked puts hc in the table under handle and gives it a shard,
+// the shards in turn, so that the workers get as many connections each;
+// mu is held.
+func (h *Host) addConnLocked(handle ConnHandle, hc *hostConn) {
+	h.conns[handle] = hc
+	h.byHandle.Store(handle, hc)
+	hc.shard = h.nextShard
+	h.nextShard = (h.nextShard + 1) % h.shards
+}
+
+// connEnded is the error of a receive that found nothing on hc, known to
+// the application as c: ResultNoConnection once c is gone, a *ConnError
+// once the connection ended, nil while it may still bring messages.
+func (h *Host) connEnded(hc *hostConn, c ConnHandle) error {
+	if hc.c.IsP2P() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+	} else {
+		hc.mu.Lock()
+		defer hc.mu.Unlock()
 	}
-	return ms, nil
+	if hc.removed || hc.handle != c || hc.svc != nil {
+		return ResultNoConnection
+	}
+	if hc.state == StateClosedByPeer || hc.state == StateProblemDetectedLocally {
+		return h.connErr(hc)
+	}
+	return nil
 }
 
 // Receive waits for the next message on c: the blocking form of
@@ -872,47 +888,75 @@ func (h *Host) takeConnLocked(hc *hostConn, max int) ([]*Message, error) {
 // unknown or in a poll group, and a *ConnError (which matches it too) with
 // the end reason when c ended with nothing left to read.
 func (h *Host) Receive(ctx context.Context, c ConnHandle) (*Message, error) {
-	ms, err := h.ReceiveBatch(ctx, c, 1)
-	if err != nil {
-		return nil, err
+	hc := h.lookupConn(c)
+	if hc == nil {
+		return nil, ResultNoConnection
 	}
-	return ms[0], nil
+	var (
+		m   *Message
+		err error
+	)
+	if werr := hc.recv.await(ctx, h.done, func() bool {
+		var runs tookRuns
+		m, err = hc.recv.take1(&runs)
+		h.took(&runs)
+		if m == nil && err == nil {
+			err = h.connEnded(hc, c)
+		}
+		return m != nil || err != nil
+	}); werr != nil {
+		return nil, werr
+	}
+	return m, err
 }
 
 // ReceiveBatch is Receive for up to max messages at once (oldest first): a
-// busy server reads many messages per call this way, at one lock round
-// per call rather than per message. The slice is the caller's to keep.
+// server that wants to handle what arrived together takes it in one call.
+// The slice is the caller's to keep.
 func (h *Host) ReceiveBatch(ctx context.Context, c ConnHandle, max int) ([]*Message, error) {
 	if max <= 0 {
 		return nil, fmt.Errorf("netmsg: receive: max %d: %w", max, ResultInvalidParam)
 	}
-	for {
-		hc, ms, err := h.takeConn(c, max)
-		if len(ms) > 0 {
-			return ms, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		select {
-		case <-hc.ready:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-h.done:
-			return nil, ErrHostClosed
-		}
+	hc := h.lookupConn(c)
+	if hc == nil {
+		return nil, ResultNoConnection
 	}
+	var (
+		ms  []*Message
+		err error
+	)
+	if werr := hc.recv.await(ctx, h.done, func() bool {
+		var runs tookRuns
+		ms, err = hc.recv.take(max, &runs)
+		h.took(&runs)
+		if len(ms) == 0 && err == nil {
+			err = h.connEnded(hc, c)
+		}
+		return len(ms) > 0 || err != nil
+	}); werr != nil {
+		return nil, werr
+	}
+	return ms, err
 }
 
 // ReceiveOnPollGroup waits for the next message on any connection of g:
 // the blocking form of ReceiveMessagesOnPollGroup. It returns ctx's error
 // when ctx ends first and ResultInvalidParam for an unknown group.
 func (h *Host) ReceiveOnPollGroup(ctx context.Context, g PollGroup) (*Message, error) {
-	ms, err := h.ReceiveBatchOnPollGroup(ctx, g, 1)
+	pg, err := h.pollGroup(g)
 	if err != nil {
 		return nil, err
 	}
-	return ms[0], nil
+	var m *Message
+	if err := pg.recv.await(ctx, h.done, func() bool {
+		var runs tookRuns
+		m, _ = pg.recv.take1(&runs)
+		h.took(&runs)
+		return m != nil
+	}); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // ReceiveBatchOnPollGroup is ReceiveOnPollGroup for up to max messages at
@@ -921,34 +965,36 @@ func (h *Host) ReceiveBatchOnPollGroup(ctx context.Context, g PollGroup, max int
 	if max <= 0 {
 		return nil, fmt.Errorf("netmsg: receive: max %d: %w", max, ResultInvalidParam)
 	}
-	for {
-		h.mu.Lock()
-		pg := h.pollGroups[g]
-		h.mu.Unlock()
-		if pg == nil {
-			return nil, fmt.Errorf("netmsg: no poll group %d: %w", g, ResultInvalidParam)
-		}
-		if ms := h.takeGroup(pg, max); len(ms) > 0 {
-			return ms, nil
-		}
-		select {
-		case <-pg.ready:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-h.done:
-			return nil, ErrHostClosed
-		}
+	pg, err := h.pollGroup(g)
+	if err != nil {
+		return nil, err
 	}
+	var ms []*Message
+	if err := pg.recv.await(ctx, h.done, func() bool {
+		ms = h.takeGroup(pg, max)
+		return len(ms) > 0
+	}); err != nil {
+		return nil, err
+	}
+	return ms, nil
+}
+
+// pollGroup returns poll group g.
+func (h *Host) pollGroup(g PollGroup) (*pollGroup, error) {
+	h.mu.Lock()
+	pg := h.pollGroups[g]
+	h.mu.Unlock()
+	if pg == nil {
+		return nil, fmt.Errorf("netmsg: no poll group %d: %w", g, ResultInvalidParam)
+	}
+	return pg, nil
 }
 
 // takeGroup takes up to max messages from pg's queue.
 func (h *Host) takeGroup(pg *pollGroup, max int) []*Message {
-	pg.mu.Lock()
-	h.slabMu.Lock()
-	ms := pg.recv.take(max, &h.slab)
-	h.slabMu.Unlock()
-	pg.mu.Unlock()
-	h.took(ms)
+	var runs tookRuns
+	ms, _ := pg.recv.take(max, &runs)
+	h.took(&runs)
 	return ms
 }
 
@@ -957,7 +1003,7 @@ func (h *Host) CreatePollGroup() PollGroup {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.nextGroup++
-	h.pollGroups[h.nextGroup] = &pollGroup{ready: make(chan struct{}, 1)}
+	h.pollGroups[h.nextGroup] = &pollGroup{recv: recvQueue{ready: make(chan struct{}, 1)}}
 	return h.nextGroup
 }
 
@@ -974,13 +1020,21 @@ func (h *Host) DestroyPollGroup(g PollGroup) bool {
 		lockConn(hc)
 		if hc.group == pg {
 			hc.group = nil
+			hc.recv.outMu.Lock()
+			hc.recv.refuse = nil
+			hc.recv.outMu.Unlock()
 		}
 		unlockConn(hc)
 	}
-	pg.mu.Lock()
-	ms := pg.recv.take(pg.recv.len(), nil)
-	pg.mu.Unlock()
-	for _, m := range ms {
+	pg.recv.outMu.Lock()
+	pg.recv.refuse = fmt.Errorf("netmsg: poll group %d destroyed: %w", g, ResultInvalidParam)
+	pg.recv.outMu.Unlock()
+	signal(pg.recv.ready)
+	out, in := pg.recv.takeAll()
+	for _, m := range out {
+		m.Release()
+	}
+	for _, m := range in {
 		if m.conn != nil {
 			m.conn.queued.Add(-1)
 		}
@@ -1007,15 +1061,26 @@ func (h *Host) SetConnectionPollGroup(c ConnHandle, g PollGroup) bool {
 	}
 	lockConn(hc)
 	defer unlockConn(hc)
+	hc.recv.outMu.Lock()
+	hc.recv.refuse = nil
+	if pg != nil {
+		hc.recv.refuse = ResultNoConnection // GNS: messages of a connection in a poll group go to the group
+	}
+	hc.recv.outMu.Unlock()
 	if hc.group == nil && pg != nil {
-		pg.mu.Lock()
-		for _, m := range hc.recv.take(hc.recv.len(), nil) {
-			pg.recv.push(m)
+		// The messages waiting on c join the group's, counted again as
+		// waiting (those a receive had moved out were counted as taken).
+		out, in := hc.recv.takeAll()
+		hc.queued.Add(int32(len(out)))
+		pg.recv.inMu.Lock()
+		for _, m := range out {
+			pg.recv.in.push(m)
 		}
-		if pg.recv.len() > 0 {
-			signal(pg.ready)
+		for _, m := range in {
+			pg.recv.in.push(m)
 		}
-		pg.mu.Unlock()
+		pg.recv.inMu.Unlock()
+		signal(pg.recv.ready)
 	}
 	hc.group = pg
 	return true
@@ -1088,6 +1153,7 @@ func (h *Host) removeLocked(hc *hostConn) {
 	id := ConnHandle(hc.c.LocalID())
 	if h.conns[id] == hc {
 		delete(h.conns, id)
+		h.byHandle.Delete(id)
 	}
 	if hc.c.IsServer() {
 		k := serverKey{hc.c.RemoteAddr(), hc.c.RemoteID()}
@@ -1283,7 +1349,7 @@ func (h *Host) readLoop() {
 			rb.conns[i] = nil
 			if hc := h.sortLocked(now, p.Addr, p.Bytes()); hc != nil {
 				rb.conns[i] = hc
-				rb.shard[i] = int(hc.c.LocalID() % uint32(h.shards))
+				rb.shard[i] = hc.shard
 				others |= 1 << rb.shard[i]
 			}
 		}
@@ -1578,7 +1644,7 @@ func (h *Host) handleGNSLocked(now time.Time, from netip.AddrPort, b []byte) {
 			h.logRefusedLocked(from, err.Error())
 			return
 		}
-		hc := &hostConn{userData: -1, handle: handle, c: c, listen: h.listening, state: StateNone, ready: make(chan struct{}, 1), hidx: -1, ho: mark}
+		hc := &hostConn{userData: -1, handle: handle, c: c, listen: h.listening, state: StateNone, recv: recvQueue{ready: make(chan struct{}, 1)}, hidx: -1, ho: mark}
 		hc.identity, _ = parseIdentityGNS(c.RemoteIdentity())
 		// A service's port goes to the service (refused when it does not
 		// take connections); any other to the listen socket.
@@ -1601,7 +1667,7 @@ func (h *Host) handleGNSLocked(now time.Time, from netip.AddrPort, b []byte) {
 			return
 		}
 		lockConn(hc)
-		h.conns[handle] = hc
+		h.addConnLocked(handle, hc)
 		h.servers[serverKey{from, id}] = hc
 		if svc != nil && hc.handle != InvalidConn {
 			hc.listen = InvalidListen
@@ -1693,10 +1759,11 @@ func (h *Host) drainConn(buf []snp.Message, now time.Time, hc *hostConn) {
 		// One count and one wake-up for the lot: the queue's counter and
 		// channel are shared with the receiving goroutine's core.
 		hc.queued.Add(int32(n))
-		pg := hc.group
-		if pg != nil {
-			pg.mu.Lock()
+		rq := &hc.recv
+		if hc.group != nil {
+			rq = &hc.group.recv
 		}
+		rq.inMu.Lock()
 		for i := range buf[:n] {
 			sm := &buf[i]
 			m := hc.newMessage(sm)
@@ -1706,18 +1773,10 @@ func (h *Host) drainConn(buf []snp.Message, now time.Time, hc *hostConn) {
 			m.ReceiverUserData = hc.userData
 			m.TimeReceived = now
 			*sm = snp.Message{}
-			if pg != nil {
-				pg.recv.push(m)
-			} else {
-				hc.recv.push(m)
-			}
+			rq.in.push(m)
 		}
-		if pg != nil {
-			pg.mu.Unlock()
-			signal(pg.ready)
-		} else {
-			signal(hc.ready)
-		}
+		rq.inMu.Unlock()
+		rq.pushed()
 	}
 }
 
@@ -1729,14 +1788,16 @@ func signal(ch chan struct{}) {
 	}
 }
 
-// took accounts for messages the application took. Once a connection's
-// queue has room for takeSlack of them, it pulls more from its engine if
-// that holds some back (hostConn.held) and wakes a reader waiting for room
-// (waitTake), so that both happen once per takeSlack messages rather than
-// once per take. Otherwise a take costs two atomic operations per
-// connection, and no lock or clock read. The caller holds no lock.
-func (h *Host) took(ms []*Message) {
-	if len(ms) == 0 {
+// took accounts for messages the application took (moved to the consumer
+// end of a recvQueue), by runs of one connection or browser session.
+// Once a connection's queue has room for takeSlack of them, it pulls more
+// from its engine if that holds some back (hostConn.held) and wakes a
+// reader waiting for room (waitTake), so that both happen once per
+// takeSlack messages rather than once per take. Otherwise it costs two
+// atomic operations per run, and no lock or clock read. The caller holds
+// no lock.
+func (h *Host) took(runs *tookRuns) {
+	if runs.n == 0 {
 		return
 	}
 	clock := h.clock.Load()
@@ -1744,23 +1805,19 @@ func (h *Host) took(ms []*Message) {
 	slack := takeSlack(limit)
 	room := false
 	var w *worker
-	for i := 0; i < len(ms); {
-		hc := ms[i].conn
-		j := i + 1
-		for j < len(ms) && ms[j].conn == hc {
-			j++
+	for i := range runs.n + len(runs.more) {
+		r := runs.buf[min(i, len(runs.buf)-1)]
+		if i >= len(runs.buf) {
+			r = runs.more[i-len(runs.buf)]
 		}
-		n := j - i
-		i = j
+		hc := r.hc
 		if hc == nil {
-			for _, m := range ms[j-n : j] {
-				if m.web != nil {
-					m.web.unread.Add(-1)
-				}
+			if r.web != nil {
+				r.web.unread.Add(-r.n)
 			}
 			continue
 		}
-		q := hc.queued.Add(int32(-n))
+		q := hc.queued.Add(-r.n)
 		if hc.lastTake.Load() != clock {
 			hc.lastTake.Store(clock)
 		}
@@ -1902,7 +1959,7 @@ func (h *Host) stateChangedLocked(hc *hostConn, ev conn.Event) {
 		return // a P2P connection still finding its route (host_route.go)
 	}
 	if hc.state == StateClosedByPeer || hc.state == StateProblemDetectedLocally {
-		signal(hc.ready) // wake a Receive waiting on a connection that ended
+		signal(hc.recv.ready) // wake a Receive waiting on a connection that ended
 	}
 	if hc.svc != nil {
 		hc.svc.stateLocked(hc, old)

@@ -154,14 +154,23 @@ func (q *msgQueue) len() int { return q.size }
 
 func (q *msgQueue) push(m *Message) {
 	if q.size == len(q.buf) {
-		n := make([]*Message, max(16, 2*len(q.buf)))
+		n := make([]*Message, max(16, 2*len(q.buf))) // a power of two
 		for i := range q.size {
-			n[i] = q.buf[(q.head+i)%len(q.buf)]
+			n[i] = q.buf[(q.head+i)&(len(q.buf)-1)]
 		}
 		q.buf, q.head = n, 0
 	}
-	q.buf[(q.head+q.size)%len(q.buf)] = m
+	q.buf[(q.head+q.size)&(len(q.buf)-1)] = m
 	q.size++
+}
+
+// pop removes and returns the oldest message; the queue is not empty.
+func (q *msgQueue) pop() *Message {
+	m := q.buf[q.head]
+	q.buf[q.head] = nil
+	q.head = (q.head + 1) & (len(q.buf) - 1)
+	q.size--
+	return m
 }
 
 // take removes and returns up to max messages, oldest first (nil if none),
@@ -173,11 +182,8 @@ func (q *msgQueue) take(max int, slab *msgSlab) []*Message {
 	}
 	out := slab.get(n)
 	for i := range out {
-		out[i] = q.buf[q.head]
-		q.buf[q.head] = nil
-		q.head = (q.head + 1) % len(q.buf)
+		out[i] = q.pop()
 	}
-	q.size -= n
 	return out
 }
 
@@ -193,7 +199,8 @@ func (q *msgQueue) drop() {
 // shared chunks, so that a receive does not allocate one: a chunk of
 // msgSlabChunk pointers serves many calls, and becomes garbage once the
 // application dropped every slice carved from it. The slices are capped
-// (an append copies), and never reused by the Host. Guarded by Host.mu.
+// (an append copies), and never reused by the Host. One is used by one
+// goroutine at a time (see slabs).
 type msgSlab struct {
 	buf []*Message
 }

@@ -256,12 +256,12 @@ func (h *Host) connectP2PLocked(now time.Time, peer Identity, vport int) (*hostC
 	if err != nil {
 		return nil, fmt.Errorf("netmsg: connect: %w", err)
 	}
-	hc := &hostConn{userData: -1, handle: handle, c: c, state: StateNone, ready: make(chan struct{}, 1), hidx: -1, identity: peer}
+	hc := &hostConn{userData: -1, handle: handle, c: c, state: StateNone, recv: recvQueue{ready: make(chan struct{}, 1)}, hidx: -1, identity: peer}
 	if err := h.newP2PLocked(now, hc, peer, false, 0); err != nil {
 		return nil, err
 	}
 	hc.p2p.sess.SetConnectRequest(now, c.P2PConnectRequest())
-	h.conns[handle] = hc
+	h.addConnLocked(handle, hc)
 	h.pollLocked(now, hc)
 	return hc, nil
 }
@@ -450,12 +450,12 @@ func (h *Host) acceptP2PLocked(now time.Time, from string, id uint32, req *pb.P2
 		// The certificate names someone else than the signaling sender.
 		return refuse()
 	}
-	hc := &hostConn{userData: -1, handle: handle, c: c, listen: InvalidListen, state: StateNone, ready: make(chan struct{}, 1), hidx: -1, identity: peer, ho: mark}
+	hc := &hostConn{userData: -1, handle: handle, c: c, listen: InvalidListen, state: StateNone, recv: recvQueue{ready: make(chan struct{}, 1)}, hidx: -1, identity: peer, ho: mark}
 	if err := h.newP2PLocked(now, hc, peer, true, id); err != nil {
 		return refuse()
 	}
 	hc.p2p.key = p2pKey{from, id}
-	h.conns[handle] = hc
+	h.addConnLocked(handle, hc)
 	h.p2pIncoming[hc.p2p.key] = hc
 	if !svc.incomingLocked(now, hc) {
 		h.removeLocked(hc)

@@ -211,7 +211,7 @@ func (h *Host) dialP2PLocked(now time.Time, peer Identity, vport int, sym bool) 
 	if err != nil {
 		return nil, fmt.Errorf("netmsg: connect: %w", err)
 	}
-	hc := &hostConn{userData: -1, handle: handle, c: c, listen: InvalidListen, state: StateNone, ready: make(chan struct{}, 1), hidx: -1, identity: peer}
+	hc := &hostConn{userData: -1, handle: handle, c: c, listen: InvalidListen, state: StateNone, recv: recvQueue{ready: make(chan struct{}, 1)}, hidx: -1, identity: peer}
 	if err := h.newP2PLocked(now, hc, peer, false, 0); err != nil {
 		return nil, err
 	}
@@ -222,7 +222,7 @@ func (h *Host) dialP2PLocked(now time.Time, peer Identity, vport int, sym bool) 
 	req.ToVirtualPort = proto.Uint32(uint32(vport))
 	req.FromVirtualPort = proto.Uint32(uint32(vport))
 	hc.p2p.sess.SetConnectRequest(now, req)
-	h.conns[handle] = hc
+	h.addConnLocked(handle, hc)
 	h.pollLocked(now, hc)
 	return hc, nil
 }
@@ -303,14 +303,14 @@ func (h *Host) incomingP2PConnLocked(now time.Time, from string, key p2pKey, rv 
 		h.stats.ConnectsRefused++
 		return nil
 	}
-	hc := &hostConn{userData: -1, handle: handle, c: c, listen: l.handle, state: StateNone, ready: make(chan struct{}, 1), hidx: -1, identity: peer}
+	hc := &hostConn{userData: -1, handle: handle, c: c, listen: l.handle, state: StateNone, recv: recvQueue{ready: make(chan struct{}, 1)}, hidx: -1, identity: peer}
 	if err := h.newP2PLocked(now, hc, peer, true, key.id); err != nil {
 		h.stats.ConnectsRefused++
 		return nil
 	}
 	hc.p2p.key = key
 	hc.p2p.api = p2pAPI{on: true, vport: vport, remoteVport: remoteVport, symmetric: l.symmetric}
-	h.conns[handle] = hc
+	h.addConnLocked(handle, hc)
 	h.p2pIncoming[key] = hc
 	return hc
 }

@@ -721,10 +721,12 @@ func (h *Host) rtcDeliver(ws *webSession, d rtcframe.Data, msg []byte, reliable 
 			ms.chMu.Lock()
 			q := ms.channelLocked(m.Channel)
 			ws.open[m.Channel] = true
-			ws.unread.Add(1)
-			q.recv.push(m)
 			ms.chMu.Unlock()
-			signal(q.ready)
+			ws.unread.Add(1)
+			q.inMu.Lock()
+			q.in.push(m)
+			q.inMu.Unlock()
+			q.pushed()
 			return
 		}
 		if !reliable {
@@ -884,14 +886,12 @@ func (ms *Messages) dropPeerChLocked(peer Identity, ch int) {
 	if q == nil {
 		return
 	}
-	keep := q.recv.take(q.recv.len(), nil)
-	for _, m := range keep {
-		if m.Identity == peer && m.web != nil {
+	gone, counted := q.filter(func(m *Message) bool { return m.Identity != peer || m.web == nil })
+	for i, m := range gone {
+		if counted[i] {
 			m.web.unread.Add(-1)
-			m.Release()
-			continue
 		}
-		q.recv.push(m)
+		m.Release()
 	}
 }
 

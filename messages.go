@@ -58,8 +58,7 @@ type Messages struct {
 	next     time.Time                // the soonest tick the sessions need
 
 	chMu     sync.Mutex
-	channels map[int]*channelQueue // received messages by channel
-	slab     msgSlab               // the slices the receive calls return
+	channels map[int]*recvQueue // received messages by channel
 
 	last atomic.Pointer[sendCache] // the session SendMessageToUser used last
 }
@@ -115,7 +114,7 @@ type channelQueue struct {
 func (ms *Messages) init(h *Host) {
 	ms.h = h
 	ms.sessions = make(map[Identity]*session)
-	ms.channels = make(map[int]*channelQueue)
+	ms.channels = make(map[int]*recvQueue)
 }
 
 // Messages returns the Host's Networking Messages interface. From the
@@ -183,12 +182,20 @@ func (ms *Messages) clientLocked(peer Identity) *hostConn {
 
 // channelLocked returns channel ch's queue, made on first use; chMu is
 // held.
-func (ms *Messages) channelLocked(ch int) *channelQueue {
+func (ms *Messages) channelLocked(ch int) *recvQueue {
 	q := ms.channels[ch]
 	if q == nil {
-		q = &channelQueue{ready: make(chan struct{}, 1)}
+		q = newRecvQueue()
 		ms.channels[ch] = q
 	}
+	return q
+}
+
+// channel returns channel ch's queue, made on first use.
+func (ms *Messages) channel(ch int) *recvQueue {
+	ms.chMu.Lock()
+	q := ms.channelLocked(ch)
+	ms.chMu.Unlock()
 	return q
 }
 
@@ -444,23 +451,21 @@ func (ms *Messages) postRequestLocked(now time.Time, s *session) {
 
 // deliverAll takes the messages that arrived on a session's connection
 // (hc.sess), made from the engine's sms (which it clears): strips GNS's
-// header and queues each on its channel, under one hold of chMu for the
-// lot, and then wakes each channel's receiver once. The connection's lock
-// is held (not necessarily mu).
+// header and queues each on its channel, a run of messages on one channel
+// under one hold of that channel's producer lock, and wakes the channel's
+// waiters once per run. The connection's lock is held (not necessarily
+// mu).
 func (ms *Messages) deliverAll(now time.Time, hc *hostConn, sms []snp.Message) {
 	s := hc.sess
 	s.used(now)
 	var (
-		woken [4]*channelQueue // the channels to wake (more are woken at once)
-		nw    int
-		ch    int
-		q     *channelQueue // channel ch's queue
-		bad   int32
+		ch  int
+		q   *recvQueue // channel ch's queue, its inMu held
+		bad int32
 	)
 	// Counted once for the lot, before any is queued, so the count is
 	// never below what the queues hold.
 	hc.queued.Add(int32(len(sms)))
-	ms.chMu.Lock()
 	for i := range sms {
 		sm := &sms[i]
 		if len(sm.Data) < msgHeaderLen {
@@ -481,25 +486,26 @@ func (ms *Messages) deliverAll(now time.Time, hc *hostConn, sms []snp.Message) {
 		m.Size = len(m.Payload)
 		m.Channel = c
 		if q == nil || c != ch {
+			if q != nil {
+				q.inMu.Unlock()
+				q.pushed()
+			}
 			ch = c
+			ms.chMu.Lock()
 			s.open[ch] = true
 			q = ms.channelLocked(ch)
-			if nw < len(woken) && (nw == 0 || woken[nw-1] != q) {
-				woken[nw] = q
-				nw++
-			} else if nw == len(woken) {
-				signal(q.ready)
-			}
+			ms.chMu.Unlock()
+			q.inMu.Lock()
 		}
-		q.recv.push(m)
+		q.in.push(m)
 	}
-	ms.chMu.Unlock()
+	if q != nil {
+		q.inMu.Unlock()
+		q.pushed()
+	}
 	if bad > 0 {
 		hc.queued.Add(-bad)
 		ms.h.fast.dropped.Add(int64(bad))
-	}
-	for _, q := range woken[:nw] {
-		signal(q.ready)
 	}
 }
 
@@ -597,16 +603,14 @@ func (ms *Messages) dropChLocked(s *session, ch int) {
 	if q == nil {
 		return
 	}
-	keep := q.recv.take(q.recv.len(), nil)
-	for _, m := range keep {
-		if m.Identity == s.peer || (s.alias.IsValid() && m.Identity == s.alias) {
-			if m.conn != nil {
-				m.conn.queued.Add(-1)
-			}
-			m.Release()
-			continue
+	gone, counted := q.filter(func(m *Message) bool {
+		return m.Identity != s.peer && (!s.alias.IsValid() || m.Identity != s.alias)
+	})
+	for i, m := range gone {
+		if counted[i] && m.conn != nil {
+			m.conn.queued.Add(-1)
 		}
-		q.recv.push(m)
+		m.Release()
 	}
 }
 
@@ -676,13 +680,13 @@ func (ms *Messages) ReceiveMessagesOnChannel(channel, maxMessages int) []*Messag
 	}
 	ms.chMu.Lock()
 	q := ms.channels[channel]
+	ms.chMu.Unlock()
 	if q == nil {
-		ms.chMu.Unlock()
 		return nil
 	}
-	out := q.recv.take(maxMessages, &ms.slab)
-	ms.chMu.Unlock()
-	ms.h.took(out)
+	var runs tookRuns
+	out, _ := q.take(maxMessages, &runs)
+	ms.h.took(&runs)
 	return out
 }
 
@@ -690,42 +694,39 @@ func (ms *Messages) ReceiveMessagesOnChannel(channel, maxMessages int) []*Messag
 // servers want. It returns ctx's error when ctx ends first, and
 // ErrHostClosed when the Host closes.
 func (ms *Messages) Receive(ctx context.Context, channel int) (*Message, error) {
-	out, err := ms.ReceiveBatch(ctx, channel, 1)
-	if err != nil {
+	q := ms.channel(channel)
+	var m *Message
+	if err := q.await(ctx, ms.h.done, func() bool {
+		var runs tookRuns
+		m, _ = q.take1(&runs)
+		ms.h.took(&runs)
+		return m != nil
+	}); err != nil {
 		return nil, err
 	}
-	return out[0], nil
+	return m, nil
 }
 
 // ReceiveBatch waits until messages arrived on channel, then returns up to
 // max of them (in arrival order), like ReceiveMessagesOnChannel but
-// blocking. A busy server reads many messages per call this way instead of
-// one (Receive), which costs one lock per call rather than per message.
-// It returns ctx's error when ctx ends first and ErrHostClosed when the
-// Host closes. The slice is the caller's to keep.
+// blocking: a server that wants to handle what arrived together takes it
+// in one call. It returns ctx's error when ctx ends first and
+// ErrHostClosed when the Host closes. The slice is the caller's to keep.
 func (ms *Messages) ReceiveBatch(ctx context.Context, channel, max int) ([]*Message, error) {
 	if max <= 0 {
 		return nil, fmt.Errorf("netmsg: receive: max %d: %w", max, ResultInvalidParam)
 	}
-	h := ms.h
-	for {
-		ms.chMu.Lock()
-		q := ms.channelLocked(channel)
-		if out := q.recv.take(max, &ms.slab); len(out) > 0 {
-			ms.chMu.Unlock()
-			h.took(out)
-			return out, nil
-		}
-		ready := q.ready
-		ms.chMu.Unlock()
-		select {
-		case <-ready:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-h.done:
-			return nil, ErrHostClosed
-		}
+	q := ms.channel(channel)
+	var out []*Message
+	if err := q.await(ctx, ms.h.done, func() bool {
+		var runs tookRuns
+		out, _ = q.take(max, &runs)
+		ms.h.took(&runs)
+		return len(out) > 0
+	}); err != nil {
+		return nil, err
 	}
+	return out, nil
 }
 
 // AcceptSessionWithUser accepts a pending session request from peer

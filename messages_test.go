@@ -252,7 +252,7 @@ func TestMessagesCloseSession(t *testing.T) {
 			bob.m.chMu.Lock()
 			defer bob.m.chMu.Unlock()
 			q := bob.m.channels[3]
-			return q != nil && q.recv.len() == 1
+			return q != nil && q.len() == 1
 		})
 		if !bob.m.CloseSessionWithUser(alice.id) {
 			t.Fatal("close failed")
@@ -303,7 +303,7 @@ func TestMessagesCloseChannel(t *testing.T) {
 			bob.m.chMu.Lock()
 			defer bob.m.chMu.Unlock()
 			q := bob.m.channels[1]
-			return q != nil && q.recv.len() == 1
+			return q != nil && q.len() == 1
 		})
 		if !bob.m.CloseChannelWithUser(alice.id, 1) {
 			t.Fatal("close channel failed")

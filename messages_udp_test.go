@@ -102,7 +102,7 @@ func TestMessagesUDPCloseChannelAndSession(t *testing.T) {
 		bob.m.chMu.Lock()
 		defer bob.m.chMu.Unlock()
 		q1, q2 := bob.m.channels[1], bob.m.channels[2]
-		return q1 != nil && q2 != nil && q1.recv.len() == 1 && q2.recv.len() == 1
+		return q1 != nil && q2 != nil && q1.len() == 1 && q2.len() == 1
 	})
 	if !bob.m.CloseChannelWithUser(alice.id, 1) {
 		t.Fatal("close channel 1 failed")

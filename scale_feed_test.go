@@ -25,11 +25,12 @@ import (
 // received. A datagram costs the feed one copy, so the process's CPU is
 // the Host's (and its application's).
 type scaleFeed struct {
-	addr   netip.AddrPort
-	window int64
-	recvd  *atomic.Int64 // messages the application received
-	kick   chan struct{} // signalled when recvd grows (cap 1)
-	done   chan struct{}
+	addr    netip.AddrPort
+	window  int64
+	recvd   *atomic.Int64 // messages the application received
+	kick    chan struct{} // signalled when recvd grows while waiting is set (cap 1)
+	waiting atomic.Bool   // ReadBatch waits for the window
+	done    chan struct{}
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -71,12 +72,6 @@ func (f *scaleFeed) Close() error {
 		f.cond.Broadcast()
 	}
 	return nil
-}
-
-// received tells the feed that the application took n more messages.
-func (f *scaleFeed) received(n int) {
-	f.recvd.Add(int64(n))
-	signal(f.kick)
 }
 
 // dial connects count clients to the Host and returns them once every
@@ -183,11 +178,17 @@ func (f *scaleFeed) ReadBatch(pkts []transport.Packet) (int, error) {
 	// The data phase: only this goroutine (the Host's reader) reads the
 	// senders' datagrams.
 	for f.handed-float64(f.recvd.Load()) > float64(f.window) {
+		f.waiting.Store(true)
+		if f.handed-float64(f.recvd.Load()) <= float64(f.window) {
+			f.waiting.Store(false)
+			break
+		}
 		select {
 		case <-f.kick:
 		case <-f.done:
 			return 0, transport.ErrClosed
 		}
+		f.waiting.Store(false)
 	}
 	n := 0
 	for tries := 0; n < len(pkts) && tries < len(f.data); {
