@@ -150,6 +150,7 @@ func scaleRun(b *testing.B, via string, conns, size, count int) {
 			defer wg.Done()
 			next := uint64(0)
 			unsaid := 0 // received and not yet added to received
+			tell := min(scaleTell, max(scaleWindow/size, 64)/(4*conns))
 			for next < uint64(count) {
 				ms, err := scaleRecv(h, ctx, c)
 				if err != nil {
@@ -167,7 +168,7 @@ func scaleRun(b *testing.B, via string, conns, size, count int) {
 				// The shared count is told every scaleTell messages
 				// (and at the end), so that the receivers do not all
 				// write one cache line per message.
-				if unsaid += len(ms); unsaid < scaleTell && next < uint64(count) {
+				if unsaid += len(ms); unsaid < tell && next < uint64(count) {
 					continue
 				}
 				if received.Add(int64(unsaid)) == want {
@@ -422,7 +423,9 @@ func scaleCounter(path string, create bool) (*atomic.Int64, func(), error) {
 }
 
 // scaleTell is how many messages a receiver takes before it adds them to
-// the count the senders keep their window by (well within the window).
+// the count the senders keep their window by: at most this, and a quarter
+// of the window's share of one connection, so that what the receivers
+// hold back stays well within the window.
 const scaleTell = 256
 
 var scaleBatch = os.Getenv("NETMSG_SCALE_BATCH") != ""
