@@ -215,7 +215,8 @@ type hostConn struct {
 	shard int
 	// Released Messages (host_msg.go): free is filled by Release, spare
 	// (guarded with the connection's state) is what newMessage takes.
-	free  msgFree
+	free  msgFree // written by the application's goroutines
+	_     cacheLinePad
 	spare *[]*Message
 }
 

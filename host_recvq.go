@@ -25,6 +25,7 @@ type recvQueue struct {
 	ready   chan struct{} // signalled (cap 1) for the waiters (see await)
 	waiters atomic.Int32  // goroutines in await
 
+	_     cacheLinePad
 	outMu sync.Mutex
 	out   msgQueue
 	// refuse, when set (under outMu), is what takes fail with: a
@@ -32,9 +33,17 @@ type recvQueue struct {
 	// group destroyed.
 	refuse error
 
+	_    cacheLinePad // the two ends are written from two cores
 	inMu sync.Mutex
 	in   msgQueue
+	_    cacheLinePad
 }
+
+// cacheLinePad keeps the fields before it and after it on different
+// cache lines (two, as a core's prefetcher fetches lines in pairs), so
+// that goroutines on two cores writing one and the other do not take the
+// line from each other.
+type cacheLinePad [128]byte
 
 // recvMove is the most messages a receive moves from in to out beyond
 // what it asked for.

@@ -59,6 +59,9 @@ type Messages struct {
 
 	chMu     sync.Mutex
 	channels map[int]*recvQueue // received messages by channel
+	// low holds the queues of channels 0 to len(low)-1 once made, for
+	// receives to find without chMu.
+	low [16]atomic.Pointer[recvQueue]
 
 	last atomic.Pointer[sendCache] // the session SendMessageToUser used last
 }
@@ -187,12 +190,20 @@ func (ms *Messages) channelLocked(ch int) *recvQueue {
 	if q == nil {
 		q = newRecvQueue()
 		ms.channels[ch] = q
+		if ch >= 0 && ch < len(ms.low) {
+			ms.low[ch].Store(q)
+		}
 	}
 	return q
 }
 
 // channel returns channel ch's queue, made on first use.
 func (ms *Messages) channel(ch int) *recvQueue {
+	if ch >= 0 && ch < len(ms.low) {
+		if q := ms.low[ch].Load(); q != nil {
+			return q
+		}
+	}
 	ms.chMu.Lock()
 	q := ms.channelLocked(ch)
 	ms.chMu.Unlock()
