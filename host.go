@@ -163,7 +163,7 @@ type HostStats struct {
 	DatagramsIn, DatagramsOut int64
 	SignalsDropped            int64 // P2P signals that could not be sent, or were malformed, forged or for no connection
 	BytesIn, BytesOut         int64
-	Dropped                   int64 // datagrams dropped: malformed, unknown connection, refused
+	Dropped                   int64 // datagrams dropped (malformed, unknown connection, refused), and messages a peer sent on a channel beyond the Messages layer's bound (65,536 channels)
 	HalfOpenRefused           int64 // connect requests and session requests refused by Config.Limits
 	WrongAddr                 int64 // datagrams for a connection from an address that is not its peer's (a forged close, say): dropped, also in Dropped
 	ChallengesAnswered        int64

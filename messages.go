@@ -197,6 +197,10 @@ func (ms *Messages) channelLocked(ch int) *recvQueue {
 	return q
 }
 
+// maxChannels bounds the channel queues a peer's messages make: a message
+// on yet another channel is dropped and counted (HostStats.Dropped).
+var maxChannels = 1 << 16 // a variable for tests
+
 // channel returns channel ch's queue, made on first use.
 func (ms *Messages) channel(ch int) *recvQueue {
 	if ch >= 0 && ch < len(ms.low) {
@@ -503,6 +507,15 @@ func (ms *Messages) deliverAll(now time.Time, hc *hostConn, sms []snp.Message) {
 			}
 			ch = c
 			ms.chMu.Lock()
+			if ms.channels[ch] == nil && len(ms.channels) >= maxChannels {
+				// A peer that names channels without end: what it sends
+				// on one beyond the bound is dropped (counted).
+				ms.chMu.Unlock()
+				q = nil
+				m.Release()
+				bad++
+				continue
+			}
 			s.open[ch] = true
 			q = ms.channelLocked(ch)
 			ms.chMu.Unlock()

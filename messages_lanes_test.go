@@ -161,3 +161,49 @@ func TestMessagesConnectionFields(t *testing.T) {
 		}
 	})
 }
+
+// TestMessagesChannelBound: a peer that sends on ever more channels makes
+// at most maxChannels channel queues; what it sends beyond them is
+// dropped and counted, and the channels in use keep working.
+func TestMessagesChannelBound(t *testing.T) {
+	defer func(n int) { maxChannels = n }(maxChannels)
+	maxChannels = 20
+	bubble(t, func(t *testing.T) {
+		alice, bob := msgPair(t, time.Millisecond)
+		openSession(t, alice, bob)
+		before := bob.Host.Stats().Dropped
+		for ch := range 50 {
+			if err := alice.m.SendMessageToUser(bob.id, []byte{byte(ch)}, SendReliable, ch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(time.Second)
+		bob.m.chMu.Lock()
+		n := len(bob.m.channels)
+		bob.m.chMu.Unlock()
+		if n > maxChannels {
+			t.Fatalf("%d channel queues, bound %d", n, maxChannels)
+		}
+		got := 0
+		for ch := range 50 {
+			for _, m := range bob.m.ReceiveMessagesOnChannel(ch, 10) {
+				if int(m.Payload[0]) != ch {
+					t.Fatalf("channel %d: message %d", ch, m.Payload[0])
+				}
+				got++
+				m.Release()
+			}
+		}
+		dropped := bob.Host.Stats().Dropped - before
+		if got+int(dropped) != 50 || dropped == 0 {
+			t.Fatalf("%d received and %d dropped of 50", got, dropped)
+		}
+		// A channel that has a queue still carries messages.
+		alice.m.SendMessageToUser(bob.id, []byte("again"), SendReliable, 0)
+		if text, m := recvText(t, bob, 0); text != "again" {
+			t.Fatalf("channel 0 after the bound: %q", text)
+		} else {
+			m.Release()
+		}
+	})
+}
