@@ -691,8 +691,11 @@ func (a *Agent) Poll(now time.Time) (Datagram, bool) {
 // (a triggered one first). So the relay's first check goes as soon as
 // the allocation and a remote candidate are known, rather than behind
 // every direct pair (which, where direct paths are blocked, only time
-// out); a lane's checks leave from one base, so one NAT binding (the
-// socket's, or the one to the TURN server) carries each lane.
+// out). The relay lane's checks all go to the TURN server, over the one
+// NAT binding the allocation already holds, so running it beside the
+// socket's makes no new bindings on our NAT; the two lanes together
+// start at most two checks per pacing interval, whatever the number of
+// pairs.
 func (a *Agent) think(now time.Time) {
 	if a.remotePwd == "" {
 		return
