@@ -105,7 +105,13 @@ func benchConnectNetns(b *testing.B, relayed bool) {
 	if relayed {
 		bin := coturntest.Binary(b)
 		addr := netip.AddrPortFrom(netnstest.RouterA, 3478)
-		cmd := topo.Command(topo.R, bin, coturntest.Args(addr, "u", "p")...)
+		// R's namespace is the only one this coturn's ports live in: a
+		// wide relay port window, since coturn does not reuse a released
+		// port at once and each connect takes two allocations (the
+		// package's default window of 100 ports runs out after about 50
+		// connects that take a few milliseconds each).
+		args := append(coturntest.Args(addr, "u", "p"), "--min-port=49152", "--max-port=65535")
+		cmd := topo.Command(topo.R, bin, args...)
 		cmd.SysProcAttr = coturntest.ProcAttr()
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)

@@ -15,8 +15,10 @@ import (
 
 // Timing and limits of the checks.
 const (
-	// pacing is Ta: at most one new check (or retransmission) this often.
-	pacing = 20 * time.Millisecond
+	// pacing is Ta, per base: at most one ordinary check from the
+	// socket and one through the TURN allocation this often (see
+	// Agent.think).
+	pacing = 10 * time.Millisecond
 	// checkRTO is the first retransmission timeout of a check; it doubles.
 	checkRTO = 100 * time.Millisecond
 	// checkTries is how many times a check is sent before its pair fails.
@@ -108,8 +110,9 @@ type pair struct {
 	state     pairState
 	nominated bool // USE-CANDIDATE seen (controlled) or our nomination succeeded (controlling)
 	txID      [stun.TransactionIDSize]byte
-	pending   bool // a check is in flight (txID)
-	useCand   bool // the check in flight carries USE-CANDIDATE
+	pending   bool   // a check is in flight (txID)
+	useCand   bool   // the check in flight carries USE-CANDIDATE
+	trig      uint64 // waiting for a triggered check (its turn: lower first); 0: none
 	tries     int
 	nextAt    time.Time // retransmission or keepalive
 }
@@ -169,7 +172,8 @@ type Agent struct {
 	pairs         []*pair
 	selected      *pair
 	out           []Datagram
-	nextCheck     time.Time
+	nextCheck     [2]time.Time // per base (lane): when its next ordinary check may go
+	trigSeq       uint64       // orders triggered checks (pair.trig)
 	nominating    *pair
 	st            Stats
 	selectChanged bool
@@ -284,7 +288,7 @@ func (a *Agent) Restart(pwd string, controlling bool) error {
 	a.cfg.LocalPwd, a.cfg.Controlling = pwd, controlling
 	a.remotePwd = ""
 	a.pairs = a.pairs[:0]
-	a.nominating, a.retryAt, a.nextCheck, a.failedSent = nil, time.Time{}, time.Time{}, false
+	a.nominating, a.retryAt, a.nextCheck, a.failedSent = nil, time.Time{}, [2]time.Time{}, false
 	if a.selected != nil {
 		a.selected = nil
 		a.selectChanged = true
@@ -514,7 +518,7 @@ func (a *Agent) request(now time.Time, from netip.AddrPort, relay bool, m *stun.
 	switch {
 	case p.state == waiting || p.state == failed:
 		p.state, p.tries, p.nextAt = waiting, 0, time.Time{}
-		a.nextCheck = now // triggered: ahead of pacing
+		a.trigger(now, p)
 	case p.pending && p.state == inProgress && p.tries > 0:
 		// Our check on this pair is out but unanswered: the peer's
 		// request shows the path works now (our first check may have met
@@ -552,8 +556,10 @@ func (a *Agent) response(now time.Time, from netip.AddrPort, m *stun.Message) er
 	case a.cfg.Controlling && p.useCand:
 		p.nominated = true
 		a.selectPair(p)
-	case a.cfg.Controlling && a.nominating == nil && a.selected == nil:
-		// Nomination of the first pair that works: check it again with
+	case a.cfg.Controlling && a.selected == nil && (a.nominating == nil || p.prio() > a.nominating.prio()):
+		// Nomination of the first pair that works (or of a better one
+		// that works while that nomination is out, as the relay's and
+		// the socket's checks run side by side): check it again with
 		// USE-CANDIDATE.
 		a.nominating = p
 		p.useCand = true
@@ -577,7 +583,7 @@ func (a *Agent) errorResponse(now time.Time, m *stun.Message) error {
 			if code.GetFrom(m) == nil && code.Code == 487 {
 				a.cfg.Controlling = !a.cfg.Controlling
 				p.state, p.tries = waiting, 0
-				a.nextCheck = now
+				a.trigger(now, p)
 				return nil
 			}
 			p.state = failed
@@ -643,7 +649,7 @@ func (a *Agent) sendCheck(now time.Time, p *pair) {
 		p.state = inProgress
 	}
 	p.txID = a.newTxID()
-	p.tries = 0
+	p.tries, p.trig = 0, 0
 	a.transmit(now, p)
 }
 
@@ -676,8 +682,20 @@ func (a *Agent) Poll(now time.Time) (Datagram, bool) {
 	return d, true
 }
 
-// think starts the next check if pacing allows, retransmits checks whose
+// think starts the next checks if pacing allows, retransmits checks whose
 // timers ran out and sends keepalives on the selected pair.
+//
+// Pacing (Ta) is per base: the pairs from the Host's socket and the pairs
+// through its TURN allocation are two lanes, each starting at most one
+// ordinary check per pacing interval, its highest-priority waiting pair
+// (a triggered one first). So the relay's first check goes as soon as
+// the allocation and a remote candidate are known, rather than behind
+// every direct pair (which, where direct paths are blocked, only time
+// out). The relay lane's checks all go to the TURN server, over the one
+// NAT binding the allocation already holds, so running it beside the
+// socket's makes no new bindings on our NAT; the two lanes together
+// start at most two checks per pacing interval, whatever the number of
+// pairs.
 func (a *Agent) think(now time.Time) {
 	if a.remotePwd == "" {
 		return
@@ -721,14 +739,39 @@ func (a *Agent) think(now time.Time) {
 		a.failedSent = true
 		a.event(Event{Kind: EventFailed})
 	}
-	if now.Before(a.nextCheck) {
-		return
+	for l := range a.nextCheck {
+		if now.Before(a.nextCheck[l]) {
+			continue
+		}
+		if p := a.nextWaiting(l == laneRelay); p != nil {
+			p.useCand = a.cfg.Controlling && a.nominating == p
+			a.sendCheck(now, p)
+			a.nextCheck[l] = now.Add(pacing)
+		}
 	}
-	if p := a.nextWaiting(); p != nil {
-		p.useCand = a.cfg.Controlling && a.nominating == p
-		a.sendCheck(now, p)
-		a.nextCheck = now.Add(pacing)
+}
+
+// The pacing lanes (Agent.nextCheck): checks from the socket, checks
+// through the TURN allocation.
+const (
+	laneSocket = 0
+	laneRelay  = 1
+)
+
+func lane(relay bool) int {
+	if relay {
+		return laneRelay
 	}
+	return laneSocket
+}
+
+// trigger queues a triggered check on the waiting pair p (RFC 8445
+// 7.3.1.4): it is its lane's next check, ahead of the lane's pacing;
+// several go in the order they were triggered.
+func (a *Agent) trigger(now time.Time, p *pair) {
+	a.trigSeq++
+	p.trig = a.trigSeq
+	a.nextCheck[lane(p.relay)] = now
 }
 
 // consentLost drops the selected pair p, whose keepalives went
@@ -748,15 +791,26 @@ func (a *Agent) consentLost(now time.Time, p *pair) {
 			q.state, q.tries, q.pending, q.nextAt = waiting, 0, false, time.Time{}
 		}
 	}
-	a.nextCheck = now
+	a.nextCheck = [2]time.Time{now, now}
 	a.st.ConsentLost++
 }
 
-// nextWaiting is the waiting pair of highest priority.
-func (a *Agent) nextWaiting() *pair {
+// nextWaiting is the next waiting pair of a lane (through the relay or
+// from the socket): the first triggered, else the one of highest priority.
+func (a *Agent) nextWaiting(relay bool) *pair {
 	var best *pair
 	for _, p := range a.pairs {
-		if p.state == waiting && (best == nil || p.prio() > best.prio()) {
+		if p.state != waiting || p.relay != relay {
+			continue
+		}
+		switch {
+		case best == nil:
+			best = p
+		case best.trig != 0 || p.trig != 0:
+			if p.trig != 0 && (best.trig == 0 || p.trig < best.trig) {
+				best = p
+			}
+		case p.prio() > best.prio():
 			best = p
 		}
 	}
@@ -786,10 +840,12 @@ func (a *Agent) NextWake() time.Time {
 			at(p.nextAt)
 		}
 	}
-	if a.nextWaiting() != nil {
-		at(a.nextCheck)
-		if w.IsZero() {
-			w = time.Unix(0, 1)
+	for l, next := range a.nextCheck {
+		if a.nextWaiting(l == laneRelay) != nil {
+			if next.IsZero() {
+				return time.Unix(0, 1) // at once
+			}
+			at(next)
 		}
 	}
 	if a.cfg.Persistent && a.selected == nil && len(a.pairs) > 0 {

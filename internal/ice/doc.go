@@ -44,8 +44,16 @@
 //
 // Where netmsg differs: its checks are retransmitted faster (100 ms,
 // doubling, 7 sends: a pair fails after about 6.3 s, still inside GNS's
-// 10 s initial connection timeout) and paced every 20 ms (GNS thinks
-// every 50 ms), and the selected pair is checked every 2.5 s (consent).
+// 10 s initial connection timeout) and paced per base, every 10 ms for
+// the pairs from the socket and every 10 ms for those through the TURN
+// allocation, side by side (GNS thinks every 50 ms and starts one check
+// per think; RFC 8445 sets 5 ms as the floor of an agent's average, which
+// the two lanes together keep), so a relayed path is not found only after
+// every direct pair was tried; and the selected pair is checked every
+// 2.5 s (consent). Every check is still a binding request as GNS writes
+// them, and the controlling side still nominates with a USE-CANDIDATE
+// check on a pair that worked (regular nomination), so a GNS peer sees
+// nothing new, only checks that come sooner.
 //
 // Why not pion/ice's Agent: it refuses local passwords under 128 bits, and
 // GNS's are 30 bits, so a GNS-compatible agent needs its own checklist. A

@@ -41,13 +41,20 @@ type simNet struct {
 	nodes    []*simNode
 	stun     map[netip.AddrPort]bool
 	blocked  func(from, to netip.AddrPort) bool // on the addresses as seen on the wire
-	q        []inflight
-	n        uint64
-	sent     []struct {
-		from *simNode
-		d    Datagram
-	}
+	// delay, when set, gives a path's one-way delay (on the addresses as
+	// seen on the wire) instead of the random one.
+	delay     func(from, to netip.AddrPort) time.Duration
+	q         []inflight
+	n         uint64
+	sent      []simSent
 	stunAsked int
+}
+
+// simSent is a datagram an agent sent, and when.
+type simSent struct {
+	from *simNode
+	d    Datagram
+	at   time.Time
 }
 
 func newSimNet(t *testing.T, seed uint64) *simNet {
@@ -72,10 +79,7 @@ func (n *simNode) wireFrom(relay bool) netip.AddrPort {
 }
 
 func (s *simNet) send(from *simNode, d Datagram, now time.Time) {
-	s.sent = append(s.sent, struct {
-		from *simNode
-		d    Datagram
-	}{from, d})
+	s.sent = append(s.sent, simSent{from, d, now})
 	src := from.wireFrom(d.Relay)
 	if !src.IsValid() {
 		s.t.Fatalf("%s sent through a relay it does not have", from.name)
@@ -92,6 +96,9 @@ func (s *simNet) send(from *simNode, d Datagram, now time.Time) {
 			continue
 		}
 		delay := time.Millisecond + time.Duration(s.rng.Int64N(int64(s.maxDelay)))
+		if s.delay != nil {
+			delay = s.delay(src, d.To)
+		}
 		s.n++
 		s.q = append(s.q, inflight{at: now.Add(delay), to: d.To, from: src, b: append([]byte(nil), d.B...), order: s.n})
 	}
