@@ -139,6 +139,12 @@ type Host struct {
 	tookMu      sync.Mutex
 	tookCh      chan struct{}
 	tookWaiters atomic.Int32
+	// Senders waiting for room in a send buffer (Send, Messages.Send)
+	// wait on roomCh; polling a connection that has room again, or that
+	// ended, closes it (and makes a new one) when someone waits.
+	roomMu      sync.Mutex
+	roomCh      chan struct{}
+	roomWaiters atomic.Int32
 
 	workers   []chan *rxBatch // the workers' inboxes, by shard
 	inflight  []atomic.Int32  // by shard: batches handed to its worker and not yet run
@@ -210,6 +216,9 @@ type hostConn struct {
 	// left there because recv (or its group's, or a channel's queue) held
 	// RecvBufferMessages: a take must then pull them (took's slow path).
 	held atomic.Bool
+	// roomWaiters counts the senders waiting for room in this
+	// connection's send buffer (Host.awaitRoom).
+	roomWaiters atomic.Int32
 	// shard is the worker that runs the connection's datagrams (set when
 	// it enters the table, then fixed).
 	shard int
@@ -383,6 +392,7 @@ func NewHost(cfg Config) (*Host, error) {
 		msgs:       make([]snp.Message, 64),
 		timerKick:  make(chan struct{}, 1),
 		tookCh:     make(chan struct{}),
+		roomCh:     make(chan struct{}),
 		eventKick:  make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		shards:     min(max(1, runtime.GOMAXPROCS(0)), maxShards),
@@ -1584,6 +1594,72 @@ func (h *Host) waitTook(ch chan struct{}, d time.Duration, t *time.Timer) {
 	h.tookWaiters.Add(-1)
 }
 
+// roomCheck wakes the senders waiting for room in hc's send buffer once
+// polling left it half empty, or hc cannot send any more (they try again,
+// and find room or the error). hc's lock is held (mu for a P2P one).
+func (h *Host) roomCheck(hc *hostConn) {
+	if hc.roomWaiters.Load() > 0 && hc.c.SendRoom() {
+		h.roomMu.Lock()
+		close(h.roomCh)
+		h.roomCh = make(chan struct{})
+		h.roomMu.Unlock()
+	}
+}
+
+// awaitRoom calls try until it reports that it is done (its send went
+// in, or failed otherwise than for a full buffer), waiting between calls
+// until hc's send buffer has room. A waiter registers with hc before its
+// try, so a poll that frees room after the try wakes it. It returns ctx's
+// error when ctx ends first and ErrHostClosed when the Host closes.
+func (h *Host) awaitRoom(ctx context.Context, hc *hostConn, try func() bool) error {
+	for {
+		hc.roomWaiters.Add(1)
+		h.roomMu.Lock()
+		ch := h.roomCh
+		h.roomMu.Unlock()
+		if try() {
+			hc.roomWaiters.Add(-1)
+			return nil
+		}
+		var err error
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-h.done:
+			err = ErrHostClosed
+		}
+		hc.roomWaiters.Add(-1)
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// Send is SendMessageToConnection that waits while c's send buffer is
+// full, rather than failing with ResultLimitExceeded: until the Host has
+// sent half of what waits (the buffer has room), ctx ends (ctx's error),
+// the connection ends (its error), or the Host closes (ErrHostClosed).
+// It is the form a Go program that produces as fast as the connection
+// takes wants: no retry loop, no sleep.
+func (h *Host) Send(ctx context.Context, c ConnHandle, data []byte, flags SendFlags) (int64, error) {
+	num, err := h.SendMessageToConnection(c, data, flags)
+	if !errors.Is(err, ResultLimitExceeded) {
+		return num, err
+	}
+	hc := h.lookupConn(c)
+	if hc == nil {
+		return 0, err
+	}
+	if werr := h.awaitRoom(ctx, hc, func() bool {
+		num, err = h.SendMessageToConnection(c, data, flags)
+		return !errors.Is(err, ResultLimitExceeded)
+	}); werr != nil {
+		return 0, werr
+	}
+	return num, err
+}
+
 // tookSignal wakes every goroutine waiting in waitTake.
 func (h *Host) tookSignal() {
 	if h.tookWaiters.Load() == 0 {
@@ -1889,6 +1965,7 @@ func (h *Host) pollLocked(now time.Time, hc *hostConn) {
 			h.flushOutLocked()
 		}
 	}
+	h.roomCheck(hc)
 	for {
 		ev, ok := hc.c.NextEvent()
 		if !ok {
@@ -1925,6 +2002,7 @@ func (h *Host) pollFast(w *worker, now time.Time, hc *hostConn) (slow bool) {
 			h.write(&w.out)
 		}
 	}
+	h.roomCheck(hc)
 	if hc.c.PendingEvents() {
 		return true
 	}

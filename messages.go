@@ -3,6 +3,7 @@ package netmsg
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -324,6 +325,51 @@ func (ms *Messages) SendMessageToUser(peer Identity, data []byte, flags SendFlag
 	}
 	h.mu.Unlock()
 	return ms.sendConnected(now, peer, hc, channel, data, flags)
+}
+
+// Send is SendMessageToUser that waits while the session's send buffer is
+// full, rather than failing with ResultLimitExceeded: until the Host has
+// sent half of what waits, ctx ends (ctx's error), the session fails
+// (its error), or the Host closes (ErrHostClosed). It is the form a Go
+// program that produces as fast as the peer takes wants: no retry loop,
+// no sleep.
+func (ms *Messages) Send(ctx context.Context, peer Identity, data []byte, flags SendFlags, channel int) error {
+	err := ms.SendMessageToUser(peer, data, flags, channel)
+	if !errors.Is(err, ResultLimitExceeded) {
+		return err
+	}
+	h := ms.h
+	h.mu.Lock()
+	var hc *hostConn
+	if s := ms.sessions[peer]; s != nil {
+		hc = s.hc
+	}
+	h.mu.Unlock()
+	if hc == nil {
+		// A browser session (its data channel's buffer is full): try
+		// again shortly.
+		for errors.Is(err, ResultLimitExceeded) {
+			t := time.NewTimer(time.Millisecond)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-h.done:
+				t.Stop()
+				return ErrHostClosed
+			}
+			err = ms.SendMessageToUser(peer, data, flags, channel)
+		}
+		return err
+	}
+	if werr := h.awaitRoom(ctx, hc, func() bool {
+		err = ms.SendMessageToUser(peer, data, flags, channel)
+		return !errors.Is(err, ResultLimitExceeded)
+	}); werr != nil {
+		return werr
+	}
+	return err
 }
 
 // msgHeader is GNS's Messages header for channel.

@@ -332,6 +332,24 @@ func (c *Conn) Send(now time.Time, lane int, data []byte, flags snp.SendFlags) (
 // lanes do not hold each other up. Before the connection is connected the
 // lane is not known yet: the message waits, keyed, and is mapped when the
 // connection is; it then returns message number 0.
+// SendRoom reports whether a sender that found the send buffer full may
+// try again: the unsent data fills less than half of it
+// (snp.Conn.SendRoom; before the engine runs, the data queued until the
+// connection is up), or the connection cannot send any more.
+func (c *Conn) SendRoom() bool {
+	switch {
+	case c.eng != nil && c.state == StateConnected:
+		return c.eng.SendRoom()
+	case c.state == StateConnecting || c.state == StateFindingRoute:
+		limit := c.snpConfig().SendBufferSize
+		if limit <= 0 {
+			limit = 512 * 1024
+		}
+		return 2*c.preBytes < limit
+	}
+	return true
+}
+
 func (c *Conn) SendKeyed(now time.Time, key uint32, prefix, data []byte, flags snp.SendFlags) (int64, error) {
 	switch c.state {
 	case StateConnected:

@@ -202,6 +202,10 @@ func (c *Conn) Flush(now time.Time) {
 
 // pendingBytes is what counts against SendBufferSize: bytes queued and not
 // yet sent, including reliable data queued for retransmission.
+// SendRoom reports whether the queued-but-unsent bytes fill less than
+// half the send buffer: a sender that found it full may try again.
+func (c *Conn) SendRoom() bool { return 2*c.pendingBytes() < c.cfg.SendBufferSize }
+
 func (c *Conn) pendingBytes() int {
 	n := c.pendingNew
 	for i := range c.lanes {
