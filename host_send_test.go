@@ -38,24 +38,7 @@ func TestHostSendWaitsForRoom(t *testing.T) {
 		s := serverConn(t, srv)
 
 		const n = 200 // 200 KB: about 3 s at 64 KiB/s
-		got := make(chan error, 1)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			for i := range uint64(n) {
-				m, err := srv.Receive(ctx, s)
-				if err != nil {
-					got <- err
-					return
-				}
-				if m.Size != 1000 || binary.LittleEndian.Uint64(m.Payload) != i {
-					got <- errors.New("a message out of order or damaged")
-					return
-				}
-				m.Release()
-			}
-			got <- nil
-		}()
+		got := receiveNumbered(n, 1000, func(ctx context.Context) (*Message, error) { return srv.Receive(ctx, s) })
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		full := 0
@@ -126,24 +109,7 @@ func TestMessagesSendWaitsForRoom(t *testing.T) {
 		alice, bob := ps[0], ps[1]
 		openSession(t, alice, bob)
 		const n = 200
-		got := make(chan error, 1)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			for i := range uint64(n) {
-				m, err := bob.m.Receive(ctx, 2)
-				if err != nil {
-					got <- err
-					return
-				}
-				if m.Size != 1000 || binary.LittleEndian.Uint64(m.Payload) != i {
-					got <- errors.New("a message out of order or damaged")
-					return
-				}
-				m.Release()
-			}
-			got <- nil
-		}()
+		got := receiveNumbered(n, 1000, func(ctx context.Context) (*Message, error) { return bob.m.Receive(ctx, 2) })
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		full := 0
@@ -177,4 +143,29 @@ func TestMessagesSendWaitsForRoom(t *testing.T) {
 			}
 		}
 	})
+}
+
+// receiveNumbered receives n messages of size bytes numbered 0 to n-1
+// (numbered) with recv on a goroutine of its own, and sends its verdict
+// on the channel it returns: nil when all came once and in order.
+func receiveNumbered(n, size int, recv func(ctx context.Context) (*Message, error)) <-chan error {
+	got := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for i := range uint64(n) {
+			m, err := recv(ctx)
+			if err != nil {
+				got <- err
+				return
+			}
+			if m.Size != size || binary.LittleEndian.Uint64(m.Payload) != i {
+				got <- errors.New("a message out of order or damaged")
+				return
+			}
+			m.Release()
+		}
+		got <- nil
+	}()
+	return got
 }
