@@ -65,7 +65,9 @@ func (c *Conn) connected(now time.Time, peer *crypto.Peer, keys *crypto.SessionK
 		if lane < 0 {
 			lane = int(m.key % uint32(c.eng.NumLanes()))
 		}
-		if _, err := c.eng.SendMessage(now, lane, m.data, m.flags); err != nil {
+		// Accepted: the send buffer's limit was applied when the message
+		// was queued (the engine's framing counts a few bytes more).
+		if _, err := c.eng.SendMessage(now, lane, m.data, m.flags|snp.Accepted); err != nil {
 			c.st.Discarded++
 		}
 	}

@@ -23,6 +23,11 @@ const (
 	NoDelay SendFlags = 4
 	// Reliable messages arrive exactly once and in order within their lane.
 	Reliable SendFlags = 8
+	// Accepted (ours, not GNS's) marks a message its owner accepted
+	// already, before the engine ran (a connection queues what is sent
+	// before its handshake): the send buffer's limit does not apply, as
+	// refusing it now would lose it.
+	Accepted SendFlags = 1 << 16
 )
 
 // MaxServiceHeader is the room a service above the connection (the Messages

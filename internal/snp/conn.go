@@ -147,7 +147,7 @@ func (c *Conn) SendMessagePrefixed(now time.Time, lane int, prefix, data []byte,
 	if size > c.cfg.MaxMessageSize {
 		return 0, ErrMessageTooBig
 	}
-	if pending := c.pendingBytes(); pending > 0 && pending+size > c.cfg.SendBufferSize {
+	if pending := c.pendingBytes(); pending > 0 && pending+size > c.cfg.SendBufferSize && flags&Accepted == 0 {
 		return 0, ErrSendBufferFull
 	}
 	t := c.us(now)
