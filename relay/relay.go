@@ -222,6 +222,8 @@ type Server struct {
 	refusedPeers, refusedPerms, created       atomic.Uint64
 	pktsTo, bytesTo, pktsFrom, bytesFrom      atomic.Uint64
 
+	batch batching // of the sockets wrapped in batchConns
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -308,9 +310,9 @@ func NewServer(cfg Config) (*Server, error) {
 	s.logs.last = map[string]time.Time{}
 	s.logs.suppressed = map[string]int{}
 
-	var serveConn net.PacketConn = conn
+	var serveConn net.PacketConn = batched(&s.batch, conn, serverBatch, serverGRO)
 	if len(cfg.AuthSecrets) > 1 {
-		serveConn = &secretConn{PacketConn: conn, s: s}
+		serveConn = &secretConn{PacketConn: serveConn, s: s}
 	}
 	bindIP := la.Addr().Unmap()
 	listen := func(network string) (net.PacketConn, net.Addr, error) {
@@ -319,6 +321,7 @@ func NewServer(cfg Config) (*Server, error) {
 			return nil, nil, err
 		}
 		setBuffers(pc, cfg.SocketBuffer)
+		pc = batched(&s.batch, pc, relayedBatch, relayedGRO)
 		ap, err := netip.ParseAddrPort(pc.LocalAddr().String())
 		if err != nil {
 			pc.Close()
