@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,6 +94,18 @@ type batchConn struct {
 	lastUDP  *net.UDPAddr
 	holding  atomic.Bool // counted in b.busy
 
+	// inbox holds the datagrams other allocations of this server relayed
+	// to this socket without the network (Server.relayLocal).
+	inbox struct {
+		sync.Mutex
+		q       []transport.Packet
+		free    [][]byte
+		waiting bool // the reader reads the socket, or is about to
+		woken   bool // inject set a past read deadline to end that read
+		closed  bool
+	}
+	lastInbox bool // guarded by rmu: the last batch came from the inbox
+
 	// Guarded by wmu: the write side.
 	wmu   sync.Mutex
 	out   []transport.Packet // out[:nOut] wait to be sent
@@ -123,22 +136,37 @@ func newBatchConn(b *batching, uc *net.UDPConn, batch, gro int) *batchConn {
 }
 
 // ReadFrom returns the next datagram read. Before it reads the socket
-// again it sends the batches its caller's writes filled.
+// again it sends the batches its caller's writes filled. Datagrams from
+// the inbox and from the socket take turns while both have some.
 func (c *batchConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	if c.next == c.n {
+	for c.next == c.n {
 		if c.holding.CompareAndSwap(true, false) {
 			c.flushing = c.b.release(c.flushing)
 		}
+		if !c.lastInbox || !socketHasData(c.uc) {
+			if n := c.takeInbox(); n > 0 {
+				c.n, c.next, c.lastInbox = n, 0, true
+				break
+			}
+		}
+		// takeInbox found none and set inbox.waiting, or the socket has
+		// datagrams.
 		n, err := c.c.ReadBatch(c.in)
+		woken := c.doneWaiting()
 		if err != nil {
 			if errors.Is(err, transport.ErrClosed) {
-				err = net.ErrClosed
+				return 0, nil, net.ErrClosed
+			}
+			if woken && errors.Is(err, os.ErrDeadlineExceeded) {
+				continue // the inbox has datagrams
 			}
 			return 0, nil, err
 		}
-		c.n, c.next = n, 0
+		c.n, c.next, c.lastInbox = n, 0, false
+	}
+	if !c.holding.Load() {
 		c.holding.Store(true)
 		c.b.hold()
 	}
@@ -151,6 +179,84 @@ func (c *batchConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		c.lastAP, c.lastUDP = pk.Addr, net.UDPAddrFromAddrPort(pk.Addr)
 	}
 	return n, c.lastUDP, nil
+}
+
+// inboxMax bounds a socket's inbox, in datagrams (as many bytes as
+// DefaultSocketBuffer at most); more are dropped, as a full socket buffer
+// drops them. inboxSpare bounds the buffers an inbox keeps for reuse.
+const (
+	inboxMax   = 2048
+	inboxSpare = 2 * relayedBatch
+)
+
+// inject puts a copy of b, from the relayed address from, in the inbox and
+// wakes the reader if it waits on the socket. It reports whether b was
+// taken (false: too long, the inbox is full, or the socket closed).
+func (c *batchConn) inject(b []byte, from netip.AddrPort) bool {
+	if len(b) > transport.MaxDatagram {
+		return false
+	}
+	ib := &c.inbox
+	ib.Lock()
+	defer ib.Unlock()
+	if ib.closed || len(ib.q) >= inboxMax {
+		return false
+	}
+	var buf []byte
+	if k := len(ib.free); k > 0 {
+		buf, ib.free = ib.free[k-1], ib.free[:k-1]
+	} else {
+		buf = make([]byte, transport.MaxDatagram)
+	}
+	ib.q = append(ib.q, transport.Packet{Buf: buf, N: copy(buf, b), Addr: from})
+	if ib.waiting && !ib.woken {
+		ib.woken = true
+		_ = c.uc.SetReadDeadline(time.Unix(1, 0))
+	}
+	return true
+}
+
+// takeInbox moves up to len(c.in) datagrams of the inbox to c.in
+// (swapping buffers) and returns how many; with none, it marks the reader
+// as waiting on the socket. rmu is held.
+func (c *batchConn) takeInbox() int {
+	ib := &c.inbox
+	ib.Lock()
+	defer ib.Unlock()
+	n := min(len(ib.q), len(c.in))
+	if n == 0 {
+		ib.waiting = true
+		return 0
+	}
+	for i := range n {
+		q := &ib.q[i]
+		ib.free = append(ib.free, c.in[i].Buf)
+		c.in[i] = transport.Packet{Buf: q.Buf, N: q.N, Addr: q.Addr}
+		*q = transport.Packet{}
+	}
+	rest := copy(ib.q, ib.q[n:])
+	clear(ib.q[rest:])
+	ib.q = ib.q[:rest]
+	if len(ib.free) > inboxSpare {
+		clear(ib.free[inboxSpare:])
+		ib.free = ib.free[:inboxSpare]
+	}
+	return n
+}
+
+// doneWaiting ends the reader's wait on the socket; it reports whether
+// inject cut it short (the read deadline it set is cleared).
+func (c *batchConn) doneWaiting() bool {
+	ib := &c.inbox
+	ib.Lock()
+	defer ib.Unlock()
+	ib.waiting = false
+	if !ib.woken {
+		return false
+	}
+	ib.woken = false
+	_ = c.uc.SetReadDeadline(time.Time{})
+	return true
 }
 
 // WriteTo puts p in the socket's batch (a copy), sent when the reader
@@ -220,6 +326,10 @@ func (c *batchConn) writeLocked() {
 // batch its reader held is released (its writes sent) so that writers
 // do not wait for it.
 func (c *batchConn) Close() error {
+	c.inbox.Lock()
+	c.inbox.closed = true
+	c.inbox.q, c.inbox.free = nil, nil
+	c.inbox.Unlock()
 	err := c.c.Close()
 	if c.holding.CompareAndSwap(true, false) {
 		c.b.release(nil)
@@ -227,7 +337,12 @@ func (c *batchConn) Close() error {
 	return err
 }
 
-func (c *batchConn) LocalAddr() net.Addr                { return c.uc.LocalAddr() }
+// LocalAddr is the socket's address.
+func (c *batchConn) LocalAddr() net.Addr { return c.uc.LocalAddr() }
+
+// SetDeadline and SetReadDeadline set the socket's deadlines; inject uses
+// the read deadline to wake the reader and clears it afterwards (pion
+// sets none on UDP sockets).
 func (c *batchConn) SetDeadline(t time.Time) error      { return c.uc.SetDeadline(t) }
 func (c *batchConn) SetReadDeadline(t time.Time) error  { return c.uc.SetReadDeadline(t) }
 func (c *batchConn) SetWriteDeadline(t time.Time) error { return c.uc.SetWriteDeadline(t) }

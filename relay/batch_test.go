@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -168,4 +169,147 @@ func TestBatchFull(t *testing.T) {
 	if got := p.peerGot(t, 3, 20*time.Millisecond); fmt.Sprint(got) != fmt.Sprint(want[relayedBatch:]) {
 		t.Fatalf("the peer got %q, want %q", got, want[relayedBatch:])
 	}
+}
+
+// TestBatchInbox: datagrams another allocation relayed in process are read
+// with the source given, wake a reader waiting on the socket, and take
+// turns with the socket's datagrams.
+func TestBatchInbox(t *testing.T) {
+	p := newBatchPair(t)
+	from := netip.MustParseAddrPort("127.0.0.1:4242")
+	read := func() (string, string) {
+		t.Helper()
+		buf := make([]byte, 100)
+		n, a, err := p.r.ReadFrom(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(buf[:n]), a.String()
+	}
+
+	// A reader waiting on the socket is woken.
+	got := make(chan string)
+	go func() {
+		m, a := read()
+		got <- m + " " + a
+	}()
+	// Wait until it waits (inject before that also works: the inbox is
+	// looked at first).
+	for i := 0; !p.r.waitingNow(); i++ {
+		if i == 5000 {
+			t.Fatal("the reader never waited on the socket")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !p.r.inject([]byte("woken"), from) {
+		t.Fatal("inject refused")
+	}
+	select {
+	case g := <-got:
+		if g != "woken 127.0.0.1:4242" {
+			t.Fatalf("read %q", g)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting reader was not woken")
+	}
+	// The deadline is cleared: a later read of the socket waits as usual.
+	p.toReader(t, "kernel")
+	if m, a := read(); m != "kernel" || a != p.peer.LocalAddr().String() {
+		t.Fatalf("read %q from %v", m, a)
+	}
+
+	// Turns: a full batch from the inbox, then the socket's datagram, then
+	// the rest of the inbox.
+	for i := range relayedBatch + 4 {
+		p.r.inject([]byte(fmt.Sprint(i)), from)
+	}
+	p.toReader(t, "k")
+	var order []string
+	for range relayedBatch + 5 {
+		m, _ := read()
+		order = append(order, m)
+	}
+	if order[relayedBatch] != "k" || order[0] != "0" || order[relayedBatch-1] != fmt.Sprint(relayedBatch-1) || order[relayedBatch+1] != fmt.Sprint(relayedBatch) {
+		t.Fatalf("read order %q", order)
+	}
+
+	// Bounded, and nothing after Close.
+	for i := range inboxMax {
+		if !p.r.inject([]byte{byte(i)}, from) {
+			t.Fatalf("inject %d refused", i)
+		}
+	}
+	if p.r.inject([]byte("over"), from) {
+		t.Fatal("the inbox took more than inboxMax")
+	}
+	p.r.Close()
+	if p.r.inject([]byte("closed"), from) {
+		t.Fatal("a closed socket's inbox took a datagram")
+	}
+}
+
+// TestRelayBetweenAllocations: two clients of one relay reach each other
+// through their allocations in process (the relayed socket reads nothing
+// from the network), from the sender's relayed address.
+func TestRelayBetweenAllocations(t *testing.T) {
+	s, err := NewServer(Config{ListenAddr: "127.0.0.1:0", Users: map[string]string{"alice": "secret"}, AllowPeers: loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, ra, err := turnClient(t, s.Addr(), "alice", "secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rb, err := turnClient(t, s.Addr(), "alice", "secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Permissions both ways (pion's client makes one on its first write).
+	rb.WriteTo([]byte("open"), ra.LocalAddr())
+	buf := make([]byte, 100)
+	var n int
+	var from net.Addr
+	for i := 0; ; i++ {
+		if i == 50 {
+			t.Fatal("nothing relayed from a to b")
+		}
+		ra.WriteTo([]byte("hello b"), rb.LocalAddr())
+		rb.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if n, from, err = rb.ReadFrom(buf); err == nil {
+			break
+		}
+	}
+	if string(buf[:n]) != "hello b" || from.String() != ra.LocalAddr().String() {
+		t.Fatalf("b got %q from %v, want from %v", buf[:n], from, ra.LocalAddr())
+	}
+	ap, _ := addrPort(rb.LocalAddr())
+	v, ok := s.local.Load(ap)
+	if !ok {
+		t.Fatalf("the server does not know %v as its own", ap)
+	}
+	if st := v.(*batchConn).c.Stats(); st.DatagramsIn != 0 {
+		t.Fatalf("b's relayed socket read %d datagrams from the network", st.DatagramsIn)
+	}
+	if st := s.Stats(); st.PacketsToPeers == 0 || st.PacketsFromPeers == 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	// A closed allocation is forgotten.
+	rb.Close()
+	for i := 0; ; i++ {
+		if _, ok := s.local.Load(ap); !ok {
+			break
+		}
+		if i == 500 {
+			t.Fatal("a closed allocation's address is still known")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitingNow reports whether the reader waits on the socket.
+func (c *batchConn) waitingNow() bool {
+	c.inbox.Lock()
+	defer c.inbox.Unlock()
+	return c.inbox.waiting
 }

@@ -169,6 +169,10 @@ type Stats struct {
 
 	PacketsToPeers, BytesToPeers     uint64 // relayed from clients to peers
 	PacketsFromPeers, BytesFromPeers uint64 // received from peers on relayed addresses (pion drops those without a permission)
+	// LocalDropped counts datagrams from one allocation to another of
+	// this server (handed over in process) dropped because the receiving
+	// one had 2048 waiting, as a full socket buffer drops them.
+	LocalDropped uint64
 }
 
 // Server is a running STUN and TURN server. Its methods are safe for
@@ -221,8 +225,12 @@ type Server struct {
 	refusedTotal, refusedUser, refusedAddr    atomic.Uint64
 	refusedPeers, refusedPerms, created       atomic.Uint64
 	pktsTo, bytesTo, pktsFrom, bytesFrom      atomic.Uint64
+	localDropped                              atomic.Uint64
 
 	batch batching // of the sockets wrapped in batchConns
+	// local maps each relayed address (netip.AddrPort, RelayIP and port)
+	// whose socket is a batchConn to it (relayedConn.WriteTo).
+	local sync.Map
 
 	closeOnce sync.Once
 	closeErr  error
@@ -379,6 +387,7 @@ func (s *Server) Stats() Stats {
 		BytesToPeers:       s.bytesTo.Load(),
 		PacketsFromPeers:   s.pktsFrom.Load(),
 		BytesFromPeers:     s.bytesFrom.Load(),
+		LocalDropped:       s.localDropped.Load(),
 	}
 	st.AuthFailed = st.AuthUnknownUser + st.AuthExpired + st.AuthBadPassword
 	st.Refused = st.RefusedTotal + st.RefusedUser + st.RefusedAddr
