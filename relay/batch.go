@@ -107,10 +107,11 @@ type batchConn struct {
 	lastInbox bool // guarded by rmu: the last batch came from the inbox
 
 	// Guarded by wmu: the write side.
-	wmu   sync.Mutex
-	out   []transport.Packet // out[:nOut] wait to be sent
-	nOut  int
-	dirty atomic.Bool // in b.dirty
+	wmu    sync.Mutex
+	out    []transport.Packet // out[:nOut] wait to be sent
+	nOut   int
+	dirty  atomic.Bool // in b.dirty
+	closed atomic.Bool
 }
 
 // newBatchConn wraps uc, which it then owns, with batch reads of batch
@@ -264,6 +265,9 @@ func (c *batchConn) doneWaiting() bool {
 // once when no reader holds datagrams. Send errors are counted by the
 // socket (internal/udp), not returned, as a network loses datagrams.
 func (c *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if c.closed.Load() {
+		return 0, net.ErrClosed
+	}
 	to, ok := addrPort(addr)
 	if !ok {
 		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: net.InvalidAddrError("not a UDP address")}
@@ -326,6 +330,7 @@ func (c *batchConn) writeLocked() {
 // batch its reader held is released (its writes sent) so that writers
 // do not wait for it.
 func (c *batchConn) Close() error {
+	c.closed.Store(true)
 	c.inbox.Lock()
 	c.inbox.closed = true
 	c.inbox.q, c.inbox.free = nil, nil

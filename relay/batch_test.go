@@ -143,6 +143,9 @@ func TestBatchWriteWithoutReader(t *testing.T) {
 	if _, _, err := p.r.ReadFrom(make([]byte, 10)); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("ReadFrom after Close: %v", err)
 	}
+	if _, err := p.r.WriteTo([]byte("x"), p.peer.LocalAddr()); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("WriteTo after Close: %v", err)
+	}
 	p.write(t, "after")
 	if got := p.peerGot(t, 1, 20*time.Millisecond); fmt.Sprint(got) != "[after]" {
 		t.Fatalf("the peer got %q", got)
