@@ -28,10 +28,13 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pion/logging"
 	"github.com/pion/turn/v5"
+
+	"github.com/netmsg-go/netmsg/internal/udp"
 )
 
 // Defaults of Config.
@@ -43,6 +46,13 @@ const (
 	// relays to a hundred peers with several addresses each through its
 	// one allocation.
 	DefaultMaxPermissionsPerAllocation = 500
+	// DefaultSocketBuffer is the receive and send buffer (SO_RCVBUF,
+	// SO_SNDBUF) the server asks for on the sockets it opens, 4 MiB as a
+	// Host's: a relayed datagram crosses two of its sockets, and with the
+	// system's default (208 KiB on Linux, about 90 datagrams of 1200
+	// bytes) a read loop that waits a millisecond for a core drops a
+	// sender's burst at full rate.
+	DefaultSocketBuffer = 4 << 20
 	// DefaultAllocationLifetime is the lifetime of an allocation whose
 	// client asks for none (RFC 5766's 10 minutes, as pion and coturn);
 	// a client that is gone stops refreshing and its allocations end at
@@ -74,6 +84,13 @@ type Config struct {
 	// Tests run the relay on the in-memory network by giving
 	// netsim.Network.ListenPacket.
 	ListenPacket func(network, address string) (net.PacketConn, error)
+	// SocketBuffer is the receive and send buffer to ask the kernel for
+	// on the sockets the server opens (the one at ListenAddr and every
+	// relayed socket): zero means DefaultSocketBuffer, negative leaves the
+	// system default. On Linux SO_RCVBUFFORCE passes net.core.rmem_max
+	// when the process has CAP_NET_ADMIN; otherwise the kernel caps the
+	// size at net.core.rmem_max and wmem_max (see docs/deploy.md).
+	SocketBuffer int
 	// Realm of the long-term credentials (default "netmsg").
 	Realm string
 	// Users maps user names to passwords (static long-term credentials).
@@ -152,6 +169,10 @@ type Stats struct {
 
 	PacketsToPeers, BytesToPeers     uint64 // relayed from clients to peers
 	PacketsFromPeers, BytesFromPeers uint64 // received from peers on relayed addresses (pion drops those without a permission)
+	// LocalDropped counts datagrams from one allocation to another of
+	// this server (handed over in process) dropped because the receiving
+	// one had 2048 waiting, as a full socket buffer drops them.
+	LocalDropped uint64
 }
 
 // Server is a running STUN and TURN server. Its methods are safe for
@@ -204,6 +225,12 @@ type Server struct {
 	refusedTotal, refusedUser, refusedAddr    atomic.Uint64
 	refusedPeers, refusedPerms, created       atomic.Uint64
 	pktsTo, bytesTo, pktsFrom, bytesFrom      atomic.Uint64
+	localDropped                              atomic.Uint64
+
+	batch batching // of the sockets wrapped in batchConns
+	// local maps each relayed address (netip.AddrPort, RelayIP and port)
+	// whose socket is a batchConn to it (relayedConn.WriteTo).
+	local sync.Map
 
 	closeOnce sync.Once
 	closeErr  error
@@ -265,6 +292,7 @@ func NewServer(cfg Config) (*Server, error) {
 		if conn, err = cfg.ListenPacket("udp", addr); err != nil {
 			return nil, fmt.Errorf("relay: %w", err)
 		}
+		setBuffers(conn, cfg.SocketBuffer)
 	}
 	la, err := netip.ParseAddrPort(conn.LocalAddr().String())
 	if err != nil {
@@ -290,9 +318,9 @@ func NewServer(cfg Config) (*Server, error) {
 	s.logs.last = map[string]time.Time{}
 	s.logs.suppressed = map[string]int{}
 
-	var serveConn net.PacketConn = conn
+	var serveConn net.PacketConn = batched(&s.batch, conn, serverBatch, serverGRO)
 	if len(cfg.AuthSecrets) > 1 {
-		serveConn = &secretConn{PacketConn: conn, s: s}
+		serveConn = &secretConn{PacketConn: serveConn, s: s}
 	}
 	bindIP := la.Addr().Unmap()
 	listen := func(network string) (net.PacketConn, net.Addr, error) {
@@ -300,6 +328,8 @@ func NewServer(cfg Config) (*Server, error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		setBuffers(pc, cfg.SocketBuffer)
+		pc = batched(&s.batch, pc, relayedBatch, relayedGRO)
 		ap, err := netip.ParseAddrPort(pc.LocalAddr().String())
 		if err != nil {
 			pc.Close()
@@ -357,6 +387,7 @@ func (s *Server) Stats() Stats {
 		BytesToPeers:       s.bytesTo.Load(),
 		PacketsFromPeers:   s.pktsFrom.Load(),
 		BytesFromPeers:     s.bytesFrom.Load(),
+		LocalDropped:       s.localDropped.Load(),
 	}
 	st.AuthFailed = st.AuthUnknownUser + st.AuthExpired + st.AuthBadPassword
 	st.Refused = st.RefusedTotal + st.RefusedUser + st.RefusedAddr
@@ -380,6 +411,17 @@ func (quietLogger) NewLogger(string) logging.LeveledLogger {
 type nilWriter struct{}
 
 func (nilWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// setBuffers asks for socket buffers of size bytes (see
+// Config.SocketBuffer) on pc if it is a system socket.
+func setBuffers(pc net.PacketConn, size int) {
+	if size == 0 {
+		size = DefaultSocketBuffer
+	}
+	if sc, ok := pc.(syscall.Conn); ok && size > 0 {
+		_, _, _ = udp.SetBuffers(sc, size, size)
+	}
+}
 
 // listenRelayed opens a relayed socket on ip: at the port the system
 // picks, or at a free one of the configured range: up to 64 random

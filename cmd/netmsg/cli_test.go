@@ -179,6 +179,8 @@ func TestCLIBadFlags(t *testing.T) {
 		{[]string{"cert", "inspect"}, "FILE"},
 		{[]string{"relay", "--user", "u:p", "--max-allocations", "-1"}, "--max-allocations"},
 		{[]string{"relay", "--user", "u:p", "--max-allocations", "0"}, "--max-allocations"},
+		{[]string{"relay", "--user", "u:p", "--socket-buffer", "0"}, "--socket-buffer"},
+		{[]string{"relay", "--user", "u:p", "--socket-buffer", "-2"}, "--socket-buffer"},
 		{[]string{"relay"}, "--user"},
 		{[]string{"relay", "--user", "nopass"}, "--user"},
 		{[]string{"relay", "--user", "u:p", "--listen", "0.0.0.0:3478"}, "--relay-ip"},

@@ -48,6 +48,7 @@ func runRelayCtx(ctx context.Context, args []string, out io.Writer) error {
 	maxPerAddr := fs.Int("max-allocations-per-addr", relay.DefaultMaxAllocationsPerAddr, "allocations from one client IP address at once (-1: no bound)")
 	maxPerms := fs.Int("max-permissions-per-allocation", relay.DefaultMaxPermissionsPerAllocation, "peer addresses one allocation may relay to at once (-1: no bound)")
 	lifetime := fs.Duration("allocation-lifetime", relay.DefaultAllocationLifetime, "lifetime of an allocation whose client asks for none")
+	sockBuf := fs.Int("socket-buffer", relay.DefaultSocketBuffer, "receive and send buffer in bytes of the server's socket and every relayed socket (-1: the system default; above net.core.rmem_max only with CAP_NET_ADMIN)")
 	var allow stringList
 	fs.Var(&allow, "allow-peer", "a peer prefix relayed to although special (loopback, private...), e.g. 127.0.0.0/8; repeatable")
 	httpAddr := fs.String("http", "", "TCP address to serve a status page, /metrics (Prometheus), /healthz and /readyz on (default: none)")
@@ -66,6 +67,8 @@ func runRelayCtx(ctx context.Context, args []string, out io.Writer) error {
 		return usagef("--max-permissions-per-allocation must be positive or -1 (got %d)", *maxPerms)
 	case *lifetime <= 0:
 		return usagef("--allocation-lifetime must be positive (got %v)", *lifetime)
+	case *sockBuf == 0 || *sockBuf < -1:
+		return usagef("--socket-buffer must be positive or -1 (got %d)", *sockBuf)
 	case len(users) == 0 && len(secrets) == 0 && *secretFile == "":
 		return usagef("give at least one --user USER:PASSWORD or --auth-secret (TURN clients must authenticate)")
 	case *listen == "":
@@ -78,7 +81,7 @@ func runRelayCtx(ctx context.Context, args []string, out io.Writer) error {
 	logger := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	cfg := relay.Config{ListenAddr: *listen, Realm: *realm, Users: map[string]string{}, AuthSecrets: secrets,
 		MaxAllocations: *maxAlloc, MaxAllocationsPerUser: *maxPerUser, MaxAllocationsPerAddr: *maxPerAddr, MaxPermissionsPerAllocation: *maxPerms,
-		AllocationLifetime: *lifetime, Logger: logger}
+		AllocationLifetime: *lifetime, SocketBuffer: *sockBuf, Logger: logger}
 	for _, u := range users {
 		name, pass, ok := strings.Cut(u, ":")
 		if !ok || name == "" {

@@ -719,3 +719,16 @@ func (z *zoneCache) nameOf(id uint32) string {
 	z.name, z.id = name, id
 	return name
 }
+
+// setBuffers is SetBuffers.
+func setBuffers(c syscall.Conn, read, write int) (gotRead, gotWrite int, err error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, 0, err
+	}
+	err = rc.Control(func(fd uintptr) {
+		gotRead = setBuffer(int(fd), unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, read)
+		gotWrite = setBuffer(int(fd), unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, write)
+	})
+	return gotRead, gotWrite, err
+}
