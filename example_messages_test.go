@@ -116,3 +116,51 @@ func mustParse(s string) netmsg.Identity {
 	}
 	return id
 }
+
+// A sender that produces as fast as the peer takes: Send waits while the
+// session's send buffer is full, where SendMessageToUser would fail with
+// ResultLimitExceeded, so the loop needs no retry or sleep. The receiver
+// takes one message per Receive call.
+func ExampleMessages_Send() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	var bob *netmsg.Messages
+	bobHost, err := netmsg.NewHost(netmsg.Config{
+		ListenAddr:       netip.MustParseAddrPort("127.0.0.1:0"),
+		OnSessionRequest: func(peer netmsg.Identity) { bob.AcceptSessionWithUser(peer) },
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer bobHost.Close()
+	bob = bobHost.Messages()
+	aliceHost, err := netmsg.NewHost(netmsg.Config{ListenAddr: netip.MustParseAddrPort("127.0.0.1:0")})
+	if err != nil {
+		panic(err)
+	}
+	defer aliceHost.Close()
+	alice := aliceHost.Messages()
+	bobID, _ := netmsg.IdentityFromAddr(bobHost.LocalAddr())
+
+	const n = 100_000
+	go func() {
+		msg := make([]byte, 1200)
+		for range n {
+			if err := alice.Send(ctx, bobID, msg, netmsg.SendReliable, 0); err != nil {
+				panic(err)
+			}
+		}
+	}()
+	bytes := 0
+	for range n {
+		m, err := bob.Receive(ctx, 0)
+		if err != nil {
+			panic(err)
+		}
+		bytes += m.Size
+		m.Release()
+	}
+	fmt.Printf("bob got %d messages, %d MB\n", n, bytes/1_000_000)
+	// Output: bob got 100000 messages, 120 MB
+}

@@ -2,7 +2,6 @@ package peer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -169,23 +168,12 @@ func newNetmsgConn(nh *netmsgHost, c netmsg.ConnHandle, opt Options, _ bool) *ne
 	return nc
 }
 
-// send retries a full send buffer after a short wait: the library's own
-// back-pressure, as BENCH.md asks.
+// send sends with Host.Send, which waits while the send buffer is full
+// until the library has sent half of it: the library's own back-pressure,
+// as BENCH.md asks.
 func (nc *netmsgConn) send(b []byte, flags netmsg.SendFlags) error {
-	for {
-		_, err := nc.nh.h.SendMessageToConnection(nc.c, b, flags|nc.flags)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, netmsg.ResultLimitExceeded) {
-			return err
-		}
-		select {
-		case <-nc.ctx.Done():
-			return nc.ctx.Err()
-		case <-time.After(50 * time.Microsecond):
-		}
-	}
+	_, err := nc.nh.h.Send(nc.ctx, nc.c, b, flags|nc.flags)
+	return err
 }
 
 func (nc *netmsgConn) SendReliable(b []byte) error { return nc.send(b, netmsg.SendReliable) }

@@ -24,8 +24,8 @@ import (
 // adaptive send rate, 512 KiB send buffer), plus GNS's 5-byte Messages
 // header on every message. Reliable and unreliable messages both go on
 // channel 0, so that one receive returns either kind and the reliable
-// stream keeps its order. The sender makes one SendMessageToUser call per
-// message and, on ResultLimitExceeded, waits 50 µs and retries.
+// stream keeps its order. The sender makes one Messages.Send call per
+// message (SendMessageToUser that waits for room in a full send buffer).
 //
 // The receiver differs by peer:
 //
@@ -81,7 +81,7 @@ func (p netmsgMsgsPeer) Name() string { return p.name }
 const netmsgMsgsMax = 512*1024 - 5
 
 func (p netmsgMsgsPeer) Caps() Caps {
-	note := "Messages API, GNS protocol v13, AES-256-GCM, default config; one SendMessageToUser per message (50 µs wait and retry on ResultLimitExceeded); "
+	note := "Messages API, GNS protocol v13, AES-256-GCM, default config; one Messages.Send per message (SendMessageToUser that waits for room in a full send buffer); "
 	switch p.recv {
 	case recvOne:
 		note += "receiver: Receive(ctx, 0) per message, Release after use"
@@ -309,23 +309,11 @@ func newNetmsgMsgsConn(h *netmsg.Host, ms *netmsg.Messages, peer netmsg.Identity
 	return nc
 }
 
-// send retries a full send buffer after a short wait: the library's own
+// send sends with Messages.Send, which waits while the send buffer is
+// full until the library has sent half of it: the library's own
 // back-pressure, as BENCH.md asks.
 func (nc *netmsgMsgsConn) send(b []byte, flags netmsg.SendFlags) error {
-	for {
-		err := nc.ms.SendMessageToUser(nc.peer, b, flags|nc.flags, 0)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, netmsg.ResultLimitExceeded) {
-			return err
-		}
-		select {
-		case <-nc.ctx.Done():
-			return nc.ctx.Err()
-		case <-time.After(50 * time.Microsecond):
-		}
-	}
+	return nc.ms.Send(nc.ctx, nc.peer, b, flags|nc.flags, 0)
 }
 
 func (nc *netmsgMsgsConn) SendReliable(b []byte) error {
