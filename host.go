@@ -1078,6 +1078,7 @@ func (h *Host) SetConnectionPollGroup(c ConnHandle, g PollGroup) bool {
 		hc.recv.refuse = ResultNoConnection // GNS: messages of a connection in a poll group go to the group
 	}
 	hc.recv.outMu.Unlock()
+	signal(hc.recv.ready) // a Receive waiting on c sees the change
 	if hc.group == nil && pg != nil {
 		// The messages waiting on c join the group's, counted again as
 		// waiting (those a receive had moved out were counted as taken).
@@ -1146,6 +1147,7 @@ func (h *Host) CloseConnection(c ConnHandle, reason EndReason, debug string, lin
 // messages). mu and hc's lock are held.
 func (h *Host) forgetHandleLocked(hc *hostConn) {
 	hc.group = nil
+	signal(hc.recv.ready) // a Receive waiting on the handle finds it gone
 	if st := ConnectionState(hc.c.State()); st == StateDead || st == StateNone {
 		h.removeLocked(hc)
 		return

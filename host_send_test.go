@@ -169,3 +169,40 @@ func receiveNumbered(n, size int, recv func(ctx context.Context) (*Message, erro
 	}()
 	return got
 }
+
+// TestHostReceiveWakesOnChange: a Receive waiting on a connection returns
+// at once when the application closes the connection or puts it in a poll
+// group (an error matching ResultNoConnection), rather than waiting for
+// its ctx.
+func TestHostReceiveWakesOnChange(t *testing.T) {
+	for _, change := range []string{"close", "poll group"} {
+		t.Run(change, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
+				cli, srv, nw := netsimPair(t, netsim.LinkConfig{Delay: time.Millisecond})
+				defer nw.Close()
+				defer srv.Close()
+				defer cli.Close()
+				connectWait(t, cli, srv)
+				s := serverConn(t, srv)
+				done := make(chan error, 1)
+				go func() {
+					ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+					defer cancel()
+					_, err := srv.Receive(ctx, s)
+					done <- err
+				}()
+				time.Sleep(time.Second)
+				start := time.Now()
+				if change == "close" {
+					srv.CloseConnection(s, 0, "", false)
+				} else {
+					srv.SetConnectionPollGroup(s, srv.CreatePollGroup())
+				}
+				err := <-done
+				if !errors.Is(err, ResultNoConnection) || time.Since(start) > time.Second {
+					t.Fatalf("Receive after %s: %v after %v", change, err, time.Since(start))
+				}
+			})
+		})
+	}
+}
