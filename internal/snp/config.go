@@ -47,12 +47,15 @@ const (
 	// range the ack carries (where GNS warns that a peer comes close to
 	// the boundary).
 	maxAckLag = 1 << 14
-	// maxReliableGapsExtend is k_nMaxReliableStreamGaps_Extend: reliable
-	// data that would open a new hole past the end of a lane's stream is
-	// discarded when the lane already has this many holes.
+	// maxReliableGapsExtend: reliable data that would open a new hole past
+	// the end of a lane's stream is discarded when the lane already has
+	// this many holes (GNS's k_nMaxReliableStreamGaps_Extend is 30, which
+	// at 10% loss discarded data whenever a repair took more than about
+	// 300 packets; the buffered bytes stay bounded by RecvBufferSize).
 	maxReliableGapsExtend = 128
-	// maxReliableGapsFragment is k_nMaxReliableStreamGaps_Fragment: data
-	// that would split a hole is discarded when the lane has this many.
+	// maxReliableGapsFragment: data that would split a hole is discarded
+	// when the lane has this many (GNS's k_nMaxReliableStreamGaps_Fragment
+	// is 20).
 	maxReliableGapsFragment = 100
 	// maxBufferedUnreliableSegments is k_nMaxBufferedUnreliableSegments.
 	maxBufferedUnreliableSegments = 20
