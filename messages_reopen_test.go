@@ -76,10 +76,21 @@ func TestMessagesCloseAndRedial(t *testing.T) {
 						send(b, a, round, n)
 						time.Sleep(10 * time.Millisecond)
 					}
-					time.Sleep(3 * time.Second)
-					mu.Lock()
-					got := last
-					mu.Unlock()
+					// Each side's last message of the round arrives once
+					// the session is back up: a handshake that loses its
+					// connect OK a few times at 10% loss takes seconds, so
+					// wait up to the connect timeout (a session that does
+					// not come up by then fails, which the test reports).
+					want := [2][2]uint32{{round, perRound - 1}, {round, perRound - 1}}
+					var got [2][2]uint32
+					for end := time.Now().Add(ps[0].Host.cfg.TimeoutInitial + 2*time.Second); ; time.Sleep(100 * time.Millisecond) {
+						mu.Lock()
+						got = last
+						mu.Unlock()
+						if got == want || time.Now().After(end) {
+							break
+						}
+					}
 					for i, p := range ps {
 						if f := p.gotFailures(); len(f) != 0 {
 							t.Fatalf("round %d (peer %d closed): peer %d: session failed: %v (%d) %s", round, closer, i, f[0].EndReason, int(f[0].EndReason), f[0].EndDebug)
