@@ -52,13 +52,16 @@ const (
 	// range the ack carries (where GNS warns that a peer comes close to
 	// the boundary).
 	maxAckLag = 1 << 14
-	// maxReliableGapsExtend is k_nMaxReliableStreamGaps_Extend: reliable
-	// data that would open a new hole past the end of a lane's stream is
-	// discarded when the lane already has this many holes.
-	maxReliableGapsExtend = 30
-	// maxReliableGapsFragment is k_nMaxReliableStreamGaps_Fragment: data
-	// that would split a hole is discarded when the lane has this many.
-	maxReliableGapsFragment = 20
+	// maxReliableGapsExtend: reliable data that would open a new hole past
+	// the end of a lane's stream is discarded when the lane already has
+	// this many holes (GNS's k_nMaxReliableStreamGaps_Extend is 30, which
+	// at 10% loss discarded data whenever a repair took more than about
+	// 300 packets; the buffered bytes stay bounded by RecvBufferSize).
+	maxReliableGapsExtend = 128
+	// maxReliableGapsFragment: data that would split a hole is discarded
+	// when the lane has this many (GNS's k_nMaxReliableStreamGaps_Fragment
+	// is 20).
+	maxReliableGapsFragment = 100
 	// maxBufferedUnreliableSegments is k_nMaxBufferedUnreliableSegments.
 	maxBufferedUnreliableSegments = 20
 	// maxUnreliableMsgSizeSend is k_cbMaxUnreliableMsgSizeSend: a larger
@@ -78,6 +81,10 @@ const (
 	relWindowFactor = 4
 	// nackFlushMin is the shortest hold of a hole (ours; see Conn.nackFlush).
 	nackFlushMin = 250 * time.Microsecond
+	// reorderMemory: holes are held back as possible reordering only
+	// while a packet arrived out of order within this time (ours; see
+	// Conn.nackFlush).
+	reorderMemory = 10 * time.Second
 	// noDelayLimit is the queue time above which a NoDelay message is
 	// dropped ("the next ~200ms or so", steamnetworkingtypes.h).
 	noDelayLimit = 200 * time.Millisecond
@@ -86,6 +93,17 @@ const (
 	rtoSlack = maxDataAckDelay + 10*time.Millisecond
 	// rtoNoRTT is the retransmission timeout before any RTT sample.
 	rtoNoRTT = time.Second
+	// ptoMin and ptoVarMin bound the tail-loss probe timeout and its
+	// allowance for RTT variation from below (ours; see rttEstimator.pto):
+	// the allowance covers the 32 µs steps of the ack delay field twice.
+	ptoMin    = time.Millisecond
+	ptoVarMin = 64 * time.Microsecond
+	// lossMemory: the tail-loss probe waits only the probe timeout while
+	// a packet was lost within this time, else the retransmission
+	// timeout (ours; see Conn.probeTimeout).
+	lossMemory = 10 * time.Second
+	// maxProbeInterval caps the tail-loss probe's backoff.
+	maxProbeInterval = time.Second
 	// EndReasonMiscInternal is k_ESteamNetConnectionEnd_Misc_InternalError,
 	// the end reason GNS closes with on a protocol violation.
 	EndReasonMiscInternal = 5002

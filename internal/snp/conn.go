@@ -28,20 +28,27 @@ type Conn struct {
 	base time.Time // time origin; internal times are µs since base
 
 	// Sender.
-	lanes       []sendLane
-	prioClasses []int // distinct lane priorities, ascending
-	nextPktNum  int64
-	inflight    pktRing
-	minWait     int64 // stop-waiting value: the peer need not ack packets below it
-	swSent      int64 // the last stop-waiting value sent
-	swAge       int   // packets since the last stop-waiting frame
-	pendingNew  int   // queued bytes not yet sent once (unreliable + reliable stream)
-	nagleAt     int64 // time the queued data may go even if it does not fill a packet
-	rtoBackoff  uint
-	pace        pacer
-	rtt         rttEstimator
-	cc          congestion
-	curSegs     []relSeg // segments of the packet being built
+	lanes        []sendLane
+	prioClasses  []int // distinct lane priorities, ascending
+	nextPktNum   int64
+	inflight     pktRing
+	minWait      int64 // stop-waiting value: the peer need not ack packets below it
+	swSent       int64 // the last stop-waiting value sent
+	swAge        int   // packets since the last stop-waiting frame
+	pendingNew   int   // queued bytes not yet sent once (unreliable + reliable stream)
+	nagleAt      int64 // time the queued data may go even if it does not fill a packet
+	probes       uint  // tail-loss probes sent since an ack last advanced
+	relInFlight  int   // packets in flight that carry reliable data
+	lastRelSent  int64 // when the last packet carrying reliable data went
+	peerAckDelay int64 // see notePeerAckDelay (µs)
+	lossAt       int64 // when a packet was last nacked or probed for
+	// ackDelaySample is the ack delay the packet being received reported
+	// for a packet of ours with reliable data (-1: none).
+	ackDelaySample int64
+	pace           pacer
+	rtt            rttEstimator
+	cc             congestion
+	curSegs        []relSeg // segments of the packet being built
 
 	// Receiver.
 	rlanes         []recvLane
@@ -50,6 +57,7 @@ type Conn struct {
 	ackDirty       bool  // packets were received since the last ack we sent
 	ackElicit      int   // reliable-carrying packets since the last ack we sent
 	ackElicitUnrel int   // packets of unreliable data only since the last ack we sent
+	relFresh       bool  // the packet being received brought reliable data we lacked
 	forceAt        int64 // QueueAck: a packet must go out by then, even an empty one
 	seenMax        int64 // highest packet number decoded, discarded ones included
 	inbox          msgQueue
@@ -82,6 +90,7 @@ func New(cfg Config, now time.Time) (*Conn, error) {
 		nagleAt:    never,
 		ackDue:     never,
 		forceAt:    never,
+		lossAt:     -never / 2,
 	}
 	c.lanes = make([]sendLane, len(cfg.Lanes))
 	for i, l := range cfg.Lanes {

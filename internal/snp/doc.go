@@ -20,9 +20,10 @@
 // fraction of data packets reported lost and at the queuing delay (latest
 // RTT minus the minimum RTT of the last 10 s). Loss is congestion only above
 // the path's own random loss, the lowest loss fraction of the last 16
-// intervals (congestion loss stops once the rate is below the bottleneck;
-// random loss does not), capped at 20%: loss above that baseline by more
-// than the sample's noise cuts the rate by half the excess; queuing delay
+// samples of at least 200 packets (congestion loss stops once the rate is
+// below the bottleneck; random loss does not), capped at 20%: loss above
+// that baseline by more than the sample's noise cuts the rate by the
+// excess; queuing delay
 // above max(25 ms, min RTT) cuts it by 15%; otherwise, if the application
 // actually used the rate, it grows: doubling during start-up, then 8% per
 // interval. We chose this over a BBR-style model because game traffic is
@@ -38,7 +39,7 @@
 // Every queue is bounded: unsent bytes by SendBufferSize (ErrSendBufferFull),
 // sent-but-unacked reliable bytes by 4 x SendBufferSize (new data waits), the
 // packet record by 4096 packets, the receiver's packet gaps by 62, reliable
-// stream holes per lane by 30/20, buffered unreliable segments by 20, and
+// stream holes per lane by 128/100, buffered unreliable segments by 20, and
 // received data by RecvBufferSize/RecvBufferMessages. Buffers are released
 // when a connection goes idle.
 package snp

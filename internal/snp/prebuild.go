@@ -14,7 +14,7 @@ func (c *Conn) AckSent(now time.Time) {
 	c.ackRange(c.minWait, latest+1)
 	if latest > c.minWait {
 		c.minWait = latest
-		c.rtoBackoff = 0
+		c.probes = 0
 	}
 	c.trimInflight()
 	c.cc.update(c.us(now), &c.rtt, &c.pace, c.cfg)

@@ -92,3 +92,17 @@ func (r *rangeSet) splits(b, e int64) bool {
 	}
 	return false
 }
+
+// overlaps reports whether any of [b, e) is in the set.
+func (r *rangeSet) overlaps(b, e int64) bool {
+	for i := len(r.s) - 1; i >= 0; i-- {
+		x := r.s[i]
+		if x.e <= b {
+			return false
+		}
+		if x.b < e {
+			return true
+		}
+	}
+	return false
+}

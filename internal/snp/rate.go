@@ -47,6 +47,18 @@ func (p *pacer) capIdle() {
 
 func (p *pacer) spend(n int) { p.tokens -= float64(n) }
 
+// spendAck spends for a packet without data (acks, an answer to an ack
+// request): from the tokens there are, never into debt. Acks are not paced
+// (they go when due), and a receiver of a bulk transfer sends thousands of
+// them a second while its own rate, with no data of its own to raise it,
+// stays at SendRateMin: spent as data, they left it seconds in debt, and
+// the first message it then had to send waited that long.
+func (p *pacer) spendAck(n int) {
+	if p.tokens > 0 {
+		p.tokens = max(p.tokens-float64(n), 0)
+	}
+}
+
 // readyAt returns when tokens reach zero.
 func (p *pacer) readyAt() int64 {
 	if p.tokens >= 0 {
@@ -93,6 +105,16 @@ func (r *rttEstimator) rto() int64 {
 	return 3*r.srtt + int64(rtoSlack/time.Microsecond)
 }
 
+// pto is the tail-loss probe timeout for a peer that holds its acks for
+// up to ackDelay: the smoothed RTT, four deviations (at least ptoVarMin)
+// and ackDelay, at least ptoMin; one second before the first sample.
+func (r *rttEstimator) pto(ackDelay int64) int64 {
+	if r.srtt < 0 {
+		return int64(rtoNoRTT / time.Microsecond)
+	}
+	return max(r.srtt+max(4*r.rttvar, int64(ptoVarMin/time.Microsecond))+ackDelay, int64(ptoMin/time.Microsecond))
+}
+
 // congestion adapts the send rate between SendRateMin and SendRateMax from
 // loss and queuing delay, once per interval (max(smoothed RTT, 20 ms)).
 // Loss counts as congestion only above the path's own random loss: the
@@ -101,7 +123,7 @@ func (r *rttEstimator) rto() int64 {
 //
 //   - loss above the baseline by more than the noise of the interval's
 //     sample (3% plus 2.5 standard deviations at the larger of the two
-//     fractions): rate *= 1 - excess/2
+//     fractions): rate *= 1 - excess
 //   - else queuing delay (latest RTT - min RTT) above max(25 ms, min RTT):
 //     rate *= 0.85
 //   - else, if the sender used at least half the rate: the rate doubles
@@ -115,7 +137,9 @@ type congestion struct {
 	slowStart   bool
 	started     bool
 
-	lossHist [lossHistory]float64 // loss fraction of recent intervals
+	lossHist [lossHistory]float64 // loss fraction of recent intervals (pooled)
+	poolLost int                  // lost packets of the intervals not yet in lossHist
+	poolN    int                  // their packets (acked + lost)
 	lossN    int                  // how many of lossHist are filled
 	lossNext int                  // the next slot to fill
 }
@@ -125,7 +149,7 @@ const (
 	ccDelayTarget = 25 * time.Millisecond
 	ccBaseCap     = 0.20 // the most loss taken as the path's own
 	ccMargin      = 0.03 // excess loss always tolerated
-	ccMinSample   = 20   // packets an interval needs to count in the baseline
+	ccMinSample   = 200  // packets a sample of the baseline pools
 	lossHistory   = 16
 )
 
@@ -162,10 +186,18 @@ func (cc *congestion) update(t int64, rtt *rttEstimator, p *pacer, cfg Config) {
 	r := p.rate
 	loss := float64(cc.lost) / float64(n)
 	base := cc.baseLoss(loss)
-	if n >= ccMinSample {
-		cc.lossHist[cc.lossNext] = loss
+	// The baseline's samples pool consecutive intervals up to
+	// ccMinSample packets: the lowest of many small samples is far below
+	// the loss they share (of 16 samples of 20 packets at 10% random
+	// loss, one almost surely has none), and a baseline of 0 then takes
+	// the path's random loss for congestion.
+	cc.poolLost += cc.lost
+	cc.poolN += n
+	if cc.poolN >= ccMinSample {
+		cc.lossHist[cc.lossNext] = float64(cc.poolLost) / float64(cc.poolN)
 		cc.lossNext = (cc.lossNext + 1) % lossHistory
 		cc.lossN = min(cc.lossN+1, lossHistory)
+		cc.poolLost, cc.poolN = 0, 0
 	}
 	// The noise of a sample of n packets, taken at the larger of the two
 	// fractions (a small sample's high loss is weak evidence).
@@ -176,7 +208,7 @@ func (cc *congestion) update(t int64, rtt *rttEstimator, p *pacer, cfg Config) {
 	appLimited := float64(cc.sent) < 0.5*r*float64(el)/1e6
 	switch {
 	case excess > margin:
-		r *= 1 - min(excess, 1)/2
+		r *= 1 - min(excess, 1)
 		cc.slowStart = false
 	case rtt.min >= 0 && qd > max(int64(ccDelayTarget/time.Microsecond), rtt.min):
 		r *= 0.85

@@ -21,11 +21,16 @@ type pktRecord struct {
 	swPkt   int64 // the packet that carried minAck
 	gaps    []pktGap
 	seen    [replayWindow / 64]uint64 // bit (n % replayWindow) set: n received (n in (max-replayWindow, max])
+	// lateAt is when a packet last arrived after a higher-numbered one
+	// (the path reorders; retransmissions carry new numbers, so only
+	// reordering fills a gap); never before the first.
+	lateAt int64
 }
 
 func (r *pktRecord) init(first int64) {
 	r.max = first - 1
 	r.minAck = first
+	r.lateAt = -never / 2
 }
 
 // isDup reports whether n was already received or is too old to tell.
@@ -75,6 +80,7 @@ func (r *pktRecord) add(n, t, flush int64) (newGap bool) {
 		return true
 	}
 	r.setSeen(n)
+	r.lateAt = t
 	for i := len(r.gaps) - 1; i >= 0; i-- {
 		g := &r.gaps[i]
 		if n >= g.e {

@@ -15,8 +15,13 @@ const maxUnreliableMsgSizeRecv = maxBufferedUnreliableSegments * 1300
 type recvLane struct {
 	// Reliable stream: buf[0] is stream position base, the start of the
 	// next message to parse; end is the highest received end; gaps lists
-	// the holes inside [base, end).
+	// the holes inside [base, end). buf is arr[off:off+len(buf)]: parsed
+	// bytes are dropped from the front by moving off, and the live bytes
+	// are moved back to arr[0] only once as many were dropped (see grow),
+	// so a hole filled behind a large buffer costs no copy of it.
 	buf           []byte
+	arr           []byte
+	off           int
 	base, end     int64
 	gaps          rangeSet
 	lastRelMsgNum int64
@@ -68,6 +73,7 @@ func (c *Conn) ReceivePacket(now time.Time, pktNum int64, payload []byte) error 
 	c.dec.Reset(payload)
 	f := &c.frame
 	hasRel, hasData, discard := false, false, false
+	c.ackDelaySample, c.relFresh = -1, false
 	for {
 		ok, err := c.dec.Next(f)
 		if errors.Is(err, wire.ErrAckNotSent) {
@@ -126,6 +132,14 @@ func (c *Conn) ReceivePacket(now time.Time, pktNum int64, payload []byte) error 
 		}
 	}
 	c.seenMax = max(c.seenMax, pktNum)
+	if c.ackDelaySample >= 0 && !hasData {
+		// Only a packet that carries no data says how long the peer
+		// holds an ack it owes: one with data goes when the data is
+		// ready, whatever its ack policy, so its delay (the peer's
+		// application, or its own wait for a lost packet) says nothing
+		// of it.
+		c.notePeerAckDelay(c.ackDelaySample)
+	}
 	if discard {
 		// The packet stays unacked, so its data comes again; an ack packet
 		// goes out soon all the same (GNS QueueFlushAllAcks), which nacks
@@ -137,12 +151,14 @@ func (c *Conn) ReceivePacket(now time.Time, pktNum int64, payload []byte) error 
 	}
 	c.st.pktsRecv++
 	c.st.bytesRecv += int64(len(payload))
-	newGap := c.rec.add(pktNum, t, c.nackFlush())
+	newGap := c.rec.add(pktNum, t, c.nackFlush(t))
 	c.ackDirty = true
 	if hasRel {
 		c.ackElicit++
 		c.ackDue = min(c.ackDue, t+int64(maxDataAckDelay/time.Microsecond))
-		if c.ackElicit >= ackEveryPackets {
+		if c.ackElicit >= ackEveryPackets || !c.relFresh {
+			// Reliable data we had already: the sender sent it again
+			// because it heard no ack; it hears one at once.
 			c.ackDue = t
 		}
 	} else if hasData {
@@ -174,9 +190,13 @@ func (c *Conn) recvReliable(lane uint32, pos int64, data []byte) error {
 		data = data[l.base-pos:]
 		pos = l.base
 	}
+	if e <= l.end && !l.gaps.overlaps(pos, e) {
+		return nil // had it all
+	}
 	if c.inbox.n >= c.cfg.RecvBufferMessages || c.inbox.bytes+c.bufferedRel+int(e-l.base)-len(l.buf) > c.cfg.RecvBufferSize {
 		return ErrDiscarded
 	}
+	c.relFresh = true
 	// Fast path: in order, nothing buffered: parse straight from the packet.
 	if pos == l.base && len(l.buf) == 0 {
 		l.end = e
@@ -186,7 +206,8 @@ func (c *Conn) recvReliable(lane uint32, pos int64, data []byte) error {
 		}
 		l.base += int64(n)
 		if n < len(data) {
-			l.buf = append(l.buf, data[n:]...)
+			l.grow(len(data) - n)
+			copy(l.buf, data[n:])
 			c.bufferedRel += len(data) - n
 		}
 		return nil
@@ -200,13 +221,7 @@ func (c *Conn) recvReliable(lane uint32, pos int64, data []byte) error {
 	}
 	if need := int(e - l.base); need > len(l.buf) {
 		c.bufferedRel += need - len(l.buf)
-		if need <= cap(l.buf) {
-			l.buf = l.buf[:need]
-		} else {
-			nb := make([]byte, need, max(need, 2*cap(l.buf)))
-			copy(nb, l.buf)
-			l.buf = nb
-		}
+		l.grow(need)
 	}
 	copy(l.buf[pos-l.base:], data)
 	if pos > l.end {
@@ -223,15 +238,43 @@ func (c *Conn) recvReliable(lane uint32, pos int64, data []byte) error {
 		return err
 	}
 	if n > 0 {
-		k := copy(l.buf, l.buf[n:])
-		l.buf = l.buf[:k]
 		l.base += int64(n)
 		c.bufferedRel -= n
-		if k == 0 && cap(l.buf) > 4096 {
-			l.buf = nil
-		}
+		l.consume(n)
 	}
 	return nil
+}
+
+// grow makes buf need bytes long (the bytes past its old end are stale
+// until written). When arr has no room past buf, the live bytes move to
+// its start if at least as many were consumed since the last move (so each
+// byte is moved at most about once), else to a new array of twice the size.
+func (l *recvLane) grow(need int) {
+	if l.off+need > cap(l.arr) {
+		if 2*need <= cap(l.arr) {
+			copy(l.arr, l.buf)
+		} else {
+			na := make([]byte, max(2*need, 4096))
+			copy(na, l.buf)
+			l.arr = na
+		}
+		l.off = 0
+	}
+	l.buf = l.arr[l.off : l.off+need : l.off+need]
+}
+
+// consume drops the first n bytes of buf.
+func (l *recvLane) consume(n int) {
+	k := len(l.buf) - n
+	if k == 0 {
+		l.off, l.buf = 0, l.arr[:0:0]
+		if cap(l.arr) > 4096 {
+			l.arr, l.buf = nil, nil
+		}
+		return
+	}
+	l.off += n
+	l.buf = l.arr[l.off : l.off+k : l.off+k]
 }
 
 // parseMessages delivers the complete messages at the start of b, a
@@ -412,13 +455,19 @@ func (c *Conn) discardAckDelay() int64 {
 	return 2*rtt + int64(10*time.Millisecond/time.Microsecond)
 }
 
-// nackFlush is how long a small hole in the packet numbers is held back
-// as possible reordering before it is reported: GNS's fixed 3 ms
-// (k_usecNackFlush), or half the smoothed RTT when that is shorter (at
-// least 250 µs). On a path whose round trip is a fraction of a
+// nackFlush is how long a small hole in the packet numbers that opens at
+// t is held back as possible reordering before it is reported. On a path
+// that has not reordered a packet for reorderMemory, none: the hole is a
+// loss, and every moment it waits is added to its repair, to the data the
+// receiver buffers behind it and to the sender's window. Otherwise GNS's
+// fixed 3 ms (k_usecNackFlush), or half the smoothed RTT when that is
+// shorter (at least 250 µs): on a path whose round trip is a fraction of a
 // millisecond, 3 ms of waiting is most of the time a lost packet takes to
-// be repaired, and what a bulk sender's window must cover.
-func (c *Conn) nackFlush() int64 {
+// be repaired.
+func (c *Conn) nackFlush(t int64) int64 {
+	if t-c.rec.lateAt > int64(reorderMemory/time.Microsecond) {
+		return 0
+	}
 	f := int64(nackFlush / time.Microsecond)
 	if c.rtt.srtt > 0 {
 		f = min(f, max(c.rtt.srtt/2, int64(nackFlushMin/time.Microsecond)))

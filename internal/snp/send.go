@@ -87,6 +87,7 @@ func (r *pktRing) pop() {
 func (c *Conn) Poll(now time.Time, buf []byte) (pkt []byte, pktNum int64, ok bool) {
 	t := c.us(now)
 	c.checkRTO(t)
+	c.checkProbe(t)
 	c.pace.accumulate(t)
 	c.expireUnrel(t)
 	data := c.dataReady(t)
@@ -120,13 +121,21 @@ func (c *Conn) Poll(now time.Time, buf []byte) (pkt []byte, pktNum int64, ok boo
 	p := c.inflight.push()
 	p.num, p.sentAt, p.size, p.state, p.hasData = pktNum, t, int32(len(pkt)), pktInFlight, hasData
 	p.segs = append(p.segs[:0], c.curSegs...)
+	if len(p.segs) > 0 {
+		c.relInFlight++
+		c.lastRelSent = t
+	}
 	if c.inflight.full() {
 		c.lose(c.inflight.at(0), true)
 		c.trimInflight()
 	}
 	c.nextPktNum++
 	c.swAge++
-	c.pace.spend(len(pkt))
+	if hasData {
+		c.pace.spend(len(pkt))
+	} else {
+		c.pace.spendAck(len(pkt))
+	}
 	c.st.pktsSent++
 	c.st.bytesSent += int64(len(pkt))
 	c.cc.onSend(len(pkt))
@@ -220,8 +229,11 @@ func (c *Conn) NextWake() time.Time {
 		}
 		w = min(w, due)
 	}
-	if p := c.oldestInFlight(); p != nil {
-		w = min(w, p.sentAt+c.rto())
+	if c.probeArmed(retx) {
+		w = min(w, c.lastRelSent+c.probeTimeout(c.lastRelSent))
+	}
+	if p := c.oldestInFlight(); p != nil && c.settled(p) {
+		w = min(w, p.sentAt+c.rtt.rto())
 	}
 	if w == never {
 		return time.Time{}
@@ -238,31 +250,94 @@ func (c *Conn) oldestInFlight() *sentPkt {
 	return nil
 }
 
-func (c *Conn) rto() int64 {
-	return c.rtt.rto() << c.rtoBackoff
-}
-
-// checkRTO declares lost every packet in flight for longer than the
-// retransmission timeout (the tail-loss timer when acks stop coming).
+// checkRTO declares lost every settled packet (acks, unreliable data,
+// reliable data acked since through another copy) in flight for longer
+// than the retransmission timeout, so the record of packets in flight does
+// not keep them; nothing of theirs is sent again. Reliable data not yet
+// acked is the tail-loss probe's (checkProbe).
 func (c *Conn) checkRTO(t int64) {
-	rto := c.rto()
-	fired := false
+	rto := c.rtt.rto()
 	for i := 0; i < c.inflight.n; i++ {
 		p := c.inflight.at(i)
 		if p.sentAt+rto > t {
 			break
 		}
-		if p.state == pktInFlight {
-			if p.hasData {
-				fired = true
-			}
+		if p.state == pktInFlight && c.settled(p) {
 			c.lose(p, true)
 		}
 	}
-	if fired && c.rtoBackoff < 4 {
-		c.rtoBackoff++
-	}
 	c.trimInflight()
+}
+
+// probeArmed reports whether the tail-loss probe waits: reliable data not
+// yet acked is in flight, and nothing else will go that would reveal its loss (no
+// retransmission waits, retx, and no new data may be sent: the next packet
+// of a sender that has more to send, when pacing or Nagle let it go, gets
+// any earlier loss nacked as a probe would).
+func (c *Conn) probeArmed(retx bool) bool {
+	return c.relInFlight > 0 && !retx && c.relUnacked() && !(c.pendingNew > 0 && !c.inflight.full() && c.anyNewSendable())
+}
+
+// probeTimeout is how long after the last packet carrying reliable data,
+// sent at t, the tail-loss probe goes when nothing acked it, doubled for
+// each probe after the first that brought no ack, at most
+// maxProbeInterval. On a path
+// that lost a packet within lossMemory it is the probe timeout of the RTT
+// and the peer's ack delay (at least ptoMin), so a lost tail is repaired
+// in about a round trip. On a path that loses nothing it is GNS's
+// retransmission timeout (3 x smoothed RTT + 60 ms): a timer a round trip
+// ahead of every packet with reliable data is re-armed at every message
+// of a request-response exchange and would cost its wake-ups for nothing
+// (on loopback, a 1 ms timer made ping-pong's median round trip 14%
+// slower).
+func (c *Conn) probeTimeout(t int64) int64 {
+	d := c.rtt.pto(c.peerAckDelay)
+	if t-c.lossAt > int64(lossMemory/time.Microsecond) {
+		d = max(d, c.rtt.rto())
+	}
+	if c.probes > 1 {
+		d <<= min(c.probes-1, 16)
+	}
+	return min(d, int64(maxProbeInterval/time.Microsecond))
+}
+
+// checkProbe sends the tail-loss probe when it is due: it is armed
+// (probeArmed) and nothing was acked for probeTimeout since the last packet
+// with reliable data went. While data flows, a lost packet is found by the
+// receiver's nack; when the sender stops (the application has no more, or
+// the window is full), nothing after the last packets would reveal their
+// loss, and the probe does. It sends again, on each lane with reliable
+// data in flight, the lowest unacked bytes (at most one packet's worth):
+// the receiver takes them whatever its limits (they fill the hole its
+// stream waits on), and its ack of the probe names every packet it lacks.
+// The packets stay in flight (a probe is no sign of congestion); the ack
+// decides their fate. (A timeout that declared every packet in flight
+// lost, one packet per doubling of the timeout, could take minutes to
+// reach the one that filled the hole of a receiver whose buffer was full.)
+func (c *Conn) checkProbe(t int64) {
+	retx := false
+	for i := range c.lanes {
+		if !c.lanes[i].retx.empty() {
+			retx = true
+			break
+		}
+	}
+	if !c.probeArmed(retx) || c.lastRelSent+c.probeTimeout(c.lastRelSent) > t {
+		return
+	}
+	for i := range c.lanes {
+		l := &c.lanes[i]
+		e := min(l.sentPos, l.ackedBelow+int64(c.cfg.MaxPayload))
+		if len(l.acked.s) > 0 {
+			e = min(e, l.acked.s[0].b)
+		}
+		if l.ackedBelow < e {
+			l.queueRetx(l.ackedBelow, e)
+		}
+	}
+	c.probes++
+	c.st.tailProbes++
+	c.lossAt = t
 }
 
 // lose handles a packet nacked by the peer or timed out: its reliable
@@ -271,18 +346,44 @@ func (c *Conn) lose(p *sentPkt, timeout bool) {
 	if p.state != pktInFlight {
 		return
 	}
+	settled := c.settled(p)
+	if len(p.segs) > 0 {
+		c.relInFlight--
+	}
 	p.state = pktLost
 	for _, s := range p.segs {
 		l := &c.lanes[s.lane]
 		l.queueRetx(s.b, s.e)
 	}
-	if len(p.segs) > 0 {
+	if !settled {
 		c.st.pktsRetransmitted++
 	}
-	if p.hasData && (!timeout || len(p.segs) > 0) {
+	if p.hasData && (!timeout || !settled) {
 		c.cc.onLoss()
 		c.st.pktsLost++
 	}
+}
+
+// settled reports whether nothing p carried needs sending again: it had no
+// reliable data, or all of it was acked since (a copy that another packet
+// carried arrived).
+func (c *Conn) settled(p *sentPkt) bool {
+	for _, s := range p.segs {
+		if s.e > c.lanes[s.lane].ackedBelow {
+			return false
+		}
+	}
+	return true
+}
+
+// relUnacked reports whether any lane has reliable data sent and not acked.
+func (c *Conn) relUnacked() bool {
+	for i := range c.lanes {
+		if c.lanes[i].ackedBelow < c.lanes[i].sentPos {
+			return true
+		}
+	}
+	return false
 }
 
 // ackPkt handles a packet acked by the peer.
@@ -290,9 +391,14 @@ func (c *Conn) ackPkt(p *sentPkt) {
 	if p.state == pktAcked {
 		return
 	}
-	if p.state == pktInFlight && p.hasData {
-		c.cc.onAck(int(p.size))
-		c.st.pktsAcked++
+	if p.state == pktInFlight {
+		if p.hasData {
+			c.cc.onAck(int(p.size))
+			c.st.pktsAcked++
+		}
+		if len(p.segs) > 0 {
+			c.relInFlight--
+		}
 	}
 	p.state = pktAcked
 	for _, s := range p.segs {
@@ -480,8 +586,11 @@ func (c *Conn) onAck(t int64, f *wire.Frame) error {
 			return ErrDiscarded
 		}
 		if p.state == pktInFlight && f.AckDelay != wire.AckDelayNone {
-			rtt := t - p.sentAt - int64(f.AckDelay)<<wire.AckDelayShift
-			c.rtt.sample(max(rtt, 0), t)
+			d := int64(f.AckDelay) << wire.AckDelayShift
+			c.rtt.sample(max(t-p.sentAt-d, 0), t)
+			if len(p.segs) > 0 {
+				c.ackDelaySample = d
+			}
 		}
 	}
 	hi := latest + 1
@@ -495,7 +604,10 @@ func (c *Conn) onAck(t int64, f *wire.Frame) error {
 			return protoErr("ack range underflow", nil)
 		}
 		c.ackRange(ab, hi)
-		c.nackRange(nb, ab)
+		if nb < ab {
+			c.nackRange(nb, ab)
+			c.lossAt = t
+		}
 		hi = nb
 	}
 	if hi > c.minWait {
@@ -503,7 +615,7 @@ func (c *Conn) onAck(t int64, f *wire.Frame) error {
 	}
 	if latest > c.minWait {
 		c.minWait = latest
-		c.rtoBackoff = 0
+		c.probes = 0
 	}
 	c.trimInflight()
 	c.cc.update(t, &c.rtt, &c.pace, c.cfg)
@@ -532,4 +644,13 @@ func (c *Conn) nackRange(b, e int64) {
 	for n := b; n < e; n++ {
 		c.lose(r.at(int(n-first)), false)
 	}
+}
+
+// notePeerAckDelay learns how long the peer holds its ack of reliable data
+// (the delay its ack-only packets report for a packet of reliable data):
+// a moving average (gain 1/8). An average, not a maximum: a probe that
+// comes before a late ack costs one packet (the peer acks what it had at
+// once), while waiting for the longest delay ever seen delays every repair.
+func (c *Conn) notePeerAckDelay(d int64) {
+	c.peerAckDelay += (d - c.peerAckDelay) / 8
 }

@@ -7,6 +7,7 @@ type counters struct {
 	pktsDup, pktsDiscarded, pktsBad              int64
 	pktsAcked, pktsLost, pktsRetransmitted       int64
 	bytesRetransmitted, acksSent                 int64
+	tailProbes                                   int64
 	msgsSentRel, msgsSentUnrel                   int64
 	msgsRecvRel, msgsRecvUnrel                   int64
 	unreliableDroppedSend, unreliableDroppedRecv int64
@@ -47,6 +48,7 @@ type Stats struct {
 	PacketsBad                                     int64 // protocol violations
 	PacketsAcked, PacketsLost                      int64 // data packets whose fate is known
 	PacketsRetransmitted, BytesRetransmitted       int64
+	TailProbes                                     int64 // tail-loss probes sent
 	AcksSent                                       int64
 	MessagesSentReliable, MessagesSentUnreliable   int64
 	MessagesRecvReliable, MessagesRecvUnreliable   int64
@@ -108,6 +110,7 @@ func (c *Conn) Stats(now time.Time) Stats {
 		PacketsLost:             c.st.pktsLost,
 		PacketsRetransmitted:    c.st.pktsRetransmitted,
 		BytesRetransmitted:      c.st.bytesRetransmitted,
+		TailProbes:              c.st.tailProbes,
 		AcksSent:                c.st.acksSent,
 		MessagesSentReliable:    c.st.msgsSentRel,
 		MessagesSentUnreliable:  c.st.msgsSentUnrel,

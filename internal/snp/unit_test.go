@@ -468,21 +468,31 @@ func TestUnreliableRunKeepsReliableDeltaSmall(t *testing.T) {
 	}
 }
 
-// TestNackFlush: a small hole is held back as possible reordering for
-// GNS's 3 ms, or half the smoothed RTT when that is shorter, never under
-// 250 µs; before any RTT sample, 3 ms.
+// TestNackFlush: on a path that has not reordered a packet for
+// reorderMemory a hole is reported at once; after a late arrival it is held
+// back as possible reordering for GNS's 3 ms, or half the smoothed RTT when
+// that is shorter, never under 250 µs; before any RTT sample, 3 ms.
 func TestNackFlush(t *testing.T) {
 	c, err := New(Config{}, time.Unix(0, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
+	const t0 = 1_000_000
+	if got := c.nackFlush(t0); got != 0 {
+		t.Errorf("no reordering seen: flush %d µs, want 0", got)
+	}
+	c.rec.add(2, t0, 0)
+	c.rec.add(1, t0, 0) // late: the path reorders
 	for _, tc := range []struct{ srtt, want int64 }{
 		{-1, 3000}, {100, 250}, {1000, 500}, {5000, 2500}, {20000, 3000},
 	} {
 		c.rtt.srtt = tc.srtt
-		if got := c.nackFlush(); got != tc.want {
+		if got := c.nackFlush(t0 + 1000); got != tc.want {
 			t.Errorf("srtt %d µs: flush %d µs, want %d", tc.srtt, got, tc.want)
 		}
+	}
+	if got := c.nackFlush(t0 + reorderMemory.Microseconds() + 1); got != 0 {
+		t.Errorf("%v after the last reordering: flush %d µs, want 0", reorderMemory, got)
 	}
 }
 
