@@ -1884,11 +1884,7 @@ func (h *Host) took(runs *tookRuns) {
 	slack := takeSlack(limit)
 	room := false
 	var w *worker
-	for i := range runs.n + len(runs.more) {
-		r := runs.buf[min(i, len(runs.buf)-1)]
-		if i >= len(runs.buf) {
-			r = runs.more[i-len(runs.buf)]
-		}
+	for _, r := range runs.all() {
 		hc := r.hc
 		if hc == nil {
 			if r.web != nil {

@@ -74,7 +74,7 @@ func (hc *hostConn) newMessage(sm *snp.Message) *Message {
 		hc.refill()
 	}
 	if hc.spare == nil || len(*hc.spare) == 0 {
-		return fillMessage(new(Message), sm)
+		return newMessage(sm)
 	}
 	s := *hc.spare
 	m := s[len(s)-1]
@@ -185,14 +185,6 @@ func (q *msgQueue) take(max int, slab *msgSlab) []*Message {
 		out[i] = q.pop()
 	}
 	return out
-}
-
-// drop releases every message in the queue.
-func (q *msgQueue) drop() {
-	for _, m := range q.take(q.size, nil) {
-		m.Release()
-	}
-	q.buf, q.head = nil, 0
 }
 
 // msgSlab hands out the slices the receive calls return, carved from

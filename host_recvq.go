@@ -90,6 +90,15 @@ func (r *tookRuns) add(m *Message) {
 	r.more = []tookRun{{hc: m.conn, web: m.web, n: 1}}
 }
 
+// all returns the runs in order (the ones beyond buf make a slice that
+// is not the caller's stack).
+func (r *tookRuns) all() []tookRun {
+	if r.more == nil {
+		return r.buf[:r.n]
+	}
+	return append(r.buf[:r.n:r.n], r.more...)
+}
+
 // moveLocked moves up to k messages from in to out, noting them in runs.
 // outMu is held.
 func (q *recvQueue) moveLocked(k int, runs *tookRuns) {
@@ -219,10 +228,7 @@ func (q *recvQueue) takeAll() (out, in []*Message) {
 // drop releases every message in the queue.
 func (q *recvQueue) drop() {
 	out, in := q.takeAll()
-	for _, m := range out {
-		m.Release()
-	}
-	for _, m := range in {
+	for _, m := range append(out, in...) {
 		m.Release()
 	}
 }

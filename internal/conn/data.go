@@ -313,11 +313,7 @@ func (c *Conn) Send(now time.Time, lane int, data []byte, flags snp.SendFlags) (
 	if len(data) > c.maxMsgSize() {
 		return 0, snp.ErrMessageTooBig
 	}
-	limit := c.snpConfig().SendBufferSize
-	if limit <= 0 {
-		limit = 512 * 1024
-	}
-	if c.preBytes+len(data) > limit {
+	if c.preBytes+len(data) > c.preLimit() {
 		return 0, snp.ErrSendBufferFull
 	}
 	c.pre = append(c.pre, preMsg{lane: lane, data: append([]byte(nil), data...), flags: flags})
@@ -343,13 +339,18 @@ func (c *Conn) SendRoom() bool {
 	case c.eng != nil && c.state == StateConnected:
 		return c.eng.SendRoom()
 	case c.state == StateConnecting || c.state == StateFindingRoute:
-		limit := c.snpConfig().SendBufferSize
-		if limit <= 0 {
-			limit = 512 * 1024
-		}
-		return 2*c.preBytes < limit
+		return 2*c.preBytes < c.preLimit()
 	}
 	return true
+}
+
+// preLimit bounds the bytes queued before the handshake: the send
+// buffer's size (512 KiB when not set).
+func (c *Conn) preLimit() int {
+	if limit := c.snpConfig().SendBufferSize; limit > 0 {
+		return limit
+	}
+	return 512 * 1024
 }
 
 func (c *Conn) SendKeyed(now time.Time, key uint32, prefix, data []byte, flags snp.SendFlags) (int64, error) {
@@ -364,11 +365,7 @@ func (c *Conn) SendKeyed(now time.Time, key uint32, prefix, data []byte, flags s
 	if size > c.maxMsgSize() {
 		return 0, snp.ErrMessageTooBig
 	}
-	limit := c.snpConfig().SendBufferSize
-	if limit <= 0 {
-		limit = 512 * 1024
-	}
-	if c.preBytes+size > limit {
+	if c.preBytes+size > c.preLimit() {
 		return 0, snp.ErrSendBufferFull
 	}
 	b := make([]byte, 0, size)
