@@ -1321,6 +1321,7 @@ func newRxBatch() *rxBatch {
 type worker struct {
 	out  outBatch
 	msgs []snp.Message
+	wake []*recvQueue // queues that gained messages in this batch, to wake at its end
 }
 
 func newWorker() *worker { return &worker{msgs: make([]snp.Message, 64)} }
@@ -1506,6 +1507,7 @@ func (h *Host) runBatch(w *worker, rb *rxBatch, n int, shard int, stall *time.Ti
 			continue
 		}
 		if h.recvFullConn(hc) && now.Sub(time.Unix(0, hc.lastTake.Load())) <= activeReceiver {
+			h.wakeAll(&w.wake)
 			h.write(&w.out)
 			now = h.waitTake(now, hc, stall)
 		}
@@ -1521,14 +1523,16 @@ func (h *Host) runBatch(w *worker, rb *rxBatch, n int, shard int, stall *time.Ti
 				hc.identity, _ = parseIdentityGNS(s)
 			}
 		}
-		h.drainConn(w.msgs, now, hc)
+		h.drainConn(w.msgs, now, hc, &w.wake)
 		slow := h.pollFast(w, now, hc)
 		hc.mu.Unlock()
 		if slow {
+			h.wakeAll(&w.wake)
 			h.write(&w.out)
 			h.pollSlow(now, hc)
 		}
 	}
+	h.wakeAll(&w.wake)
 	h.fast.datagramsIn.Add(count)
 	h.fast.bytesIn.Add(bytes)
 	h.write(&w.out)
@@ -1797,7 +1801,7 @@ func (h *Host) deliverLocked(now time.Time, hc *hostConn, from netip.AddrPort, b
 			hc.identity, _ = parseIdentityGNS(s)
 		}
 	}
-	h.drainConn(h.msgs, now, hc)
+	h.drainConn(h.msgs, now, hc, nil)
 	h.pollLocked(now, hc)
 }
 
@@ -1805,8 +1809,12 @@ func (h *Host) deliverLocked(now time.Time, hc *hostConn, from netip.AddrPort, b
 // its poll group's, or the Messages channels'), at most RecvBufferMessages
 // of them waiting at a time; the rest wait in the engine, whose limits
 // then push back on the peer, and hc.held says so. hc's lock is held; buf
-// is the caller's scratch.
-func (h *Host) drainConn(buf []snp.Message, now time.Time, hc *hostConn) {
+// is the caller's scratch. With wake nil the queue's waiters are woken at
+// once; otherwise the queue is added to *wake, and the caller wakes them
+// with wakeAll once its batch of datagrams is handled (a receiver woken
+// per datagram would take one message per wake-up while the batch goes
+// on).
+func (h *Host) drainConn(buf []snp.Message, now time.Time, hc *hostConn, wake *[]*recvQueue) {
 	limit := int32(h.cfg.RecvBufferMessages)
 	for {
 		if hc.queued.Load() >= limit {
@@ -1855,8 +1863,21 @@ func (h *Host) drainConn(buf []snp.Message, now time.Time, hc *hostConn) {
 			rq.in.push(m)
 		}
 		rq.inMu.Unlock()
-		rq.pushed()
+		if wake == nil {
+			rq.pushed()
+		} else if k := len(*wake); k == 0 || (*wake)[k-1] != rq {
+			*wake = append(*wake, rq)
+		}
 	}
+}
+
+// wakeAll wakes the waiters of the queues drainConn added to *wake.
+func (h *Host) wakeAll(wake *[]*recvQueue) {
+	for i, rq := range *wake {
+		rq.pushed()
+		(*wake)[i] = nil
+	}
+	*wake = (*wake)[:0]
 }
 
 // signal wakes a waiter on a capacity-1 channel without blocking.
@@ -1907,7 +1928,7 @@ func (h *Host) took(runs *tookRuns) {
 		if hc.c.IsP2P() {
 			h.mu.Lock()
 			if !hc.removed {
-				h.drainConn(h.msgs, now, hc)
+				h.drainConn(h.msgs, now, hc, nil)
 				// Taking messages may let the engine ack data it had to refuse.
 				h.rescheduleLocked(hc)
 			}
@@ -1918,7 +1939,7 @@ func (h *Host) took(runs *tookRuns) {
 			}
 			hc.mu.Lock()
 			if !hc.removed {
-				h.drainConn(w.msgs, now, hc)
+				h.drainConn(w.msgs, now, hc, nil)
 				h.rescheduleLocked(hc)
 			}
 			hc.mu.Unlock()
@@ -2243,7 +2264,7 @@ func (h *Host) timerLoop() {
 			if hc.c.IsP2P() {
 				h.mu.Lock()
 				if !hc.removed {
-					h.drainConn(h.msgs, now, hc)
+					h.drainConn(h.msgs, now, hc, nil)
 					h.pollLocked(now, hc)
 				}
 				h.unlockFlush()
@@ -2254,7 +2275,7 @@ func (h *Host) timerLoop() {
 				hc.mu.Unlock()
 				continue
 			}
-			h.drainConn(w.msgs, now, hc)
+			h.drainConn(w.msgs, now, hc, nil)
 			slow := h.pollFast(w, now, hc)
 			hc.mu.Unlock()
 			if slow {
