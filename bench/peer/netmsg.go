@@ -13,20 +13,34 @@ import (
 // netmsgPeer is netmsg's connection API over its own UDP Host: the GNS
 // protocol with AES-256-GCM, default configuration (Nagle 5 ms, adaptive
 // send rate from 256 KiB/s to 1 GiB/s, 512 KiB send buffer). NoDelay
-// sends use SendNoNagle.
-type netmsgPeer struct{}
+// sends use SendNoNagle. "netmsg" receives with ReceiveBatch(ctx, c, 256);
+// "netmsg-recv" with a Receive(ctx, c) loop, one message per call, as a
+// Go program is first written.
+type netmsgPeer struct{ one bool }
 
-func init() { Register(netmsgPeer{}) }
+func init() {
+	Register(netmsgPeer{})
+	Register(netmsgPeer{one: true})
+}
 
-func (netmsgPeer) Name() string { return "netmsg" }
+func (p netmsgPeer) Name() string {
+	if p.one {
+		return "netmsg-recv"
+	}
+	return "netmsg"
+}
 
-func (netmsgPeer) Caps() Caps {
+func (p netmsgPeer) Caps() Caps {
+	recv := "ReceiveBatch(ctx, c, 256)"
+	if p.one {
+		recv = "Receive(ctx, c) per message"
+	}
 	return Caps{
 		Reliable:    true,
 		Unreliable:  true,
 		MaxReliable: 512 * 1024,
 		Encrypted:   true,
-		Note:        "GNS protocol v13, AES-256-GCM, default config; SendNoNagle for NoDelay",
+		Note:        "connection API, GNS protocol v13, AES-256-GCM, default config; Host.Send per message; receiver: " + recv + ", Release after use; SendNoNagle for NoDelay",
 	}
 }
 
@@ -82,7 +96,7 @@ func (nh *netmsgHost) wait(ctx context.Context, c netmsg.ConnHandle, states ...n
 	}
 }
 
-func (netmsgPeer) Listen(ctx context.Context, addr string, opt Options) (Listener, error) {
+func (p netmsgPeer) Listen(ctx context.Context, addr string, opt Options) (Listener, error) {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		return nil, err
@@ -95,12 +109,13 @@ func (netmsgPeer) Listen(ctx context.Context, addr string, opt Options) (Listene
 		nh.h.Close()
 		return nil, err
 	}
-	return &netmsgListener{nh: nh, opt: opt}, nil
+	return &netmsgListener{nh: nh, opt: opt, one: p.one}, nil
 }
 
 type netmsgListener struct {
 	nh  *netmsgHost
 	opt Options
+	one bool
 }
 
 func (l *netmsgListener) Addr() string { return l.nh.h.LocalAddr().String() }
@@ -116,13 +131,13 @@ func (l *netmsgListener) Accept(ctx context.Context) (Conn, error) {
 	if _, err := l.nh.wait(ctx, ev.Conn, netmsg.StateConnected); err != nil {
 		return nil, err
 	}
-	return newNetmsgConn(l.nh, ev.Conn, l.opt, false), nil
+	return newNetmsgConn(l.nh, ev.Conn, l.opt, l.one), nil
 }
 
 // Close does nothing: the accepted connection owns the Host.
 func (l *netmsgListener) Close() error { return nil }
 
-func (netmsgPeer) Dial(ctx context.Context, addr string, opt Options) (Conn, error) {
+func (p netmsgPeer) Dial(ctx context.Context, addr string, opt Options) (Conn, error) {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		return nil, err
@@ -144,7 +159,7 @@ func (netmsgPeer) Dial(ctx context.Context, addr string, opt Options) (Conn, err
 		nh.h.Close()
 		return nil, err
 	}
-	return newNetmsgConn(nh, c, opt, true), nil
+	return newNetmsgConn(nh, c, opt, p.one), nil
 }
 
 type netmsgConn struct {
@@ -154,13 +169,14 @@ type netmsgConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	one     bool              // Receive per message, not ReceiveBatch
 	pending []*netmsg.Message // received, not yet returned by Recv
 	last    *netmsg.Message   // returned by the last Recv, released on the next
 	once    sync.Once
 }
 
-func newNetmsgConn(nh *netmsgHost, c netmsg.ConnHandle, opt Options, _ bool) *netmsgConn {
-	nc := &netmsgConn{nh: nh, c: c}
+func newNetmsgConn(nh *netmsgHost, c netmsg.ConnHandle, opt Options, one bool) *netmsgConn {
+	nc := &netmsgConn{nh: nh, c: c, one: one}
 	if opt.NoDelay {
 		nc.flags = netmsg.SendNoNagle
 	}
@@ -189,6 +205,14 @@ func (nc *netmsgConn) Recv() ([]byte, error) {
 	if nc.last != nil {
 		nc.last.Release()
 		nc.last = nil
+	}
+	if nc.one {
+		m, err := nc.nh.h.Receive(nc.ctx, nc.c)
+		if err != nil {
+			return nil, err
+		}
+		nc.last = m
+		return m.Payload, nil
 	}
 	if len(nc.pending) == 0 {
 		ms, err := nc.nh.h.ReceiveBatch(nc.ctx, nc.c, 256)
