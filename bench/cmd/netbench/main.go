@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strings"
 	"time"
@@ -74,6 +75,7 @@ type common struct {
 	cpuprof   string
 	mutexprof string
 	blockprof string
+	traceout  string
 }
 
 func (c *common) flags(fs *flag.FlagSet) {
@@ -86,6 +88,7 @@ func (c *common) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.cpuprof, "cpuprofile", "", "write a CPU profile of this process to FILE")
 	fs.StringVar(&c.mutexprof, "mutexprofile", "", "write a mutex contention profile (every event) of this process to FILE")
 	fs.StringVar(&c.blockprof, "blockprofile", "", "write a blocking profile (every event of 10 µs or more) of this process to FILE")
+	fs.StringVar(&c.traceout, "trace", "", "write an execution trace of this process to FILE")
 }
 
 // startProfile starts the profiles asked for (--cpuprofile, --mutexprofile,
@@ -98,7 +101,9 @@ func (c *common) startProfile() func() {
 		runtime.SetBlockProfileRate(10_000) // ns
 	}
 	stopCPU := c.startCPUProfile()
+	stopTrace := c.startTrace()
 	return func() {
+		stopTrace()
 		stopCPU()
 		writeProfile("mutex", c.mutexprof)
 		writeProfile("block", c.blockprof)
@@ -119,6 +124,25 @@ func writeProfile(name, path string) {
 	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
 		fmt.Fprintln(os.Stderr, "netbench:", name, "profile:", err)
 	}
+}
+
+// startTrace starts the execution trace if --trace was given and returns
+// the function that stops it.
+func (c *common) startTrace() func() {
+	if c.traceout == "" {
+		return func() {}
+	}
+	f, err := os.Create(c.traceout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "netbench: trace:", err)
+		return func() {}
+	}
+	if err := trace.Start(f); err != nil {
+		fmt.Fprintln(os.Stderr, "netbench: trace:", err)
+		f.Close()
+		return func() {}
+	}
+	return func() { trace.Stop(); f.Close() }
 }
 
 // startCPUProfile starts the CPU profile if --cpuprofile was given and
