@@ -100,6 +100,7 @@ type Host struct {
 	out        outBatch // datagrams queued by holders of mu
 	spare      outBatch // the other batch unlockFlush swaps in (guarded by writeMu)
 	msgs       []snp.Message
+	arena      snp.ArenaSlot // the arena of the engines run under mu (P2P connections)
 	scratch    []byte
 	stats      HostStats // the counters kept by holders of mu
 	refused    refusedLog
@@ -1322,6 +1323,9 @@ type worker struct {
 	out  outBatch
 	msgs []snp.Message
 	wake []*recvQueue // queues that gained messages in this batch, to wake at its end
+	// arena is the one the engines this goroutine runs copy small
+	// messages into (snp.ArenaSlot).
+	arena snp.ArenaSlot
 }
 
 func newWorker() *worker { return &worker{msgs: make([]snp.Message, 64)} }
@@ -1511,7 +1515,10 @@ func (h *Host) runBatch(w *worker, rb *rxBatch, n int, shard int, stall *time.Ti
 			h.write(&w.out)
 			now = h.waitTake(now, hc, stall)
 		}
-		if err := hc.c.HandleDatagram(now, p.Addr, p.Bytes()); err != nil {
+		hc.c.UseArena(&w.arena)
+		err := hc.c.HandleDatagram(now, p.Addr, p.Bytes())
+		hc.c.UseArena(nil)
+		if err != nil {
 			h.fast.dropped.Add(1)
 			if errors.Is(err, conn.ErrWrongAddr) {
 				h.fast.wrongAddr.Add(1)
@@ -1789,7 +1796,10 @@ func (h *Host) handleGNSLocked(now time.Time, from netip.AddrPort, b []byte) {
 // from it: messages, state changes, datagrams to send. mu and hc's lock
 // are held.
 func (h *Host) deliverLocked(now time.Time, hc *hostConn, from netip.AddrPort, b []byte) {
-	if err := hc.c.HandleDatagram(now, from, b); err != nil {
+	hc.c.UseArena(&h.arena)
+	err := hc.c.HandleDatagram(now, from, b)
+	hc.c.UseArena(nil)
+	if err != nil {
 		h.stats.Dropped++
 		if errors.Is(err, conn.ErrWrongAddr) {
 			h.stats.WrongAddr++

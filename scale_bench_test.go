@@ -164,7 +164,9 @@ func scaleRun(b *testing.B, via string, conns, size, count int) {
 						bad.Store(fmt.Sprintf("connection %d: message %d of %d bytes, want %d of %d", c, binary.LittleEndian.Uint64(m.Payload), m.Size, next, size))
 					}
 					next++
-					m.Release()
+					if !scaleNoRelease {
+						m.Release()
+					}
 				}
 				// The shared count is told every scaleTell messages
 				// (and at the end), so that the receivers do not all
@@ -430,6 +432,11 @@ func scaleCounter(path string, create bool) (*atomic.Int64, func(), error) {
 const scaleTell = 256
 
 var scaleBatch = os.Getenv("NETMSG_SCALE_BATCH") != ""
+
+// scaleNoRelease (NETMSG_SCALE_NORELEASE set) leaves the messages to the
+// garbage collector: what not calling Release costs, against
+// BenchmarkGCAllocBaseline.
+var scaleNoRelease = os.Getenv("NETMSG_SCALE_NORELEASE") != ""
 
 // scaleRecv is the benchmark's receive call: Receive, one message a call
 // (NETMSG_SCALE_BATCH set: ReceiveBatch of up to 256), into one's slice.

@@ -79,6 +79,15 @@ func (c *Conn) dropPre() {
 	c.pre, c.preBytes = nil, 0
 }
 
+// UseArena makes the connection's engine, once it has one, copy small
+// received messages into s's arena (s nil: its own) until the next
+// UseArena; see snp.ArenaSlot.
+func (c *Conn) UseArena(s *snp.ArenaSlot) {
+	if c.eng != nil {
+		c.eng.UseArena(s)
+	}
+}
+
 // HandleDatagram processes a datagram the host routed to this connection.
 // It returns an error for a datagram that was dropped (counted); the
 // connection goes on unless an Event says otherwise.

@@ -63,7 +63,8 @@ type Conn struct {
 	inbox          msgQueue
 	bufferedRel    int // reliable bytes buffered in receive lanes
 	useg           []unrelSeg
-	arena          *arena // current arena for small received messages
+	arena          *arena     // current arena for small received messages
+	arenaSlot      *ArenaSlot // the caller's arena, used instead of arena while set (UseArena)
 
 	dec    wire.Decoder
 	enc    wire.Encoder

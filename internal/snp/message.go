@@ -101,13 +101,17 @@ func (c *Conn) deliver(lane uint32, num int64, reliable bool, data []byte) {
 	if len(data) <= arenaMaxMsg {
 		// Small messages share a refcounted arena: one pool operation per
 		// arena instead of two per message.
-		a := c.arena
+		cur := &c.arena
+		if c.arenaSlot != nil {
+			cur = &c.arenaSlot.a
+		}
+		a := *cur
 		if a == nil || len(a.b)+len(data) > cap(a.b) {
 			if a != nil {
-				a.release() // the engine's own reference
+				a.release() // the holder's own reference
 			}
 			a = getArena()
-			c.arena = a
+			*cur = a
 		}
 		off := len(a.b)
 		a.b = append(a.b, data...)
@@ -136,9 +140,35 @@ type arena struct {
 	refs atomic.Int32
 }
 
+// ArenaSlot holds an arena for engines run in turn by one goroutine.
+//
+// An engine keeps its own arena only while it has messages waiting (an
+// idle connection holds none). A message the application never releases
+// pins its arena until the garbage collector frees both; if each arena
+// served only one datagram's messages (a connection that drains after
+// every datagram), such a message would cost a whole arena. So the
+// goroutine that runs many engines in turn gives them its own arena
+// (UseArena): their messages fill it one after the other, and a message
+// left to the garbage collector costs about its own size.
+type ArenaSlot struct{ a *arena }
+
+// Close lets go of the slot's arena (it returns to the pool once its
+// messages are released).
+func (s *ArenaSlot) Close() {
+	if s.a != nil {
+		s.a.release()
+		s.a = nil
+	}
+}
+
+// UseArena makes the engine copy small received messages into s's arena
+// (s nil: its own) until the next UseArena. The caller holds s for as
+// long as it is set, and uses it from one goroutine at a time.
+func (c *Conn) UseArena(s *ArenaSlot) { c.arenaSlot = s }
+
 const (
 	arenaSize   = 16 << 10
-	arenaMaxMsg = 1024
+	arenaMaxMsg = 1280
 )
 
 var arenaPool = sync.Pool{New: func() any { return &arena{b: make([]byte, 0, arenaSize)} }}
