@@ -102,7 +102,7 @@ func (hc *hostConn) refill() {
 
 func fillMessage(m *Message, sm *snp.Message) *Message {
 	m.released = 0
-	m.buf = *sm
+	m.buf = sm.Buffer()
 	m.Payload = sm.Data
 	m.Size = len(sm.Data)
 	m.MessageNumber = sm.MsgNum

@@ -85,7 +85,7 @@ type Message struct {
 	// received message it is 0 (GNS sets it on outgoing messages only).
 	SenderUserData int64
 
-	buf      snp.Message // the engine buffer behind Payload, for Release
+	buf      snp.Buffer  // what holds Payload's bytes, for Release
 	conn     *hostConn   // the connection it came on, for the Host's accounting
 	web      *webSession // or the browser session (host_webrtc.go)
 	released uint32      // 1 once Release ran; set with a compare-and-swap

@@ -35,6 +35,28 @@ func (m *Message) Release() {
 	m.Data = nil
 }
 
+// Buffer is what holds a received message's bytes, apart from the
+// message: what a wrapper of the message keeps for Release.
+type Buffer struct {
+	buf *[]byte
+	ar  *arena
+}
+
+// Buffer returns the holder of m's bytes; releasing it is releasing m.
+func (m *Message) Buffer() Buffer { return Buffer{buf: m.buf, ar: m.ar} }
+
+// Release returns the bytes to their pool; see Message.Release.
+func (b *Buffer) Release() {
+	if b.buf != nil {
+		putBuf(b.buf)
+		b.buf = nil
+	}
+	if b.ar != nil {
+		b.ar.release()
+		b.ar = nil
+	}
+}
+
 // msgQueue is a ring of delivered messages waiting for Receive.
 type msgQueue struct {
 	a     []Message
