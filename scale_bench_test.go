@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -158,7 +159,10 @@ func scaleRun(b *testing.B, via string, conns, size, count int) {
 					bad.Store(err.Error())
 					return
 				}
-				firstOnce.Do(func() { first, cpu0 = time.Now(), processCPU() })
+				firstOnce.Do(func() {
+					first, cpu0 = time.Now(), processCPU()
+					scaleProfileStart(b)
+				})
 				for _, m := range ms {
 					if m.Size != size || binary.LittleEndian.Uint64(m.Payload) != next {
 						bad.Store(fmt.Sprintf("connection %d: message %d of %d bytes, want %d of %d", c, binary.LittleEndian.Uint64(m.Payload), m.Size, next, size))
@@ -203,6 +207,7 @@ wait:
 		}
 	}
 	el, cpu := time.Since(first), processCPU()-cpu0
+	scaleProfileStop()
 	wg.Wait()
 	if s, ok := bad.Load().(string); ok {
 		b.Fatal(s)
@@ -432,6 +437,39 @@ func scaleCounter(path string, create bool) (*atomic.Int64, func(), error) {
 const scaleTell = 256
 
 var scaleBatch = os.Getenv("NETMSG_SCALE_BATCH") != ""
+
+// scaleProfile (NETMSG_SCALE_CPUPROFILE=file) writes a CPU profile of the
+// measured window only, without the setup (the senders' prebuilt
+// datagrams) that a -cpuprofile of the whole run is mostly made of. With
+// -count above 1, the last run's profile is kept.
+var scaleProfile = os.Getenv("NETMSG_SCALE_CPUPROFILE")
+
+var scaleProfiling *os.File
+
+func scaleProfileStart(b *testing.B) {
+	if scaleProfile == "" {
+		return
+	}
+	f, err := os.Create(scaleProfile)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		b.Error(err)
+		return
+	}
+	scaleProfiling = f
+}
+
+func scaleProfileStop() {
+	if scaleProfiling != nil {
+		pprof.StopCPUProfile()
+		scaleProfiling.Close()
+		scaleProfiling = nil
+	}
+}
 
 // scaleNoRelease (NETMSG_SCALE_NORELEASE set) leaves the messages to the
 // garbage collector: what not calling Release costs, against
