@@ -126,7 +126,6 @@ type Conn struct {
 	sendC     *crypto.PacketCipher
 	recvC     *crypto.PacketCipher
 	win       recvWindow
-	scratch   []byte // decryption scratch
 	statsBuf  []byte
 
 	// Liveness (GNS LinkStatsTracker end to end).

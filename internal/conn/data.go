@@ -90,7 +90,8 @@ func (c *Conn) UseArena(s *snp.ArenaSlot) {
 
 // HandleDatagram processes a datagram the host routed to this connection.
 // It returns an error for a datagram that was dropped (counted); the
-// connection goes on unless an Event says otherwise.
+// connection goes on unless an Event says otherwise. A data packet is
+// decrypted in place: b's contents are unspecified after the call.
 func (c *Conn) HandleDatagram(now time.Time, from netip.AddrPort, b []byte) error {
 	c.st.DatagramsRecv++
 	err := c.handle(now, from, b)
@@ -184,8 +185,7 @@ func (c *Conn) recvData(now time.Time, b []byte) error {
 	if verdict != pktOK {
 		return fmt.Errorf("%w: packet %d", ErrReplay, pktNum)
 	}
-	c.scratch = append(c.scratch[:0], b[n:]...)
-	plain, err := c.recvC.Open(c.scratch, uint64(pktNum))
+	plain, err := c.recvC.Open(b[n:], uint64(pktNum))
 	if err != nil {
 		return fmt.Errorf("%w: packet %d", ErrAuth, pktNum)
 	}
