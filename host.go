@@ -1708,6 +1708,16 @@ func (h *Host) handleGNSLocked(now time.Time, from netip.AddrPort, b []byte) {
 	kind, id := conn.Classify(b)
 	switch kind {
 	case conn.KindChallengeRequest:
+		if hc := h.servers[serverKey{from, id}]; hc != nil {
+			// A client we accepted asks again: its connect OK was lost.
+			// Its connection answers with connect OK at once, as GNS's
+			// Received_ChallengeOrConnectRequest does, rather than the
+			// listener with a challenge (one round trip more).
+			lockConn(hc)
+			h.deliverLocked(now, hc, from, b)
+			unlockConn(hc)
+			return
+		}
 		if h.listening == InvalidListen && !h.acceptingLocked(messagesVirtualPort) {
 			h.stats.Dropped++
 			return

@@ -106,6 +106,15 @@ const (
 	// maxDebugLen bounds the debug text we keep from a peer (GNS keeps 128
 	// bytes, m_szEndDebug).
 	maxDebugLen = 127
+	// challengeReuse is how long a connecting client retries with the
+	// connect request of the challenge it holds rather than asking for a
+	// new challenge (GNS always asks again): a retry then needs one round
+	// trip instead of two, where the lost datagram was most likely the
+	// connect OK (a server answers a repeated connect request of a client
+	// it accepted with connect OK again). A server accepts a challenge
+	// for more than 3 s (challengeMaxAge units); 2 s leaves room for the
+	// clocks' units and a slow path.
+	challengeReuse = 2 * time.Second
 )
 
 // Reply timeouts (CalcConservativeTimeout, TrackSentMessageExpectingReply).
