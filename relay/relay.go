@@ -177,9 +177,10 @@ type Stats struct {
 
 // Server is a running STUN and TURN server. Its methods are safe for
 // concurrent use. It runs pion's goroutines: one reading the server's
-// socket (which calls the auth, quota and permission handlers) and one
+// socket (which calls the auth, quota, permission and channel handlers,
+// and forwards ChannelData on bound channels itself: channels.go) and one
 // per allocation reading its relayed socket; pion's timers end
-// allocations and permissions. Its mutexes (quota, perms, logs) guard
+// allocations, permissions and channel bindings. Its mutexes (quota, perms, logs) guard
 // the fields grouped with them and are never held two at once.
 type Server struct {
 	cfg  Config
