@@ -70,8 +70,8 @@ func channelPair(t testing.TB) (s *Server, a, b *rawTURN, ra, rb netip.AddrPort)
 // TestRelayChannelToChannel: ChannelData from client A on its channel to
 // B's relayed address reaches client B as ChannelData on B's channel to
 // A's relayed address, bytes exact, forwarded by the server's reader
-// (nothing goes through B's relayed socket); once B's allocation is gone,
-// nothing reaches B's client.
+// (nothing goes through B's relayed socket); malformed ChannelData
+// reaches nobody; once B's allocation is gone, nothing reaches B's client.
 func TestRelayChannelToChannel(t *testing.T) {
 	s, a, b, ra, rb := channelPair(t)
 	a.bind(0x4000, rb)
@@ -89,6 +89,20 @@ func TestRelayChannelToChannel(t *testing.T) {
 		if len(got) < len(want) || !bytes.Equal(got[:len(want)], want) || len(got) > len(want)+3 {
 			t.Fatalf("datagram %d: b got % x, want % x", i, got, want)
 		}
+	}
+	// Malformed ChannelData is pion's to drop: a length past the datagram,
+	// an unbound channel, a bare header.
+	for _, bad := range [][]byte{
+		{0x40, 0x00, 0x00, 0x64, 1, 2, 3},
+		{0x40, 0x07, 0x00, 0x01, 1},
+		{0x40, 0x00},
+	} {
+		if _, err := a.c.WriteTo(bad, a.srv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := b.recv(100 * time.Millisecond); err == nil {
+		t.Fatalf("b got % x from malformed ChannelData", got)
 	}
 	v, ok := s.local.Load(rb)
 	if !ok {
