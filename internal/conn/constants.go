@@ -19,9 +19,10 @@ const (
 	// lane (RecvCryptoHandshake: end reason 4006).
 	protoVersionLanes = 11
 
-	// connectRetryInterval is how often a connecting client sends a fresh
-	// challenge request (k_usecConnectRetryInterval,
-	// steamnetworkingsockets_connections.h).
+	// connectRetryInterval is how often a connecting client retries: GNS
+	// with a fresh challenge request, netmsg with a connect request while
+	// its challenge is younger than challengeReuse
+	// (k_usecConnectRetryInterval, steamnetworkingsockets_connections.h).
 	connectRetryInterval = 500 * time.Millisecond
 	// finWaitTimeout is how long a closed connection lingers in FinWait
 	// (k_usecFinWaitTimeout).
