@@ -165,6 +165,35 @@ func TestRelayChannelToPermission(t *testing.T) {
 	}
 }
 
+// TestRelayChannelToNetworkPeer: ChannelData on a channel bound to a peer
+// that is no allocation of this server goes out of the client's relayed
+// socket, from its relayed address, bytes exact; the peer's answer comes
+// back on the channel.
+func TestRelayChannelToNetworkPeer(t *testing.T) {
+	_, a, _, ra, _ := channelPair(t)
+	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	pa, _ := addrPort(peer.LocalAddr())
+	a.bind(0x4123, pa)
+	a.sendChannel(0x4123, []byte("to the network"))
+	buf := make([]byte, 100)
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, from, err := peer.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != "to the network" || from.String() != net.UDPAddrFromAddrPort(ra).String() {
+		t.Fatalf("peer got %q from %v (%v), want from %v", buf[:n], from, err, ra)
+	}
+	if _, err := peer.WriteTo([]byte("back"), from); err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.recv(5 * time.Second)
+	if err != nil || len(got) < 8 || !bytes.Equal(got[:8], []byte{0x41, 0x23, 0, 4, 'b', 'a', 'c', 'k'}) {
+		t.Fatalf("a got % x (%v)", got, err)
+	}
+}
+
 // BenchmarkRelayChannelData: ChannelData of 1200 bytes from one client
 // through the relay to another client's channel, over loopback. The
 // clients write and read in batches (sendmmsg, recvmmsg) so that the
