@@ -1365,7 +1365,7 @@ func (h *Host) readLoop() {
 			p := &rb.pkts[i]
 			p.Addr = netip.AddrPortFrom(p.Addr.Addr().Unmap(), p.Addr.Port())
 			rb.conns[i] = nil
-			if hc := h.sortLocked(now, p.Addr, p.Bytes()); hc != nil {
+			if hc := h.sortLocked(now, p); hc != nil {
 				rb.conns[i] = hc
 				rb.shard[i] = hc.shard
 				others |= 1 << rb.shard[i]
@@ -1444,8 +1444,14 @@ func (h *Host) releaseBatch(rb *rxBatch) {
 // a GNS datagram that names one (handshake replies, closes, data) is for,
 // to be run by that connection's shard; it handles everything else itself
 // (package paths sorts out STUN, TURN and relayed datagrams; connect
-// requests, unknown connections) and returns nil.
-func (h *Host) sortLocked(now time.Time, from netip.AddrPort, b []byte) *hostConn {
+// requests, unknown connections) and returns nil. The data of a P2P
+// connection that came through our TURN allocation is returned too, p
+// made into the GNS datagram it carried (the ChannelData header cut, the
+// peer's address behind the relay as its source), so that it waits for a
+// reading application (runBatch) as direct data does rather than being
+// discarded by the engine when the receive queue is full.
+func (h *Host) sortLocked(now time.Time, p *transport.Packet) *hostConn {
+	from, b := p.Addr, p.Bytes()
 	if h.paths != nil {
 		// Classified once by package paths: STUN and TURN are its own,
 		// checks go to their route, GNS comes back (unwrapped from
@@ -1455,7 +1461,18 @@ func (h *Host) sortLocked(now time.Time, from netip.AddrPort, b []byte) *hostCon
 			h.countInLocked(b)
 			h.pathsEventsLocked(now) // a STUN answer may bring a new candidate
 			return nil
-		case in.Disposition != paths.GNS || in.Relayed:
+		case in.Disposition == paths.GNS && in.Relayed:
+			if kind, id := conn.Classify(in.B); kind == conn.KindData {
+				if hc := h.conns[ConnHandle(id)]; hc != nil && hc.p2p != nil {
+					p.N = copy(p.Buf, in.B)
+					p.Addr = in.From
+					return hc
+				}
+			}
+			h.countInLocked(b)
+			h.pathsInputLocked(now, in)
+			return nil
+		case in.Disposition != paths.GNS:
 			h.countInLocked(b)
 			h.pathsInputLocked(now, in)
 			return nil
@@ -1691,6 +1708,16 @@ func (h *Host) handleGNSLocked(now time.Time, from netip.AddrPort, b []byte) {
 	kind, id := conn.Classify(b)
 	switch kind {
 	case conn.KindChallengeRequest:
+		if hc := h.servers[serverKey{from, id}]; hc != nil {
+			// A client we accepted asks again: its connect OK was lost.
+			// Its connection answers with connect OK at once, as GNS's
+			// Received_ChallengeOrConnectRequest does, rather than the
+			// listener with a challenge (one round trip more).
+			lockConn(hc)
+			h.deliverLocked(now, hc, from, b)
+			unlockConn(hc)
+			return
+		}
 		if h.listening == InvalidListen && !h.acceptingLocked(messagesVirtualPort) {
 			h.stats.Dropped++
 			return

@@ -1,16 +1,21 @@
 package netmsg
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/netmsg-go/netmsg/netsim"
+	"github.com/netmsg-go/netmsg/relay"
+	"github.com/netmsg-go/netmsg/signaling"
 )
 
 // TestMessagesSlowReader is issue 12's slow reader on fake time: over a
@@ -250,4 +255,116 @@ func TestConnSlowReaderKeepsSenderHearing(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestMessagesSlowReaderNoDiscard: over a P2P session, direct and through
+// a TURN server (package relay) on the in-memory network, the sender sends
+// 4,000 reliable messages as fast as it may while the receiver, whose
+// receive queue holds 64 messages, takes at most 16 every millisecond.
+// The Host's reader waits for such a reader (readerStall) rather than let
+// the engine discard what does not fit, whichever path the data came by:
+// the receiver's engine discards nothing, and every message arrives once,
+// in order. (Data through the relay used to skip that wait: a relayed run
+// discarded hundreds of packets, which the sender then resent.)
+func TestMessagesSlowReaderNoDiscard(t *testing.T) {
+	for _, relayed := range []bool{false, true} {
+		name := "direct"
+		if relayed {
+			name = "relayed"
+		}
+		t.Run(name, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
+				nw, _ := netsim.New(netsim.Config{Link: netsim.LinkConfig{Delay: 250 * time.Microsecond}})
+				defer nw.Close()
+				addrs := []netip.AddrPort{netip.MustParseAddrPort("10.77.1.2:27015"), netip.MustParseAddrPort("10.77.2.2:27015")}
+				var turn []TURNServer
+				if relayed {
+					// Host candidates are unreachable: only the relay joins them.
+					nw.SetLink(addrs[0], addrs[1], netsim.LinkConfig{LossPercent: 100})
+					nw.SetLink(addrs[1], addrs[0], netsim.LinkConfig{LossPercent: 100})
+					turnAddr := netip.MustParseAddrPort("10.77.1.1:3478")
+					rs, err := relay.NewServer(relay.Config{Logger: slog.New(slog.DiscardHandler), ListenPacket: nw.ListenPacket, ListenAddr: turnAddr.String(), RelayIP: turnAddr.Addr(), Users: map[string]string{"u": "p"}, AllowPeers: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}})
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer rs.Close()
+					turn = []TURNServer{{Addr: rs.Addr(), Username: "u", Password: "p"}}
+				}
+				hub, _ := signaling.NewHub(signaling.HubConfig{Delay: 250 * time.Microsecond})
+				var ps []*msgPeer
+				for i, addr := range addrs {
+					ep, err := nw.Listen(addr)
+					if err != nil {
+						t.Fatal(err)
+					}
+					id := mustIdentity(t, fmt.Sprintf("str:slow%d", i))
+					sc, _ := hub.Connect(id.String())
+					defer sc.Close()
+					p := &msgPeer{id: id}
+					h, err := NewHost(Config{PacketConn: ep, Identity: id, Signaling: sc, TURNServers: turn, P2PRelayOnly: relayed,
+						ConnConfig:       ConnConfig{RecvBufferMessages: 64},
+						OnSessionRequest: func(peer Identity) { p.m.AcceptSessionWithUser(peer) }})
+					if err != nil {
+						t.Fatal(err)
+					}
+					p.Host, p.m = h, h.Messages()
+					ps = append(ps, p)
+				}
+				defer closeAll(ps)
+				snd, rcv := ps[0], ps[1]
+
+				const total, size = 4000, 1000
+				sendErr := make(chan error, 1)
+				go func() {
+					b := make([]byte, size)
+					for i := range total {
+						binary.LittleEndian.PutUint32(b, uint32(i))
+						for {
+							err := snd.m.SendMessageToUser(rcv.id, b, SendReliable, 0)
+							if err == nil {
+								break
+							}
+							if !errors.Is(err, ResultLimitExceeded) {
+								sendErr <- fmt.Errorf("send %d: %w", i, err)
+								return
+							}
+							time.Sleep(100 * time.Microsecond)
+						}
+					}
+					sendErr <- nil
+				}()
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				for next := 0; next < total; {
+					ms, err := rcv.m.ReceiveBatch(ctx, 0, 16)
+					if err != nil {
+						t.Fatalf("after %d messages: %v", next, err)
+					}
+					for _, m := range ms {
+						if got := int(binary.LittleEndian.Uint32(m.Payload)); got != next || len(m.Payload) != size {
+							t.Fatalf("message %d: got #%d, %d bytes", next, got, len(m.Payload))
+						}
+						next++
+						m.Release()
+					}
+					time.Sleep(time.Millisecond)
+				}
+				if err := <-sendErr; err != nil {
+					t.Fatal(err)
+				}
+				if _, info, _ := snd.m.GetSessionConnectionInfo(rcv.id); (info.Flags&ConnInfoRelayed != 0) != relayed {
+					t.Fatalf("path %q, want relayed %v", info.Description, relayed)
+				}
+				rcv.Host.mu.Lock()
+				var discarded int64
+				for _, hc := range rcv.conns {
+					discarded += hc.c.Stats(time.Now()).PacketsDiscarded
+				}
+				rcv.Host.mu.Unlock()
+				if discarded != 0 {
+					t.Errorf("the receiver's engine discarded %d packets", discarded)
+				}
+			})
+		})
+	}
 }

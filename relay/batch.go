@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
@@ -103,8 +104,13 @@ type batchConn struct {
 		waiting bool // the reader reads the socket, or is about to
 		woken   bool // inject set a past read deadline to end that read
 		closed  bool
+		taken   uint64 // datagrams taken since the start
 	}
 	lastInbox bool // guarded by rmu: the last batch came from the inbox
+	// forward, set on the server's socket before its first read, takes
+	// the datagrams the Server relays itself (Server.forward) and reports
+	// whether it did; ReadFrom returns the others.
+	forward func(b []byte, from netip.AddrPort) bool
 
 	// Guarded by wmu: the write side.
 	wmu    sync.Mutex
@@ -136,12 +142,34 @@ func newBatchConn(b *batching, uc *net.UDPConn, batch, gro int) *batchConn {
 	return bc
 }
 
-// ReadFrom returns the next datagram read. Before it reads the socket
-// again it sends the batches its caller's writes filled. Datagrams from
-// the inbox and from the socket take turns while both have some.
+// ReadFrom returns the next datagram read that forward did not take.
+// Before it reads the socket again it sends the batches its caller's
+// writes (and forward's) filled. Datagrams from the inbox and from the
+// socket take turns while both have some.
 func (c *batchConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
+	for {
+		pk, err := c.nextLocked()
+		if err != nil {
+			return 0, nil, err
+		}
+		if c.forward != nil && c.forward(pk.Bytes(), pk.Addr) {
+			continue
+		}
+		n := copy(p, pk.Bytes())
+		if pk.Addr != c.lastAP || c.lastUDP == nil {
+			// pion keeps the address it is given (an allocation's client):
+			// a new one each time it changes, never one written to.
+			c.lastAP, c.lastUDP = pk.Addr, net.UDPAddrFromAddrPort(pk.Addr)
+		}
+		return n, c.lastUDP, nil
+	}
+}
+
+// nextLocked returns the next datagram, read from the inbox or the socket
+// when those read before are handed out. rmu is held.
+func (c *batchConn) nextLocked() (*transport.Packet, error) {
 	for c.next == c.n {
 		if c.holding.CompareAndSwap(true, false) {
 			c.flushing = c.b.release(c.flushing)
@@ -158,12 +186,12 @@ func (c *batchConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		woken := c.doneWaiting()
 		if err != nil {
 			if errors.Is(err, transport.ErrClosed) {
-				return 0, nil, net.ErrClosed
+				return nil, net.ErrClosed
 			}
 			if woken && errors.Is(err, os.ErrDeadlineExceeded) {
 				continue // the inbox has datagrams
 			}
-			return 0, nil, err
+			return nil, err
 		}
 		c.n, c.next, c.lastInbox = n, 0, false
 	}
@@ -173,13 +201,7 @@ func (c *batchConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	}
 	pk := &c.in[c.next]
 	c.next++
-	n := copy(p, pk.Bytes())
-	if pk.Addr != c.lastAP || c.lastUDP == nil {
-		// pion keeps the address it is given (an allocation's client):
-		// a new one each time it changes, never one written to.
-		c.lastAP, c.lastUDP = pk.Addr, net.UDPAddrFromAddrPort(pk.Addr)
-	}
-	return n, c.lastUDP, nil
+	return pk, nil
 }
 
 // inboxMax bounds a socket's inbox, in datagrams (as many bytes as
@@ -210,6 +232,7 @@ func (c *batchConn) inject(b []byte, from netip.AddrPort) bool {
 		buf = make([]byte, transport.MaxDatagram)
 	}
 	ib.q = append(ib.q, transport.Packet{Buf: buf, N: copy(buf, b), Addr: from})
+	ib.taken++
 	if ib.waiting && !ib.woken {
 		ib.woken = true
 		_ = c.uc.SetReadDeadline(time.Unix(1, 0))
@@ -272,8 +295,28 @@ func (c *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if !ok {
 		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: net.InvalidAddrError("not a UDP address")}
 	}
+	return c.write(to, nil, p)
+}
+
+// writeChannelData writes data to a client as ChannelData on channel num,
+// as WriteTo writes a datagram.
+func (c *batchConn) writeChannelData(num uint16, data []byte, to netip.AddrPort) {
+	if c.closed.Load() {
+		return
+	}
+	var h [4]byte
+	binary.BigEndian.PutUint16(h[:], num)
+	binary.BigEndian.PutUint16(h[2:], uint16(len(data)))
+	c.write(to, h[:], data)
+}
+
+// write is WriteTo of the datagram hdr followed by p.
+func (c *batchConn) write(to netip.AddrPort, hdr, p []byte) (int, error) {
 	c.wmu.Lock()
-	if len(p) > transport.MaxDatagram {
+	if len(hdr)+len(p) > transport.MaxDatagram {
+		if len(hdr) > 0 {
+			p = append(append(make([]byte, 0, len(hdr)+len(p)), hdr...), p...)
+		}
 		// Larger than a batch buffer (no relayed datagram is: pion reads
 		// at most 1600 bytes): after those waiting, on its own.
 		c.writeLocked()
@@ -285,7 +328,8 @@ func (c *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		return len(p), nil
 	}
 	pk := &c.out[c.nOut]
-	pk.N, pk.Addr = copy(pk.Buf, p), to
+	n := copy(pk.Buf, hdr)
+	pk.N, pk.Addr = n+copy(pk.Buf[n:], p), to
 	c.nOut++
 	if c.nOut == len(c.out) {
 		c.writeLocked()

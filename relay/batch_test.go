@@ -291,7 +291,7 @@ func TestRelayBetweenAllocations(t *testing.T) {
 	if !ok {
 		t.Fatalf("the server does not know %v as its own", ap)
 	}
-	if st := v.(*batchConn).c.Stats(); st.DatagramsIn != 0 {
+	if st := v.(*relayedConn).bc.c.Stats(); st.DatagramsIn != 0 {
 		t.Fatalf("b's relayed socket read %d datagrams from the network", st.DatagramsIn)
 	}
 	if st := s.Stats(); st.PacketsToPeers == 0 || st.PacketsFromPeers == 0 {

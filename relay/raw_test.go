@@ -22,6 +22,7 @@ type rawTURN struct {
 	key         stun.MessageIntegrity
 	nonce       stun.Nonce
 	buf         []byte
+	last        *stun.Message // the last successful answer of do
 }
 
 // newRawTURN binds a UDP socket at bind ("127.0.0.1:0") for a client of
@@ -102,6 +103,7 @@ func (r *rawTURN) do(method stun.Method, attrs ...stun.Setter) int {
 			r.t.Fatalf("%v: %v", method, err)
 		}
 		if resp.Type.Class == stun.ClassSuccessResponse {
+			r.last = resp
 			return 0
 		}
 		var code stun.ErrorCodeAttribute

@@ -177,9 +177,10 @@ type Stats struct {
 
 // Server is a running STUN and TURN server. Its methods are safe for
 // concurrent use. It runs pion's goroutines: one reading the server's
-// socket (which calls the auth, quota and permission handlers) and one
+// socket (which calls the auth, quota, permission and channel handlers,
+// and forwards ChannelData on bound channels itself: channels.go) and one
 // per allocation reading its relayed socket; pion's timers end
-// allocations and permissions. Its mutexes (quota, perms, logs) guard
+// allocations, permissions and channel bindings. Its mutexes (quota, perms, logs) guard
 // the fields grouped with them and are never held two at once.
 type Server struct {
 	cfg  Config
@@ -229,8 +230,12 @@ type Server struct {
 
 	batch batching // of the sockets wrapped in batchConns
 	// local maps each relayed address (netip.AddrPort, RelayIP and port)
-	// whose socket is a batchConn to it (relayedConn.WriteTo).
+	// whose socket is a batchConn to its *relayedConn (relayedConn.WriteTo,
+	// onChannelCreated).
 	local sync.Map
+	// chans are the channel bindings the server's reader forwards
+	// (channels.go).
+	chans channels
 
 	closeOnce sync.Once
 	closeErr  error
@@ -319,6 +324,9 @@ func NewServer(cfg Config) (*Server, error) {
 	s.logs.suppressed = map[string]int{}
 
 	var serveConn net.PacketConn = batched(&s.batch, conn, serverBatch, serverGRO)
+	if bc, ok := serveConn.(*batchConn); ok {
+		bc.forward = func(b []byte, from netip.AddrPort) bool { return s.forward(bc, b, from) }
+	}
 	if len(cfg.AuthSecrets) > 1 {
 		serveConn = &secretConn{PacketConn: serveConn, s: s}
 	}
@@ -349,6 +357,8 @@ func NewServer(cfg Config) (*Server, error) {
 			OnAllocationDeleted: s.onAllocationDeleted,
 			OnPermissionCreated: s.onPermissionCreated,
 			OnPermissionDeleted: s.onPermissionDeleted,
+			OnChannelCreated:    s.onChannelCreated,
+			OnChannelDeleted:    s.onChannelDeleted,
 		},
 		PacketConnConfigs: []turn.PacketConnConfig{{
 			PacketConn:            serveConn,

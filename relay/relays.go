@@ -30,7 +30,7 @@ func (g *relays) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Packe
 	if bc, ok := pc.(*batchConn); ok {
 		if ua, ok := addr.(*net.UDPAddr); ok {
 			rc.self, rc.bc = ua.AddrPort(), bc
-			g.s.local.Store(rc.self, bc)
+			g.s.local.Store(rc.self, rc)
 		}
 	}
 	return rc, addr, nil
@@ -72,7 +72,7 @@ func (c *relayedConn) WriteTo(b []byte, to net.Addr) (int, error) {
 	if c.bc != nil {
 		if ap, ok := addrPort(to); ok {
 			if v, ok := c.s.local.Load(ap); ok {
-				if v.(*batchConn).inject(b, c.self) {
+				if v.(*relayedConn).bc.inject(b, c.self) {
 					c.s.pktsTo.Add(1)
 					c.s.bytesTo.Add(uint64(len(b)))
 				} else {
@@ -95,7 +95,7 @@ func (c *relayedConn) WriteTo(b []byte, to net.Addr) (int, error) {
 func (c *relayedConn) Close() error {
 	c.once.Do(func() {
 		if c.bc != nil {
-			c.s.local.CompareAndDelete(c.self, c.bc)
+			c.s.local.CompareAndDelete(c.self, c)
 		}
 	})
 	return c.PacketConn.Close()

@@ -99,10 +99,15 @@ type Conn struct {
 	out [][]byte
 
 	// Handshake.
-	crypt        *crypto.LocalCrypt
-	peerVersion  uint32
-	vport        int       // virtual port: ours when dialling (Config.VirtualPort), the client's when accepted
-	lastAttempt  time.Time // client: last challenge request (GNS m_usecWhenSentConnectRequest)
+	crypt       *crypto.LocalCrypt
+	peerVersion uint32
+	vport       int       // virtual port: ours when dialling (Config.VirtualPort), the client's when accepted
+	lastAttempt time.Time // client: last challenge or connect request (GNS m_usecWhenSentConnectRequest)
+	// challenge and challengeAt: client: the challenge of the last
+	// challenge reply and when it came (zero: none), for retries
+	// (challengeReuse).
+	challenge    uint64
+	challengeAt  time.Time
 	accepted     bool
 	pendingPeer  *crypto.Peer        // server: verified, until Accept
 	peerKey      []byte              // the public key of the peer's certificate, once connected

@@ -19,9 +19,10 @@ const (
 	// lane (RecvCryptoHandshake: end reason 4006).
 	protoVersionLanes = 11
 
-	// connectRetryInterval is how often a connecting client sends a fresh
-	// challenge request (k_usecConnectRetryInterval,
-	// steamnetworkingsockets_connections.h).
+	// connectRetryInterval is how often a connecting client retries: GNS
+	// with a fresh challenge request, netmsg with a connect request while
+	// its challenge is younger than challengeReuse
+	// (k_usecConnectRetryInterval, steamnetworkingsockets_connections.h).
 	connectRetryInterval = 500 * time.Millisecond
 	// finWaitTimeout is how long a closed connection lingers in FinWait
 	// (k_usecFinWaitTimeout).
@@ -106,6 +107,15 @@ const (
 	// maxDebugLen bounds the debug text we keep from a peer (GNS keeps 128
 	// bytes, m_szEndDebug).
 	maxDebugLen = 127
+	// challengeReuse is how long a connecting client retries with the
+	// connect request of the challenge it holds rather than asking for a
+	// new challenge (GNS always asks again): a retry then needs one round
+	// trip instead of two, where the lost datagram was most likely the
+	// connect OK (a server answers a repeated connect request of a client
+	// it accepted with connect OK again). A server accepts a challenge
+	// for more than 3 s (challengeMaxAge units); 2 s leaves room for the
+	// clocks' units and a slow path.
+	challengeReuse = 2 * time.Second
 )
 
 // Reply timeouts (CalcConservativeTimeout, TrackSentMessageExpectingReply).

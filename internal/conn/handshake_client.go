@@ -77,9 +77,18 @@ func (c *Conn) recvChallengeReply(now time.Time, m *pb.UDPChallengeReply) error 
 		c.handshakePing(now, m.GetYourTimestamp(), 0)
 	}
 	c.peerVersion = m.GetProtocolVersion()
+	c.challenge, c.challengeAt = m.GetChallenge(), now
+	c.sendConnectRequest(now)
+	return nil
+}
+
+// sendConnectRequest queues a connect request with the challenge the
+// client holds (GNS does so on a challenge reply; netmsg also on a retry
+// while the challenge is younger than challengeReuse).
+func (c *Conn) sendConnectRequest(now time.Time) {
 	req := &pb.UDPConnectRequest{
 		ClientConnectionId: proto.Uint32(c.localID),
-		Challenge:          proto.Uint64(m.GetChallenge()),
+		Challenge:          proto.Uint64(c.challenge),
 		MyTimestamp:        proto.Uint64(timestamp(now)),
 		Cert:               c.loc.cert,
 		Crypt:              c.crypt.Signed,
@@ -98,7 +107,6 @@ func (c *Conn) recvChallengeReply(now time.Time, m *pb.UDPChallengeReply) error 
 	}
 	c.queueControl(pb.UDPMsgID_UDP_MSG_CONNECT_REQUEST, req)
 	c.lastAttempt = now // GNS SentEndToEndConnectRequest: the retry clock restarts
-	return nil
 }
 
 // peerIdentity works out who the peer says it is, as GNS does for connect

@@ -22,7 +22,11 @@ func (c *Conn) think(now time.Time) {
 			return
 		}
 		if !c.server && !c.p2p && (c.lastAttempt.IsZero() || !now.Before(c.lastAttempt.Add(connectRetryInterval))) {
-			c.sendChallengeRequest(now)
+			if !c.challengeAt.IsZero() && now.Sub(c.challengeAt) < challengeReuse {
+				c.sendConnectRequest(now)
+			} else {
+				c.sendChallengeRequest(now)
+			}
 		}
 	case StateLinger:
 		if c.lingerDone(now) {

@@ -350,12 +350,24 @@ func (a *Agent) Controlling() bool { return a.cfg.Controlling }
 func (a *Agent) SetControlling(c bool) { a.cfg.Controlling = c }
 
 // AddRemoteCandidate adds a candidate the peer signaled. Duplicates and
-// candidates beyond MaxRemoteCandidates are ignored.
+// candidates beyond MaxRemoteCandidates are ignored. A peer-reflexive
+// candidate at the same address (a check that came before the signal)
+// takes the signaled type, so that a pair to the peer's relay candidate
+// is known as one whichever came first; its pairs keep their state and
+// priority.
 func (a *Agent) AddRemoteCandidate(c Candidate) {
 	if !c.Addr.IsValid() || c.Addr.Port() == 0 {
 		return
 	}
 	c.Addr = netip.AddrPortFrom(c.Addr.Addr().Unmap(), c.Addr.Port())
+	for _, p := range a.pairs {
+		if p.remote.Addr == c.Addr && p.remote.Type == PeerReflexive {
+			p.remote.Type, p.remote.Related, p.remote.Foundation = c.Type, c.Related, c.Foundation
+			if p == a.selected {
+				a.selectChanged = true // what the selected path is changed
+			}
+		}
+	}
 	for _, r := range a.remotes {
 		if r.Addr == c.Addr {
 			return

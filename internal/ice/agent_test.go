@@ -267,3 +267,29 @@ func TestCheckRetransmission(t *testing.T) {
 		t.Fatalf("b's check did not succeed on the answer to its first transmission: %+v", st)
 	}
 }
+
+// TestPeerReflexiveThenSignaled: b learns a's address from a's check (a
+// peer-reflexive candidate) and selects it; when a's candidate at that
+// address is signaled afterwards as a relay candidate, b's selected pair
+// is known as one to the peer's relay (SelectedPeerRelay), still
+// selected.
+func TestPeerReflexiveThenSignaled(t *testing.T) {
+	l, _, _ := pairOfAgents(t)
+	l.a.AddRemoteCandidate(NewCandidate(Host, l.addrB, netip.AddrPort{}))
+	l.run(time.Second)
+	sel, ok := l.b.Selected()
+	if !ok || sel != l.addrA {
+		t.Fatalf("b selected %v %v, want a's address", sel, ok)
+	}
+	if l.b.SelectedPeerRelay() {
+		t.Fatal("a peer-reflexive pair taken for one to the peer's relay")
+	}
+	l.b.SelectedChanged()
+	l.b.AddRemoteCandidate(NewCandidate(Relay, l.addrA, netip.MustParseAddrPort("192.0.2.7:5000")))
+	if !l.b.SelectedChanged() {
+		t.Error("the selected pair's new type is not reported as a change")
+	}
+	if sel, ok := l.b.Selected(); !ok || sel != l.addrA || !l.b.SelectedPeerRelay() {
+		t.Fatalf("after the signal: selected %v %v, peer relay %v; want a's address as the peer's relay", sel, ok, l.b.SelectedPeerRelay())
+	}
+}
