@@ -2189,7 +2189,17 @@ func (h *Host) rescheduleSendLocked(now time.Time, hc *hostConn) {
 // packets to the timer goroutine: data that could go now waits until
 // sendBatchDelay from now (or an earlier wake-up already set) for more to
 // join it. hc's lock is held.
+//
+// When the wake-up already set comes no later than sendBatchDelay from
+// now, it is what the computation below would choose, so it is kept
+// without asking the engine (NextWake) or taking wakeMu: a run of sends
+// costs one of each per sendBatchDelay rather than one per send. (Were
+// the timer taking hc out of the heap meanwhile, it polls hc after this
+// send, under hc's lock, and sees the send.)
 func (h *Host) rescheduleBatchLocked(now time.Time, hc *hostConn) {
+	if w := hc.wakeAt.Load(); w != 0 && w <= now.UnixNano()+int64(sendBatchDelay) {
+		return
+	}
 	w := hc.c.NextWake()
 	if hc.p2p != nil {
 		w = h.p2pWake(hc, w)
