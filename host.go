@@ -97,8 +97,8 @@ type Host struct {
 	pollGroups map[PollGroup]*pollGroup
 	nextListen ListenHandle
 	nextGroup  PollGroup
-	out        outBatch // datagrams queued by holders of mu
-	spare      outBatch // the other batch unlockFlush swaps in (guarded by writeMu)
+	out        *outBatch // datagrams queued by holders of mu
+	spare      *outBatch // the other batch unlockFlush swaps in (guarded by writeMu)
 	msgs       []snp.Message
 	arena      snp.ArenaSlot // the arena of the engines run under mu (P2P connections)
 	scratch    []byte
@@ -228,6 +228,16 @@ type hostConn struct {
 	free  msgFree // written by the application's goroutines
 	_     cacheLinePad
 	spare *[]*Message
+	// outBy is the batch that holds this direct connection's packets
+	// that are not written yet (nil: none), so that they leave in the
+	// order they were numbered: while one batch holds some, no other
+	// goroutine polls the connection (outBatch.mayPoll). Set with the
+	// connection's lock held, cleared by the batch's writer.
+	outBy atomic.Pointer[outBatch]
+	// repoll is set by a goroutine that did not poll the connection
+	// because outBy was another batch; that batch's writer polls it
+	// once the batch is written.
+	repoll atomic.Bool
 }
 
 // lockConn takes hc's lock for a holder of the Host's mu: a direct
@@ -391,6 +401,8 @@ func NewHost(cfg Config) (*Host, error) {
 		pollGroups: make(map[PollGroup]*pollGroup),
 		scratch:    make([]byte, 0, transport.MaxDatagram),
 		msgs:       make([]snp.Message, 64),
+		out:        new(outBatch),
+		spare:      new(outBatch),
 		timerKick:  make(chan struct{}, 1),
 		tookCh:     make(chan struct{}),
 		roomCh:     make(chan struct{}),
@@ -786,7 +798,7 @@ func (h *Host) afterSend(now time.Time, hc *hostConn, flags SendFlags) {
 	w := h.workPool.Get().(*worker)
 	slow := h.pollFast(w, now, hc)
 	hc.mu.Unlock()
-	h.write(&w.out)
+	h.flushWorker(w)
 	h.workPool.Put(w)
 	if slow {
 		h.pollSlow(now, hc)
@@ -1552,14 +1564,14 @@ func (h *Host) runBatch(w *worker, rb *rxBatch, n int, shard int, stall *time.Ti
 		hc.mu.Unlock()
 		if slow {
 			h.wakeAll(&w.wake)
-			h.write(&w.out)
+			h.flushWorker(w)
 			h.pollSlow(now, hc)
 		}
 	}
 	h.wakeAll(&w.wake)
 	h.fast.datagramsIn.Add(count)
 	h.fast.bytesIn.Add(bytes)
-	h.write(&w.out)
+	h.flushWorker(w)
 }
 
 // recvFullConn reports whether hc's queue is full and its engine's half
@@ -2001,7 +2013,8 @@ func (h *Host) pollLocked(now time.Time, hc *hostConn) {
 	if hc.p2p != nil {
 		h.p2pRouteLocked(now, hc)
 	}
-	for {
+	skipped := !hc.c.IsP2P() && !h.out.mayPoll(hc)
+	for !skipped {
 		if hc.p2p != nil && !hc.c.RemoteAddr().IsValid() && hc.c.State() == conn.StateConnected {
 			break // no path yet: data waits in the engine until ICE selects one
 		}
@@ -2016,6 +2029,9 @@ func (h *Host) pollLocked(now time.Time, hc *hostConn) {
 		if hc.p2p != nil && hc.p2p.route.Selected().Relayed {
 			hc.p2p.route.Send(h.writer(), d) // through our TURN allocation
 			continue
+		}
+		if !hc.c.IsP2P() {
+			h.out.own(hc)
 		}
 		if h.out.add(to, d) {
 			h.flushOutLocked()
@@ -2036,7 +2052,9 @@ func (h *Host) pollLocked(now time.Time, hc *hostConn) {
 		h.removeLocked(hc)
 		return
 	}
-	h.rescheduleLocked(hc)
+	if !skipped {
+		h.rescheduleLocked(hc) // else the writer of hc.outBy polls and reschedules it
+	}
 }
 
 // pollFast is pollLocked for a direct connection whose lock is held,
@@ -2044,20 +2062,14 @@ func (h *Host) pollLocked(now time.Time, hc *hostConn) {
 // next wake-up, and reports whether what is left needs mu (state changes
 // to report, a connection to remove), for which the caller calls
 // pollSlow once it released hc.
+//
+// When another batch holds packets of hc that are not written yet, it
+// leaves hc to that batch's writer (outBatch.mayPoll) and reports false.
 func (h *Host) pollFast(w *worker, now time.Time, hc *hostConn) (slow bool) {
-	for {
-		d, ok := hc.c.Poll(now, w.out.next())
-		if !ok {
-			break
-		}
-		to := hc.c.RemoteAddr()
-		if !to.IsValid() {
-			continue
-		}
-		if w.out.add(to, d) {
-			h.write(&w.out)
-		}
+	if !w.out.mayPoll(hc) {
+		return false
 	}
+	h.pollOut(w, now, hc)
 	h.roomCheck(hc)
 	if hc.c.PendingEvents() {
 		return true
@@ -2067,6 +2079,66 @@ func (h *Host) pollFast(w *worker, now time.Time, hc *hostConn) (slow bool) {
 	}
 	h.rescheduleLocked(hc)
 	return false
+}
+
+// pollOut collects the datagrams of hc, a direct connection whose lock is
+// held and whose packets w's batch may take (outBatch.mayPoll), into that
+// batch, writing it whenever it fills up.
+func (h *Host) pollOut(w *worker, now time.Time, hc *hostConn) {
+	for {
+		d, ok := hc.c.Poll(now, w.out.next())
+		if !ok {
+			return
+		}
+		to := hc.c.RemoteAddr()
+		if !to.IsValid() {
+			continue
+		}
+		w.out.own(hc)
+		if w.out.add(to, d) {
+			h.write(&w.out)
+		}
+	}
+}
+
+// flushWorker writes w's batch, then polls the connections that other
+// goroutines left to it (outBatch.again) and writes what they send, until
+// none are left. The caller holds no lock.
+func (h *Host) flushWorker(w *worker) {
+	for {
+		h.write(&w.out)
+		if len(w.out.again) == 0 {
+			return
+		}
+		now := h.cfg.Now()
+		for len(w.out.again) > 0 {
+			hc := w.out.again[len(w.out.again)-1]
+			w.out.again[len(w.out.again)-1] = nil
+			w.out.again = w.out.again[:len(w.out.again)-1]
+			h.repoll(w, now, hc)
+		}
+	}
+}
+
+// repoll polls hc, a direct connection another goroutine left to w's
+// batch, and releases its lock.
+func (h *Host) repoll(w *worker, now time.Time, hc *hostConn) {
+	hc.mu.Lock()
+	if hc.removed {
+		// Out of the table (closed while w's batch held its packets):
+		// what it still has to send (its close) goes, nothing else.
+		if w.out.mayPoll(hc) {
+			h.pollOut(w, now, hc)
+		}
+		hc.mu.Unlock()
+		return
+	}
+	slow := h.pollFast(w, now, hc)
+	hc.mu.Unlock()
+	if slow {
+		h.write(&w.out)
+		h.pollSlow(now, hc)
+	}
 }
 
 // pollSlow polls a direct connection with mu held, for what pollFast
@@ -2144,7 +2216,17 @@ func (h *Host) rescheduleSendLocked(now time.Time, hc *hostConn) {
 // packets to the timer goroutine: data that could go now waits until
 // sendBatchDelay from now (or an earlier wake-up already set) for more to
 // join it. hc's lock is held.
+//
+// When the wake-up already set comes no later than sendBatchDelay from
+// now, it is what the computation below would choose, so it is kept
+// without asking the engine (NextWake) or taking wakeMu: a run of sends
+// costs one of each per sendBatchDelay rather than one per send. (Were
+// the timer taking hc out of the heap meanwhile, it polls hc after this
+// send, under hc's lock, and sees the send.)
 func (h *Host) rescheduleBatchLocked(now time.Time, hc *hostConn) {
+	if w := hc.wakeAt.Load(); w != 0 && w <= now.UnixNano()+int64(sendBatchDelay) {
+		return
+	}
 	w := hc.c.NextWake()
 	if hc.p2p != nil {
 		w = h.p2pWake(hc, w)
@@ -2177,9 +2259,63 @@ func (h *Host) kickTimerLocked(w time.Time) {
 
 // outBatch is a batch of datagrams to write, with buffers it keeps for
 // the next ones.
+//
+// A direct connection's packets are numbered when they are polled (under
+// its lock) but written when the batch is, after that lock is released;
+// were two goroutines' batches to hold packets of one connection, the
+// later-numbered could be written first, which the peer takes for loss.
+// So one batch at a time holds a connection's unwritten packets
+// (hostConn.outBy): another goroutine that would poll the connection
+// meanwhile leaves it to that batch (mayPoll), whose writer polls it once
+// the batch is written (again). A P2P connection's packets only ever go
+// into the Host's batch under mu, which is written in order already.
 type outBatch struct {
-	pkts []transport.Packet
-	bufs [][]byte
+	pkts  []transport.Packet
+	bufs  [][]byte
+	conns []*hostConn // direct connections with packets in pkts (outBy is this batch)
+	// again holds the connections other goroutines left to this batch
+	// (mayPoll) that were written since: its owner polls them next.
+	again []*hostConn
+}
+
+// mayPoll reports whether o may take packets of hc, a direct connection
+// whose lock is held: when another batch holds some not yet written, it
+// marks hc for that batch's writer to poll and reports false.
+func (o *outBatch) mayPoll(hc *hostConn) bool {
+	if by := hc.outBy.Load(); by == nil || by == o {
+		return true
+	}
+	hc.repoll.Store(true)
+	// The writer clears outBy before it reads repoll: if outBy is still
+	// set, that writer sees repoll; if not, hc is free to take (and a
+	// writer that saw repoll as well polls it once more, harmlessly).
+	if hc.outBy.Load() != nil {
+		return false
+	}
+	hc.repoll.Store(false)
+	return true
+}
+
+// own notes that o holds a packet of hc, whose lock is held and which
+// mayPoll let o take.
+func (o *outBatch) own(hc *hostConn) {
+	if hc.outBy.Load() != o {
+		hc.outBy.Store(o)
+		o.conns = append(o.conns, hc)
+	}
+}
+
+// written releases the connections whose packets o held, once they are
+// written, and adds those others left to o to o.again.
+func (o *outBatch) written() {
+	for i, hc := range o.conns {
+		o.conns[i] = nil
+		hc.outBy.Store(nil)
+		if hc.repoll.Swap(false) {
+			o.again = append(o.again, hc)
+		}
+	}
+	o.conns = o.conns[:0]
 }
 
 // next returns the free buffer the next datagram may be built in.
@@ -2205,7 +2341,7 @@ func (h *Host) queueLocked(to netip.AddrPort, b []byte) { h.queuePrefixedLocked(
 // the very buffer the datagram goes into (a connection's packet polled
 // into the next free one): it is moved up in place.
 func (h *Host) queuePrefixedLocked(to netip.AddrPort, prefix, b []byte) {
-	o := &h.out
+	o := h.out
 	buf := o.next()
 	n := len(prefix) + len(b)
 	if cap(buf) < n {
@@ -2222,32 +2358,66 @@ func (h *Host) queuePrefixedLocked(to netip.AddrPort, prefix, b []byte) {
 
 // flushOutLocked writes mu's outgoing batch while holding mu: for a batch
 // that filled up in the middle of work done under mu. Ends of critical
-// sections use unlockFlush instead, which writes without holding mu.
+// sections use unlockFlush instead, which writes without holding mu. The
+// connections other goroutines left to the batch (outBatch.again) cannot
+// be polled here (their locks may not be taken now): the timer goroutine
+// polls them at once.
 func (h *Host) flushOutLocked() {
-	h.write(&h.out)
+	h.write(h.out)
+	if len(h.out.again) == 0 {
+		return
+	}
+	now := h.cfg.Now()
+	h.wakeMu.Lock()
+	for i, hc := range h.out.again {
+		h.out.again[i] = nil
+		if hc.wake.IsZero() || hc.wake.After(now) {
+			h.wakes.set(hc, now)
+		}
+	}
+	h.kickTimerLocked(now)
+	h.wakeMu.Unlock()
+	h.out.again = h.out.again[:0]
 }
 
 // unlockFlush releases mu and then writes the outgoing batch, so that the
 // system call does not hold up the application, the reader and the timer.
 // The batch is handed over under writeMu, taken before mu is released, so
 // batches are written in the order they were made.
+//
+// Connections other goroutines left to the batch (outBatch.again) are
+// polled then, on a worker from workPool.
 func (h *Host) unlockFlush() {
-	if len(h.out.pkts) == 0 {
+	if len(h.out.pkts) == 0 && len(h.out.again) == 0 {
 		h.mu.Unlock()
 		return
 	}
 	h.writeMu.Lock()
 	out := h.out
-	h.out, h.spare = h.spare, outBatch{}
+	h.out, h.spare = h.spare, nil
 	h.mu.Unlock()
-	h.writeLocked(&out)
+	h.writeLocked(out)
+	var w *worker
+	if len(out.again) > 0 {
+		w = h.workPool.Get().(*worker)
+		w.out.again = append(w.out.again, out.again...)
+		clear(out.again)
+		out.again = out.again[:0]
+	}
 	h.spare = out
 	h.writeMu.Unlock()
+	if w != nil {
+		h.flushWorker(w)
+		h.workPool.Put(w)
+	}
 }
 
-// write writes o and empties it.
+// write writes o and empties it. The connections whose packets it held
+// are released; those other goroutines left to it are in o.again, for its
+// owner to poll when it holds no lock (flushWorker).
 func (h *Host) write(o *outBatch) {
 	if len(o.pkts) == 0 {
+		o.written()
 		return
 	}
 	h.writeMu.Lock()
@@ -2255,9 +2425,14 @@ func (h *Host) write(o *outBatch) {
 	h.writeMu.Unlock()
 }
 
-// writeLocked writes a batch and empties it; writeMu is held. The counters
+// writeLocked writes a batch, empties it and releases the connections
+// whose packets it held (outBatch.written); writeMu is held. The counters
 // are atomic because writers hold different locks.
 func (h *Host) writeLocked(o *outBatch) {
+	defer o.written()
+	if len(o.pkts) == 0 {
+		return
+	}
 	n, err := h.pc.WriteBatch(o.pkts)
 	var bytes int64
 	for i := range o.pkts {
@@ -2316,11 +2491,11 @@ func (h *Host) timerLoop() {
 			slow := h.pollFast(w, now, hc)
 			hc.mu.Unlock()
 			if slow {
-				h.write(&w.out)
+				h.flushWorker(w)
 				h.pollSlow(now, hc)
 			}
 		}
-		h.write(&w.out)
+		h.flushWorker(w)
 		h.mu.Lock()
 		var next time.Time
 		if w := h.tickServicesLocked(now); !w.IsZero() {
