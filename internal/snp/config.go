@@ -96,7 +96,15 @@ const (
 	// ptoMin and ptoVarMin bound the tail-loss probe timeout and its
 	// allowance for RTT variation from below (ours; see rttEstimator.pto):
 	// the allowance covers the 32 µs steps of the ack delay field twice.
-	ptoMin    = time.Millisecond
+	// GNS has no such probe: it re-sends after CalcSenderRetryTimeout
+	// (rtoSlack), 60 ms on loopback. The floor only matters where the
+	// round trip is far below it (loopback, a LAN) and the path lost a
+	// packet within lossMemory; 250 µs is above a loopback round trip's
+	// 99th percentile (about 80-180 µs between two processes) and is
+	// nackFlushMin, the shortest hold of a hole, so a probe does not
+	// overtake the nack of a merely reordered packet; a 1 ms floor made a
+	// ping-pong round that lost two packets take 2 ms.
+	ptoMin    = 250 * time.Microsecond
 	ptoVarMin = 64 * time.Microsecond
 	// lossMemory: the tail-loss probe waits only the probe timeout while
 	// a packet was lost within this time, else the retransmission

@@ -166,9 +166,10 @@ func pingPong(t *testing.T, link netsim.LinkConfig, rounds int) (rtts []time.Dur
 // TestLossPingPong is W6b in miniature: ping-pong at 10% random loss each
 // way. About one round in five loses its ping or its pong (and one in 35
 // loses two packets), which nothing but a timer repairs: the tail-loss
-// probe, a round trip and the probe's 1 ms floor after the loss, where the
-// retransmission timeout took 60 ms and doubled for a loss lost again (the
-// 99th percentile was 180 ms). Without loss nothing changes: no probe goes.
+// probe, a round trip and the probe's 250 µs floor after the loss, where
+// the retransmission timeout took 60 ms and doubled for a loss lost again
+// (the 99th percentile was 180 ms; 2 ms with a 1 ms floor). Without loss
+// nothing changes: no probe goes.
 func TestLossPingPong(t *testing.T) {
 	link := netsim.LinkConfig{Delay: 12 * time.Microsecond}
 	r0, p0 := pingPong(t, link, 3000)
@@ -184,7 +185,7 @@ func TestLossPingPong(t *testing.T) {
 		t.Errorf("median round trip %v at 10%% loss, %v without: a round without loss must not change", pct(r10, 50), pct(r0, 50))
 	}
 	// Two losses in a round (a ping and its probe, or a ping and the
-	// pong) cost two probe timeouts of the 1 ms floor.
+	// pong) cost two probe timeouts of the 250 µs floor.
 	if p99 := pct(r10, 99); p99 > 2*ptoMin+10*pct(r0, 50) {
 		t.Errorf("p99 round trip %v at 10%% loss, want at most two probe timeouts (%v) and a few round trips", p99, 2*ptoMin)
 	}
