@@ -233,6 +233,10 @@ func (nc *netmsgConn) Close() error {
 	nc.once.Do(func() {
 		if os.Getenv("NETBENCH_STATS") != "" {
 			printPacketStats(nc.nh.h)
+			if rs, err := nc.nh.h.RealTimeStatus(nc.c); err == nil {
+				fmt.Fprintf(os.Stderr, "netbench: netmsg status ping %v send rate %d B/s quality %.3f/%.3f\n",
+					rs.Ping, rs.SendRateBytesPerSecond, rs.ConnectionQualityLocal, rs.ConnectionQualityRemote)
+			}
 		}
 		nc.nh.h.CloseConnection(nc.c, 0, "bye", true)
 		time.Sleep(50 * time.Millisecond) // let the linger deliver what is queued
