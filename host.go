@@ -157,7 +157,7 @@ type Host struct {
 	dueBuf    []*hostConn     // the timer goroutine's connections due now
 	timerKick chan struct{}   // signalled (cap 1) when a connection must wake before timerAt
 	// precise, when not nil, is the timer goroutine's timer for waits
-	// between preciseMin and preciseMax: a Host with its own socket on
+	// up to preciseMax: a Host with its own socket on
 	// the real clock (fake time must keep Go's timers) on Linux.
 	precise   *ptimer.Timer
 	eventKick chan struct{}
@@ -325,12 +325,13 @@ const (
 	// than this plus readerStall.
 	activeReceiver = 10 * time.Millisecond
 
-	// preciseMin and preciseMax bound the timer goroutine's waits that
-	// use the precise timer (internal/ptimer): Go's runtime waits for its
-	// timers with a millisecond timeout, so a 250 µs wait (the tail-loss
-	// probe on loopback, sendBatchDelay) often ends a millisecond late;
-	// longer waits keep Go's timer, whose lateness matters less there.
-	preciseMin = 100 * time.Microsecond
+	// preciseMax bounds the timer goroutine's waits that use the precise
+	// timer (internal/ptimer): Go's runtime waits for its timers with a
+	// millisecond timeout, so a 250 µs wait (the tail-loss probe on
+	// loopback, ptoMin) often ends a millisecond late, and so does what is
+	// left of one when the goroutine woke for something else first (with
+	// only waits from 100 µs on the precise timer, W6b's p95-p97 sat at
+	// 1.3 ms); longer waits lose little to the lateness.
 	preciseMax = 2 * time.Millisecond
 )
 
@@ -2339,7 +2340,7 @@ func (h *Host) timerLoop() {
 		}
 		h.timerAt = now.Add(d)
 		h.wakeMu.Unlock()
-		if h.precise != nil && d >= preciseMin && d <= preciseMax {
+		if h.precise != nil && d > 0 && d <= preciseMax {
 			t.Stop()
 			h.precise.Reset(d)
 		} else {
