@@ -202,7 +202,10 @@ type ConnConfig struct {
 	// RecvBufferSize is the most data, in bytes, of received messages that
 	// may wait to be read on a connection; beyond it, packets carrying more
 	// are dropped, to be retransmitted later. Default 1 MiB; 4 KiB to
-	// 256 MiB (GNS k_ESteamNetworkingConfig_RecvBufferSize).
+	// 256 MiB (GNS k_ESteamNetworkingConfig_RecvBufferSize). Reliable data
+	// that arrives behind a lost packet is held apart from it, up to
+	// 2 MiB + 64 KiB per connection (a peer's default window), as GNS
+	// holds it apart too.
 	RecvBufferSize int
 
 	// RecvBufferMessages is the most received messages that may wait to be

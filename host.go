@@ -18,6 +18,7 @@ import (
 	"github.com/netmsg-go/netmsg/internal/fakenet"
 	"github.com/netmsg-go/netmsg/internal/ice"
 	"github.com/netmsg-go/netmsg/internal/paths"
+	"github.com/netmsg-go/netmsg/internal/ptimer"
 	"github.com/netmsg-go/netmsg/internal/snp"
 	"github.com/netmsg-go/netmsg/internal/udp"
 	"github.com/netmsg-go/netmsg/transport"
@@ -34,7 +35,8 @@ import (
 // time, in order, on a goroutine of the Host's that holds no lock, so they
 // may call the Host. Close ends every goroutine the Host started: a
 // reader, one worker per core when there are several (GOMAXPROCS, at most
-// 64), a timer and the callback goroutine; with Config.Signaling, a signal reader and writer,
+// 64), a timer (and, on Linux with its own socket, the precise timer's
+// goroutine) and the callback goroutine; with Config.Signaling, a signal reader and writer,
 // the TURN client's goroutines, and one that follows the STUN and TURN
 // servers a signaling service hands out.
 type Host struct {
@@ -50,7 +52,8 @@ type Host struct {
 	//   - a worker runs its shard's datagrams, in order: decryption, the
 	//     SNP engine, message queueing and the acks;
 	//   - the timer polls connections whose wake-up time has come, and
-	//     ticks the Messages sessions and the paths;
+	//     ticks the Messages sessions and the paths; the precise timer's
+	//     goroutine (internal/ptimer) only wakes it;
 	//   - the event goroutine runs the callbacks;
 	//   - host_p2p.go's signal reader and writer, internal/paths's TURN
 	//     goroutines, host_ice.go's follower.
@@ -153,6 +156,10 @@ type Host struct {
 	workPool  sync.Pool       // *worker, for API calls that poll a connection
 	dueBuf    []*hostConn     // the timer goroutine's connections due now
 	timerKick chan struct{}   // signalled (cap 1) when a connection must wake before timerAt
+	// precise, when not nil, is the timer goroutine's timer for waits
+	// up to preciseMax: a Host with its own socket on
+	// the real clock (fake time must keep Go's timers) on Linux.
+	precise   *ptimer.Timer
 	eventKick chan struct{}
 	done      chan struct{}
 	wg        sync.WaitGroup
@@ -327,6 +334,15 @@ const (
 	// application that stopped reading does not stall the Host for more
 	// than this plus readerStall.
 	activeReceiver = 10 * time.Millisecond
+
+	// preciseMax bounds the timer goroutine's waits that use the precise
+	// timer (internal/ptimer): Go's runtime waits for its timers with a
+	// millisecond timeout, so a 250 µs wait (the tail-loss probe on
+	// loopback, ptoMin) often ends a millisecond late, and so does what is
+	// left of one when the goroutine woke for something else first (with
+	// only waits from 100 µs on the precise timer, W6b's p95-p97 sat at
+	// 1.3 ms); longer waits lose little to the lateness.
+	preciseMax = 2 * time.Millisecond
 )
 
 // NewHost opens a Host: it fills and checks cfg, opens the socket (or takes
@@ -440,6 +456,9 @@ func NewHost(cfg Config) (*Host, error) {
 	if h.listener, err = conn.NewListener(h.connCfg, secret); err != nil {
 		pc.Close()
 		return nil, fmt.Errorf("netmsg: %w", err)
+	}
+	if cfg.PacketConn == nil && cfg.Now == nil {
+		h.precise, _ = ptimer.New() // nil (Go's timers) where unsupported
 	}
 	h.wg.Add(3)
 	go h.readLoop()
@@ -2456,6 +2475,12 @@ func (h *Host) timerLoop() {
 	defer h.wg.Done()
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
+	// pc is the precise timer's channel (nil, never ready, without one).
+	var pc <-chan struct{}
+	if h.precise != nil {
+		defer h.precise.Close()
+		pc = h.precise.C
+	}
 	w := newWorker()
 	for {
 		now := h.cfg.Now()
@@ -2517,12 +2542,21 @@ func (h *Host) timerLoop() {
 		}
 		h.timerAt = now.Add(d)
 		h.wakeMu.Unlock()
-		t.Reset(d)
+		if h.precise != nil && d > 0 && d <= preciseMax {
+			t.Stop()
+			h.precise.Reset(d)
+		} else {
+			if h.precise != nil {
+				h.precise.Stop()
+			}
+			t.Reset(d)
+		}
 		select {
 		case <-h.done:
 			return
 		case <-h.timerKick:
 		case <-t.C:
+		case <-pc:
 		}
 	}
 }

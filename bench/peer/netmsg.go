@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/netmsg-go/netmsg"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // netmsgPeer is netmsg's connection API over its own UDP Host: the GNS
@@ -228,10 +231,43 @@ func (nc *netmsgConn) Recv() ([]byte, error) {
 
 func (nc *netmsgConn) Close() error {
 	nc.once.Do(func() {
+		if os.Getenv("NETBENCH_STATS") != "" {
+			printPacketStats(nc.nh.h)
+			if rs, err := nc.nh.h.RealTimeStatus(nc.c); err == nil {
+				fmt.Fprintf(os.Stderr, "netbench: netmsg status ping %v send rate %d B/s quality %.3f/%.3f\n",
+					rs.Ping, rs.SendRateBytesPerSecond, rs.ConnectionQualityLocal, rs.ConnectionQualityRemote)
+			}
+		}
 		nc.nh.h.CloseConnection(nc.c, 0, "bye", true)
 		time.Sleep(50 * time.Millisecond) // let the linger deliver what is queued
 		nc.cancel()
 		nc.nh.h.Close()
 	})
 	return nil
+}
+
+// printPacketStats writes the Host's packet figures (sent, received,
+// lost, retransmitted) to stderr: NETBENCH_STATS=1, to see the
+// retransmissions behind a figure.
+func printPacketStats(h *netmsg.Host) {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(h.Collector()); err != nil {
+		return
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		return
+	}
+	var b strings.Builder
+	for _, mf := range mfs {
+		if mf.GetName() != "netmsg_host_conn_packets" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				fmt.Fprintf(&b, " %s=%.0f", l.GetValue(), m.GetGauge().GetValue())
+			}
+		}
+	}
+	fmt.Fprintf(os.Stderr, "netbench: netmsg packets%s\n", b.String())
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -441,6 +442,14 @@ func ping(c peer.Conn, s Spec, reliable bool, r *Result) error {
 	}
 	r.RTTP50us = us(Percentile(rtts, 50))
 	r.RTTP99us = us(Percentile(rtts, 99))
+	if os.Getenv("NETBENCH_PCT") != "" {
+		// The tail in more detail (where a W6b p99 comes from).
+		fmt.Fprint(os.Stderr, "netbench: rtt percentiles µs:")
+		for _, q := range []float64{80, 85, 90, 95, 97, 98, 99, 99.5} {
+			fmt.Fprintf(os.Stderr, " p%g %.0f", q, us(rtts[min(int(float64(len(rtts))*q/100), len(rtts)-1)]))
+		}
+		fmt.Fprintln(os.Stderr)
+	}
 	r.RTTMinUs = us(rtts[0])
 	r.RTTMaxUs = us(rtts[len(rtts)-1])
 	r.RTTMeanUs = us(sum / time.Duration(len(rtts)))

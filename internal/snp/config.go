@@ -76,6 +76,16 @@ const (
 	// nackFlush is k_usecNackFlush: a hole that may be reordering is not
 	// reported for this long.
 	nackFlush = 3 * time.Millisecond
+	// maxBufferedRel bounds the reliable data a receiver buffers ahead
+	// of the stream's first hole, all lanes together. GNS bounds it
+	// apart from RecvBufferSize (which bounds only the messages waiting
+	// for the application), by k_cbMaxBufferedReceiveReliableData, twice
+	// its largest message plus 64 KiB; ours covers the default sender's
+	// whole window (relWindowFactor x 512 KiB) and a segment, so that
+	// data sent behind a lost packet is kept rather than discarded and
+	// sent again (at 10% loss a receiver bounded by RecvBufferSize's
+	// 1 MiB discarded whatever a repair left beyond it).
+	maxBufferedRel = relWindowFactor*512*1024 + 64*1024
 	// relWindowFactor: reliable data sent and not yet acked may span this
 	// many times SendBufferSize (ours; see Conn.relWindowOpen).
 	relWindowFactor = 4
@@ -96,7 +106,15 @@ const (
 	// ptoMin and ptoVarMin bound the tail-loss probe timeout and its
 	// allowance for RTT variation from below (ours; see rttEstimator.pto):
 	// the allowance covers the 32 µs steps of the ack delay field twice.
-	ptoMin    = time.Millisecond
+	// GNS has no such probe: it re-sends after CalcSenderRetryTimeout
+	// (rtoSlack), 60 ms on loopback. The floor only matters where the
+	// round trip is far below it (loopback, a LAN) and the path lost a
+	// packet within lossMemory; 250 µs is above a loopback round trip's
+	// 99th percentile (about 80-180 µs between two processes) and is
+	// nackFlushMin, the shortest hold of a hole, so a probe does not
+	// overtake the nack of a merely reordered packet; a 1 ms floor made a
+	// ping-pong round that lost two packets take 2 ms.
+	ptoMin    = 250 * time.Microsecond
 	ptoVarMin = 64 * time.Microsecond
 	// lossMemory: the tail-loss probe waits only the probe timeout while
 	// a packet was lost within this time, else the retransmission
@@ -162,8 +180,10 @@ type Config struct {
 	// moves it between them. Defaults 256 KiB/s and 64 MiB/s.
 	SendRateMin int
 	SendRateMax int
-	// RecvBufferSize bounds the bytes of reliable data buffered out of order
-	// plus messages received but not yet taken by Receive. Default 1 MiB.
+	// RecvBufferSize bounds the bytes of messages received but not yet
+	// taken by Receive. Default 1 MiB. Reliable data buffered behind a
+	// hole is bounded apart, by maxBufferedRel (2 MiB + 64 KiB), as GNS
+	// bounds it apart from its RecvBufferSize.
 	RecvBufferSize int
 	// RecvBufferMessages bounds the messages received but not yet taken.
 	// Default 1000.

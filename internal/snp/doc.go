@@ -39,7 +39,8 @@
 // Every queue is bounded: unsent bytes by SendBufferSize (ErrSendBufferFull),
 // sent-but-unacked reliable bytes by 4 x SendBufferSize (new data waits), the
 // packet record by 4096 packets, the receiver's packet gaps by 62, reliable
-// stream holes per lane by 128/100, buffered unreliable segments by 20, and
-// received data by RecvBufferSize/RecvBufferMessages. Buffers are released
+// stream holes per lane by 128/100, buffered unreliable segments by 20,
+// received messages by RecvBufferSize/RecvBufferMessages, and reliable data
+// held behind a hole by 2 MiB + 64 KiB (maxBufferedRel). Buffers are released
 // when a connection goes idle.
 package snp

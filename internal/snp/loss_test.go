@@ -73,13 +73,15 @@ func bulkGoodput(t *testing.T, link netsim.LinkConfig, d time.Duration) (goodput
 
 // TestLossGoodput is W6a in miniature (BENCH.md: W2 at 10% random loss
 // each way must keep at least 70% of its lossless goodput) on a 100 MB/s
-// link with a 3 ms round trip, where the receiver's 1 MiB buffer holds
-// what arrives behind a hole for about three repairs. Before the tail-loss
-// probe, immediate nacks on a path that does not reorder and the
-// receiver's larger hole limits, the lossy run got 57.8 MB/s against 86.0
-// lossless (0.67): holes held before their nack, the receiver discarding
-// data past 30 holes, and stalls where the window was full and the
-// timeout re-sent one packet per doubling of itself.
+// link with a 3 ms round trip. The receiver keeps what arrives behind a
+// hole up to maxBufferedRel, the sender's whole window: bounded by
+// RecvBufferSize's 1 MiB it discarded 3% of the packets, which came again,
+// and the lossy run kept 0.82 of the lossless goodput (0.97 since). Before
+// the tail-loss probe, immediate nacks on a path that does not reorder and
+// the receiver's larger hole limits it kept 0.67: holes held before their
+// nack, the receiver discarding data past 30 holes, and stalls where the
+// window was full and the timeout re-sent one packet per doubling of
+// itself.
 func TestLossGoodput(t *testing.T) {
 	const rate = 100_000_000
 	link := netsim.LinkConfig{Delay: 1500 * time.Microsecond, Rate: rate}
@@ -93,8 +95,11 @@ func TestLossGoodput(t *testing.T) {
 	if g0 < 0.9*rate {
 		t.Errorf("lossless goodput %.1f MB/s, want at least 90%% of the link's %d MB/s", g0/1e6, rate/1_000_000)
 	}
-	if ratio < 0.7 || g10 < 0.7*rate {
-		t.Errorf("goodput at 10%% loss %.1f MB/s is %.2f of the lossless figure, want at least 0.7 of it and of the link", g10/1e6, ratio)
+	if ratio < 0.9 || g10 < 0.85*rate {
+		t.Errorf("goodput at 10%% loss %.1f MB/s is %.2f of the lossless figure, want at least 0.9 of it and 0.85 of the link", g10/1e6, ratio)
+	}
+	if sent := sa.PacketsSent; sb.PacketsDiscarded > sent/100 {
+		t.Errorf("receiver discarded %d of %d packets, want under 1%%", sb.PacketsDiscarded, sent)
 	}
 }
 
@@ -166,9 +171,10 @@ func pingPong(t *testing.T, link netsim.LinkConfig, rounds int) (rtts []time.Dur
 // TestLossPingPong is W6b in miniature: ping-pong at 10% random loss each
 // way. About one round in five loses its ping or its pong (and one in 35
 // loses two packets), which nothing but a timer repairs: the tail-loss
-// probe, a round trip and the probe's 1 ms floor after the loss, where the
-// retransmission timeout took 60 ms and doubled for a loss lost again (the
-// 99th percentile was 180 ms). Without loss nothing changes: no probe goes.
+// probe, a round trip and the probe's 250 µs floor after the loss, where
+// the retransmission timeout took 60 ms and doubled for a loss lost again
+// (the 99th percentile was 180 ms; 2 ms with a 1 ms floor). Without loss
+// nothing changes: no probe goes.
 func TestLossPingPong(t *testing.T) {
 	link := netsim.LinkConfig{Delay: 12 * time.Microsecond}
 	r0, p0 := pingPong(t, link, 3000)
@@ -184,7 +190,7 @@ func TestLossPingPong(t *testing.T) {
 		t.Errorf("median round trip %v at 10%% loss, %v without: a round without loss must not change", pct(r10, 50), pct(r0, 50))
 	}
 	// Two losses in a round (a ping and its probe, or a ping and the
-	// pong) cost two probe timeouts of the 1 ms floor.
+	// pong) cost two probe timeouts of the 250 µs floor.
 	if p99 := pct(r10, 99); p99 > 2*ptoMin+10*pct(r0, 50) {
 		t.Errorf("p99 round trip %v at 10%% loss, want at most two probe timeouts (%v) and a few round trips", p99, 2*ptoMin)
 	}

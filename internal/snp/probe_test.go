@@ -192,3 +192,49 @@ func TestRecvBufferGrowConsume(t *testing.T) {
 		}
 	}
 }
+
+// TestBufferAheadOfHole: reliable data that arrives behind a lost packet is
+// kept up to maxBufferedRel, apart from RecvBufferSize (which bounds the
+// messages waiting for the application, as GNS's does), so the sender's
+// whole window (4 x SendBufferSize, 2 MiB) survives a loss rather than
+// being discarded past 1 MiB and sent again.
+func TestBufferAheadOfHole(t *testing.T) {
+	fixed := Config{SendRateMin: 1 << 30, SendRateMax: 1 << 30}
+	p := newPipe(t, 1, fixed, Config{})
+	p.delay = 20 * time.Millisecond // the window fills long before the repair
+	first := int64(-1)
+	p.drop = func(from *Conn, num int64) bool {
+		if from == p.a && first < 0 && from.relInFlight > 0 {
+			first = num
+		}
+		return num == first && from == p.a
+	}
+	const total = 3000 // 3.6 MB, more than the window
+	sent, peak := 0, 0
+	done := func() bool {
+		for sent < total {
+			if _, err := p.a.SendMessage(p.now, 0, payload(sent, 1200), Reliable); err != nil {
+				break
+			}
+			sent++
+		}
+		peak = max(peak, p.b.Stats(p.now).ReceiveBufferedBytes)
+		return len(p.gotB) == total
+	}
+	if !p.run(10*time.Second, done) {
+		t.Fatalf("%d of %d messages delivered", len(p.gotB), total)
+	}
+	for i, m := range p.gotB {
+		if !bytes.Equal(m.Data, payload(i, 1200)) {
+			t.Fatalf("message %d: wrong data", i)
+		}
+	}
+	st := p.b.Stats(p.now)
+	t.Logf("receiver buffered up to %d B behind the hole; discarded %d packets", peak, st.PacketsDiscarded)
+	if st.PacketsDiscarded != 0 {
+		t.Errorf("receiver discarded %d packets of the window", st.PacketsDiscarded)
+	}
+	if peak <= 1<<20 || peak > maxBufferedRel {
+		t.Errorf("receiver buffered up to %d B behind the hole, want more than RecvBufferSize (1 MiB), at most %d", peak, maxBufferedRel)
+	}
+}

@@ -134,7 +134,7 @@ func checkBounds(tb testing.TB, c *Conn, now time.Time) {
 	if s.PacketGaps > maxPacketGaps || s.ReliableStreamGaps > maxReliableGapsExtend || s.BufferedUnrelSegs > maxBufferedUnreliableSegments ||
 		s.InFlightPackets > maxInFlightPackets || s.PendingReliable+s.PendingUnreliable+s.SentUnackedReliable > 2*c.cfg.SendBufferSize ||
 		s.SentUnackedReliable > c.cfg.SendBufferSize+c.cfg.MaxPayload || s.ReceiveQueue > c.cfg.RecvBufferMessages+1300 ||
-		s.ReceiveBufferedBytes > c.cfg.RecvBufferSize {
+		s.ReceiveBufferedBytes > maxBufferedRel {
 		tb.Fatalf("bounds exceeded: %+v", s)
 	}
 }

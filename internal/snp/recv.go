@@ -193,7 +193,12 @@ func (c *Conn) recvReliable(lane uint32, pos int64, data []byte) error {
 	if e <= l.end && !l.gaps.overlaps(pos, e) {
 		return nil // had it all
 	}
-	if c.inbox.n >= c.cfg.RecvBufferMessages || c.inbox.bytes+c.bufferedRel+int(e-l.base)-len(l.buf) > c.cfg.RecvBufferSize {
+	// Data that grows the lane's buffer is discarded when the messages
+	// not yet taken are at their limits (the application is not reading)
+	// or the buffer would pass maxBufferedRel; data inside the buffer
+	// fills a hole and is always taken.
+	if grow := int(e-l.base) - len(l.buf); grow > 0 && (c.inbox.n >= c.cfg.RecvBufferMessages ||
+		c.inbox.bytes+grow > c.cfg.RecvBufferSize || c.bufferedRel+grow > maxBufferedRel) {
 		return ErrDiscarded
 	}
 	c.relFresh = true
