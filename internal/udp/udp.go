@@ -55,9 +55,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/netmsg-go/netmsg/transport"
 )
@@ -252,7 +254,10 @@ type Conn struct {
 	sys sysConn // platform state; see conn_linux.go and conn_other.go
 }
 
-var _ transport.PacketConn = (*Conn)(nil)
+var (
+	_ transport.PacketConn      = (*Conn)(nil)
+	_ transport.ReadInterrupter = (*Conn)(nil)
+)
 
 // Listen opens a UDP socket on addr and returns it as a Conn. network is
 // "udp", "udp4" or "udp6", as for net.ListenUDP: "udp" with an unspecified
@@ -398,6 +403,24 @@ func (c *Conn) WriteBatch(pkts []transport.Packet) (int, error) {
 // ReadBatch skips before it returns the last one.
 const maxReadErrors = 100
 
+// InterruptRead makes the pending ReadBatch, or the next one, return
+// transport.ErrInterrupted (see transport.ReadInterrupter): it sets a read
+// deadline in the past, which wakes the reader in the Go runtime's
+// poller, and the ReadBatch that returns clears it.
+func (c *Conn) InterruptRead() {
+	_ = c.uc.SetReadDeadline(pastDeadline)
+}
+
+// pastDeadline is a read deadline that has passed.
+var pastDeadline = time.Unix(1, 0)
+
+// interrupted clears the read deadline InterruptRead set and returns
+// transport.ErrInterrupted.
+func (c *Conn) interrupted() error {
+	_ = c.uc.SetReadDeadline(time.Time{})
+	return transport.ErrInterrupted
+}
+
 // readOne is the portable ReadBatch: one datagram per call.
 func (c *Conn) readOne(pkts []transport.Packet) (int, error) {
 	p := &pkts[0]
@@ -407,6 +430,9 @@ func (c *Conn) readOne(pkts []transport.Packet) (int, error) {
 		if err != nil {
 			if c.closed.Load() || errors.Is(err, net.ErrClosed) {
 				return 0, transport.ErrClosed
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return 0, c.interrupted()
 			}
 			c.stats.readErrors.Add(1)
 			if tries < maxReadErrors {
