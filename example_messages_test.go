@@ -125,16 +125,16 @@ func ExampleMessages_Send() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	var bob *netmsg.Messages
+	requests := make(chan netmsg.Identity, 1)
 	bobHost, err := netmsg.NewHost(netmsg.Config{
 		ListenAddr:       netip.MustParseAddrPort("127.0.0.1:0"),
-		OnSessionRequest: func(peer netmsg.Identity) { bob.AcceptSessionWithUser(peer) },
+		OnSessionRequest: func(peer netmsg.Identity) { requests <- peer },
 	})
 	if err != nil {
 		panic(err)
 	}
 	defer bobHost.Close()
-	bob = bobHost.Messages()
+	bob := bobHost.Messages()
 	aliceHost, err := netmsg.NewHost(netmsg.Config{ListenAddr: netip.MustParseAddrPort("127.0.0.1:0")})
 	if err != nil {
 		panic(err)
@@ -152,6 +152,7 @@ func ExampleMessages_Send() {
 			}
 		}
 	}()
+	bob.AcceptSessionWithUser(<-requests)
 	bytes := 0
 	for range n {
 		m, err := bob.Receive(ctx, 0)

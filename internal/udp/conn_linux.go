@@ -294,8 +294,8 @@ func (c *Conn) recv() error {
 		c.stats.syscallsIn.Add(r.calls)
 		r.calls = 0
 		if err != nil {
-			if !c.closed.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
-				return c.interrupted()
+			if !c.closed.Load() && errors.Is(err, os.ErrDeadlineExceeded) && c.interrupted() {
+				return transport.ErrInterrupted
 			}
 			return c.closedErr("read", err)
 		}

@@ -250,6 +250,13 @@ type Conn struct {
 	stats counters
 	info  Info
 	gso   atomic.Bool // cleared if the kernel refuses GSO at run time
+	// interrupt is set by InterruptRead with the read deadline it sets,
+	// and cleared with that deadline by the read the deadline ends: one
+	// is never changed without the other, so a read that finds a passed
+	// deadline and interrupt clear ended at a deadline of the socket's
+	// owner.
+	intrMu    sync.Mutex
+	interrupt bool
 
 	sys sysConn // platform state; see conn_linux.go and conn_other.go
 }
@@ -408,17 +415,27 @@ const maxReadErrors = 100
 // deadline in the past, which wakes the reader in the Go runtime's
 // poller, and the ReadBatch that returns clears it.
 func (c *Conn) InterruptRead() {
+	c.intrMu.Lock()
+	c.interrupt = true
 	_ = c.uc.SetReadDeadline(pastDeadline)
+	c.intrMu.Unlock()
 }
 
 // pastDeadline is a read deadline that has passed.
 var pastDeadline = time.Unix(1, 0)
 
-// interrupted clears the read deadline InterruptRead set and returns
-// transport.ErrInterrupted.
-func (c *Conn) interrupted() error {
+// interrupted reports whether a read that ended at a read deadline was
+// ended by InterruptRead (a deadline set on the socket by its owner,
+// as package relay does, is not), and then clears the deadline.
+func (c *Conn) interrupted() bool {
+	c.intrMu.Lock()
+	defer c.intrMu.Unlock()
+	if !c.interrupt {
+		return false
+	}
+	c.interrupt = false
 	_ = c.uc.SetReadDeadline(time.Time{})
-	return transport.ErrInterrupted
+	return true
 }
 
 // readOne is the portable ReadBatch: one datagram per call.
@@ -431,8 +448,8 @@ func (c *Conn) readOne(pkts []transport.Packet) (int, error) {
 			if c.closed.Load() || errors.Is(err, net.ErrClosed) {
 				return 0, transport.ErrClosed
 			}
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return 0, c.interrupted()
+			if errors.Is(err, os.ErrDeadlineExceeded) && c.interrupted() {
+				return 0, transport.ErrInterrupted
 			}
 			c.stats.readErrors.Add(1)
 			if tries < maxReadErrors {
