@@ -30,10 +30,11 @@ import (
 // goroutine to run, and with an idle core a futex call to wake a thread
 // for it), and the next receive takes it without a word to anyone: an
 // application that receives in a loop keeps the role. The reader
-// goroutine takes a free role back roleReclaim after it handed it over,
-// or at once when it is left free after that (the reader then waits for
-// it without a timer, so an idle Host does not wake), or when other
-// receivers wait without it.
+// goroutine looks roleReclaim after it handed the role over: a free role
+// it takes back; one a receiver holds it waits for without a timer (an
+// idle Host does not wake), and giveBack then signals it, as it does
+// when other receivers wait without the role. So the socket goes unread
+// for at most about roleReclaim while nobody receives.
 //
 //	reader --(a receiver asks: InterruptRead; the reader hands over)--> receiver
 //	receiver --(its receive has something: giveBack)--> free
@@ -120,8 +121,8 @@ func (r *readRole) init(pc transport.PacketConn) {
 // ask takes the role if it is free (got), or else makes the caller the
 // candidate for it when the reader goroutine holds it and waits in its
 // read, and interrupts that read (asked): the caller must then wait on
-// handed and call withdraw unless it received from it.
-
+// handed and call withdraw unless it received from it. It does not
+// block: the interrupt is a signal.
 func (r *readRole) ask() (asked, got bool) {
 	if r.ri == nil {
 		return false, false
@@ -143,7 +144,7 @@ func (r *readRole) ask() (asked, got bool) {
 
 // handOver gives the role to the candidate, if there is one; the reader
 // goroutine calls it between two reads, and when it returns true waits
-// for the role to be free again (takeBack).
+// for the role to be free again (awaitRole).
 func (r *readRole) handOver() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
