@@ -71,10 +71,10 @@ func TestReadRoleReceiver(t *testing.T) {
 				t.Fatalf("round %d: after Receive: holder %d, want free (%d)", i, got, roleFree)
 			}
 		}
-		time.Sleep(2 * roleReclaim)
+		time.Sleep(3 * roleReclaim)
 		synctest.Wait()
 		if got := srv.holder(); got != heldByReader {
-			t.Fatalf("%v after the last Receive: holder %d, want the reader (%d)", 2*roleReclaim, got, heldByReader)
+			t.Fatalf("%v after the last Receive: holder %d, want the reader (%d)", 3*roleReclaim, got, heldByReader)
 		}
 		// The reader reads again: a message waits in the queue for a
 		// receive that does not block.
@@ -116,7 +116,7 @@ func TestReadRoleEnds(t *testing.T) {
 		if err := <-errc; !errors.Is(err, context.Canceled) {
 			t.Fatalf("Receive after cancel: %v", err)
 		}
-		time.Sleep(2 * roleReclaim)
+		time.Sleep(3 * roleReclaim)
 		synctest.Wait()
 		if got := srv.holder(); got != heldByReader {
 			t.Fatalf("after the cancelled receive: holder %d, want the reader", got)
@@ -297,6 +297,48 @@ func TestReadRolePushInterrupts(t *testing.T) {
 		}
 		if d := time.Since(start); d != 0 {
 			t.Errorf("the receive took %v of fake time, want none (it waited for a datagram)", d)
+		}
+	})
+}
+
+// TestReadRoleLongReceive: a receive that holds the role of reading,
+// blocked, for more than roleReclaim leaves the reader goroutine waiting
+// without its timer (an idle Host does not wake); when the receive gets
+// its message, the reader takes the role back within two roleReclaim.
+func TestReadRoleLongReceive(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		cli, srv, nw := netsimPair(t, netsim.LinkConfig{Delay: time.Millisecond})
+		defer nw.Close()
+		defer srv.Close()
+		defer cli.Close()
+		c := connectWait(t, cli, srv)
+		s := serverConn(t, srv)
+		got := make(chan error, 1)
+		go func() {
+			m, err := srv.Receive(context.Background(), s)
+			if err == nil {
+				m.Release()
+			}
+			got <- err
+		}()
+		time.Sleep(3 * roleReclaim)
+		synctest.Wait()
+		srv.role.mu.Lock()
+		deep, holder := srv.role.deep, srv.role.holder
+		srv.role.mu.Unlock()
+		if !deep || holder != heldByReceiver {
+			t.Fatalf("a receive blocked for %v: deep %v, holder %d; want the reader waiting without its timer for a receiver", 3*roleReclaim, deep, holder)
+		}
+		if _, err := cli.SendMessageToConnection(c, numbered(1, 64), SendReliableNoNagle); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-got; err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * roleReclaim)
+		synctest.Wait()
+		if h := srv.holder(); h != heldByReader {
+			t.Fatalf("%v after the receive: holder %d, want the reader", 3*roleReclaim, h)
 		}
 	})
 }
