@@ -150,6 +150,7 @@ type Host struct {
 	roomCh      chan struct{}
 	roomWaiters atomic.Int32
 
+	role      readRole        // who reads the socket (host_readrole.go)
 	workers   []chan *rxBatch // the workers' inboxes, by shard
 	inflight  []atomic.Int32  // by shard: batches handed to its worker and not yet run
 	rxPool    sync.Pool       // *rxBatch
@@ -426,6 +427,7 @@ func NewHost(cfg Config) (*Host, error) {
 		done:       make(chan struct{}),
 		shards:     min(max(1, runtime.GOMAXPROCS(0)), maxShards),
 	}
+	h.role.init(pc)
 	h.rxPool.New = func() any { return newRxBatch() }
 	h.workPool.New = func() any { return newWorker() }
 	h.connCfg = conn.Config{
@@ -581,6 +583,7 @@ func (h *Host) Close() error {
 	}
 	err := h.pc.Close()
 	h.wg.Wait()
+	h.role.unwatch()
 	return err
 }
 
@@ -939,7 +942,7 @@ func (h *Host) Receive(ctx context.Context, c ConnHandle) (*Message, error) {
 		m   *Message
 		err error
 	)
-	if werr := hc.recv.await(ctx, h.done, func() bool {
+	if werr := h.await(ctx, &hc.recv, func() bool {
 		var runs tookRuns
 		m, err = hc.recv.take1(&runs)
 		h.took(&runs)
@@ -968,7 +971,7 @@ func (h *Host) ReceiveBatch(ctx context.Context, c ConnHandle, max int) ([]*Mess
 		ms  []*Message
 		err error
 	)
-	if werr := hc.recv.await(ctx, h.done, func() bool {
+	if werr := h.await(ctx, &hc.recv, func() bool {
 		var runs tookRuns
 		ms, err = hc.recv.take(max, &runs)
 		h.took(&runs)
@@ -991,7 +994,7 @@ func (h *Host) ReceiveOnPollGroup(ctx context.Context, g PollGroup) (*Message, e
 		return nil, err
 	}
 	var m *Message
-	if err := pg.recv.await(ctx, h.done, func() bool {
+	if err := h.await(ctx, &pg.recv, func() bool {
 		var runs tookRuns
 		m, _ = pg.recv.take1(&runs)
 		h.took(&runs)
@@ -1013,7 +1016,7 @@ func (h *Host) ReceiveBatchOnPollGroup(ctx context.Context, g PollGroup, max int
 		return nil, err
 	}
 	var ms []*Message
-	if err := pg.recv.await(ctx, h.done, func() bool {
+	if err := h.await(ctx, &pg.recv, func() bool {
 		ms = h.takeGroup(pg, max)
 		return len(ms) > 0
 	}); err != nil {
@@ -1072,7 +1075,7 @@ func (h *Host) DestroyPollGroup(g PollGroup) bool {
 	pg.recv.outMu.Lock()
 	pg.recv.refuse = fmt.Errorf("netmsg: poll group %d destroyed: %w", g, ResultInvalidParam)
 	pg.recv.outMu.Unlock()
-	signal(pg.recv.ready)
+	pg.recv.wake()
 	out, in := pg.recv.takeAll()
 	for _, m := range out {
 		m.Release()
@@ -1110,7 +1113,7 @@ func (h *Host) SetConnectionPollGroup(c ConnHandle, g PollGroup) bool {
 		hc.recv.refuse = ResultNoConnection // GNS: messages of a connection in a poll group go to the group
 	}
 	hc.recv.outMu.Unlock()
-	signal(hc.recv.ready) // a Receive waiting on c sees the change
+	hc.recv.wake() // a Receive waiting on c sees the change
 	if hc.group == nil && pg != nil {
 		// The messages waiting on c join the group's, counted again as
 		// waiting (those a receive had moved out were counted as taken).
@@ -1124,7 +1127,7 @@ func (h *Host) SetConnectionPollGroup(c ConnHandle, g PollGroup) bool {
 			pg.recv.in.push(m)
 		}
 		pg.recv.inMu.Unlock()
-		signal(pg.recv.ready)
+		pg.recv.wake()
 	}
 	hc.group = pg
 	return true
@@ -1179,7 +1182,7 @@ func (h *Host) CloseConnection(c ConnHandle, reason EndReason, debug string, lin
 // messages). mu and hc's lock are held.
 func (h *Host) forgetHandleLocked(hc *hostConn) {
 	hc.group = nil
-	signal(hc.recv.ready) // a Receive waiting on the handle finds it gone
+	hc.recv.wake() // a Receive waiting on the handle finds it gone
 	if st := ConnectionState(hc.c.State()); st == StateDead || st == StateNone {
 		h.removeLocked(hc)
 		return
@@ -1357,82 +1360,14 @@ type worker struct {
 	// arena is the one the engines this goroutine runs copy small
 	// messages into (snp.ArenaSlot).
 	arena snp.ArenaSlot
+	// own is the queue of the receiver that runs this worker with the
+	// role of reading (host_readrole.go), nil otherwise: its pushes need
+	// not interrupt its read, and it never waits for an application to
+	// take messages (it may be that application).
+	own *recvQueue
 }
 
 func newWorker() *worker { return &worker{msgs: make([]snp.Message, 64)} }
-
-// readLoop takes datagrams from the socket until it is closed. It handles
-// the datagrams that concern the Host as a whole (handshakes, STUN, TURN)
-// under mu, and hands those of connections to their shard's worker (or
-// runs them itself: see inlineBatch), so that decryption and the engines
-// of several connections run on several cores while each connection's
-// datagrams are handled in order.
-func (h *Host) readLoop() {
-	defer h.wg.Done()
-	w := newWorker()
-	stall := time.NewTimer(time.Hour)
-	stall.Stop()
-	for {
-		rb := h.rxPool.Get().(*rxBatch)
-		n, err := h.pc.ReadBatch(rb.pkts)
-		if err != nil {
-			h.rxPool.Put(rb)
-			if errors.Is(err, transport.ErrClosed) {
-				return
-			}
-			select {
-			case <-h.done:
-				return
-			default:
-			}
-			h.cfg.Logger.Warn("netmsg: read", "err", err)
-			continue
-		}
-		var others uint64 // bit s: shard s has datagrams in this batch
-		h.mu.Lock()
-		now := h.cfg.Now()
-		h.clock.Store(now.UnixNano())
-		for i := range rb.pkts[:n] {
-			p := &rb.pkts[i]
-			p.Addr = netip.AddrPortFrom(p.Addr.Addr().Unmap(), p.Addr.Port())
-			rb.conns[i] = nil
-			if hc := h.sortLocked(now, p); hc != nil {
-				rb.conns[i] = hc
-				rb.shard[i] = hc.shard
-				others |= 1 << rb.shard[i]
-			}
-		}
-		h.unlockFlush()
-		// A shard's datagrams go to its worker, unless the batch is small
-		// (the socket had little waiting: the reader keeps up) and the
-		// worker has none of the shard's batches left to run, so that the
-		// reader runs them at once without a handoff (latency). With one
-		// core the reader runs everything.
-		inline := others
-		if h.shards > 1 {
-			inline = 0
-			for s := range h.shards {
-				if others&(1<<s) != 0 && n <= inlineBatch && h.inflight[s].Load() == 0 {
-					inline |= 1 << s
-				}
-			}
-		}
-		rb.refs.Store(1)
-		for s, in := range h.workers {
-			if (others&^inline)&(1<<s) != 0 {
-				h.inflight[s].Add(1)
-				rb.refs.Add(1)
-				in <- rb
-			}
-		}
-		for s := range h.shards {
-			if inline&(1<<s) != 0 {
-				h.runBatch(w, rb, n, s, stall)
-			}
-		}
-		h.releaseBatch(rb)
-	}
-}
 
 // maxShards bounds the workers (a batch's shards are bits of a uint64).
 const maxShards = 64
@@ -1544,7 +1479,7 @@ func (h *Host) runBatch(w *worker, rb *rxBatch, n int, shard int, stall *time.Ti
 		if hc.c.IsP2P() {
 			h.mu.Lock()
 			if !hc.removed {
-				if h.recvFullConn(hc) && now.Sub(time.Unix(0, hc.lastTake.Load())) <= activeReceiver {
+				if w.own == nil && h.recvFullConn(hc) && now.Sub(time.Unix(0, hc.lastTake.Load())) <= activeReceiver {
 					now = h.waitTakeLocked(now, hc, stall)
 				}
 				h.deliverLocked(now, hc, p.Addr, p.Bytes())
@@ -1558,7 +1493,7 @@ func (h *Host) runBatch(w *worker, rb *rxBatch, n int, shard int, stall *time.Ti
 			h.fast.dropped.Add(1)
 			continue
 		}
-		if h.recvFullConn(hc) && now.Sub(time.Unix(0, hc.lastTake.Load())) <= activeReceiver {
+		if w.own == nil && h.recvFullConn(hc) && now.Sub(time.Unix(0, hc.lastTake.Load())) <= activeReceiver {
 			h.wakeAll(&w.wake)
 			h.write(&w.out)
 			now = h.waitTake(now, hc, stall)
@@ -2185,7 +2120,7 @@ func (h *Host) stateChangedLocked(hc *hostConn, ev conn.Event) {
 		return // a P2P connection still finding its route (host_route.go)
 	}
 	if hc.state == StateClosedByPeer || hc.state == StateProblemDetectedLocally {
-		signal(hc.recv.ready) // wake a Receive waiting on a connection that ended
+		hc.recv.wake() // wake a Receive waiting on a connection that ended
 	}
 	if hc.svc != nil {
 		hc.svc.stateLocked(hc, old)

@@ -24,6 +24,9 @@ import (
 type recvQueue struct {
 	ready   chan struct{} // signalled (cap 1) for the waiters (see await)
 	waiters atomic.Int32  // goroutines in await
+	// reader is set while a waiter reads the socket with the role of
+	// reading (host_readrole.go): pushed interrupts its read.
+	reader atomic.Pointer[readRole]
 
 	_     cacheLinePad
 	outMu sync.Mutex
@@ -164,10 +167,22 @@ func (q *recvQueue) wakeNextLocked() {
 }
 
 // pushed tells the waiters that in gained messages (or that the queue's
-// connection ended); the producer calls it after releasing inMu.
+// connection ended); the producer calls it after releasing inMu. A
+// waiter blocked in a read of the socket (see readRole) has that read
+// interrupted.
 func (q *recvQueue) pushed() {
 	if q.waiters.Load() > 0 {
-		signal(q.ready)
+		q.wake()
+	}
+}
+
+// wake wakes a waiter (one that reads the socket has its read
+// interrupted): the queue gained messages, or changed in a way a waiter
+// must see (its connection ended or joined a poll group).
+func (q *recvQueue) wake() {
+	signal(q.ready)
+	if r := q.reader.Load(); r != nil && r.reading.Load() {
+		r.ri.InterruptRead()
 	}
 }
 

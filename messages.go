@@ -766,7 +766,7 @@ func (ms *Messages) ReceiveMessagesOnChannel(channel, maxMessages int) []*Messag
 func (ms *Messages) Receive(ctx context.Context, channel int) (*Message, error) {
 	q := ms.channel(channel)
 	var m *Message
-	if err := q.await(ctx, ms.h.done, func() bool {
+	if err := ms.h.await(ctx, q, func() bool {
 		var runs tookRuns
 		m, _ = q.take1(&runs)
 		ms.h.took(&runs)
@@ -788,7 +788,7 @@ func (ms *Messages) ReceiveBatch(ctx context.Context, channel, max int) ([]*Mess
 	}
 	q := ms.channel(channel)
 	var out []*Message
-	if err := q.await(ctx, ms.h.done, func() bool {
+	if err := ms.h.await(ctx, q, func() bool {
 		var runs tookRuns
 		out, _ = q.take(max, &runs)
 		ms.h.took(&runs)

@@ -21,6 +21,7 @@ type Endpoint struct {
 	addr netip.AddrPort
 	q    chan *datagram // receive queue
 	done chan struct{}  // closed by Close
+	intr chan struct{}  // InterruptRead's signal (capacity 1)
 
 	closeOnce sync.Once
 
@@ -30,7 +31,20 @@ type Endpoint struct {
 	groups   map[netip.Addr]struct{} // multicast groups joined (group.go)
 }
 
-var _ transport.PacketConn = (*Endpoint)(nil)
+var (
+	_ transport.PacketConn      = (*Endpoint)(nil)
+	_ transport.ReadInterrupter = (*Endpoint)(nil)
+)
+
+// InterruptRead makes the pending ReadBatch, or the next one, return
+// transport.ErrInterrupted unless it has a datagram to return (see
+// transport.ReadInterrupter).
+func (e *Endpoint) InterruptRead() {
+	select {
+	case e.intr <- struct{}{}:
+	default:
+	}
+}
 
 // LocalAddr returns the endpoint's address.
 func (e *Endpoint) LocalAddr() netip.AddrPort { return e.addr }
@@ -40,7 +54,8 @@ func (e *Endpoint) LocalAddr() netip.AddrPort { return e.addr }
 // each it copies the datagram into Buf (truncating it to len(Buf)), sets N
 // to the number of bytes copied and Addr to the sender's address. It
 // returns transport.ErrClosed once the endpoint or its Network is closed,
-// even if datagrams are still queued. With len(pkts) == 0 it returns 0, nil
+// even if datagrams are still queued, and transport.ErrInterrupted when
+// InterruptRead ended its wait. With len(pkts) == 0 it returns 0, nil
 // at once.
 //
 // A goroutine blocked in ReadBatch is durably blocked in the sense of
@@ -57,8 +72,14 @@ func (e *Endpoint) ReadBatch(pkts []transport.Packet) (int, error) {
 	var d *datagram
 	select {
 	case d = <-e.q:
-	case <-e.done:
-		return 0, transport.ErrClosed
+	default:
+		select {
+		case d = <-e.q:
+		case <-e.intr:
+			return 0, transport.ErrInterrupted
+		case <-e.done:
+			return 0, transport.ErrClosed
+		}
 	}
 	n := 0
 	for {

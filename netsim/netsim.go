@@ -203,6 +203,7 @@ func (n *Network) Listen(addr netip.AddrPort) (*Endpoint, error) {
 		addr: addr,
 		q:    make(chan *datagram, n.recvQueue),
 		done: make(chan struct{}),
+		intr: make(chan struct{}, 1),
 	}
 	n.endpoints[addr] = e
 	return e, nil

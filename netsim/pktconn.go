@@ -42,6 +42,9 @@ func (c *pktConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			pkts := []transport.Packet{{Buf: make([]byte, transport.MaxDatagram)}}
 			for {
 				n, err := c.e.ReadBatch(pkts)
+				if errors.Is(err, transport.ErrInterrupted) {
+					continue
+				}
 				if err != nil {
 					c.pending <- readResult{err: err}
 					close(c.pending)

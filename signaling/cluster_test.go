@@ -527,7 +527,8 @@ func TestClusterResyncAfterNATSLoss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second) // as the waits below: a loaded machine
+	// As the waits below, 10 s: a loaded machine.
+	deadline := time.Now().Add(10 * time.Second)
 	for { // node A has learnt that x is bound to key x-1
 		c, err := dial(addrA, "x-2")
 		if err != nil {

@@ -22,6 +22,11 @@ const MaxDatagram = 2048
 // ErrClosed is returned by ReadBatch and WriteBatch after Close.
 var ErrClosed = errors.New("transport: connection closed")
 
+// ErrInterrupted is returned by the ReadBatch of a ReadInterrupter that
+// InterruptRead ended (or that began after an InterruptRead no ReadBatch
+// had yet returned for).
+var ErrInterrupted = errors.New("transport: read interrupted")
+
 // Packet is one datagram in a batch.
 //
 // For WriteBatch, Buf[:N] is the datagram and Addr its destination. For
@@ -61,4 +66,22 @@ type PacketConn interface {
 
 	// Close releases the endpoint. It is safe to call more than once.
 	Close() error
+}
+
+// ReadInterrupter is implemented by a PacketConn whose blocked ReadBatch
+// another goroutine can end, so that the role of reading can pass between
+// goroutines (a Host lets a goroutine waiting for a message read the
+// socket itself, and takes the role back when it is done).
+//
+// InterruptRead makes the ReadBatch in progress, or else the next one,
+// return 0, ErrInterrupted; when datagrams are ready, that ReadBatch may
+// return them instead, and then the next one returns ErrInterrupted. No
+// datagram is lost to an interrupt: one not returned stays to be read. A
+// ReadBatch may return ErrInterrupted once more for an InterruptRead an
+// earlier one already answered, so a reader takes ErrInterrupted as a
+// prompt to look at why it might have been interrupted, not as a count.
+// InterruptRead may be called from any goroutine, concurrently with
+// ReadBatch, and does not block.
+type ReadInterrupter interface {
+	InterruptRead()
 }

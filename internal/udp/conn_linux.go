@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"syscall"
 	"unsafe"
@@ -293,6 +294,9 @@ func (c *Conn) recv() error {
 		c.stats.syscallsIn.Add(r.calls)
 		r.calls = 0
 		if err != nil {
+			if !c.closed.Load() && errors.Is(err, os.ErrDeadlineExceeded) && c.interrupted() {
+				return transport.ErrInterrupted
+			}
 			return c.closedErr("read", err)
 		}
 		switch {

@@ -55,9 +55,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/netmsg-go/netmsg/transport"
 )
@@ -248,11 +250,21 @@ type Conn struct {
 	stats counters
 	info  Info
 	gso   atomic.Bool // cleared if the kernel refuses GSO at run time
+	// interrupt is set by InterruptRead with the read deadline it sets,
+	// and cleared with that deadline by the read the deadline ends: one
+	// is never changed without the other, so a read that finds a passed
+	// deadline and interrupt clear ended at a deadline of the socket's
+	// owner.
+	intrMu    sync.Mutex
+	interrupt bool
 
 	sys sysConn // platform state; see conn_linux.go and conn_other.go
 }
 
-var _ transport.PacketConn = (*Conn)(nil)
+var (
+	_ transport.PacketConn      = (*Conn)(nil)
+	_ transport.ReadInterrupter = (*Conn)(nil)
+)
 
 // Listen opens a UDP socket on addr and returns it as a Conn. network is
 // "udp", "udp4" or "udp6", as for net.ListenUDP: "udp" with an unspecified
@@ -398,6 +410,34 @@ func (c *Conn) WriteBatch(pkts []transport.Packet) (int, error) {
 // ReadBatch skips before it returns the last one.
 const maxReadErrors = 100
 
+// InterruptRead makes the pending ReadBatch, or the next one, return
+// transport.ErrInterrupted (see transport.ReadInterrupter): it sets a read
+// deadline in the past, which wakes the reader in the Go runtime's
+// poller, and the ReadBatch that returns clears it.
+func (c *Conn) InterruptRead() {
+	c.intrMu.Lock()
+	c.interrupt = true
+	_ = c.uc.SetReadDeadline(pastDeadline)
+	c.intrMu.Unlock()
+}
+
+// pastDeadline is a read deadline that has passed.
+var pastDeadline = time.Unix(1, 0)
+
+// interrupted reports whether a read that ended at a read deadline was
+// ended by InterruptRead (a deadline set on the socket by its owner,
+// as package relay does, is not), and then clears the deadline.
+func (c *Conn) interrupted() bool {
+	c.intrMu.Lock()
+	defer c.intrMu.Unlock()
+	if !c.interrupt {
+		return false
+	}
+	c.interrupt = false
+	_ = c.uc.SetReadDeadline(time.Time{})
+	return true
+}
+
 // readOne is the portable ReadBatch: one datagram per call.
 func (c *Conn) readOne(pkts []transport.Packet) (int, error) {
 	p := &pkts[0]
@@ -407,6 +447,9 @@ func (c *Conn) readOne(pkts []transport.Packet) (int, error) {
 		if err != nil {
 			if c.closed.Load() || errors.Is(err, net.ErrClosed) {
 				return 0, transport.ErrClosed
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) && c.interrupted() {
+				return 0, transport.ErrInterrupted
 			}
 			c.stats.readErrors.Add(1)
 			if tries < maxReadErrors {
