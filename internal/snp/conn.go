@@ -36,8 +36,6 @@ type Conn struct {
 	swSent       int64 // the last stop-waiting value sent
 	swAge        int   // packets since the last stop-waiting frame
 	pendingNew   int   // queued bytes not yet sent once (unreliable + reliable stream)
-	lastQueued   int64 // when a message was last queued (µs)
-	bigBufs      bool  // a lane may hold buffers for trimIdle to let go
 	nagleAt      int64 // time the queued data may go even if it does not fill a packet
 	probes       uint  // tail-loss probes sent since an ack last advanced
 	relInFlight  int   // packets in flight that carry reliable data
@@ -198,10 +196,6 @@ func (c *Conn) SendMessagePrefixed(now time.Time, lane int, prefix, data []byte,
 		c.nagleAt = t + int64(c.cfg.NagleTime/time.Microsecond)
 	}
 	c.pendingNew += n
-	c.lastQueued = t
-	if cap(l.buf) > keepStreamBuf || cap(l.ubuf) > keepUnrelBuf || cap(l.uq) > keepUnrelBuf/16 {
-		c.bigBufs = true
-	}
 	if flags&NoNagle != 0 {
 		c.nagleAt = t
 	}

@@ -1,10 +1,6 @@
 package snp
 
-import (
-	"time"
-
-	"github.com/netmsg-go/netmsg/internal/wire"
-)
+import "github.com/netmsg-go/netmsg/internal/wire"
 
 // sendLane is the sending state of one lane: its reliable stream and its
 // queue of unreliable messages.
@@ -103,12 +99,12 @@ func (l *sendLane) queueUnreliable(num int64, prefix, data []byte) int {
 func (l *sendLane) popUnrel() {
 	l.uhead++
 	if l.uhead == len(l.uq) {
-		// Emptied: the buffers stay for the next messages (a sender that
-		// keeps the queue busy would otherwise grow them again from
-		// nothing each time it drains); trimIdle lets them go once the
-		// lane has been quiet for a while.
 		l.uq, l.uhead = l.uq[:0], 0
 		l.ubuf = l.ubuf[:0]
+		if cap(l.ubuf) > 64*1024 {
+			l.ubuf = nil
+			l.uq = nil
+		}
 		return
 	}
 	if l.uhead >= 64 && l.uhead*2 >= len(l.uq) {
@@ -179,8 +175,11 @@ func (l *sendLane) freeAcked() {
 		return
 	}
 	if l.ackedBelow == l.endPos {
-		l.buf = l.buf[:0] // kept until trimIdle, as the unreliable queue's
+		l.buf = l.buf[:0]
 		l.bufBase = l.endPos
+		if cap(l.buf) > 4096 {
+			l.buf = nil
+		}
 		return
 	}
 	if drop >= 4096 && drop*2 >= int64(len(l.buf)) {
@@ -212,35 +211,4 @@ func (r *rangeSet) totalBelow(p int64) int64 {
 		n += min(x.e, p) - x.b
 	}
 	return n
-}
-
-// Buffers of an empty lane larger than these are let go once the
-// connection has queued nothing for idleTrimAfter (trimIdle); smaller ones
-// stay, so a connection that sends now and then does not allocate anew.
-const (
-	keepStreamBuf = 4096
-	keepUnrelBuf  = 4096
-	idleTrimAfter = time.Second
-)
-
-// trimIdle lets go of the send buffers of lanes with nothing queued or
-// unacked, when the connection has queued no message for idleTrimAfter:
-// an idle connection holds only small buffers (BenchmarkIdleConnMemory).
-func (c *Conn) trimIdle(t int64) {
-	if !c.bigBufs || t-c.lastQueued < int64(idleTrimAfter/time.Microsecond) {
-		return
-	}
-	c.bigBufs = false
-	for i := range c.lanes {
-		l := &c.lanes[i]
-		if l.ackedBelow == l.endPos && cap(l.buf) > keepStreamBuf {
-			l.buf = nil
-		}
-		if !l.hasUnrel() && (cap(l.ubuf) > keepUnrelBuf || cap(l.uq) > keepUnrelBuf/16) {
-			l.ubuf, l.uq, l.uhead = nil, nil, 0
-		}
-		if cap(l.buf) > keepStreamBuf || cap(l.ubuf) > keepUnrelBuf || cap(l.uq) > keepUnrelBuf/16 {
-			c.bigBufs = true // still in use: look again later
-		}
-	}
 }

@@ -94,7 +94,6 @@ func (c *Conn) Poll(now time.Time, buf []byte) (pkt []byte, pktNum int64, ok boo
 	forced := c.forceAt <= t
 	if !data && c.ackDue > t && !forced {
 		c.pace.capIdle()
-		c.trimIdle(t)
 		return nil, 0, false
 	}
 	pktNum = c.nextPktNum
