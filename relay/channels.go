@@ -56,10 +56,8 @@ type channels struct {
 // by the server's reader from now on, when the peer is one the server
 // relays to.
 func (s *Server) onChannelCreated(client, _ net.Addr, _, _, _ string, relayed, peer net.Addr, num uint16) {
-	cl, ok1 := addrPort(client)
-	ra, ok2 := addrPort(relayed)
-	pa, ok3 := addrPort(peer)
-	if !ok1 || !ok2 || !ok3 {
+	cl, ra, pa, ok := bindingAddrs(client, relayed, peer)
+	if !ok {
 		return
 	}
 	if ok, _ := s.peerAllowed(pa.Addr()); !ok {
@@ -77,16 +75,23 @@ func (s *Server) onChannelCreated(client, _ net.Addr, _, _, _ string, relayed, p
 // onChannelDeleted is pion's OnChannelDeleted (the binding expired, or its
 // allocation ended).
 func (s *Server) onChannelDeleted(client, _ net.Addr, _, _, _ string, relayed, peer net.Addr, num uint16) {
-	cl, ok1 := addrPort(client)
-	ra, ok2 := addrPort(relayed)
-	pa, ok3 := addrPort(peer)
-	if !ok1 || !ok2 || !ok3 {
+	cl, ra, pa, ok := bindingAddrs(client, relayed, peer)
+	if !ok {
 		return
 	}
 	if v, ok := s.chans.byNum.Load(chanKey{cl, num}); ok {
 		s.chans.byNum.CompareAndDelete(chanKey{cl, num}, v)
 		s.chans.byPeer.CompareAndDelete(peerKey{ra, pa}, v)
 	}
+}
+
+// bindingAddrs is the client, relayed and peer addresses of pion's
+// channel events, as addrPort makes them; ok is false when one is not.
+func bindingAddrs(client, relayed, peer net.Addr) (cl, ra, pa netip.AddrPort, ok bool) {
+	cl, ok1 := addrPort(client)
+	ra, ok2 := addrPort(relayed)
+	pa, ok3 := addrPort(peer)
+	return cl, ra, pa, ok1 && ok2 && ok3
 }
 
 // forward relays b, read by the server's socket sc from a client at from,

@@ -81,11 +81,14 @@ const (
 	// apart from RecvBufferSize (which bounds only the messages waiting
 	// for the application), by k_cbMaxBufferedReceiveReliableData, twice
 	// its largest message plus 64 KiB; ours covers the default sender's
-	// whole window (relWindowFactor x 512 KiB) and a segment, so that
+	// whole window (relWindowFactor x defaultSendBufferSize) and a segment, so that
 	// data sent behind a lost packet is kept rather than discarded and
 	// sent again (at 10% loss a receiver bounded by RecvBufferSize's
 	// 1 MiB discarded whatever a repair left beyond it).
-	maxBufferedRel = relWindowFactor*512*1024 + 64*1024
+	maxBufferedRel = relWindowFactor*defaultSendBufferSize + 64*1024
+	// defaultSendBufferSize is Config.SendBufferSize's default (GNS
+	// k_ESteamNetworkingConfig_SendBufferSize).
+	defaultSendBufferSize = 512 * 1024
 	// relWindowFactor: reliable data sent and not yet acked may span this
 	// many times SendBufferSize (ours; see Conn.relWindowOpen).
 	relWindowFactor = 4
@@ -224,7 +227,7 @@ func (c *Config) fill() error {
 		c.NagleTime = 0
 	}
 	if c.SendBufferSize == 0 {
-		c.SendBufferSize = 512 * 1024
+		c.SendBufferSize = defaultSendBufferSize
 	}
 	if c.SendRateMin == 0 {
 		c.SendRateMin = 256 * 1024
