@@ -44,6 +44,7 @@ func BenchmarkHostScale(b *testing.B) {
 				if size == 1200 {
 					total = 300_000
 				}
+				total = int(float64(total) * scaleLonger)
 				b.Run(fmt.Sprintf("via=%s/size=%d/conns=%d", via, size, n), func(b *testing.B) {
 					for b.Loop() {
 						scaleRun(b, via, n, size, total/n)
@@ -437,6 +438,15 @@ func scaleCounter(path string, create bool) (*atomic.Int64, func(), error) {
 const scaleTell = 256
 
 var scaleBatch = os.Getenv("NETMSG_SCALE_BATCH") != ""
+
+// scaleLonger (NETMSG_SCALE_LONGER=x) multiplies the messages of each run
+// by x, for profiles with more samples than a default run gives.
+var scaleLonger = func() float64 {
+	if x, err := strconv.ParseFloat(os.Getenv("NETMSG_SCALE_LONGER"), 64); err == nil && x > 0 {
+		return x
+	}
+	return 1
+}()
 
 // scaleProfile (NETMSG_SCALE_CPUPROFILE=file) writes a CPU profile of the
 // measured window only, without the setup (the senders' prebuilt

@@ -17,7 +17,7 @@ type handoff struct {
 	gotLen int64
 }
 
-func newHandoff(b *testing.B) *handoff {
+func newHandoff(b testing.TB) *handoff {
 	cfg := Config{SendRateMin: 1 << 40, SendRateMax: 1 << 40}
 	h := &handoff{now: t0, buf: make([]byte, 0, 2048)}
 	var err error

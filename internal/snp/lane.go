@@ -78,6 +78,7 @@ func (l *sendLane) queueReliable(num int64, prefix, data []byte) int {
 	delta := uint64(num - l.lastRelMsgNum)
 	l.lastRelMsgNum = num
 	n0 := len(l.buf)
+	l.buf = bytePool.grow(l.buf, wire.MsgHeaderLen(delta, len(prefix)+len(data))+len(prefix)+len(data))
 	l.buf = wire.AppendMsgHeader(l.buf, delta, len(prefix)+len(data))
 	l.buf = append(l.buf, prefix...)
 	l.buf = append(l.buf, data...)
@@ -88,6 +89,8 @@ func (l *sendLane) queueReliable(num int64, prefix, data []byte) int {
 
 func (l *sendLane) queueUnreliable(num int64, prefix, data []byte) int {
 	off := len(l.ubuf)
+	l.ubuf = bytePool.grow(l.ubuf, len(prefix)+len(data))
+	l.uq = unrelPool.grow(l.uq, 1)
 	l.ubuf = append(l.ubuf, prefix...)
 	l.ubuf = append(l.ubuf, data...)
 	n := len(prefix) + len(data)
@@ -102,6 +105,8 @@ func (l *sendLane) popUnrel() {
 		l.uq, l.uhead = l.uq[:0], 0
 		l.ubuf = l.ubuf[:0]
 		if cap(l.ubuf) > 64*1024 {
+			bytePool.put(l.ubuf)
+			unrelPool.put(l.uq)
 			l.ubuf = nil
 			l.uq = nil
 		}
@@ -178,6 +183,7 @@ func (l *sendLane) freeAcked() {
 		l.buf = l.buf[:0]
 		l.bufBase = l.endPos
 		if cap(l.buf) > 4096 {
+			bytePool.put(l.buf)
 			l.buf = nil
 		}
 		return

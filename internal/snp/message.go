@@ -67,15 +67,30 @@ type msgQueue struct {
 
 func (q *msgQueue) push(m Message) {
 	if q.n == len(q.a) {
-		na := make([]Message, max(4, 2*len(q.a))) // small at first: most connections hold few
-		for i := 0; i < q.n; i++ {
-			na[i] = q.a[(q.head+i)&(len(q.a)-1)]
-		}
-		q.a, q.head = na, 0
+		q.grow()
 	}
 	q.a[(q.head+q.n)&(len(q.a)-1)] = m
 	q.n++
 	q.bytes += len(m.Data)
+}
+
+// grow doubles the ring: small ones are made (most connections hold
+// few), bigger ones come from and go back to messagePool.
+func (q *msgQueue) grow() {
+	var na []Message
+	if n := 2 * len(q.a); n < 1<<poolMinShift {
+		na = make([]Message, max(4, n))
+	} else {
+		na = messagePool.get(n)
+		na = na[:cap(na)]
+	}
+	for i := 0; i < q.n; i++ {
+		na[i] = q.a[(q.head+i)&(len(q.a)-1)]
+	}
+	if len(q.a) >= 1<<poolMinShift {
+		messagePool.put(q.a)
+	}
+	q.a, q.head = na, 0
 }
 
 // Receive moves up to len(dst) received messages, oldest first, into dst and
@@ -94,8 +109,12 @@ func (c *Conn) Receive(dst []Message) int {
 		k++
 	}
 	if q.n == 0 {
-		if len(q.a) > 64 {
-			q.a, q.head = nil, 0
+		if len(q.a) > 1<<poolMinShift {
+			// Back to the size that most connections never pass, so
+			// that the next burst does not regrow it from 4.
+			messagePool.put(q.a)
+			q.a, q.head = messagePool.get(1<<poolMinShift), 0
+			q.a = q.a[:cap(q.a)]
 		}
 		// Idle: let go of the partly used arena.
 		if c.arena != nil {

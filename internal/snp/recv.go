@@ -253,14 +253,17 @@ func (c *Conn) recvReliable(lane uint32, pos int64, data []byte) error {
 // grow makes buf need bytes long (the bytes past its old end are stale
 // until written). When arr has no room past buf, the live bytes move to
 // its start if at least as many were consumed since the last move (so each
-// byte is moved at most about once), else to a new array of twice the size.
+// byte is moved at most about once), else to a new array from bytePool
+// (the next power of two of at least need).
 func (l *recvLane) grow(need int) {
 	if l.off+need > cap(l.arr) {
 		if 2*need <= cap(l.arr) {
 			copy(l.arr, l.buf)
 		} else {
-			na := make([]byte, max(2*need, 4096))
+			na := bytePool.get(max(need, 4096))
+			na = na[:cap(na)]
 			copy(na, l.buf)
+			bytePool.put(l.arr)
 			l.arr = na
 		}
 		l.off = 0
@@ -274,6 +277,7 @@ func (l *recvLane) consume(n int) {
 	if k == 0 {
 		l.off, l.buf = 0, l.arr[:0:0]
 		if cap(l.arr) > 4096 {
+			bytePool.put(l.arr)
 			l.arr, l.buf = nil, nil
 		}
 		return

@@ -75,6 +75,7 @@ type common struct {
 	cpuprof   string
 	mutexprof string
 	blockprof string
+	memprof   string
 	traceout  string
 }
 
@@ -88,17 +89,21 @@ func (c *common) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.cpuprof, "cpuprofile", "", "write a CPU profile of this process to FILE")
 	fs.StringVar(&c.mutexprof, "mutexprofile", "", "write a mutex contention profile (every event) of this process to FILE")
 	fs.StringVar(&c.blockprof, "blockprofile", "", "write a blocking profile (every event of 10 µs or more) of this process to FILE")
+	fs.StringVar(&c.memprof, "memprofile", "", "write an allocation profile (every allocation) of this process to FILE")
 	fs.StringVar(&c.traceout, "trace", "", "write an execution trace of this process to FILE")
 }
 
 // startProfile starts the profiles asked for (--cpuprofile, --mutexprofile,
-// --blockprofile) and returns the function that stops them and writes them.
+// --blockprofile, --memprofile) and returns the function that stops them and writes them.
 func (c *common) startProfile() func() {
 	if c.mutexprof != "" {
 		runtime.SetMutexProfileFraction(1)
 	}
 	if c.blockprof != "" {
 		runtime.SetBlockProfileRate(10_000) // ns
+	}
+	if c.memprof != "" {
+		runtime.MemProfileRate = 1
 	}
 	stopCPU := c.startCPUProfile()
 	stopTrace := c.startTrace()
@@ -107,6 +112,7 @@ func (c *common) startProfile() func() {
 		stopCPU()
 		writeProfile("mutex", c.mutexprof)
 		writeProfile("block", c.blockprof)
+		writeProfile("allocs", c.memprof)
 	}
 }
 
