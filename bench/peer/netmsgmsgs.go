@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"sync"
 	"time"
@@ -370,6 +371,10 @@ func (nc *netmsgMsgsConn) Recv() ([]byte, error) {
 // Host.
 func (nc *netmsgMsgsConn) Close() error {
 	nc.once.Do(func() {
+		if os.Getenv("NETBENCH_STATS") != "" {
+			printPacketStats(nc.h)
+			fmt.Fprintf(os.Stderr, "netbench: netmsg host %+v\n", nc.h.Stats())
+		}
 		time.Sleep(50 * time.Millisecond)
 		nc.ms.CloseSessionWithUser(nc.peer)
 		nc.cancel()
