@@ -12,9 +12,12 @@ type sendLane struct {
 	lastMsgNum    int64 // the last message number given out (both kinds)
 	lastRelMsgNum int64 // the last reliable message number
 
-	// Reliable stream. buf[0] is stream position bufBase; bytes before
-	// ackedBelow are acked and may be dropped.
+	// Reliable stream, in a ring: buf (nil, or a power of two long)
+	// holds stream positions [bufBase, endPos), position bufBase at index
+	// head. Bytes before ackedBelow are acked and may be dropped, which
+	// moves nothing (freeAcked).
 	buf        []byte
+	head       int
 	bufBase    int64
 	ackedBelow int64
 	sentPos    int64 // the next byte never sent
@@ -77,14 +80,43 @@ func (l *sendLane) hasUnrel() bool { return l.uhead < len(l.uq) }
 func (l *sendLane) queueReliable(num int64, prefix, data []byte) int {
 	delta := uint64(num - l.lastRelMsgNum)
 	l.lastRelMsgNum = num
-	n0 := len(l.buf)
-	l.buf = bytePool.grow(l.buf, wire.MsgHeaderLen(delta, len(prefix)+len(data))+len(prefix)+len(data))
-	l.buf = wire.AppendMsgHeader(l.buf, delta, len(prefix)+len(data))
-	l.buf = append(l.buf, prefix...)
-	l.buf = append(l.buf, data...)
-	n := len(l.buf) - n0
-	l.endPos += int64(n)
+	var hb [16]byte
+	hdr := wire.AppendMsgHeader(hb[:0], delta, len(prefix)+len(data))
+	n := len(hdr) + len(prefix) + len(data)
+	l.reserve(n)
+	l.put(hdr)
+	l.put(prefix)
+	l.put(data)
 	return n
+}
+
+// reserve makes room in the ring for n more bytes of the stream: when
+// full, the live bytes move to a pooled ring at least twice as long.
+func (l *sendLane) reserve(n int) {
+	live := int(l.endPos - l.bufBase)
+	if live+n <= len(l.buf) {
+		return
+	}
+	nb := bytePool.get(max(live+n, 2*len(l.buf)))
+	nb = nb[:cap(nb)]
+	if live > 0 {
+		k := copy(nb, l.buf[l.head:min(l.head+live, len(l.buf))])
+		copy(nb[k:live], l.buf)
+	}
+	bytePool.put(l.buf)
+	l.buf, l.head = nb, 0
+}
+
+// put appends p to the stream, in room reserve made.
+func (l *sendLane) put(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	t := (l.head + int(l.endPos-l.bufBase)) & (len(l.buf) - 1)
+	if k := copy(l.buf[t:], p); k < len(p) {
+		copy(l.buf, p[k:])
+	}
+	l.endPos += int64(len(p))
 }
 
 func (l *sendLane) queueUnreliable(num int64, prefix, data []byte) int {
@@ -125,9 +157,17 @@ func (l *sendLane) popUnrel() {
 	}
 }
 
-// stream returns the bytes of the stream at [b, e).
+// stream returns the bytes of the stream at [b, e), which must not pass
+// contig(b).
 func (l *sendLane) stream(b, e int64) []byte {
-	return l.buf[b-l.bufBase : e-l.bufBase]
+	i := (l.head + int(b-l.bufBase)) & (len(l.buf) - 1)
+	return l.buf[i : i+int(e-b)]
+}
+
+// contig returns how many bytes from stream position b (held in the
+// ring) lie before the ring's end: what one stream call can return.
+func (l *sendLane) contig(b int64) int64 {
+	return int64(len(l.buf) - (l.head+int(b-l.bufBase))&(len(l.buf)-1))
 }
 
 // markAcked records that [b, e) of the stream arrived.
@@ -173,26 +213,22 @@ func (l *sendLane) queueRetx(b, e int64) {
 	l.retxBytes += l.retx.total() - before
 }
 
-// freeAcked drops acked bytes from the front of the buffer.
+// freeAcked drops acked bytes from the front of the ring.
 func (l *sendLane) freeAcked() {
 	drop := l.ackedBelow - l.bufBase
 	if drop <= 0 {
 		return
 	}
 	if l.ackedBelow == l.endPos {
-		l.buf = l.buf[:0]
-		l.bufBase = l.endPos
-		if cap(l.buf) > 4096 {
+		l.head, l.bufBase = 0, l.endPos
+		if len(l.buf) > 4096 {
 			bytePool.put(l.buf)
 			l.buf = nil
 		}
 		return
 	}
-	if drop >= 4096 && drop*2 >= int64(len(l.buf)) {
-		n := copy(l.buf, l.buf[drop:])
-		l.buf = l.buf[:n]
-		l.bufBase = l.ackedBelow
-	}
+	l.head = (l.head + int(drop)) & (len(l.buf) - 1)
+	l.bufBase = l.ackedBelow
 }
 
 // sentUnacked returns the reliable bytes sent and not yet acked.

@@ -1,8 +1,11 @@
 package snp
 
 import (
+	"bytes"
 	"testing"
 	"time"
+
+	"github.com/netmsg-go/netmsg/internal/wire"
 )
 
 // TestBurstsMakeNoGarbage: a connection whose queues fill with a burst
@@ -83,5 +86,65 @@ func TestSlicePool(t *testing.T) {
 	var bp slicePool[byte]
 	if huge := bp.get(3 << 21); cap(huge) != 3<<21 {
 		t.Fatalf("get beyond the classes: cap %d", cap(huge))
+	}
+}
+
+// TestSendRing: the reliable stream's ring keeps every byte at its
+// position while acks free its front, messages wrap past its end and the
+// ring grows, and stream and contig read any span back in pieces.
+func TestSendRing(t *testing.T) {
+	var l sendLane
+	l.init(Lane{})
+	var want []byte // the stream from position 1
+	rng := uint64(7)
+	next := func(n uint64) uint64 { rng = rng*6364136223846793005 + 1442695040888963407; return (rng >> 33) % n }
+	num := int64(0)
+	wraps := 0
+	for round := range 3000 {
+		data := make([]byte, 1+next(700))
+		for i := range data {
+			data[i] = byte(round + i)
+		}
+		num++
+		before := l.endPos
+		l.queueReliable(num, nil, data)
+		var hb [16]byte
+		want = append(want, wire.AppendMsgHeader(hb[:0], 1, len(data))...)
+		want = append(want, data...)
+		if l.endPos-1 != int64(len(want)) || l.endPos-before != int64(len(wire.AppendMsgHeader(hb[:0], 1, len(data)))+len(data)) {
+			t.Fatalf("round %d: stream ends at %d, want %d", round, l.endPos, len(want)+1)
+		}
+		// Read a random live span back, piece by piece.
+		b := l.bufBase + int64(next(uint64(l.endPos-l.bufBase)))
+		e := b + int64(next(uint64(l.endPos-b)+1))
+		var got []byte
+		for p := b; p < e; {
+			k := min(e-p, l.contig(p))
+			if k <= 0 {
+				t.Fatalf("round %d: contig(%d) = %d", round, p, k)
+			}
+			got = append(got, l.stream(p, p+k)...)
+			p += k
+		}
+		if !bytes.Equal(got, want[b-1:e-1]) {
+			t.Fatalf("round %d: [%d, %d) reads back wrong", round, b, e)
+		}
+		// Acks free a random part of the front, now and then all of it.
+		if next(10) < 7 {
+			upTo := l.ackedBelow + int64(next(uint64(l.endPos-l.ackedBelow)+1))
+			if next(50) == 0 {
+				upTo = l.endPos
+			}
+			l.markAcked(l.ackedBelow, upTo)
+		}
+		if live := l.endPos - l.bufBase; live > int64(len(l.buf)) || (len(l.buf) > 4096 && live == 0) {
+			t.Fatalf("round %d: %d live bytes in a ring of %d", round, live, len(l.buf))
+		}
+		if l.head+int(l.endPos-l.bufBase) > len(l.buf) {
+			wraps++
+		}
+	}
+	if wraps < 100 {
+		t.Fatalf("the stream wrapped past the ring's end in only %d rounds", wraps)
 	}
 }

@@ -497,10 +497,11 @@ func (c *Conn) writeRetx(li, limit int) bool {
 		}
 		s := l.retx.s[0]
 		hdr := c.enc.ReliableLen(s.b, 0, false)
-		n := min(s.e-s.b, int64(limit-c.enc.Len()-hdr), maxSegmentData)
-		if n <= 0 {
+		room := int64(limit - c.enc.Len() - hdr)
+		if room <= 0 {
 			return false
 		}
+		n := min(s.e-s.b, room, maxSegmentData, l.contig(s.b))
 		c.enc.AppendReliable(s.b, l.stream(s.b, s.b+n), false)
 		l.retx.remove(s.b, s.b+n)
 		l.retxBytes -= n
@@ -553,6 +554,9 @@ func (c *Conn) writeNew(li, limit int) bool {
 		if n <= 0 {
 			return true
 		}
+		// The ring's end cuts a segment short; the rest goes in the next
+		// (fillData comes back to the lane while the packet has room).
+		n = min(n, l.contig(l.sentPos))
 		b := l.sentPos
 		c.enc.AppendReliable(b, l.stream(b, b+n), false)
 		l.sentPos += n
