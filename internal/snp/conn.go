@@ -62,6 +62,7 @@ type Conn struct {
 	seenMax        int64 // highest packet number decoded, discarded ones included
 	inbox          msgQueue
 	bufferedRel    int // reliable bytes buffered in receive lanes
+	laneArr        int // bytes of the receive lanes' arrays (growLane)
 	useg           []unrelSeg
 	arena          *arena     // current arena for small received messages
 	arenaSlot      *ArenaSlot // the caller's arena, used instead of arena while set (UseArena)

@@ -1,7 +1,6 @@
 package snp
 
 import (
-	"math/bits"
 	"sync"
 	"sync/atomic"
 )
@@ -17,7 +16,7 @@ type Message struct {
 	MsgNum   int64
 	Reliable bool
 	Data     []byte
-	buf      *[]byte
+	buf      []byte // the pooled array Data is in (bytePool), or nil
 	ar       *arena
 }
 
@@ -25,7 +24,7 @@ type Message struct {
 // safe to call more than once, and on the zero Message.
 func (m *Message) Release() {
 	if m.buf != nil {
-		putBuf(m.buf)
+		bytePool.put(m.buf)
 		m.buf = nil
 	}
 	if m.ar != nil {
@@ -38,7 +37,7 @@ func (m *Message) Release() {
 // Buffer is what holds a received message's bytes, apart from the
 // message: what a wrapper of the message keeps for Release.
 type Buffer struct {
-	buf *[]byte
+	buf []byte
 	ar  *arena
 }
 
@@ -48,7 +47,7 @@ func (m *Message) Buffer() Buffer { return Buffer{buf: m.buf, ar: m.ar} }
 // Release returns the bytes to their pool; see Message.Release.
 func (b *Buffer) Release() {
 	if b.buf != nil {
-		putBuf(b.buf)
+		bytePool.put(b.buf)
 		b.buf = nil
 	}
 	if b.ar != nil {
@@ -161,9 +160,8 @@ func (c *Conn) deliver(lane uint32, num int64, reliable bool, data []byte) {
 		c.inbox.push(Message{Lane: lane, MsgNum: num, Reliable: reliable, Data: a.b[off:len(a.b):len(a.b)], ar: a})
 		return
 	}
-	buf := getBuf(len(data))
-	*buf = append((*buf)[:0], data...)
-	c.deliverBuf(lane, num, reliable, buf)
+	buf := append(bytePool.get(len(data)), data...)
+	c.deliverBuf(lane, num, reliable, buf, buf)
 }
 
 func (c *Conn) countRecv(reliable bool) {
@@ -227,48 +225,9 @@ func (a *arena) release() {
 	}
 }
 
-func (c *Conn) deliverBuf(lane uint32, num int64, reliable bool, buf *[]byte) {
+// deliverBuf queues data, which lies in buf (from bytePool), as a
+// received message that owns buf.
+func (c *Conn) deliverBuf(lane uint32, num int64, reliable bool, buf, data []byte) {
 	c.countRecv(reliable)
-	c.inbox.push(Message{Lane: lane, MsgNum: num, Reliable: reliable, Data: *buf, buf: buf})
-}
-
-// Buffer pool: size classes of powers of two from 64 B to 512 KiB.
-const (
-	minClassShift = 6
-	numClasses    = 14 // 64 B << 13 = 512 KiB
-)
-
-var pools [numClasses]sync.Pool
-
-func class(n int) int {
-	if n <= 1<<minClassShift {
-		return 0
-	}
-	return bits.Len(uint(n-1)) - minClassShift
-}
-
-// getBuf returns a pooled buffer of capacity at least n and length 0.
-func getBuf(n int) *[]byte {
-	k := class(n)
-	if k >= numClasses {
-		b := make([]byte, 0, n)
-		return &b
-	}
-	if p, ok := pools[k].Get().(*[]byte); ok {
-		*p = (*p)[:0]
-		return p
-	}
-	b := make([]byte, 0, 1<<(k+minClassShift))
-	return &b
-}
-
-func putBuf(p *[]byte) {
-	c := cap(*p)
-	if c < 1<<minClassShift || c&(c-1) != 0 {
-		return
-	}
-	k := class(c)
-	if k < numClasses {
-		pools[k].Put(p)
-	}
+	c.inbox.push(Message{Lane: lane, MsgNum: num, Reliable: reliable, Data: data[:len(data):len(data)], buf: buf})
 }

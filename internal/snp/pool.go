@@ -85,4 +85,8 @@ var (
 	messagePool slicePool[Message]                 // msgQueue rings
 	bytePool    = slicePool[byte]{plain: true}     // stream and queue buffers
 	unrelPool   = slicePool[unrelMsg]{plain: true} // unreliable send queues
+	// sentPool holds rings of in-flight packet records; the records
+	// keep their segs arrays (plain) for the next user (pktRing.push
+	// swaps records into a bigger ring, so that none is shared).
+	sentPool = slicePool[sentPkt]{plain: true}
 )

@@ -171,7 +171,7 @@ func TestRecvBufferGrowConsume(t *testing.T) {
 	for round := range 2000 {
 		add := 1 + (round*37)%3000
 		n0 := len(l.buf)
-		l.grow(n0 + add)
+		l.grow(n0+add, 0)
 		peak = max(peak, n0+add)
 		for i := n0; i < len(l.buf); i++ {
 			l.buf[i] = next

@@ -26,7 +26,24 @@ type recvLane struct {
 	gaps          rangeSet
 	lastRelMsgNum int64
 	highestMsgNum int64 // highest message number seen (for the decoder)
+	// want is how many bytes from base the message being received
+	// takes in all, once its header is here (0: none pending): a new
+	// array is made that large at once, within laneArrayBudget.
+	want int
+	// handed is set when parseMessages gave arr to a message it
+	// delivered: consume then moves what is left to a new array.
+	handed bool
 }
+
+// laneArrayBudget bounds the bytes of a connection's receive-lane arrays
+// (Conn.laneArr) for which arrays sized for a whole message (recvLane.want)
+// are made; beyond it lanes grow by doubling, as data comes.
+const laneArrayBudget = maxBufferedRel
+
+// handOverMin is the smallest reliable message delivered in its lane's
+// array itself, rather than copied out of it (smaller ones go to arenas
+// or their own buffer).
+const handOverMin = 16 << 10
 
 // resolver lets the wire decoder see the receive lanes.
 type resolver Conn
@@ -205,13 +222,13 @@ func (c *Conn) recvReliable(lane uint32, pos int64, data []byte) error {
 	// Fast path: in order, nothing buffered: parse straight from the packet.
 	if pos == l.base && len(l.buf) == 0 {
 		l.end = e
-		n, err := c.parseMessages(lane, l, data)
+		n, err := c.parseMessages(lane, l, data, false)
 		if err != nil {
 			return err
 		}
 		l.base += int64(n)
 		if n < len(data) {
-			l.grow(len(data) - n)
+			c.growLane(l, len(data)-n)
 			copy(l.buf, data[n:])
 			c.bufferedRel += len(data) - n
 		}
@@ -226,7 +243,7 @@ func (c *Conn) recvReliable(lane uint32, pos int64, data []byte) error {
 	}
 	if need := int(e - l.base); need > len(l.buf) {
 		c.bufferedRel += need - len(l.buf)
-		l.grow(need)
+		c.growLane(l, need)
 	}
 	copy(l.buf[pos-l.base:], data)
 	if pos > l.end {
@@ -238,29 +255,61 @@ func (c *Conn) recvReliable(lane uint32, pos int64, data []byte) error {
 	if !l.gaps.empty() {
 		avail = l.gaps.s[0].b
 	}
-	n, err := c.parseMessages(lane, l, l.buf[:avail-l.base])
+	n, err := c.parseMessages(lane, l, l.buf[:avail-l.base], true)
 	if err != nil {
 		return err
 	}
 	if n > 0 {
 		l.base += int64(n)
 		c.bufferedRel -= n
-		l.consume(n)
+		c.consumeLane(l, n)
 	}
 	return nil
+}
+
+// growLane is l.grow with a hint and the connection's count of lane
+// array bytes: a new array takes the whole pending message (l.want) at
+// once while the lanes' arrays stay within laneArrayBudget.
+func (c *Conn) growLane(l *recvLane, need int) {
+	before := cap(l.arr)
+	hint := 0
+	if l.want > need && c.laneArr-before+l.want <= laneArrayBudget {
+		hint = l.want
+	}
+	l.grow(need, hint)
+	c.laneArr += cap(l.arr) - before
+}
+
+// consumeLane is l.consume, and the move of what is left to a new array
+// when parseMessages handed l's array to a message.
+func (c *Conn) consumeLane(l *recvLane, n int) {
+	if !l.handed {
+		before := cap(l.arr)
+		l.consume(n)
+		c.laneArr += cap(l.arr) - before
+		return
+	}
+	l.handed = false
+	c.laneArr -= cap(l.arr)
+	rest := l.buf[n:]
+	l.arr, l.buf, l.off = nil, nil, 0
+	if len(rest) > 0 {
+		c.growLane(l, len(rest))
+		copy(l.buf, rest)
+	}
 }
 
 // grow makes buf need bytes long (the bytes past its old end are stale
 // until written). When arr has no room past buf, the live bytes move to
 // its start if at least as many were consumed since the last move (so each
 // byte is moved at most about once), else to a new array from bytePool
-// (the next power of two of at least need).
-func (l *recvLane) grow(need int) {
+// (the next power of two of at least need, or of hint when larger).
+func (l *recvLane) grow(need, hint int) {
 	if l.off+need > cap(l.arr) {
 		if 2*need <= cap(l.arr) {
 			copy(l.arr, l.buf)
 		} else {
-			na := bytePool.get(max(need, 4096))
+			na := bytePool.get(max(need, hint, 4096))
 			na = na[:cap(na)]
 			copy(na, l.buf)
 			bytePool.put(l.arr)
@@ -288,9 +337,13 @@ func (l *recvLane) consume(n int) {
 
 // parseMessages delivers the complete messages at the start of b, a
 // contiguous part of lane's stream beginning at a message boundary, and
-// returns how many bytes they took.
-func (c *Conn) parseMessages(lane uint32, l *recvLane, b []byte) (int, error) {
+// returns how many bytes they took. It notes in l.want the length of a
+// message whose header is here and whose bytes are not all. b is
+// l.buf's start when inLane: a large message there is delivered in
+// l.arr itself (l.handed).
+func (c *Conn) parseMessages(lane uint32, l *recvLane, b []byte, inLane bool) (int, error) {
 	off := 0
+	l.want = 0
 	for off < len(b) {
 		delta, size, hn, err := wire.ParseMsgHeader(b[off:])
 		if err != nil {
@@ -309,13 +362,21 @@ func (c *Conn) parseMessages(lane uint32, l *recvLane, b []byte) (int, error) {
 			return off, protoErr("bad reliable message number", nil)
 		}
 		if int64(len(b)-off-hn) < size {
+			l.want = hn + int(size)
 			break
 		}
 		num := l.lastRelMsgNum + int64(delta)
 		l.lastRelMsgNum = num
 		l.highestMsgNum = max(l.highestMsgNum, num)
 		data := b[off+hn : off+hn+int(size)]
-		c.deliver(lane, num, true, data)
+		if inLane && off == 0 && size >= handOverMin && 2*(hn+int(size)) >= cap(l.arr) {
+			// The array goes with the message (no copy); consumeLane
+			// moves what follows it to a new one.
+			c.deliverBuf(lane, num, true, l.arr, data)
+			l.handed = true
+		} else {
+			c.deliver(lane, num, true, data)
+		}
 		off += hn + int(size)
 	}
 	return off, nil
@@ -328,7 +389,7 @@ type unrelSeg struct {
 	msgNum int64
 	off    int64
 	t      int64
-	data   *[]byte // pooled
+	data   []byte // from bytePool
 }
 
 func (c *Conn) recvUnreliable(t int64, f *wire.Frame) error {
@@ -354,8 +415,7 @@ func (c *Conn) recvUnreliable(t int64, f *wire.Frame) error {
 	if len(c.useg) >= maxBufferedUnreliableSegments {
 		c.dropOldestUnrel()
 	}
-	buf := getBuf(len(f.Data))
-	*buf = append((*buf)[:0], f.Data...)
+	buf := append(bytePool.get(len(f.Data)), f.Data...)
 	c.useg = append(c.useg, unrelSeg{lane: f.Lane, last: f.Last, msgNum: f.MsgNum, off: f.Offset, t: t, data: buf})
 	c.tryAssemble(f.Lane, f.MsgNum)
 	return nil
@@ -378,7 +438,7 @@ func (c *Conn) removeUnrel(lane uint32, num int64) {
 	k := 0
 	for _, s := range c.useg {
 		if s.lane == lane && s.msgNum == num {
-			putBuf(s.data)
+			bytePool.put(s.data)
 			continue
 		}
 		c.useg[k] = s
@@ -418,9 +478,9 @@ func (c *Conn) tryAssemble(lane uint32, num int64) {
 	var have int64
 	for _, s := range c.useg {
 		if s.lane == lane && s.msgNum == num {
-			have += int64(len(*s.data))
+			have += int64(len(s.data))
 			if s.last {
-				size = s.off + int64(len(*s.data))
+				size = s.off + int64(len(s.data))
 			}
 		}
 	}
@@ -428,14 +488,13 @@ func (c *Conn) tryAssemble(lane uint32, num int64) {
 		return
 	}
 	// Segments may overlap only if the sender is broken; check coverage.
-	buf := getBuf(int(size))
-	b := (*buf)[:size]
+	b := bytePool.get(int(size))[:size]
 	var covered int64
 	for pos := int64(0); pos < size; {
 		found := false
 		for _, s := range c.useg {
-			if s.lane == lane && s.msgNum == num && s.off <= pos && s.off+int64(len(*s.data)) > pos {
-				n := copy(b[pos:], (*s.data)[pos-s.off:])
+			if s.lane == lane && s.msgNum == num && s.off <= pos && s.off+int64(len(s.data)) > pos {
+				n := copy(b[pos:], s.data[pos-s.off:])
 				pos += int64(n)
 				covered += int64(n)
 				found = true
@@ -443,13 +502,12 @@ func (c *Conn) tryAssemble(lane uint32, num int64) {
 			}
 		}
 		if !found {
-			putBuf(buf)
+			bytePool.put(b)
 			return
 		}
 	}
 	c.removeUnrel(lane, num)
-	*buf = b
-	c.deliverBuf(lane, num, false, buf)
+	c.deliverBuf(lane, num, false, b, b)
 }
 
 // discardAckDelay is how soon an ack packet follows a packet discarded for

@@ -55,9 +55,16 @@ func (r *pktRing) get(num int64) *sentPkt {
 
 func (r *pktRing) push() *sentPkt {
 	if r.n == len(r.a) {
-		na := make([]sentPkt, max(8, 2*len(r.a)))
+		na := sentPool.get(2 * len(r.a)) // 64 at least
+		na = na[:cap(na)]
+		// Swapped, not copied: each ring keeps a segs array per record
+		// for its next user, and none is shared.
 		for i := 0; i < r.n; i++ {
-			na[i] = *r.at(i)
+			p := r.at(i)
+			na[i], *p = *p, na[i]
+		}
+		if r.a != nil {
+			sentPool.put(r.a)
 		}
 		r.a, r.head = na, 0
 	}
@@ -69,8 +76,11 @@ func (r *pktRing) push() *sentPkt {
 func (r *pktRing) pop() {
 	r.head = (r.head + 1) & (len(r.a) - 1)
 	r.n--
-	if r.n == 0 && len(r.a) > 64 {
-		r.a, r.head = nil, 0 // let an idle connection shrink
+	if r.n == 0 {
+		// An idle connection holds no ring; the records go to the pool
+		// with their segs, which the next user's records reuse.
+		sentPool.put(r.a)
+		r.a, r.head = nil, 0
 	}
 }
 
