@@ -100,7 +100,7 @@ func TestRecvLaneGrowPastPool(t *testing.T) {
 	arrays := 0
 	for need := 1200; need <= 6<<20; need += 1200 {
 		old := l.arr
-		l.grow(need)
+		l.grow(need, 0)
 		if len(old) == 0 || &old[:1][0] != &l.arr[:1][0] {
 			arrays++
 		}
