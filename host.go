@@ -697,8 +697,8 @@ func (h *Host) connLocked(c ConnHandle) *hostConn {
 	return nil
 }
 
-// newHandleLocked picks a random, unused, nonzero connection handle; it is
-// also the connection id on the wire, as in GNS.
+// newHandleLocked picks a random, unused connection handle whose low 16
+// bits are not 0; it is also the connection id on the wire, as in GNS.
 func (h *Host) newHandleLocked() (ConnHandle, error) {
 	var b [4]byte
 	for range 100 {
@@ -706,7 +706,10 @@ func (h *Host) newHandleLocked() (ConnHandle, error) {
 			return InvalidConn, fmt.Errorf("netmsg: connection id: %w", err)
 		}
 		id := ConnHandle(binary.LittleEndian.Uint32(b[:]))
-		if id != InvalidConn && h.conns[id] == nil {
+		// A connection id's low 16 bits must not be 0: a GNS client
+		// (and ours) ends a connection whose server sends such an id
+		// ("Didn't send valid connection ID"), one in 65,536 before.
+		if id&0xffff != 0 && h.conns[id] == nil {
 			return id, nil
 		}
 	}
