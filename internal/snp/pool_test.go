@@ -2,6 +2,7 @@ package snp
 
 import (
 	"bytes"
+	"runtime"
 	"testing"
 	"time"
 
@@ -47,6 +48,10 @@ func TestBurstsMakeNoGarbage(t *testing.T) {
 	if h.got != 900 {
 		t.Fatalf("received %d of 900", h.got)
 	}
+	// A collection empties the pools: the ones the tests before left
+	// due happen now, and the bursts then fill the pools again.
+	runtime.GC()
+	runtime.GC()
 	for range 3 {
 		burst() // warm the pools
 	}
@@ -240,11 +245,13 @@ func TestLargeMessagesNoGarbage(t *testing.T) {
 		h.now = h.now.Add(time.Millisecond)
 		h.pump()
 	}
+	runtime.GC() // see TestBurstsMakeNoGarbage
+	runtime.GC()
 	for range 8 {
 		one()
 	}
 	got := h.got
-	if a := testing.AllocsPerRun(20, one); a >= 1 {
+	if a := testing.AllocsPerRun(200, one); a >= 1 {
 		t.Errorf("%.1f allocations per 256 KiB message, want none", a)
 	}
 	if h.got-got < 20 {
