@@ -45,6 +45,11 @@ const laneArrayBudget = maxBufferedRel
 // or their own buffer).
 const handOverMin = 16 << 10
 
+// handOverMaxRest bounds what follows a message handed over in its
+// lane's array (data received beyond a hole), which consumeLane copies
+// to a new array; with more, the message is copied out instead.
+const handOverMaxRest = 64 << 10
+
 // resolver lets the wire decoder see the receive lanes.
 type resolver Conn
 
@@ -369,7 +374,7 @@ func (c *Conn) parseMessages(lane uint32, l *recvLane, b []byte, inLane bool) (i
 		l.lastRelMsgNum = num
 		l.highestMsgNum = max(l.highestMsgNum, num)
 		data := b[off+hn : off+hn+int(size)]
-		if inLane && off == 0 && size >= handOverMin && 2*(hn+int(size)) >= cap(l.arr) {
+		if inLane && off == 0 && size >= handOverMin && 2*(hn+int(size)) >= cap(l.arr) && len(l.buf)-(hn+int(size)) <= handOverMaxRest {
 			// The array goes with the message (no copy); consumeLane
 			// moves what follows it to a new one.
 			c.deliverBuf(lane, num, true, l.arr, data)
