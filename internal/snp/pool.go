@@ -40,10 +40,13 @@ func poolClass(n int) int {
 // two of at least 64, pooled when within the classes.
 func (p *slicePool[T]) get(n int) []T {
 	k := poolClass(n)
-	if k >= poolClasses {
-		return make([]T, 0, n)
-	}
 	size := 1 << (poolMinShift + k)
+	if k >= poolClasses {
+		// Beyond the pool, still a power of two: a caller that grows
+		// an array one step at a time (a receive lane's reassembly
+		// buffer past 2 MiB) must not copy it at every step.
+		return make([]T, 0, size)
+	}
 	if v := p.cls[k].Get(); v != nil {
 		return unsafe.Slice(v.(*T), size)[:0]
 	}
