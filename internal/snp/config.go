@@ -123,6 +123,19 @@ const (
 	// a packet was lost within this time, else the retransmission
 	// timeout (ours; see Conn.probeTimeout).
 	lossMemory = 10 * time.Second
+	// tailCopyLoss and tailCopyMax: a tail of at most tailCopyMax
+	// reliable bytes is sent twice while lossRate is at least
+	// tailCopyLoss (ours; see Conn.copyTail). lossRateGain is the
+	// moving average's gain, 1/32: about the last 32 data packets.
+	tailCopyLoss = 0.02
+	tailCopyMax  = 512
+	lossRateGain = 32
+	// tailCopyAckGrace: reliable data received again within this time
+	// of packets that brought new reliable data is taken for a tail's
+	// copy, not a repair, and is not acked at once (ours; see
+	// ReceivePacket). A probe comes at least ptoMin after the data it
+	// repeats went.
+	tailCopyAckGrace = 100 * time.Microsecond
 	// maxProbeInterval caps the tail-loss probe's backoff.
 	maxProbeInterval = time.Second
 	// EndReasonMiscInternal is k_ESteamNetConnectionEnd_Misc_InternalError,
