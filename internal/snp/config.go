@@ -56,12 +56,16 @@ const (
 	// the end of a lane's stream is discarded when the lane already has
 	// this many holes (GNS's k_nMaxReliableStreamGaps_Extend is 30, which
 	// at 10% loss discarded data whenever a repair took more than about
-	// 300 packets; the buffered bytes stay bounded by RecvBufferSize).
-	maxReliableGapsExtend = 128
+	// 300 packets; the buffered bytes stay bounded by maxBufferedRel).
+	// The sender's window (relWindowFactor x SendBufferSize, 2 MiB by
+	// default: about 1,750 packets of 1200 bytes) holds about 175 holes
+	// at 10% loss: a bound of 128 made a loopback receiver discard 1.2%
+	// of the packets at W6a, each sent again.
+	maxReliableGapsExtend = 512
 	// maxReliableGapsFragment: data that would split a hole is discarded
 	// when the lane has this many (GNS's k_nMaxReliableStreamGaps_Fragment
 	// is 20).
-	maxReliableGapsFragment = 100
+	maxReliableGapsFragment = 400
 	// maxBufferedUnreliableSegments is k_nMaxBufferedUnreliableSegments.
 	maxBufferedUnreliableSegments = 20
 	// maxUnreliableMsgSizeSend is k_cbMaxUnreliableMsgSizeSend: a larger

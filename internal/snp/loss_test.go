@@ -98,8 +98,10 @@ func TestLossGoodput(t *testing.T) {
 	if ratio < 0.9 || g10 < 0.85*rate {
 		t.Errorf("goodput at 10%% loss %.1f MB/s is %.2f of the lossless figure, want at least 0.9 of it and 0.85 of the link", g10/1e6, ratio)
 	}
-	if sent := sa.PacketsSent; sb.PacketsDiscarded > sent/100 {
-		t.Errorf("receiver discarded %d of %d packets, want under 1%%", sb.PacketsDiscarded, sent)
+	// Bounded at 128 holes in its stream, the receiver discarded 137
+	// packets of 100,000 (the window holds about 175 at 10% loss).
+	if sent := sa.PacketsSent; sb.PacketsDiscarded > sent/1000 {
+		t.Errorf("receiver discarded %d of %d packets, want under 0.1%%", sb.PacketsDiscarded, sent)
 	}
 }
 
