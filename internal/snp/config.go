@@ -56,12 +56,16 @@ const (
 	// the end of a lane's stream is discarded when the lane already has
 	// this many holes (GNS's k_nMaxReliableStreamGaps_Extend is 30, which
 	// at 10% loss discarded data whenever a repair took more than about
-	// 300 packets; the buffered bytes stay bounded by RecvBufferSize).
-	maxReliableGapsExtend = 128
+	// 300 packets; the buffered bytes stay bounded by maxBufferedRel).
+	// The sender's window (relWindowFactor x SendBufferSize, 2 MiB by
+	// default: about 1,750 packets of 1200 bytes) holds about 175 holes
+	// at 10% loss: a bound of 128 made a loopback receiver discard 1.2%
+	// of the packets at W6a, each sent again.
+	maxReliableGapsExtend = 512
 	// maxReliableGapsFragment: data that would split a hole is discarded
 	// when the lane has this many (GNS's k_nMaxReliableStreamGaps_Fragment
 	// is 20).
-	maxReliableGapsFragment = 100
+	maxReliableGapsFragment = 400
 	// maxBufferedUnreliableSegments is k_nMaxBufferedUnreliableSegments.
 	maxBufferedUnreliableSegments = 20
 	// maxUnreliableMsgSizeSend is k_cbMaxUnreliableMsgSizeSend: a larger
@@ -123,6 +127,19 @@ const (
 	// a packet was lost within this time, else the retransmission
 	// timeout (ours; see Conn.probeTimeout).
 	lossMemory = 10 * time.Second
+	// tailCopyLoss and tailCopyMax: a tail of at most tailCopyMax
+	// reliable bytes is sent twice while lossRate is at least
+	// tailCopyLoss (ours; see Conn.copyTail). lossRateGain is the
+	// moving average's gain, 1/32: about the last 32 data packets.
+	tailCopyLoss = 0.02
+	tailCopyMax  = 512
+	lossRateGain = 32
+	// tailCopyAckGrace: reliable data received again within this time
+	// of packets that brought new reliable data is taken for a tail's
+	// copy, not a repair, and is not acked at once (ours; see
+	// ReceivePacket). A probe comes at least ptoMin after the data it
+	// repeats went.
+	tailCopyAckGrace = 100 * time.Microsecond
 	// maxProbeInterval caps the tail-loss probe's backoff.
 	maxProbeInterval = time.Second
 	// EndReasonMiscInternal is k_ESteamNetConnectionEnd_Misc_InternalError,

@@ -42,6 +42,12 @@ type Conn struct {
 	lastRelSent  int64 // when the last packet carrying reliable data went
 	peerAckDelay int64 // see notePeerAckDelay (µs)
 	lossAt       int64 // when a packet was last nacked or probed for
+	// lossRate is a moving average (gain 1/lossRateGain) of the fraction
+	// of data packets lost, over those whose fate is known.
+	lossRate float64
+	// tailCopy: the retransmissions queued are a tail copy (see
+	// Conn.copyTail), not to be copied again.
+	tailCopy bool
 	// ackDelaySample is the ack delay the packet being received reported
 	// for a packet of ours with reliable data (-1: none).
 	ackDelaySample int64
@@ -58,6 +64,7 @@ type Conn struct {
 	ackElicit      int   // reliable-carrying packets since the last ack we sent
 	ackElicitUnrel int   // packets of unreliable data only since the last ack we sent
 	relFresh       bool  // the packet being received brought reliable data we lacked
+	relFreshAt     int64 // when a packet last brought reliable data we lacked
 	forceAt        int64 // QueueAck: a packet must go out by then, even an empty one
 	seenMax        int64 // highest packet number decoded, discarded ones included
 	inbox          msgQueue
@@ -93,6 +100,7 @@ func New(cfg Config, now time.Time) (*Conn, error) {
 		ackDue:     never,
 		forceAt:    never,
 		lossAt:     -never / 2,
+		relFreshAt: -never / 2,
 	}
 	c.lanes = make([]sendLane, len(cfg.Lanes))
 	for i, l := range cfg.Lanes {

@@ -98,15 +98,17 @@ func TestLossGoodput(t *testing.T) {
 	if ratio < 0.9 || g10 < 0.85*rate {
 		t.Errorf("goodput at 10%% loss %.1f MB/s is %.2f of the lossless figure, want at least 0.9 of it and 0.85 of the link", g10/1e6, ratio)
 	}
-	if sent := sa.PacketsSent; sb.PacketsDiscarded > sent/100 {
-		t.Errorf("receiver discarded %d of %d packets, want under 1%%", sb.PacketsDiscarded, sent)
+	// Bounded at 128 holes in its stream, the receiver discarded 137
+	// packets of 100,000 (the window holds about 175 at 10% loss).
+	if sent := sa.PacketsSent; sb.PacketsDiscarded > sent/1000 {
+		t.Errorf("receiver discarded %d of %d packets, want under 0.1%%", sb.PacketsDiscarded, sent)
 	}
 }
 
 // pingPong is W4 over the in-memory network in fake time: a sends a
 // 64-byte reliable NoNagle message, b echoes it, rounds times; it returns
 // the round trips after the first tenth (warm-up), sorted.
-func pingPong(t *testing.T, link netsim.LinkConfig, rounds int) (rtts []time.Duration, probes int64) {
+func pingPong(t *testing.T, link netsim.LinkConfig, rounds int) (rtts []time.Duration, sa, sb Stats) {
 	synctest.Test(t, func(t *testing.T) {
 		nw := mustNetsim(t, netsim.Config{Seed: 7, Link: link})
 		defer nw.Close()
@@ -154,10 +156,10 @@ func pingPong(t *testing.T, link netsim.LinkConfig, rounds int) (rtts []time.Dur
 			}
 		}
 		pa.mu.Lock()
-		probes = ca.Stats(time.Now()).TailProbes
+		sa = ca.Stats(time.Now())
 		pa.mu.Unlock()
 		pb.mu.Lock()
-		probes += cb.Stats(time.Now()).TailProbes
+		sb = cb.Stats(time.Now())
 		pb.mu.Unlock()
 		close(done)
 		ea.Close()
@@ -165,7 +167,7 @@ func pingPong(t *testing.T, link netsim.LinkConfig, rounds int) (rtts []time.Dur
 		wg.Wait()
 	})
 	slices.Sort(rtts)
-	return rtts, probes
+	return rtts, sa, sb
 }
 
 // TestLossPingPong is W6b in miniature: ping-pong at 10% random loss each
@@ -173,25 +175,37 @@ func pingPong(t *testing.T, link netsim.LinkConfig, rounds int) (rtts []time.Dur
 // loses two packets), which nothing but a timer repairs: the tail-loss
 // probe, a round trip and the probe's 250 µs floor after the loss, where
 // the retransmission timeout took 60 ms and doubled for a loss lost again
-// (the 99th percentile was 180 ms; 2 ms with a 1 ms floor). Without loss
-// nothing changes: no probe goes.
+// (the 99th percentile was 180 ms; 2 ms with a 1 ms floor). A tail sent
+// twice on a lossy path (Conn.copyTail) is lost only when both copies
+// are: the rounds that waited two probe timeouts (p99 524 µs) wait one at
+// most (p99 281 µs), and 1,247 probes became 140. Without loss nothing
+// changes: no probe goes, no tail is copied.
 func TestLossPingPong(t *testing.T) {
+	const rounds = 3000
 	link := netsim.LinkConfig{Delay: 12 * time.Microsecond}
-	r0, p0 := pingPong(t, link, 3000)
+	r0, a0, b0 := pingPong(t, link, rounds)
 	link.LossPercent = 10
-	r10, p10 := pingPong(t, link, 3000)
+	r10, a10, b10 := pingPong(t, link, rounds)
 	pct := func(r []time.Duration, q int) time.Duration { return r[len(r)*q/100] }
-	t.Logf("lossless p50 %v p99 %v (%d probes); 10%% loss p50 %v p99 %v max %v (%d probes)",
-		pct(r0, 50), pct(r0, 99), p0, pct(r10, 50), pct(r10, 99), r10[len(r10)-1], p10)
-	if p0 != 0 {
-		t.Errorf("%d tail-loss probes without loss", p0)
+	t.Logf("lossless p50 %v p99 %v (%d probes, %d copies, %d+%d packets); 10%% loss p50 %v p99 %v max %v (%d probes, %d copies, %d+%d packets)",
+		pct(r0, 50), pct(r0, 99), a0.TailProbes+b0.TailProbes, a0.TailCopies+b0.TailCopies, a0.PacketsSent, b0.PacketsSent,
+		pct(r10, 50), pct(r10, 99), r10[len(r10)-1], a10.TailProbes+b10.TailProbes, a10.TailCopies+b10.TailCopies, a10.PacketsSent, b10.PacketsSent)
+	if n := a0.TailProbes + b0.TailProbes + a0.TailCopies + b0.TailCopies; n != 0 {
+		t.Errorf("%d tail-loss probes or tail copies without loss", n)
 	}
 	if pct(r10, 50) != pct(r0, 50) {
 		t.Errorf("median round trip %v at 10%% loss, %v without: a round without loss must not change", pct(r10, 50), pct(r0, 50))
 	}
-	// Two losses in a round (a ping and its probe, or a ping and the
-	// pong) cost two probe timeouts of the 250 µs floor.
-	if p99 := pct(r10, 99); p99 > 2*ptoMin+10*pct(r0, 50) {
-		t.Errorf("p99 round trip %v at 10%% loss, want at most two probe timeouts (%v) and a few round trips", p99, 2*ptoMin)
+	// A round loses both copies of its ping or of its pong about one
+	// time in 50, and then waits one probe timeout of the 250 µs floor.
+	if p99 := pct(r10, 99); p99 > ptoMin+4*pct(r0, 50) {
+		t.Errorf("p99 round trip %v at 10%% loss, want at most one probe timeout (%v) and a few round trips", p99, ptoMin)
+	}
+	// Each side sends its message, its copy and few acks besides: the
+	// copy that comes right behind the message is not acked at once.
+	for _, st := range []Stats{a10, b10} {
+		if st.PacketsSent > rounds*5/2 {
+			t.Errorf("%d packets sent for %d rounds, want at most 2.5 a round", st.PacketsSent, rounds)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package snp
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"runtime"
 	"testing"
 	"time"
@@ -256,5 +257,43 @@ func TestLargeMessagesNoGarbage(t *testing.T) {
 	}
 	if h.got-got < 20 {
 		t.Fatalf("%d messages arrived", h.got-got)
+	}
+}
+
+// TestRangeSetModel checks rangeSet's add and remove against a bitmap.
+func TestRangeSetModel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 200 {
+		var r rangeSet
+		var m [200]bool
+		for range 100 {
+			b := rng.Int64N(200)
+			e := b + rng.Int64N(min(20, 200-b)+1)
+			if rng.IntN(2) == 0 {
+				for i := b; i < e; i++ {
+					m[i] = true
+				}
+				r.add(b, e)
+			} else {
+				for i := b; i < e; i++ {
+					m[i] = false
+				}
+				r.remove(b, e)
+			}
+			var got [200]bool
+			last := int64(-1)
+			for _, x := range r.s {
+				if x.b >= x.e || x.b <= last {
+					t.Fatalf("round %d: spans not sorted, disjoint and apart: %v", round, r.s)
+				}
+				for i := x.b; i < x.e; i++ {
+					got[i] = true
+				}
+				last = x.e
+			}
+			if got != m {
+				t.Fatalf("round %d: set %v differs from the model", round, r.s)
+			}
+		}
 	}
 }

@@ -53,17 +53,29 @@ func TestTailProbeTimeout(t *testing.T) {
 	if s := p.a.Stats(p.now); s.TailProbes != 1 {
 		t.Fatalf("%d tail-loss probes, want 1", s.TailProbes)
 	}
-	// Now the path has lost a packet: the next loss is repaired at the
-	// probe timeout, the ping's data sent again.
+	// Now the path has lost a packet: a tail goes twice (copyTail), and
+	// the copy arrives.
 	drop = map[int64]bool{p.a.nextPktNum: true}
-	if d := send(21); d > ptoMin+time.Millisecond {
-		t.Fatalf("lost message on a lossy path delivered after %v, want within %v", d, ptoMin+time.Millisecond)
+	if d := send(21); d > 2*p.delay {
+		t.Fatalf("lost message on a lossy path delivered after %v, want its copy after %v", d, p.delay)
 	}
-	// A probe lost too: the second comes one probe timeout later (no
-	// backoff yet), the third after twice that.
-	drop = map[int64]bool{p.a.nextPktNum: true, p.a.nextPktNum + 1: true, p.a.nextPktNum + 2: true}
-	if d := send(22); d < 4*ptoMin || d > 4*ptoMin+2*time.Millisecond {
-		t.Fatalf("message lost three times delivered after %v, want about %v", d, 4*ptoMin)
+	// Both copies lost: the next loss is repaired at the probe timeout,
+	// the ping's data sent again (and copied).
+	drop = map[int64]bool{p.a.nextPktNum: true, p.a.nextPktNum + 1: true}
+	if d := send(22); d < ptoMin || d > ptoMin+time.Millisecond {
+		t.Fatalf("message lost twice on a lossy path delivered after %v, want within %v", d, ptoMin+time.Millisecond)
+	}
+	// A probe and its copy lost too: the second comes one probe timeout
+	// later (no backoff yet), the third after twice that.
+	drop = map[int64]bool{}
+	for i := range int64(6) {
+		drop[p.a.nextPktNum+i] = true
+	}
+	if d := send(23); d < 4*ptoMin || d > 4*ptoMin+2*time.Millisecond {
+		t.Fatalf("message lost six times delivered after %v, want about %v", d, 4*ptoMin)
+	}
+	if s := p.a.Stats(p.now); s.TailCopies < 4 {
+		t.Fatalf("%d tail copies, want one for each message and probe since the first loss", s.TailCopies)
 	}
 }
 
@@ -87,7 +99,8 @@ func TestDuplicateDataAckedAtOnce(t *testing.T) {
 	if w := r.NextWake(); !w.After(t0) {
 		t.Fatalf("new data acked at %v, want after a delay", w)
 	}
-	// The same bytes again, in a new packet (as a probe sends them).
+	// The same bytes again right behind, in a new packet (as a tail's
+	// copy comes): no sign of a lost ack.
 	s.lanes[0].queueRetx(1, s.lanes[0].sentPos)
 	pkt, num, ok = s.Poll(t0, buf)
 	if !ok {
@@ -96,10 +109,23 @@ func TestDuplicateDataAckedAtOnce(t *testing.T) {
 	if err := r.ReceivePacket(t0, num, pkt); err != nil {
 		t.Fatal(err)
 	}
-	if w := r.NextWake(); w.After(t0) {
+	if w := r.NextWake(); !w.After(t0) {
+		t.Fatalf("a copy right behind its data acked at %v, want after a delay", w)
+	}
+	// Again, a probe timeout later (as a probe sends them).
+	t1 := t0.Add(ptoMin)
+	s.lanes[0].queueRetx(1, s.lanes[0].sentPos)
+	pkt, num, ok = s.Poll(t1, buf)
+	if !ok {
+		t.Fatal("no retransmission")
+	}
+	if err := r.ReceivePacket(t1, num, pkt); err != nil {
+		t.Fatal(err)
+	}
+	if w := r.NextWake(); w.After(t1) {
 		t.Fatalf("duplicate data acked at %v, want at once", w)
 	}
-	if _, _, ok := r.Poll(t0, buf); !ok {
+	if _, _, ok := r.Poll(t1, buf); !ok {
 		t.Fatal("no ack packet for the duplicate")
 	}
 }

@@ -1,5 +1,10 @@
 package snp
 
+import (
+	"cmp"
+	"slices"
+)
+
 // span is the half-open range [b, e) of stream positions or packet numbers.
 type span struct{ b, e int64 }
 
@@ -55,7 +60,11 @@ func (r *rangeSet) remove(b, e int64) {
 		return
 	}
 	s := r.s
-	for i := 0; i < len(s); i++ {
+	// The first span that ends past b (a receive lane's holes number
+	// hundreds at high loss, and new data at the stream's end overlaps
+	// none).
+	i0, _ := slices.BinarySearchFunc(s, b, func(x span, b int64) int { return cmp.Compare(x.e, b+1) })
+	for i := i0; i < len(s); i++ {
 		x := s[i]
 		if x.e <= b {
 			continue

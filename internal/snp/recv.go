@@ -178,9 +178,15 @@ func (c *Conn) ReceivePacket(now time.Time, pktNum int64, payload []byte) error 
 	if hasRel {
 		c.ackElicit++
 		c.ackDue = min(c.ackDue, t+int64(maxDataAckDelay/time.Microsecond))
-		if c.ackElicit >= ackEveryPackets || !c.relFresh {
+		if c.relFresh {
+			c.relFreshAt = t
+		}
+		if c.ackElicit >= ackEveryPackets || (!c.relFresh && t-c.relFreshAt > int64(tailCopyAckGrace/time.Microsecond)) {
 			// Reliable data we had already: the sender sent it again
-			// because it heard no ack; it hears one at once.
+			// because it heard no ack; it hears one at once. Unless
+			// the data came just after packets that brought data we
+			// lacked: the second copy of a tail (Conn.copyTail) is no
+			// sign of a lost ack.
 			c.ackDue = t
 		}
 	} else if hasData {

@@ -7,7 +7,7 @@ type counters struct {
 	pktsDup, pktsDiscarded, pktsBad              int64
 	pktsAcked, pktsLost, pktsRetransmitted       int64
 	bytesRetransmitted, acksSent                 int64
-	tailProbes                                   int64
+	tailProbes, tailCopies                       int64
 	msgsSentRel, msgsSentUnrel                   int64
 	msgsRecvRel, msgsRecvUnrel                   int64
 	unreliableDroppedSend, unreliableDroppedRecv int64
@@ -49,6 +49,7 @@ type Stats struct {
 	PacketsAcked, PacketsLost                      int64 // data packets whose fate is known
 	PacketsRetransmitted, BytesRetransmitted       int64
 	TailProbes                                     int64 // tail-loss probes sent
+	TailCopies                                     int64 // small tails sent twice on a lossy path (Conn.copyTail)
 	AcksSent                                       int64
 	MessagesSentReliable, MessagesSentUnreliable   int64
 	MessagesRecvReliable, MessagesRecvUnreliable   int64
@@ -111,6 +112,7 @@ func (c *Conn) Stats(now time.Time) Stats {
 		PacketsRetransmitted:    c.st.pktsRetransmitted,
 		BytesRetransmitted:      c.st.bytesRetransmitted,
 		TailProbes:              c.st.tailProbes,
+		TailCopies:              c.st.tailCopies,
 		AcksSent:                c.st.acksSent,
 		MessagesSentReliable:    c.st.msgsSentRel,
 		MessagesSentUnreliable:  c.st.msgsSentUnrel,
