@@ -153,6 +153,10 @@ const (
 	// carrying reliable data, rather than waiting up to maxDataAckDelay, so
 	// a one-way bulk sender can release its buffer quickly.
 	ackEveryPackets = 8
+	// ackMinInterval: an ack owed for ackEveryPackets packets or a new
+	// hole waits until this long after the last ack (ours; see
+	// Conn.ackPaced).
+	ackMinInterval = 100 * time.Microsecond
 	// ackEveryUnreliable: the receiver acks at once after this many
 	// packets carrying data, reliable or not. GNS acks packets of
 	// unreliable data only within maxAckStatsDelay (250 ms), which leaves

@@ -65,6 +65,7 @@ type Conn struct {
 	ackElicitUnrel int   // packets of unreliable data only since the last ack we sent
 	relFresh       bool  // the packet being received brought reliable data we lacked
 	relFreshAt     int64 // when a packet last brought reliable data we lacked
+	lastAckAt      int64 // when the last ack frame went
 	forceAt        int64 // QueueAck: a packet must go out by then, even an empty one
 	seenMax        int64 // highest packet number decoded, discarded ones included
 	inbox          msgQueue
@@ -101,6 +102,7 @@ func New(cfg Config, now time.Time) (*Conn, error) {
 		forceAt:    never,
 		lossAt:     -never / 2,
 		relFreshAt: -never / 2,
+		lastAckAt:  -never / 2,
 	}
 	c.lanes = make([]sendLane, len(cfg.Lanes))
 	for i, l := range cfg.Lanes {

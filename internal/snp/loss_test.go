@@ -90,13 +90,19 @@ func TestLossGoodput(t *testing.T) {
 	link.LossPercent = 10
 	g10, sa, sb := bulkGoodput(t, link, d)
 	ratio := g10 / g0
-	t.Logf("lossless %.1f MB/s, 10%% loss each way %.1f MB/s: ratio %.2f; sender lost %d, probes %d; receiver discarded %d",
-		g0/1e6, g10/1e6, ratio, sa.PacketsLost, sa.TailProbes, sb.PacketsDiscarded)
+	t.Logf("lossless %.1f MB/s, 10%% loss each way %.1f MB/s: ratio %.2f; sender lost %d, probes %d; receiver discarded %d, sent %d acks for %d packets",
+		g0/1e6, g10/1e6, ratio, sa.PacketsLost, sa.TailProbes, sb.PacketsDiscarded, sb.AcksSent, sb.PacketsRecv)
 	if g0 < 0.9*rate {
 		t.Errorf("lossless goodput %.1f MB/s, want at least 90%% of the link's %d MB/s", g0/1e6, rate/1_000_000)
 	}
 	if ratio < 0.9 || g10 < 0.85*rate {
 		t.Errorf("goodput at 10%% loss %.1f MB/s is %.2f of the lossless figure, want at least 0.9 of it and 0.85 of the link", g10/1e6, ratio)
+	}
+	// A hole every ten packets was acked at once, besides every 8
+	// packets: 13,241 acks for 64,538 packets; now at most one an
+	// ackMinInterval (a probe's duplicate aside).
+	if most := int64(d/ackMinInterval) * 105 / 100; sb.AcksSent > most {
+		t.Errorf("receiver sent %d acks in %v, want at most %d", sb.AcksSent, d, most)
 	}
 	// Bounded at 128 holes in its stream, the receiver discarded 137
 	// packets of 100,000 (the window holds about 175 at 10% loss).

@@ -204,6 +204,7 @@ func (c *Conn) appendAck(t int64, room int) {
 	}
 	c.enc.AppendAck(latest, uint16(delay), c.blocks)
 	c.st.acksSent++
+	c.lastAckAt = t
 	c.ackElicit = 0
 	c.ackElicitUnrel = 0
 	if heldUntil == never {
