@@ -264,3 +264,59 @@ func TestBufferAheadOfHole(t *testing.T) {
 		t.Errorf("receiver buffered up to %d B behind the hole, want more than RecvBufferSize (1 MiB), at most %d", peak, maxBufferedRel)
 	}
 }
+
+// TestAckPaced: the ack owed after ackEveryPackets packets of reliable
+// data goes at once when the last ack is older than ackMinInterval (a
+// slow stream is acked as before), else ackMinInterval after it (a fast
+// stream is acked about every ackMinInterval).
+func TestAckPaced(t *testing.T) {
+	s := mustNew(t, Config{})
+	r := mustNew(t, Config{})
+	buf := make([]byte, 0, 2048)
+	now := t0
+	// deliver sends n reliable messages, a packet each, gap apart, and
+	// returns when the receiver's owed ack is due.
+	deliver := func(n int, gap time.Duration) time.Time {
+		t.Helper()
+		for range n {
+			now = now.Add(gap)
+			if _, err := s.SendMessage(now, 0, []byte("hello"), Reliable|NoNagle); err != nil {
+				t.Fatal(err)
+			}
+			pkt, num, ok := s.Poll(now, buf)
+			if !ok {
+				t.Fatal("nothing sent")
+			}
+			if err := r.ReceivePacket(now, num, pkt); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return r.NextWake()
+	}
+	drain := func() {
+		t.Helper()
+		for {
+			pkt, num, ok := r.Poll(now, buf)
+			if !ok {
+				return
+			}
+			if err := s.ReceivePacket(now, num, pkt); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Slow: a packet a millisecond, acked at the 8th.
+	if w := deliver(ackEveryPackets, time.Millisecond); w.After(now) {
+		t.Fatalf("slow stream: ack due %v after its %dth packet", w.Sub(now), ackEveryPackets)
+	}
+	drain()
+	// Fast: 8 packets within a few µs of that ack wait for the interval.
+	acked := now
+	if w := deliver(ackEveryPackets, time.Microsecond); !w.Equal(acked.Add(ackMinInterval)) {
+		t.Fatalf("fast stream: ack due %v after the last, want %v", w.Sub(acked), ackMinInterval)
+	}
+	now = acked.Add(ackMinInterval)
+	if _, _, ok := r.Poll(now, buf); !ok {
+		t.Fatal("no ack at its time")
+	}
+}
