@@ -149,3 +149,32 @@ func TestCongestionRandomLossFast(t *testing.T) {
 		t.Errorf("goodput %.0f B/s, want at least 70%% of %d B/s", goodput, max)
 	}
 }
+
+// TestCongestionBurstCutsAtMostHalf: an interval that lost most of its
+// packets at once (a receiver's socket buffer overflowing for a moment)
+// halves the rate at most; before, the rate fell by the loss fraction,
+// to a fifth for 80% lost, and W5's 8% growth took seconds to come back.
+func TestCongestionBurstCutsAtMostHalf(t *testing.T) {
+	var cc congestion
+	var rtt rttEstimator
+	rtt.init()
+	var p pacer
+	cfg := Config{SendRateMin: 1 << 10, SendRateMax: 1 << 30}
+	p.rate = 100e6
+	t0 := int64(1_000_000)
+	cc.update(t0, &rtt, &p, cfg) // starts
+	// Clean intervals first, so the path's own loss is known to be 0.
+	tt := t0
+	for range 20 {
+		tt += int64(ccMinInterval / time.Microsecond)
+		cc.acked, cc.sent = 1000, int(p.rate*0.02)
+		cc.update(tt, &rtt, &p, cfg)
+	}
+	before := p.rate
+	tt += int64(ccMinInterval / time.Microsecond)
+	cc.acked, cc.lost, cc.sent = 200, 800, int(p.rate*0.02)
+	cc.update(tt, &rtt, &p, cfg)
+	if p.rate < before/2 || p.rate >= before {
+		t.Fatalf("80%% lost in one interval took the rate from %.0f to %.0f, want a cut to no less than half", before, p.rate)
+	}
+}

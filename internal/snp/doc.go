@@ -23,7 +23,7 @@
 // samples of at least 200 packets (congestion loss stops once the rate is
 // below the bottleneck; random loss does not), capped at 20%: loss above
 // that baseline by more than the sample's noise cuts the rate by the
-// excess; queuing delay
+// excess, by half at most; queuing delay
 // above max(25 ms, min RTT) cuts it by 15%; otherwise, if the application
 // actually used the rate, it grows: doubling during start-up, then 8% per
 // interval. We chose this over a BBR-style model because game traffic is

@@ -123,7 +123,7 @@ func (r *rttEstimator) pto(ackDelay int64) int64 {
 //
 //   - loss above the baseline by more than the noise of the interval's
 //     sample (3% plus 2.5 standard deviations at the larger of the two
-//     fractions): rate *= 1 - excess
+//     fractions): rate *= 1 - excess, halved at most (ccMaxCut)
 //   - else queuing delay (latest RTT - min RTT) above max(25 ms, min RTT):
 //     rate *= 0.85
 //   - else, if the sender used at least half the rate: the rate doubles
@@ -151,6 +151,11 @@ const (
 	ccMargin      = 0.03 // excess loss always tolerated
 	ccMinSample   = 200  // packets a sample of the baseline pools
 	lossHistory   = 16
+	// ccMaxCut bounds one interval's cut for loss: a burst lost in one
+	// interval (a receiver's socket buffer overflowing for a moment)
+	// halves the rate at most, where 1 - loss cut it to a fifth or less
+	// and the 8% growth took seconds to come back.
+	ccMaxCut = 0.5
 )
 
 func (cc *congestion) onSend(n int) { cc.sent += n }
@@ -208,7 +213,7 @@ func (cc *congestion) update(t int64, rtt *rttEstimator, p *pacer, cfg Config) {
 	appLimited := float64(cc.sent) < 0.5*r*float64(el)/1e6
 	switch {
 	case excess > margin:
-		r *= 1 - min(excess, 1)
+		r *= 1 - min(excess, ccMaxCut)
 		cc.slowStart = false
 	case rtt.min >= 0 && qd > max(int64(ccDelayTarget/time.Microsecond), rtt.min):
 		r *= 0.85
