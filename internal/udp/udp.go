@@ -75,11 +75,20 @@ const (
 	// messages Linux takes in one recvmmsg/sendmmsg call.
 	MaxBatchSize = 1024
 
-	// DefaultSocketBuffer is the SO_RCVBUF and SO_SNDBUF a Conn asks for
-	// when Options.ReadBuffer or Options.WriteBuffer is zero: 4 MiB, about
-	// 3,400 datagrams of 1200 bytes, so that a reader that falls behind
-	// for a few milliseconds at full rate loses nothing.
+	// DefaultSocketBuffer is the SO_SNDBUF a Conn asks for when
+	// Options.WriteBuffer is zero: 4 MiB.
 	DefaultSocketBuffer = 4 << 20
+
+	// DefaultReadBuffer is the SO_RCVBUF a Conn asks for when
+	// Options.ReadBuffer is zero: 16 MiB, about 13,000 datagrams of 1200
+	// bytes. A reader that falls behind a sender at full rate then holds
+	// the backlog long enough for the sender's rate control to see its
+	// delay (snp's 25 ms queuing-delay target) before the buffer
+	// overflows: with 4 MiB, 64-byte unreliable messages at 3M a second
+	// (W5) filled it in 19 ms, and 3-4% were lost. The kernel takes the
+	// memory only as datagrams wait; past net.core.rmem_max it needs
+	// CAP_NET_ADMIN (SO_RCVBUFFORCE).
+	DefaultReadBuffer = 16 << 20
 
 	// DefaultGROBuffers is the number of 64 KiB buffers a Conn reads into
 	// per recvmmsg call when UDP GRO is on and Options.GROBuffers is zero.
@@ -93,7 +102,7 @@ var ErrInvalidOptions = errors.New("udp: invalid options")
 // Options configures a Conn. The zero value is valid and gives the defaults.
 type Options struct {
 	// ReadBuffer is the receive buffer (SO_RCVBUF) to ask the kernel for,
-	// in bytes. Zero means DefaultSocketBuffer; negative means leave the
+	// in bytes. Zero means DefaultReadBuffer; negative means leave the
 	// system default. On Linux a Conn first tries SO_RCVBUFFORCE, which
 	// passes net.core.rmem_max when the process has CAP_NET_ADMIN, then
 	// SO_RCVBUF. Info.ReadBuffer says what the kernel granted.
@@ -151,7 +160,7 @@ func (o Options) fill() (Options, error) {
 		o.GROBuffers = DefaultGROBuffers
 	}
 	if o.ReadBuffer == 0 {
-		o.ReadBuffer = DefaultSocketBuffer
+		o.ReadBuffer = DefaultReadBuffer
 	}
 	if o.WriteBuffer == 0 {
 		o.WriteBuffer = DefaultSocketBuffer
