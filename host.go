@@ -1368,6 +1368,9 @@ type worker struct {
 	// not interrupt its read, and it never waits for an application to
 	// take messages (it may be that application).
 	own *recvQueue
+	// held counts the batches run since the queues in wake were last
+	// woken (runBatch's hold).
+	held int
 }
 
 func newWorker() *worker { return &worker{msgs: make([]snp.Message, 64)} }
@@ -1395,7 +1398,7 @@ func (h *Host) workLoop(shard int, in chan *rxBatch) {
 		case <-h.done:
 			return
 		case rb := <-in:
-			h.runBatch(w, rb, len(rb.pkts), shard, stall)
+			h.runBatch(w, rb, len(rb.pkts), shard, stall, len(in) > 0)
 			h.inflight[shard].Add(-1)
 			h.releaseBatch(rb)
 		}
@@ -1466,8 +1469,13 @@ func (h *Host) countInLocked(b []byte) {
 }
 
 // runBatch handles the datagrams of rb[:n] that are shard's, in order, and
-// writes what they made the connections send.
-func (h *Host) runBatch(w *worker, rb *rxBatch, n int, shard int, stall *time.Timer) {
+// writes what they made the connections send. With more set (another
+// batch waits for this worker), the receivers whose queues gained
+// messages are woken after that batch instead, up to maxHeld batches:
+// under load, a receiver then wakes once for several batches' messages,
+// rather than a goroutine switch (and, with several connections, the
+// displacement of the reader the worker just unblocked) per batch.
+func (h *Host) runBatch(w *worker, rb *rxBatch, n int, shard int, stall *time.Timer, more bool) {
 	now := h.cfg.Now()
 	h.clock.Store(now.UnixNano())
 	var count, bytes int64 // added to the Host's counters once per batch
@@ -1497,7 +1505,7 @@ func (h *Host) runBatch(w *worker, rb *rxBatch, n int, shard int, stall *time.Ti
 			continue
 		}
 		if w.own == nil && h.recvFullConn(hc) && now.Sub(time.Unix(0, hc.lastTake.Load())) <= activeReceiver {
-			h.wakeAll(&w.wake)
+			h.wakeHeld(w)
 			h.write(&w.out)
 			now = h.waitTake(now, hc, stall)
 		}
@@ -1520,16 +1528,21 @@ func (h *Host) runBatch(w *worker, rb *rxBatch, n int, shard int, stall *time.Ti
 		slow := h.pollFast(w, now, hc)
 		hc.mu.Unlock()
 		if slow {
-			h.wakeAll(&w.wake)
+			h.wakeHeld(w)
 			h.flushWorker(w)
 			h.pollSlow(now, hc)
 		}
 	}
-	h.wakeAll(&w.wake)
+	if w.held++; !more || w.held >= maxHeld {
+		h.wakeHeld(w)
+	}
 	h.fast.datagramsIn.Add(count)
 	h.fast.bytesIn.Add(bytes)
 	h.flushWorker(w)
 }
+
+// maxHeld bounds the batches whose receivers' wake-ups runBatch holds.
+const maxHeld = 4
 
 // recvFullConn reports whether hc's queue is full and its engine's half
 // full, by messages or by bytes: more data would soon be discarded. hc's
@@ -1875,6 +1888,13 @@ func (h *Host) drainConn(buf []snp.Message, now time.Time, hc *hostConn, wake *[
 			*wake = append(*wake, rq)
 		}
 	}
+}
+
+// wakeHeld wakes the waiters of the queues that gained messages in w's
+// batches.
+func (h *Host) wakeHeld(w *worker) {
+	w.held = 0
+	h.wakeAll(&w.wake)
 }
 
 // wakeAll wakes the waiters of the queues drainConn added to *wake.

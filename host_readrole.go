@@ -462,7 +462,7 @@ func (h *Host) readOnce(w *worker, stall *time.Timer, inRead *atomic.Bool) (n in
 	}
 	for s := range h.shards {
 		if inline&(1<<s) != 0 {
-			h.runBatch(w, rb, n, s, stall)
+			h.runBatch(w, rb, n, s, stall, false)
 		}
 	}
 	h.releaseBatch(rb)

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,14 +70,14 @@ func scaleRun(b *testing.B, via string, conns, size, count int) {
 	)
 	if via == "mem" {
 		received = new(atomic.Int64)
-		feed = newScaleFeed(int64(max(scaleWindow/size, 64)), received)
+		feed = newScaleFeed(scaleInFlight(conns, size), received)
 		pc = feed
 	}
 	h, err := NewHost(Config{
 		ListenAddr: netip.MustParseAddrPort("127.0.0.1:0"),
 		PacketConn: pc,
-		// Room for everything the senders keep in flight (scaleWindow),
-		// whichever connection it is on.
+		// Room for a sender's share of what the senders keep in flight
+		// (scaleInFlight), several times over.
 		ConnConfig: ConnConfig{RecvBufferMessages: 1 << 16, RecvBufferSize: 4 * scaleWindow},
 		OnConnectionStatusChanged: func(ev ConnStatusChanged) {
 			if ev.Info.State == StateConnecting && ev.Info.ListenSocket != InvalidListen {
@@ -153,7 +154,7 @@ func scaleRun(b *testing.B, via string, conns, size, count int) {
 			next := uint64(0)
 			one := make([]*Message, 1)
 			unsaid := 0 // received and not yet added to received
-			tell := min(scaleTell, max(scaleWindow/size, 64)/(4*conns))
+			tell := min(scaleTell, int(scaleInFlight(conns, size))/(4*conns))
 			for next < uint64(count) {
 				ms, err := scaleRecv(h, ctx, c, one)
 				if err != nil {
@@ -235,16 +236,26 @@ func init() {
 	}
 }
 
-// scaleWindow is how many bytes of messages the senders keep ahead of what
-// the Host under test has handed to its application: well within the
-// Host's socket buffer, so that nothing is lost (the prebuilt datagrams
-// are never sent again).
-const scaleWindow = 1 << 20
+// scaleWindow is how many bytes of messages each sender keeps ahead of
+// what the Host under test has handed to its application (a GNS sender's
+// send buffer is 512 KiB), and scaleWindowAll how many all of them do
+// together: within the Host's socket receive buffer (16 MiB), so that
+// nothing is lost (the prebuilt datagrams are never sent again).
+const (
+	scaleWindow    = 1 << 20
+	scaleWindowAll = 8 << 20
+)
+
+// scaleInFlight is how many messages of size bytes conns senders keep in
+// flight together.
+func scaleInFlight(conns, size int) int64 {
+	return int64(max(min(conns*scaleWindow, scaleWindowAll)/size, 64))
+}
 
 // scaleSender runs the senders of BenchmarkHostScale: spec is
 // "addr,conns,size,count,file". Each connects, makes its datagrams ahead
 // of time, and, once all are ready, writes them to the Host, keeping the
-// messages sent within scaleWindow bytes of the count the Host received,
+// messages sent within scaleInFlight of the count the Host received,
 // which the benchmark keeps in file (scaleCounter).
 func scaleSender(spec string) error {
 	parts := strings.Split(spec, ",")
@@ -264,7 +275,7 @@ func scaleSender(spec string) error {
 	}
 	defer unmap()
 	var sent atomic.Int64 // messages, as far as the datagrams written tell
-	window := int64(max(scaleWindow/size, 64))
+	window := scaleInFlight(conns, size)
 	var ready sync.WaitGroup
 	start := make(chan struct{})
 	errs := make(chan error, conns)
@@ -456,7 +467,24 @@ var scaleProfile = os.Getenv("NETMSG_SCALE_CPUPROFILE")
 
 var scaleProfiling *os.File
 
+// scaleTrace (NETMSG_SCALE_TRACE=file) writes an execution trace of the
+// measured window only (go tool trace; -pprof=sched shows who waited for
+// a core).
+var scaleTrace = os.Getenv("NETMSG_SCALE_TRACE")
+
+var scaleTracing *os.File
+
 func scaleProfileStart(b *testing.B) {
+	if scaleTrace != "" {
+		if f, err := os.Create(scaleTrace); err != nil {
+			b.Error(err)
+		} else if err := trace.Start(f); err != nil {
+			f.Close()
+			b.Error(err)
+		} else {
+			scaleTracing = f
+		}
+	}
 	if scaleProfile == "" {
 		return
 	}
@@ -474,6 +502,11 @@ func scaleProfileStart(b *testing.B) {
 }
 
 func scaleProfileStop() {
+	if scaleTracing != nil {
+		trace.Stop()
+		scaleTracing.Close()
+		scaleTracing = nil
+	}
 	if scaleProfiling != nil {
 		pprof.StopCPUProfile()
 		scaleProfiling.Close()
