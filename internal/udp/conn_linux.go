@@ -236,11 +236,18 @@ func (c *Conn) batchWrite() bool { return c.sys.batch && !c.sys.w.noMmsg }
 
 // rawRecv is readFn: recvmmsg on r.hdrs[:r.want]. It returns false to wait
 // for the socket to become readable.
+//
+// The socket does not block (Go's poller made it non-blocking), so the
+// call is a raw one: it does not tell the scheduler it entered a system
+// call. A call that did (Syscall6) wakes the runtime's monitor thread
+// when it sleeps, which it does whenever the process was idle: two futex
+// calls for every read of a ping-pong, more than the read itself on a VM
+// whose system calls are slow.
 func (s *sysConn) rawRecv(fd uintptr) bool {
 	r := &s.r
 	for {
 		r.calls++
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(r.want), 0, 0, 0)
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(r.want), 0, 0, 0)
 		switch e {
 		case 0:
 			r.got, r.errno = int(n), 0
@@ -256,12 +263,12 @@ func (s *sysConn) rawRecv(fd uintptr) bool {
 }
 
 // rawSend is writeFn: sendmmsg on w.hdrs[w.from:w.to]. It returns false to
-// wait for the socket to become writable.
+// wait for the socket to become writable. Raw, as rawRecv is.
 func (s *sysConn) rawSend(fd uintptr) bool {
 	w := &s.w
 	for {
 		w.calls++
-		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&w.hdrs[w.from])), uintptr(w.to-w.from), 0, 0, 0)
+		n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&w.hdrs[w.from])), uintptr(w.to-w.from), 0, 0, 0)
 		switch e {
 		case 0:
 			w.sent, w.errno = int(n), 0
