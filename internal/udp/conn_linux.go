@@ -263,12 +263,23 @@ func (s *sysConn) rawRecv(fd uintptr) bool {
 }
 
 // rawSend is writeFn: sendmmsg on w.hdrs[w.from:w.to]. It returns false to
-// wait for the socket to become writable. Raw, as rawRecv is.
+// wait for the socket to become writable. A send of at most rawSendMax
+// datagrams is raw, as rawRecv is; a larger one is not, as it may take
+// long (on loopback the sender's call also runs the receiver's side of
+// the kernel), and the scheduler may then give its P to another thread.
+const rawSendMax = 4
+
 func (s *sysConn) rawSend(fd uintptr) bool {
 	w := &s.w
 	for {
 		w.calls++
-		n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&w.hdrs[w.from])), uintptr(w.to-w.from), 0, 0, 0)
+		var n uintptr
+		var e unix.Errno
+		if w.to-w.from <= rawSendMax {
+			n, _, e = unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&w.hdrs[w.from])), uintptr(w.to-w.from), 0, 0, 0)
+		} else {
+			n, _, e = unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&w.hdrs[w.from])), uintptr(w.to-w.from), 0, 0, 0)
+		}
 		switch e {
 		case 0:
 			w.sent, w.errno = int(n), 0
