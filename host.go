@@ -118,6 +118,11 @@ type Host struct {
 	wakeMu  sync.Mutex // guards wakes, timerAt and every hostConn's wake fields
 	wakes   wakeHeap   // connections by next wake-up
 	timerAt time.Time  // when the timer goroutine looks at the connections next
+	// timerT is the timer goroutine's timer for waits beyond preciseMax
+	// (all waits without a precise timer); a wake-up sooner than timerAt
+	// but beyond preciseMax moves it (kickTimerLocked) rather than
+	// waking the goroutine. Reset and stopped under wakeMu only.
+	timerT *time.Timer
 
 	evMu   sync.Mutex    // guards events
 	events []statusEvent // waiting for the event goroutine
@@ -2224,13 +2229,25 @@ func (h *Host) rescheduleBatchLocked(now time.Time, hc *hostConn) {
 	h.kickTimerLocked(w)
 }
 
-// kickTimerLocked wakes the timer goroutine if w is sooner than the time
-// it sleeps until. wakeMu is held.
+// kickTimerLocked makes the timer goroutine look at the connections at w
+// if w is sooner than the time it sleeps until. A w beyond preciseMax
+// (or any w, without a precise timer) moves its timer: no goroutine
+// wakes now. Otherwise it is woken to set its precise timer. Most such
+// wake-ups are an ack owed within 50 ms, which a reply then carries: a
+// request-reply exchange would otherwise wake the timer goroutine for
+// nothing, a futex call and a goroutine switch per message. wakeMu is
+// held.
 func (h *Host) kickTimerLocked(w time.Time) {
 	if w.IsZero() || !w.Before(h.timerAt) {
 		return
 	}
 	h.timerAt = w
+	if h.timerT != nil {
+		if d := w.Sub(h.cfg.Now()); d > preciseMax || (h.precise == nil && d > 0) {
+			h.timerT.Reset(d)
+			return
+		}
+	}
 	signal(h.timerKick)
 }
 
@@ -2432,7 +2449,15 @@ func (h *Host) writeLocked(o *outBatch) {
 func (h *Host) timerLoop() {
 	defer h.wg.Done()
 	t := time.NewTimer(time.Hour)
-	defer t.Stop()
+	h.wakeMu.Lock()
+	h.timerT = t
+	h.wakeMu.Unlock()
+	defer func() {
+		h.wakeMu.Lock()
+		h.timerT = nil
+		t.Stop()
+		h.wakeMu.Unlock()
+	}()
 	// pc is the precise timer's channel (nil, never ready, without one).
 	var pc <-chan struct{}
 	if h.precise != nil {
@@ -2499,15 +2524,17 @@ func (h *Host) timerLoop() {
 			d = max(next.Sub(now), 0)
 		}
 		h.timerAt = now.Add(d)
-		h.wakeMu.Unlock()
-		if h.precise != nil && d > 0 && d <= preciseMax {
+		usePrecise := h.precise != nil && d > 0 && d <= preciseMax
+		if usePrecise {
 			t.Stop()
-			h.precise.Reset(d)
 		} else {
-			if h.precise != nil {
-				h.precise.Stop()
-			}
 			t.Reset(d)
+		}
+		h.wakeMu.Unlock()
+		if usePrecise {
+			h.precise.Reset(d)
+		} else if h.precise != nil {
+			h.precise.Stop()
 		}
 		select {
 		case <-h.done:
