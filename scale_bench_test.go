@@ -70,14 +70,14 @@ func scaleRun(b *testing.B, via string, conns, size, count int) {
 	)
 	if via == "mem" {
 		received = new(atomic.Int64)
-		feed = newScaleFeed(scaleInFlight(conns, size), received)
+		feed = newScaleFeed(scaleInFlight(size), received)
 		pc = feed
 	}
 	h, err := NewHost(Config{
 		ListenAddr: netip.MustParseAddrPort("127.0.0.1:0"),
 		PacketConn: pc,
-		// Room for a sender's share of what the senders keep in flight
-		// (scaleInFlight), several times over.
+		// Room for everything the senders keep in flight (scaleWindow),
+		// whichever connection it is on.
 		ConnConfig: ConnConfig{RecvBufferMessages: 1 << 16, RecvBufferSize: 4 * scaleWindow},
 		OnConnectionStatusChanged: func(ev ConnStatusChanged) {
 			if ev.Info.State == StateConnecting && ev.Info.ListenSocket != InvalidListen {
@@ -154,7 +154,7 @@ func scaleRun(b *testing.B, via string, conns, size, count int) {
 			next := uint64(0)
 			one := make([]*Message, 1)
 			unsaid := 0 // received and not yet added to received
-			tell := min(scaleTell, int(scaleInFlight(conns, size))/(4*conns))
+			tell := min(scaleTell, int(scaleInFlight(size))/(4*conns))
 			for next < uint64(count) {
 				ms, err := scaleRecv(h, ctx, c, one)
 				if err != nil {
@@ -236,20 +236,16 @@ func init() {
 	}
 }
 
-// scaleWindow is how many bytes of messages each sender keeps ahead of
-// what the Host under test has handed to its application (a GNS sender's
-// send buffer is 512 KiB), and scaleWindowAll how many all of them do
-// together: within the Host's socket receive buffer (16 MiB), so that
-// nothing is lost (the prebuilt datagrams are never sent again).
-const (
-	scaleWindow    = 1 << 20
-	scaleWindowAll = 8 << 20
-)
+// scaleWindow is how many bytes of messages the senders keep ahead of what
+// the Host under test has handed to its application: well within the
+// Host's socket buffer, so that nothing is lost (the prebuilt datagrams
+// are never sent again).
+const scaleWindow = 1 << 20
 
-// scaleInFlight is how many messages of size bytes conns senders keep in
-// flight together.
-func scaleInFlight(conns, size int) int64 {
-	return int64(max(min(conns*scaleWindow, scaleWindowAll)/size, 64))
+// scaleInFlight is how many messages of size bytes the senders keep in
+// flight, all connections together (scaleWindow).
+func scaleInFlight(size int) int64 {
+	return int64(max(scaleWindow/size, 64))
 }
 
 // scaleSender runs the senders of BenchmarkHostScale: spec is
@@ -275,7 +271,7 @@ func scaleSender(spec string) error {
 	}
 	defer unmap()
 	var sent atomic.Int64 // messages, as far as the datagrams written tell
-	window := scaleInFlight(conns, size)
+	window := scaleInFlight(size)
 	var ready sync.WaitGroup
 	start := make(chan struct{})
 	errs := make(chan error, conns)
