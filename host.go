@@ -95,6 +95,7 @@ type Host struct {
 	listening  ListenHandle
 	conns      map[ConnHandle]*hostConn
 	byHandle   sync.Map                // ConnHandle -> *hostConn: conns, readable without mu (lookupConn)
+	recent     connCache               // the last connections lookupConn found, by handle (readable without mu)
 	nextShard  int                     // the shard the next connection gets
 	servers    map[serverKey]*hostConn // server connections by the client's (address, connection id)
 	pollGroups map[PollGroup]*pollGroup
@@ -214,6 +215,7 @@ type hostConn struct {
 	identity Identity
 	state    ConnectionState
 	removed  bool         // taken out of the table: paths that found it before must leave it
+	unlisted atomic.Bool  // removed, for lookupConn, which reads it without a lock
 	recv     recvQueue    // its messages when not in a poll group
 	queued   atomic.Int32 // messages of this connection waiting in recv, its group's or a channel's
 	group    *pollGroup
@@ -900,10 +902,34 @@ func (h *Host) takeConn(c ConnHandle, max int) (hc *hostConn, ms []*Message, err
 // or nil: for the receive calls, which ask connEnded (under the locks)
 // whether the application may still use c once they find no message.
 func (h *Host) lookupConn(c ConnHandle) *hostConn {
-	if v, ok := h.byHandle.Load(c); ok {
-		return v.(*hostConn)
+	slot := h.recent.slot(c)
+	if hc := slot.Load(); hc != nil && ConnHandle(hc.c.LocalID()) == c && !hc.unlisted.Load() {
+		return hc
 	}
-	return nil
+	v, ok := h.byHandle.Load(c)
+	if !ok {
+		return nil
+	}
+	hc := v.(*hostConn)
+	slot.Store(hc)
+	if hc.unlisted.Load() {
+		// removeLocked cleared the slot before this Store: clear it again,
+		// so that a stale entry never outlives the lookup that saw it.
+		slot.CompareAndSwap(hc, nil)
+	}
+	return hc
+}
+
+// connCache is a direct-mapped cache of the connection table, by the low
+// bits of the handle (random): a receive loop calls lookupConn once per
+// message, and this costs two loads where byHandle (a sync.Map) hashes an
+// interface and walks a trie. An entry is a connection that was in the
+// table; lookupConn takes it only while it is not unlisted, and
+// removeLocked unlists a connection before clearing its entry.
+type connCache [256]atomic.Pointer[hostConn]
+
+func (cc *connCache) slot(c ConnHandle) *atomic.Pointer[hostConn] {
+	return &cc[uint32(c)%uint32(len(cc))]
 }
 
 // addConnLocked puts hc in the table under handle and gives it a shard,
@@ -1209,7 +1235,9 @@ func (h *Host) removeLocked(hc *hostConn) {
 	id := ConnHandle(hc.c.LocalID())
 	if h.conns[id] == hc {
 		delete(h.conns, id)
+		hc.unlisted.Store(true)
 		h.byHandle.Delete(id)
+		h.recent.slot(id).CompareAndSwap(hc, nil)
 	}
 	if hc.c.IsServer() {
 		k := serverKey{hc.c.RemoteAddr(), hc.c.RemoteID()}
