@@ -396,6 +396,12 @@ func (h *Host) readFor(ctx context.Context, q *recvQueue, try func() bool, err e
 	}
 }
 
+// spinReader is a socket that can spin before it waits for datagrams
+// (udp.Conn.ReadBatchSpin).
+type spinReader interface {
+	ReadBatchSpin(pkts []transport.Packet) (int, error)
+}
+
 // readOnce reads one batch of datagrams from the socket and handles it:
 // the datagrams that concern the Host as a whole (handshakes, STUN, TURN)
 // under mu, those of connections by their shard's worker (or itself: see
@@ -404,9 +410,19 @@ func (h *Host) readFor(ctx context.Context, q *recvQueue, try func() bool, err e
 // order. The caller holds the role of reading; w and stall are the role's.
 // It clears inRead when the read returns. It reports whether the socket
 // is closed.
+//
+// An application's receiver in the role (w.own set) reads with
+// ReadBatchSpin where the socket has it (package udp on Linux): it waits
+// for its own answer, so it spins briefly rather than sleep in the
+// poller while its recent waits were short.
 func (h *Host) readOnce(w *worker, stall *time.Timer, inRead *atomic.Bool) (n int, closed bool) {
 	rb := h.rxPool.Get().(*rxBatch)
-	n, err := h.pc.ReadBatch(rb.pkts)
+	var err error
+	if sr, ok := h.pc.(spinReader); ok && w.own != nil {
+		n, err = sr.ReadBatchSpin(rb.pkts)
+	} else {
+		n, err = h.pc.ReadBatch(rb.pkts)
+	}
 	inRead.Store(false)
 	if err != nil {
 		h.rxPool.Put(rb)

@@ -41,3 +41,6 @@ func setBuffers(c syscall.Conn, read, write int) (int, int, error) {
 	}
 	return 0, 0, err
 }
+
+// ReadBatchSpin is ReadBatch: reads spin on Linux only.
+func (c *Conn) ReadBatchSpin(pkts []transport.Packet) (int, error) { return c.ReadBatch(pkts) }

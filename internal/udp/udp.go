@@ -266,6 +266,7 @@ type Conn struct {
 	// owner.
 	intrMu    sync.Mutex
 	interrupt bool
+	intrFlag  atomic.Bool // interrupt, readable without intrMu (ends a spin)
 
 	sys sysConn // platform state; see conn_linux.go and conn_other.go
 }
@@ -426,6 +427,7 @@ const maxReadErrors = 100
 func (c *Conn) InterruptRead() {
 	c.intrMu.Lock()
 	c.interrupt = true
+	c.intrFlag.Store(true)
 	_ = c.uc.SetReadDeadline(pastDeadline)
 	c.intrMu.Unlock()
 }
@@ -443,6 +445,7 @@ func (c *Conn) interrupted() bool {
 		return false
 	}
 	c.interrupt = false
+	c.intrFlag.Store(false)
 	_ = c.uc.SetReadDeadline(time.Time{})
 	return true
 }
