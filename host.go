@@ -142,6 +142,10 @@ type Host struct {
 	clock        atomic.Int64
 	datagramsOut atomic.Int64
 	bytesOut     atomic.Int64
+	// repliesAwaited is set by a send with SendNoNagle (latency first)
+	// and taken by the next read of a receiver: it may spin for the
+	// answer (readOnce). A receiver of one-way traffic never spins.
+	repliesAwaited atomic.Bool
 
 	// The reader and workers wait, for at most readerStall, for the
 	// application to take messages from a full queue: takers signal by
@@ -807,6 +811,7 @@ func (h *Host) sendConnLocked(hc *hostConn, lane int, data []byte, flags SendFla
 		return 0, h.sendErr(hc, err)
 	}
 	if flags&SendNoNagle != 0 {
+		h.repliesAwaited.Store(true)
 		h.pollLocked(now, hc)
 	} else {
 		h.rescheduleBatchLocked(now, hc)
@@ -827,6 +832,7 @@ func (h *Host) afterSend(now time.Time, hc *hostConn, flags SendFlags) {
 	}
 	// Latency first: build and write the packet on the caller's
 	// goroutine.
+	h.repliesAwaited.Store(true)
 	w := h.workPool.Get().(*worker)
 	slow := h.pollFast(w, now, hc)
 	hc.mu.Unlock()

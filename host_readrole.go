@@ -412,13 +412,17 @@ type spinReader interface {
 // is closed.
 //
 // An application's receiver in the role (w.own set) reads with
-// ReadBatchSpin where the socket has it (package udp on Linux): it waits
-// for its own answer, so it spins briefly rather than sleep in the
-// poller while its recent waits were short.
+// ReadBatchSpin where the socket has it (package udp on Linux) when a
+// send with SendNoNagle came before (repliesAwaited): it likely waits for
+// the answer to it, so it spins briefly rather than sleep in the poller
+// while its recent waits were short. A receiver of one-way traffic (a
+// server taking its clients' messages) never spins: at tens of
+// thousands of messages a second, spinning through every gap would cost
+// it most of a core.
 func (h *Host) readOnce(w *worker, stall *time.Timer, inRead *atomic.Bool) (n int, closed bool) {
 	rb := h.rxPool.Get().(*rxBatch)
 	var err error
-	if sr, ok := h.pc.(spinReader); ok && w.own != nil {
+	if sr, ok := h.pc.(spinReader); ok && w.own != nil && h.repliesAwaited.Swap(false) {
 		n, err = sr.ReadBatchSpin(rb.pkts)
 	} else {
 		n, err = h.pc.ReadBatch(rb.pkts)
