@@ -148,12 +148,8 @@ func TestReadRoleEnds(t *testing.T) {
 func TestReadRoleManyReceivers(t *testing.T) {
 	const conns, perConn = 6, 300
 	bubble(t, func(t *testing.T) {
-		nw, ea, eb := netsimEndpoints(t, netsim.LinkConfig{Delay: 500 * time.Microsecond, Jitter: 200 * time.Microsecond})
+		cli, srv, nw := netsimPair(t, netsim.LinkConfig{Delay: 500 * time.Microsecond, Jitter: 200 * time.Microsecond})
 		defer nw.Close()
-		alice, _ := ParseIdentity("str:alice")
-		bob, _ := ParseIdentity("str:bob")
-		cli := newTestPeer(t, Config{PacketConn: ea, Identity: alice}, false)
-		srv := newTestPeer(t, Config{PacketConn: eb, Identity: bob}, true)
 		defer srv.Close()
 		defer cli.Close()
 		var cs, ss []ConnHandle

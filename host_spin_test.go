@@ -33,10 +33,7 @@ func TestReceiverSpinsForAnswers(t *testing.T) {
 		nw, ea, eb := netsimEndpoints(t, netsim.LinkConfig{Delay: roleReclaim / 5})
 		defer nw.Close()
 		sc := &spinCounter{Endpoint: eb}
-		alice, _ := ParseIdentity("str:alice")
-		bob, _ := ParseIdentity("str:bob")
-		cli := newTestPeer(t, Config{PacketConn: ea, Identity: alice}, false)
-		srv := newTestPeer(t, Config{PacketConn: sc, Identity: bob}, true)
+		cli, srv := peersOn(t, ea, sc)
 		defer srv.Close()
 		defer cli.Close()
 		c := connectWait(t, cli, srv)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/netmsg-go/netmsg/netsim"
+	"github.com/netmsg-go/netmsg/transport"
 	"go.uber.org/goleak"
 )
 
@@ -239,11 +240,18 @@ func exchange(t *testing.T, cli, srv *testPeer, limit time.Duration, lossy bool)
 func netsimPair(t *testing.T, link netsim.LinkConfig) (cli, srv *testPeer, nw *netsim.Network) {
 	t.Helper()
 	nw, ea, eb := netsimEndpoints(t, link)
+	cli, srv = peersOn(t, ea, eb)
+	return cli, srv, nw
+}
+
+// peersOn makes a client str:alice on a and a server str:bob on b.
+func peersOn(t *testing.T, a, b transport.PacketConn) (cli, srv *testPeer) {
+	t.Helper()
 	alice, _ := ParseIdentity("str:alice")
 	bob, _ := ParseIdentity("str:bob")
-	cli = newTestPeer(t, Config{PacketConn: ea, Identity: alice}, false)
-	srv = newTestPeer(t, Config{PacketConn: eb, Identity: bob}, true)
-	return cli, srv, nw
+	cli = newTestPeer(t, Config{PacketConn: a, Identity: alice}, false)
+	srv = newTestPeer(t, Config{PacketConn: b, Identity: bob}, true)
+	return cli, srv
 }
 
 func TestHostNetsim(t *testing.T) {
