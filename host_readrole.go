@@ -122,6 +122,9 @@ const roleReclaim = 10 * time.Millisecond
 
 func (r *readRole) init(pc transport.PacketConn) {
 	r.ri, _ = pc.(transport.ReadInterrupter)
+	if w, ok := pc.(interruptWrapper); ok {
+		r.ri = w.Interrupter() // fakenet: the wrapped socket's, when reads go straight to it
+	}
 	r.w = newWorker()
 	r.stall = time.NewTimer(time.Hour)
 	r.stall.Stop()
@@ -394,6 +397,12 @@ func (h *Host) readFor(ctx context.Context, q *recvQueue, try func() bool, err e
 		default:
 		}
 	}
+}
+
+// interruptWrapper is a socket wrapper (fakenet.Conn) that tells whether,
+// and how, its reads can be interrupted (nil: they cannot).
+type interruptWrapper interface {
+	Interrupter() transport.ReadInterrupter
 }
 
 // spinReader is a socket that can spin before it waits for datagrams

@@ -229,6 +229,28 @@ func (c *Conn) WriteBatch(pkts []transport.Packet) (int, error) {
 	return len(pkts), nil
 }
 
+// Interrupter is the wrapped connection's transport.ReadInterrupter when
+// there are no receive conditions (reads then go straight to it), and nil
+// otherwise: whether, and how, a pending ReadBatch can be interrupted.
+func (c *Conn) Interrupter() transport.ReadInterrupter {
+	if !c.recv.off {
+		return nil
+	}
+	ri, _ := c.pc.(transport.ReadInterrupter)
+	return ri
+}
+
+// ReadBatchSpin is ReadBatch, through the wrapped connection's
+// ReadBatchSpin (udp.Conn) when there are no receive conditions.
+func (c *Conn) ReadBatchSpin(pkts []transport.Packet) (int, error) {
+	if sr, ok := c.pc.(interface {
+		ReadBatchSpin([]transport.Packet) (int, error)
+	}); ok && c.recv.off {
+		return sr.ReadBatchSpin(pkts)
+	}
+	return c.ReadBatch(pkts)
+}
+
 // ReadBatch returns datagrams that passed the receive conditions, blocking
 // until there is at least one. It returns transport.ErrClosed after Close
 // (or once the wrapped connection is closed and nothing is left to read),

@@ -619,3 +619,53 @@ func TestRealUDP(t *testing.T) {
 		t.Errorf("ReadBatch after Close: %v", err)
 	}
 }
+
+// spinConn is a fakeConn that can be interrupted and spin (as udp.Conn),
+// counting both.
+type spinConn struct {
+	*fakeConn
+	interrupts, spins int
+}
+
+func (s *spinConn) InterruptRead() { s.interrupts++ }
+
+func (s *spinConn) ReadBatchSpin(pkts []transport.Packet) (int, error) {
+	s.spins++
+	return s.fakeConn.ReadBatch(pkts)
+}
+
+// TestReadsPassThrough: without receive conditions, reads go straight to
+// the wrapped connection, so its interrupt and its spinning read are
+// offered (Interrupter, ReadBatchSpin); with receive conditions, or a
+// wrapped connection without them, they are not.
+func TestReadsPassThrough(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		inner := &spinConn{fakeConn: newFakeConn()}
+		c := Wrap(inner, Conditions{LossPercent: 10}, Conditions{}, 1)
+		defer c.Close()
+		ri := c.Interrupter()
+		if ri == nil {
+			t.Fatal("send conditions only: no Interrupter")
+		}
+		ri.InterruptRead()
+		if inner.interrupts != 1 {
+			t.Fatalf("Interrupter did not reach the wrapped connection")
+		}
+		inner.in <- datagram8(7, 20)
+		pkts := []transport.Packet{{Buf: make([]byte, 100)}}
+		if n, err := c.ReadBatchSpin(pkts); n != 1 || err != nil || seqOf(pkts[0].Bytes()) != 7 || inner.spins != 1 {
+			t.Fatalf("ReadBatchSpin = %d, %v, %v (spins %d), want datagram 7 through the wrapped ReadBatchSpin", n, err, pkts[0].Bytes(), inner.spins)
+		}
+
+		withRecv := Wrap(&spinConn{fakeConn: newFakeConn()}, Conditions{}, Conditions{LossPercent: 10}, 1)
+		defer withRecv.Close()
+		if withRecv.Interrupter() != nil {
+			t.Fatal("receive conditions: an Interrupter, though reads wait on the pump")
+		}
+		plain := Wrap(newFakeConn(), Conditions{LossPercent: 10}, Conditions{}, 1)
+		defer plain.Close()
+		if plain.Interrupter() != nil {
+			t.Fatal("a wrapped connection that cannot be interrupted: an Interrupter")
+		}
+	})
+}
