@@ -116,12 +116,17 @@ const (
 	// GNS has no such probe: it re-sends after CalcSenderRetryTimeout
 	// (rtoSlack), 60 ms on loopback. The floor only matters where the
 	// round trip is far below it (loopback, a LAN) and the path lost a
-	// packet within lossMemory; 250 µs is above a loopback round trip's
-	// 99th percentile (about 80-180 µs between two processes) and is
-	// nackFlushMin, the shortest hold of a hole, so a probe does not
-	// overtake the nack of a merely reordered packet; a 1 ms floor made a
-	// ping-pong round that lost two packets take 2 ms.
-	ptoMin    = 250 * time.Microsecond
+	// packet within lossMemory. 150 µs is above tailCopyAckGrace, so
+	// that a probe is never taken for a tail's copy, and above most
+	// loopback round trips between two processes (p99 60-110 µs on the
+	// AMD VM, receivers spinning; 240 µs on the Intel one). It is below
+	// nackFlushMin: a probe may overtake the nack of a merely reordered
+	// packet, which costs one small duplicate. At 10% loss each way a
+	// ping-pong's p99 is a round that lost both copies of a tail and
+	// waited for the probe: with a 250 µs floor (nackFlushMin) W6b's p99
+	// was 3.6-4.3x W4's, with 150 µs 2.6-4.0x; a 1 ms floor made a round
+	// that lost two packets take 2 ms.
+	ptoMin    = 150 * time.Microsecond
 	ptoVarMin = 64 * time.Microsecond
 	// lossMemory: the tail-loss probe waits only the probe timeout while
 	// a packet was lost within this time, else the retransmission
