@@ -179,13 +179,13 @@ func pingPong(t *testing.T, link netsim.LinkConfig, rounds int) (rtts []time.Dur
 // TestLossPingPong is W6b in miniature: ping-pong at 10% random loss each
 // way. About one round in five loses its ping or its pong (and one in 35
 // loses two packets), which nothing but a timer repairs: the tail-loss
-// probe, a round trip and the probe's 250 µs floor after the loss, where
+// probe, a round trip and the probe's floor (ptoMin) after the loss, where
 // the retransmission timeout took 60 ms and doubled for a loss lost again
 // (the 99th percentile was 180 ms; 2 ms with a 1 ms floor). A tail sent
 // twice on a lossy path (Conn.copyTail) is lost only when both copies
-// are: the rounds that waited two probe timeouts (p99 524 µs) wait one at
-// most (p99 281 µs), and 1,247 probes became 140. Without loss nothing
-// changes: no probe goes, no tail is copied.
+// are: with a 250 µs floor, the rounds that waited two probe timeouts
+// (p99 524 µs) waited one at most (p99 281 µs), and 1,247 probes became
+// 140. Without loss nothing changes: no probe goes, no tail is copied.
 func TestLossPingPong(t *testing.T) {
 	const rounds = 3000
 	link := netsim.LinkConfig{Delay: 12 * time.Microsecond}
@@ -203,7 +203,7 @@ func TestLossPingPong(t *testing.T) {
 		t.Errorf("median round trip %v at 10%% loss, %v without: a round without loss must not change", pct(r10, 50), pct(r0, 50))
 	}
 	// A round loses both copies of its ping or of its pong about one
-	// time in 50, and then waits one probe timeout of the 250 µs floor.
+	// time in 50, and then waits one probe timeout (the ptoMin floor).
 	if p99 := pct(r10, 99); p99 > ptoMin+4*pct(r0, 50) {
 		t.Errorf("p99 round trip %v at 10%% loss, want at most one probe timeout (%v) and a few round trips", p99, ptoMin)
 	}
