@@ -1398,7 +1398,7 @@ func newRxBatch() *rxBatch {
 type worker struct {
 	out  outBatch
 	msgs []snp.Message
-	wake []*recvQueue // queues that gained messages in this batch, to wake at its end
+	wake []*recvQueue // queues that gained messages in its batches, to wake (wakeHeld)
 	// arena is the one the engines this goroutine runs copy small
 	// messages into (snp.ArenaSlot).
 	arena snp.ArenaSlot
@@ -1869,7 +1869,7 @@ func (h *Host) deliverLocked(now time.Time, hc *hostConn, from netip.AddrPort, b
 // then push back on the peer, and hc.held says so. hc's lock is held; buf
 // is the caller's scratch. With wake nil the queue's waiters are woken at
 // once; otherwise the queue is added to *wake, and the caller wakes them
-// with wakeAll once its batch of datagrams is handled (a receiver woken
+// with wakeHeld once its batch of datagrams is handled (a receiver woken
 // per datagram would take one message per wake-up while the batch goes
 // on).
 func (h *Host) drainConn(buf []snp.Message, now time.Time, hc *hostConn, wake *[]*recvQueue) {
@@ -1929,20 +1929,14 @@ func (h *Host) drainConn(buf []snp.Message, now time.Time, hc *hostConn, wake *[
 	}
 }
 
-// wakeHeld wakes the waiters of the queues that gained messages in w's
-// batches.
+// wakeHeld wakes the waiters of the queues drainConn added to w.wake in
+// w's batches.
 func (h *Host) wakeHeld(w *worker) {
-	w.held = 0
-	h.wakeAll(&w.wake)
-}
-
-// wakeAll wakes the waiters of the queues drainConn added to *wake.
-func (h *Host) wakeAll(wake *[]*recvQueue) {
-	for i, rq := range *wake {
+	for i, rq := range w.wake {
 		rq.pushed()
-		(*wake)[i] = nil
+		w.wake[i] = nil
 	}
-	*wake = (*wake)[:0]
+	w.wake, w.held = w.wake[:0], 0
 }
 
 // signal wakes a waiter on a capacity-1 channel without blocking.

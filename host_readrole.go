@@ -56,6 +56,7 @@ import (
 // context.
 type readRole struct {
 	ri transport.ReadInterrupter // nil: the reader goroutine keeps the role
+	sr spinReader                // nil: the socket cannot spin (readOnce)
 
 	// w is the scratch of whoever holds the role (its arena among it),
 	// and stall its timer: handed over with the role.
@@ -122,6 +123,7 @@ const roleReclaim = 10 * time.Millisecond
 
 func (r *readRole) init(pc transport.PacketConn) {
 	r.ri, _ = pc.(transport.ReadInterrupter)
+	r.sr, _ = pc.(spinReader)
 	if w, ok := pc.(interruptWrapper); ok {
 		r.ri = w.Interrupter() // fakenet: the wrapped socket's, when reads go straight to it
 	}
@@ -431,8 +433,8 @@ type spinReader interface {
 func (h *Host) readOnce(w *worker, stall *time.Timer, inRead *atomic.Bool) (n int, closed bool) {
 	rb := h.rxPool.Get().(*rxBatch)
 	var err error
-	if sr, ok := h.pc.(spinReader); ok && w.own != nil && h.repliesAwaited.Swap(false) {
-		n, err = sr.ReadBatchSpin(rb.pkts)
+	if h.role.sr != nil && w.own != nil && h.repliesAwaited.Swap(false) {
+		n, err = h.role.sr.ReadBatchSpin(rb.pkts)
 	} else {
 		n, err = h.pc.ReadBatch(rb.pkts)
 	}

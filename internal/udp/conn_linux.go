@@ -139,7 +139,7 @@ func (c *Conn) init() error {
 		return fmt.Errorf("udp: %w", err)
 	}
 	s.rc = rc
-	s.r.intr = &c.intrFlag
+	s.r.intr = &c.interrupt
 	s.r.spinOK = true
 	var serr error
 	if err := rc.Control(func(fd uintptr) { serr = c.setup(int(fd)) }); err != nil {

@@ -263,10 +263,10 @@ type Conn struct {
 	// and cleared with that deadline by the read the deadline ends: one
 	// is never changed without the other, so a read that finds a passed
 	// deadline and interrupt clear ended at a deadline of the socket's
-	// owner.
+	// owner. It is changed under intrMu only, and read without it by a
+	// spinning read (which it ends).
 	intrMu    sync.Mutex
-	interrupt bool
-	intrFlag  atomic.Bool // interrupt, readable without intrMu (ends a spin)
+	interrupt atomic.Bool
 
 	sys sysConn // platform state; see conn_linux.go and conn_other.go
 }
@@ -426,8 +426,7 @@ const maxReadErrors = 100
 // poller, and the ReadBatch that returns clears it.
 func (c *Conn) InterruptRead() {
 	c.intrMu.Lock()
-	c.interrupt = true
-	c.intrFlag.Store(true)
+	c.interrupt.Store(true)
 	_ = c.uc.SetReadDeadline(pastDeadline)
 	c.intrMu.Unlock()
 }
@@ -441,11 +440,10 @@ var pastDeadline = time.Unix(1, 0)
 func (c *Conn) interrupted() bool {
 	c.intrMu.Lock()
 	defer c.intrMu.Unlock()
-	if !c.interrupt {
+	if !c.interrupt.Load() {
 		return false
 	}
-	c.interrupt = false
-	c.intrFlag.Store(false)
+	c.interrupt.Store(false)
 	_ = c.uc.SetReadDeadline(time.Time{})
 	return true
 }
