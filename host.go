@@ -2201,14 +2201,28 @@ func (h *Host) rescheduleLocked(hc *hostConn) {
 	if hc.p2p != nil {
 		w = h.p2pWake(hc, w)
 	}
-	if !w.IsZero() && w.UnixNano() == hc.wakeAt.Load() {
+	cur := hc.wakeAt.Load()
+	if !w.IsZero() && w.UnixNano() == cur {
 		return // already in the heap for w (the timer takes it out under hc's lock only after this)
+	}
+	if cur != 0 && (w.IsZero() || cur < w.UnixNano()) && cur-h.clock.Load() >= int64(lazyWake) {
+		// A far wake-up is not moved later: the connection is
+		// polled early, finds nothing to do, and sets the right
+		// one. The usual case is the keepalive (10 s after the last
+		// packet received), which every packet moves: a session
+		// receiving 10 messages a second moved its place in the heap
+		// 10 times a second and is now polled once in 10 s.
+		return
 	}
 	h.wakeMu.Lock()
 	h.wakes.set(hc, w)
 	h.kickTimerLocked(hc.wake)
 	h.wakeMu.Unlock()
 }
+
+// lazyWake: a wake-up at least this far ahead is not moved later (see
+// rescheduleLocked).
+const lazyWake = time.Second
 
 // rescheduleSendLocked is rescheduleLocked after a send, which can only
 // bring the connection's wake-up closer: when the wake-up already set is
@@ -2523,7 +2537,11 @@ func (h *Host) timerLoop() {
 				hc.mu.Unlock()
 				continue
 			}
-			h.drainConn(w.msgs, now, hc, nil)
+			if hc.held.Load() {
+				// Messages the queue had no room for (a take
+				// drains them too; see took).
+				h.drainConn(w.msgs, now, hc, nil)
+			}
 			slow := h.pollFast(w, now, hc)
 			hc.mu.Unlock()
 			if slow {

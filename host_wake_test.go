@@ -11,7 +11,7 @@ import (
 func TestWakeHeap(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	base := time.Unix(1000, 0)
-	conns := make([]*hostConn, 50)
+	conns := make([]*hostConn, 300)
 	for i := range conns {
 		conns[i] = &hostConn{hidx: -1}
 	}
@@ -32,8 +32,8 @@ func TestWakeHeap(t *testing.T) {
 		for _, c := range conns {
 			if c.hidx >= 0 {
 				n++
-				if w[c.hidx] != c {
-					t.Fatalf("step %d: index %d is wrong", step, c.hidx)
+				if w[c.hidx].hc != c || w[c.hidx].ns != c.wakeNs {
+					t.Fatalf("step %d: entry %d is wrong", step, c.hidx)
 				}
 				if c.wake.IsZero() {
 					t.Fatalf("step %d: a connection without wake-up is in the heap", step)
@@ -49,7 +49,7 @@ func TestWakeHeap(t *testing.T) {
 			t.Fatalf("step %d: %d in heap, %d indexed", step, len(w), n)
 		}
 		for i := 1; i < len(w); i++ {
-			if w.less(i, (i-1)/2) {
+			if w[i].ns < w[(i-1)/wakeArity].ns {
 				t.Fatalf("step %d: heap order broken at %d", step, i)
 			}
 		}

@@ -66,6 +66,15 @@ type Conn struct {
 	relFresh       bool  // the packet being received brought reliable data we lacked
 	relFreshAt     int64 // when a packet last brought reliable data we lacked
 	lastAckAt      int64 // when the last ack frame went
+	// Quick acks (see quickAckAfter): relOwedSince is when the oldest
+	// reliable-carrying packet not yet acked arrived, relRecvAt when the
+	// last reliable-carrying packet did, aloneAcks how many acks of
+	// reliable data in a row waited their whole delay and went without
+	// data, quickAckAt when the last quick ack went.
+	relOwedSince int64
+	relRecvAt    int64
+	aloneAcks    int
+	quickAckAt   int64
 	forceAt        int64 // QueueAck: a packet must go out by then, even an empty one
 	seenMax        int64 // highest packet number decoded, discarded ones included
 	inbox          msgQueue
@@ -103,6 +112,8 @@ func New(cfg Config, now time.Time) (*Conn, error) {
 		lossAt:     -never / 2,
 		relFreshAt: -never / 2,
 		lastAckAt:  -never / 2,
+		relRecvAt:  -never / 2,
+		quickAckAt: -never / 2,
 	}
 	c.lanes = make([]sendLane, len(cfg.Lanes))
 	for i, l := range cfg.Lanes {

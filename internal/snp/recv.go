@@ -176,8 +176,18 @@ func (c *Conn) ReceivePacket(now time.Time, pktNum int64, payload []byte) error 
 	newGap := c.rec.add(pktNum, t, c.nackFlush(t))
 	c.ackDirty = true
 	if hasRel {
+		if c.ackElicit == 0 {
+			c.relOwedSince = t
+		}
 		c.ackElicit++
 		c.ackDue = min(c.ackDue, t+int64(maxDataAckDelay/time.Microsecond))
+		if c.aloneAcks >= quickAckAfter && c.ackElicit == 1 && t-c.relRecvAt >= int64(quickAckGap/time.Microsecond) {
+			// Sparse reliable data whose acks go alone anyway: ack it
+			// now, while its state is at hand, rather than visit the
+			// connection again when the delay ends.
+			c.ackDue = t
+		}
+		c.relRecvAt = t
 		if c.relFresh {
 			c.relFreshAt = t
 		}

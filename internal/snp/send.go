@@ -115,6 +115,7 @@ func (c *Conn) Poll(now time.Time, buf []byte) (pkt []byte, pktNum int64, ok boo
 		c.swSent = c.minWait
 		c.swAge = 0
 	}
+	owed := c.ackElicit > 0 // reliable data we have not acked
 	if c.ackDirty || c.ackDue <= t || forced {
 		c.appendAck(t, limit-c.enc.Len())
 	}
@@ -126,6 +127,7 @@ func (c *Conn) Poll(now time.Time, buf []byte) (pkt []byte, pktNum int64, ok boo
 	if c.enc.Len() == 0 && !forced {
 		return nil, 0, false
 	}
+	c.noteAckFate(t, owed, hasData)
 	c.forceAt = never
 	pkt = c.enc.Bytes()
 	p := c.inflight.push()
@@ -243,8 +245,15 @@ func (c *Conn) NextWake() time.Time {
 	if c.probeArmed(retx) {
 		w = min(w, c.lastRelSent+c.probeTimeout(c.lastRelSent))
 	}
-	if p := c.oldestInFlight(); p != nil && c.settled(p) {
-		w = min(w, p.sentAt+c.rtt.rto())
+	if c.inflight.full() {
+		// Settled packets (acks, unreliable data) past their timeout
+		// leave the record at the next poll (checkRTO); only a full
+		// record, which holds back new data, is worth a wake-up for
+		// that. Otherwise a session that sends only acks would be
+		// woken once per ack, for nothing the peer would see.
+		if p := c.oldestInFlight(); p != nil && c.settled(p) {
+			w = min(w, p.sentAt+c.rtt.rto())
+		}
 	}
 	if w == never {
 		return time.Time{}
@@ -259,6 +268,27 @@ func (c *Conn) oldestInFlight() *sentPkt {
 		}
 	}
 	return nil
+}
+
+// noteAckFate keeps the count behind quick acks (quickAckAfter) for the
+// packet being sent at t: owed says it was to carry the ack of reliable
+// data, hasData that it carries data. An ack of reliable data that went
+// alone after its whole delay counts one; data that carried such an ack,
+// or that went within the delay after a quick ack (which it could have
+// carried), resets the count.
+func (c *Conn) noteAckFate(t int64, owed, hasData bool) {
+	acked := owed && c.ackElicit == 0
+	switch {
+	case hasData:
+		if acked || t-c.quickAckAt < int64(maxDataAckDelay/time.Microsecond) {
+			c.aloneAcks = 0
+		}
+	case !acked:
+	case t-c.relOwedSince >= int64(maxDataAckDelay/time.Microsecond):
+		c.aloneAcks = min(c.aloneAcks+1, quickAckAfter)
+	case c.aloneAcks >= quickAckAfter:
+		c.quickAckAt = t
+	}
 }
 
 // checkRTO declares lost every settled packet (acks, unreliable data,
