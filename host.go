@@ -2205,13 +2205,7 @@ func (h *Host) rescheduleLocked(hc *hostConn) {
 	if !w.IsZero() && w.UnixNano() == cur {
 		return // already in the heap for w (the timer takes it out under hc's lock only after this)
 	}
-	if cur != 0 && (w.IsZero() || cur < w.UnixNano()) && cur-h.clock.Load() >= int64(lazyWake) {
-		// A far wake-up is not moved later: the connection is
-		// polled early, finds nothing to do, and sets the right
-		// one. The usual case is the keepalive (10 s after the last
-		// packet received), which every packet moves: a session
-		// receiving 10 messages a second moved its place in the heap
-		// 10 times a second and is now polled once in 10 s.
+	if keepFarWake(cur, w, h.clock.Load()) {
 		return
 	}
 	h.wakeMu.Lock()
@@ -2221,8 +2215,19 @@ func (h *Host) rescheduleLocked(hc *hostConn) {
 }
 
 // lazyWake: a wake-up at least this far ahead is not moved later (see
-// rescheduleLocked).
+// keepFarWake).
 const lazyWake = time.Second
+
+// keepFarWake reports whether a connection whose wake-up is cur (Unix ns,
+// 0: none) keeps it rather than take w, at now (Unix ns): when cur is
+// sooner and at least lazyWake ahead. Polled early, the connection finds
+// nothing to do and sets the right one. The usual case is the keepalive
+// (10 s after the last packet received), which every packet moves: a
+// session receiving 10 messages a second moved its place in the heap 10
+// times a second, and is now polled once in 10 s.
+func keepFarWake(cur int64, w time.Time, now int64) bool {
+	return cur != 0 && (w.IsZero() || cur < w.UnixNano()) && cur-now >= int64(lazyWake)
+}
 
 // rescheduleSendLocked is rescheduleLocked after a send, which can only
 // bring the connection's wake-up closer: when the wake-up already set is

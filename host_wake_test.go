@@ -62,3 +62,26 @@ func TestWakeHeap(t *testing.T) {
 		}
 	}
 }
+
+// TestKeepFarWake: a far wake-up is kept when the new one is later or
+// none; a near one, or a sooner new one, is always taken.
+func TestKeepFarWake(t *testing.T) {
+	now := time.Unix(1000, 0)
+	ns := func(d time.Duration) int64 { return now.Add(d).UnixNano() }
+	for _, c := range []struct {
+		cur  int64
+		w    time.Time
+		keep bool
+	}{
+		{ns(10 * time.Second), now.Add(10*time.Second + time.Millisecond), true}, // the keepalive moved by a packet
+		{ns(10 * time.Second), time.Time{}, true},                                // nothing to wake for: an early poll finds it
+		{ns(10 * time.Second), now.Add(50 * time.Millisecond), false},            // sooner: taken
+		{ns(500 * time.Millisecond), now.Add(time.Second), false},                // near: moved
+		{0, now.Add(20 * time.Second), false},                                    // not in the heap
+		{ns(lazyWake), now.Add(2 * lazyWake), true},
+	} {
+		if got := keepFarWake(c.cur, c.w, now.UnixNano()); got != c.keep {
+			t.Errorf("cur +%v, w %v: keep %v, want %v", time.Duration(c.cur-now.UnixNano()), c.w, got, c.keep)
+		}
+	}
+}

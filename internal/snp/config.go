@@ -137,8 +137,10 @@ const (
 	// tailCopyLoss (ours; see Conn.copyTail). lossRateGain is the
 	// moving average's gain, 1/32: about the last 32 data packets.
 	tailCopyLoss = 0.02
-	tailCopyMax  = 512
-	lossRateGain = 32
+	// tailCopy2Loss: from this loss rate a tail is sent three times.
+	tailCopy2Loss = 0.05
+	tailCopyMax   = 512
+	lossRateGain  = 32
 	// tailCopyAckGrace: reliable data received again within this time
 	// of packets that brought new reliable data is taken for a tail's
 	// copy, not a repair, and is not acked at once (ours; see

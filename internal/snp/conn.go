@@ -45,9 +45,10 @@ type Conn struct {
 	// lossRate is a moving average (gain 1/lossRateGain) of the fraction
 	// of data packets lost, over those whose fate is known.
 	lossRate float64
-	// tailCopy: the retransmissions queued are a tail copy (see
-	// Conn.copyTail), not to be copied again.
-	tailCopy bool
+	// tailCopies: the retransmissions queued are a tail's copy (see
+	// Conn.copyTail), and this many copies are still to go, counting it.
+	tailCopies int
+	tailSeg    relSeg // the first segment of the tail being copied
 	// ackDelaySample is the ack delay the packet being received reported
 	// for a packet of ours with reliable data (-1: none).
 	ackDelaySample int64
@@ -75,14 +76,14 @@ type Conn struct {
 	relRecvAt    int64
 	aloneAcks    int
 	quickAckAt   int64
-	forceAt        int64 // QueueAck: a packet must go out by then, even an empty one
-	seenMax        int64 // highest packet number decoded, discarded ones included
-	inbox          msgQueue
-	bufferedRel    int // reliable bytes buffered in receive lanes
-	laneArr        int // bytes of the receive lanes' arrays (growLane)
-	useg           []unrelSeg
-	arena          *arena     // current arena for small received messages
-	arenaSlot      *ArenaSlot // the caller's arena, used instead of arena while set (UseArena)
+	forceAt      int64 // QueueAck: a packet must go out by then, even an empty one
+	seenMax      int64 // highest packet number decoded, discarded ones included
+	inbox        msgQueue
+	bufferedRel  int // reliable bytes buffered in receive lanes
+	laneArr      int // bytes of the receive lanes' arrays (growLane)
+	useg         []unrelSeg
+	arena        *arena     // current arena for small received messages
+	arenaSlot    *ArenaSlot // the caller's arena, used instead of arena while set (UseArena)
 
 	dec    wire.Decoder
 	enc    wire.Encoder

@@ -185,7 +185,12 @@ func pingPong(t *testing.T, link netsim.LinkConfig, rounds int) (rtts []time.Dur
 // twice on a lossy path (Conn.copyTail) is lost only when both copies
 // are: with a 250 µs floor, the rounds that waited two probe timeouts
 // (p99 524 µs) waited one at most (p99 281 µs), and 1,247 probes became
-// 140. Without loss nothing changes: no probe goes, no tail is copied.
+// 140. From 5% loss a tail goes three times: a round then loses all
+// copies of its ping or its pong one time in 500, the probes went from
+// 130-175 to about 45, and the p99 from 187 to 151 µs. (Three copies
+// counted only when their countdown was tied to the tail it copies:
+// a copy acked before it went left the next message uncopied.) Without
+// loss nothing changes: no probe goes, no tail is copied.
 func TestLossPingPong(t *testing.T) {
 	const rounds = 3000
 	link := netsim.LinkConfig{Delay: 12 * time.Microsecond}
@@ -207,11 +212,15 @@ func TestLossPingPong(t *testing.T) {
 	if p99 := pct(r10, 99); p99 > ptoMin+4*pct(r0, 50) {
 		t.Errorf("p99 round trip %v at 10%% loss, want at most one probe timeout (%v) and a few round trips", p99, ptoMin)
 	}
-	// Each side sends its message, its copy and few acks besides: the
-	// copy that comes right behind the message is not acked at once.
+	if n := a10.TailProbes + b10.TailProbes; n > rounds/40 {
+		t.Errorf("%d tail-loss probes in %d rounds at 10%% loss, want at most %d: the copies should make them rare", n, rounds, rounds/40)
+	}
+	// Each side sends its message, its two copies and few acks besides:
+	// the copies that come right behind the message are not acked at
+	// once.
 	for _, st := range []Stats{a10, b10} {
-		if st.PacketsSent > rounds*5/2 {
-			t.Errorf("%d packets sent for %d rounds, want at most 2.5 a round", st.PacketsSent, rounds)
+		if st.PacketsSent > rounds*7/2 {
+			t.Errorf("%d packets sent for %d rounds, want at most 3.5 a round", st.PacketsSent, rounds)
 		}
 	}
 }

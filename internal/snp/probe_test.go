@@ -59,20 +59,23 @@ func TestTailProbeTimeout(t *testing.T) {
 	if d := send(21); d > 2*p.delay {
 		t.Fatalf("lost message on a lossy path delivered after %v, want its copy after %v", d, p.delay)
 	}
-	// Both copies lost: the next loss is repaired at the probe timeout,
-	// the ping's data sent again (and copied).
-	drop = map[int64]bool{p.a.nextPktNum: true, p.a.nextPktNum + 1: true}
+	// All three copies lost (the path losing over tailCopy2Loss): the
+	// next loss is repaired at the probe timeout, the ping's data sent
+	// again (and copied).
+	p.a.lossRate = tailCopy2Loss
+	drop = map[int64]bool{p.a.nextPktNum: true, p.a.nextPktNum + 1: true, p.a.nextPktNum + 2: true}
 	if d := send(22); d < ptoMin || d > ptoMin+time.Millisecond {
-		t.Fatalf("message lost twice on a lossy path delivered after %v, want within %v", d, ptoMin+time.Millisecond)
+		t.Fatalf("message lost three times on a lossy path delivered after %v, want within %v", d, ptoMin+time.Millisecond)
 	}
-	// A probe and its copy lost too: the second comes one probe timeout
-	// later (no backoff yet), the third after twice that.
+	// Two probes and their copies lost too: the second probe comes one
+	// probe timeout later (no backoff yet), the third after twice that.
+	p.a.lossRate = max(p.a.lossRate, tailCopy2Loss)
 	drop = map[int64]bool{}
-	for i := range int64(6) {
+	for i := range int64(9) {
 		drop[p.a.nextPktNum+i] = true
 	}
 	if d := send(23); d < 4*ptoMin || d > 4*ptoMin+2*time.Millisecond {
-		t.Fatalf("message lost six times delivered after %v, want about %v", d, 4*ptoMin)
+		t.Fatalf("message lost nine times delivered after %v, want about %v", d, 4*ptoMin)
 	}
 	if s := p.a.Stats(p.now); s.TailCopies < 4 {
 		t.Fatalf("%d tail copies, want one for each message and probe since the first loss", s.TailCopies)

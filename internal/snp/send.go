@@ -389,14 +389,29 @@ func (c *Conn) checkProbe(t int64) {
 // timeout later (and a lost probe after another): at 10% loss each way a
 // request-response exchange loses its request or its reply in one round
 // in five, and two packets in one round in 35, which cost two probe
-// timeouts. Each copy is lost on its own, so both copies of a tail are
-// lost about as often as one packet is lost twice. The copy goes at once,
-// in a packet of its own (a copy is not copied again); the probe's
-// retransmission is a tail too, and is copied as well.
+// timeouts. Each copy is lost on its own, so all copies of a tail are
+// lost about as often as one packet is lost that many times. With one
+// copy, a round at 10% loss each way still lost both copies of its
+// request or of its reply one time in 50, so its 99th percentile was a
+// probe timeout; from tailCopy2Loss a tail goes three times, and that is
+// one round in 500. The copies go at once, each in a packet of its own
+// (a copy is not copied again); the probe's retransmission is a tail
+// too, and is copied as well.
 func (c *Conn) copyTail(p *sentPkt) {
-	if c.tailCopy {
-		c.tailCopy = false
-		return
+	if c.tailCopies > 0 {
+		if p.segs[0] == c.tailSeg {
+			c.tailCopies--
+			if c.tailCopies > 0 {
+				for _, s := range p.segs {
+					c.lanes[s.lane].queueRetx(s.b, s.e)
+				}
+				c.st.tailCopies++
+			}
+			return
+		}
+		// Not the copy: it was not sent (acked first), and this is
+		// new data.
+		c.tailCopies = 0
 	}
 	if c.lossRate < tailCopyLoss || c.pendingNew > 0 {
 		return
@@ -416,7 +431,10 @@ func (c *Conn) copyTail(p *sentPkt) {
 	for _, s := range p.segs {
 		c.lanes[s.lane].queueRetx(s.b, s.e)
 	}
-	c.tailCopy = true
+	c.tailCopies, c.tailSeg = 1, p.segs[0]
+	if c.lossRate >= tailCopy2Loss {
+		c.tailCopies = 2
+	}
 	c.st.tailCopies++
 }
 
