@@ -375,10 +375,18 @@ func (h *Host) readFor(ctx context.Context, q *recvQueue, try func() bool, err e
 	r.watch(ctx, h.done)
 	r.w.own = q
 	defer func() { r.w.own = nil }()
+	read := false
 	for {
 		r.reading.Store(true)
 		if try() {
 			r.reading.Store(false)
+			if read {
+				// The answer came: the reads after it wait for
+				// nothing in particular. (Until then every read
+				// spins: datagrams that bring no message, an ack
+				// or a tail's copy, are no answer.)
+				h.repliesAwaited.Store(false)
+			}
 			return true, nil
 		}
 		if err := ctx.Err(); err != nil {
@@ -386,6 +394,7 @@ func (h *Host) readFor(ctx context.Context, q *recvQueue, try func() bool, err e
 			return false, err
 		}
 		n, closed := h.readOnce(r.w, r.stall, &r.reading)
+		read = true
 		if closed {
 			return false, ErrHostClosed
 		}
@@ -424,16 +433,17 @@ type spinReader interface {
 //
 // An application's receiver in the role (w.own set) reads with
 // ReadBatchSpin where the socket has it (package udp on Linux) when a
-// send with SendNoNagle came before (repliesAwaited): it likely waits for
-// the answer to it, so it spins briefly rather than sleep in the poller
-// while its recent waits were short. A receiver of one-way traffic (a
+// send with SendNoNagle came before (repliesAwaited), until a read brings
+// its receiver a message: it likely waits for the answer to that send,
+// so it spins briefly rather than sleep in the poller while its recent
+// waits were short. A receiver of one-way traffic (a
 // server taking its clients' messages) never spins: at tens of
 // thousands of messages a second, spinning through every gap would cost
 // it most of a core.
 func (h *Host) readOnce(w *worker, stall *time.Timer, inRead *atomic.Bool) (n int, closed bool) {
 	rb := h.rxPool.Get().(*rxBatch)
 	var err error
-	if h.role.sr != nil && w.own != nil && h.repliesAwaited.Swap(false) {
+	if h.role.sr != nil && w.own != nil && h.repliesAwaited.Load() {
 		n, err = h.role.sr.ReadBatchSpin(rb.pkts)
 	} else {
 		n, err = h.pc.ReadBatch(rb.pkts)

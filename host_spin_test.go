@@ -2,9 +2,11 @@ package netmsg
 
 import (
 	"context"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/netmsg-go/netmsg/netsim"
 	"github.com/netmsg-go/netmsg/transport"
@@ -24,7 +26,8 @@ func (s *spinCounter) ReadBatchSpin(pkts []transport.Packet) (int, error) {
 
 // TestReceiverSpinsForAnswers pins who reads with ReadBatchSpin: an
 // application's receiver that reads the socket itself after a send with
-// SendNoNagle (it likely waits for the answer), not one whose Host sent
+// SendNoNagle (it likely waits for the answer), in every read until one
+// brings it a message, not one whose Host sent
 // nothing with SendNoNagle since (one-way traffic: spinning through
 // every gap would cost a server most of a core), nor the reader
 // goroutine.
@@ -79,11 +82,49 @@ func TestReceiverSpinsForAnswers(t *testing.T) {
 				t.Fatalf("round %d: %d spinning reads after a SendNoNagle, want 1", i, got)
 			}
 		}
+		// Datagrams that bring the waiting receiver no message (here
+		// another connection's) are no answer: its read after them
+		// spins too.
+		ec, err := nw.Listen(netip.MustParseAddrPort("127.0.0.3:27015"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		carol, _ := ParseIdentity("str:carol")
+		cli2 := newTestPeer(t, Config{PacketConn: ec, Identity: carol}, false)
+		defer cli2.Close()
+		c2 := connectWait(t, cli2, srv)
+		synctest.Wait()
+		if _, err := srv.SendMessageToConnection(s, numbered(4, 64), SendReliableNoNagle); err != nil {
+			t.Fatal(err)
+		}
+		before := sc.spins.Load()
+		ch := make(chan error, 1)
+		go func() {
+			m, err := srv.Receive(ctx, s)
+			if err == nil {
+				m.Release()
+			}
+			ch <- err
+		}()
+		synctest.Wait()
+		if _, err := cli2.SendMessageToConnection(c2, numbered(5, 64), SendReliableNoNagle); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(roleReclaim) // delivered and read: not the answer
+		if _, err := cli.SendMessageToConnection(c, numbered(6, 64), SendReliableNoNagle); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+		if got := sc.spins.Load() - before; got < 2 {
+			t.Fatalf("%d spinning reads for an answer that came after another connection's message, want 2 or more", got)
+		}
 		// A send with Nagle (throughput first) asks for no spin.
 		if _, err := srv.SendMessageToConnection(s, numbered(3, 64), SendReliable); err != nil {
 			t.Fatal(err)
 		}
-		before := sc.spins.Load()
+		before = sc.spins.Load()
 		receive()
 		if got := sc.spins.Load() - before; got != 0 {
 			t.Fatalf("%d spinning reads after a Nagled send, want 0", got)
