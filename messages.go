@@ -291,7 +291,9 @@ func (ms *Messages) SendMessageToUser(peer Identity, data []byte, flags SendFlag
 	}
 	s.used(now)
 	ms.chMu.Lock()
-	s.open[channel] = true
+	if !s.open[channel] {
+		s.open[channel] = true
+	}
 	ms.chMu.Unlock()
 	ms.scheduleLocked(now, s)
 	sf := snp.SendFlags(flags & (SendReliable | SendNoNagle | SendNoDelay))
@@ -563,7 +565,9 @@ func (ms *Messages) deliverAll(now time.Time, hc *hostConn, sms []snp.Message) {
 				bad++
 				continue
 			}
-			s.open[ch] = true
+			if !s.open[ch] {
+				s.open[ch] = true // a read first: a write costs more, per batch
+			}
 			q = ms.channelLocked(ch)
 			ms.chMu.Unlock()
 			q.inMu.Lock()
