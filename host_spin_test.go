@@ -45,8 +45,9 @@ func TestReceiverSpinsForAnswers(t *testing.T) {
 		synctest.Wait()
 		base := sc.spins.Load()
 
-		receive := func() {
-			t.Helper()
+		// startReceive starts a receive on s; its error comes on the
+		// channel once a message came.
+		startReceive := func() chan error {
 			ch := make(chan error, 1)
 			go func() {
 				m, err := srv.Receive(ctx, s)
@@ -56,6 +57,11 @@ func TestReceiverSpinsForAnswers(t *testing.T) {
 				ch <- err
 			}()
 			synctest.Wait() // the receiver holds the role, in its read
+			return ch
+		}
+		receive := func() {
+			t.Helper()
+			ch := startReceive()
 			if _, err := cli.SendMessageToConnection(c, numbered(1, 64), SendReliableNoNagle); err != nil {
 				t.Fatal(err)
 			}
@@ -98,15 +104,7 @@ func TestReceiverSpinsForAnswers(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := sc.spins.Load()
-		ch := make(chan error, 1)
-		go func() {
-			m, err := srv.Receive(ctx, s)
-			if err == nil {
-				m.Release()
-			}
-			ch <- err
-		}()
-		synctest.Wait()
+		ch := startReceive()
 		if _, err := cli2.SendMessageToConnection(c2, numbered(5, 64), SendReliableNoNagle); err != nil {
 			t.Fatal(err)
 		}
