@@ -142,8 +142,9 @@ type Host struct {
 	clock        atomic.Int64
 	datagramsOut atomic.Int64
 	bytesOut     atomic.Int64
-	// repliesAwaited is set by a send with SendNoNagle (latency first)
-	// and taken by the next read of a receiver: it may spin for the
+	// repliesAwaited is set by a send with SendNoNagle (latency first,
+	// awaitReplies) and cleared when a receiver's read brought it a
+	// message (readFor): until then a receiver's reads may spin for the
 	// answer (readOnce). A receiver of one-way traffic never spins.
 	repliesAwaited atomic.Bool
 
@@ -811,12 +812,21 @@ func (h *Host) sendConnLocked(hc *hostConn, lane int, data []byte, flags SendFla
 		return 0, h.sendErr(hc, err)
 	}
 	if flags&SendNoNagle != 0 {
-		h.repliesAwaited.Store(true)
+		h.awaitReplies()
 		h.pollLocked(now, hc)
 	} else {
 		h.rescheduleBatchLocked(now, hc)
 	}
 	return num, nil
+}
+
+// awaitReplies notes a send with SendNoNagle: the application likely
+// waits for an answer (repliesAwaited). The flag is read first, so that
+// a run of sends does not write the Host's shared cache line each time.
+func (h *Host) awaitReplies() {
+	if !h.repliesAwaited.Load() {
+		h.repliesAwaited.Store(true)
+	}
 }
 
 // afterSend sends or schedules what a send queued on hc, a direct
@@ -832,7 +842,7 @@ func (h *Host) afterSend(now time.Time, hc *hostConn, flags SendFlags) {
 	}
 	// Latency first: build and write the packet on the caller's
 	// goroutine.
-	h.repliesAwaited.Store(true)
+	h.awaitReplies()
 	w := h.workPool.Get().(*worker)
 	slow := h.pollFast(w, now, hc)
 	hc.mu.Unlock()
@@ -2531,7 +2541,9 @@ func (h *Host) timerLoop() {
 			if hc.c.IsP2P() {
 				h.mu.Lock()
 				if !hc.removed {
-					h.drainConn(h.msgs, now, hc, nil)
+					if hc.held.Load() {
+						h.drainConn(h.msgs, now, hc, nil) // as below
+					}
 					h.pollLocked(now, hc)
 				}
 				h.unlockFlush()

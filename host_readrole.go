@@ -380,11 +380,12 @@ func (h *Host) readFor(ctx context.Context, q *recvQueue, try func() bool, err e
 		r.reading.Store(true)
 		if try() {
 			r.reading.Store(false)
-			if read {
+			if read && h.repliesAwaited.Load() {
 				// The answer came: the reads after it wait for
 				// nothing in particular. (Until then every read
 				// spins: datagrams that bring no message, an ack
-				// or a tail's copy, are no answer.)
+				// or a tail's copy, are no answer.) Read first:
+				// a receiver of one-way traffic writes nothing.
 				h.repliesAwaited.Store(false)
 			}
 			return true, nil

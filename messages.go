@@ -313,7 +313,7 @@ func (ms *Messages) SendMessageToUser(peer Identity, data []byte, flags SendFlag
 			s.early = append(s.early, append(hdr[:], data...))
 		}
 		if flags&SendNoNagle != 0 {
-			h.repliesAwaited.Store(true)
+			h.awaitReplies()
 			h.pollLocked(now, hc)
 		} else {
 			h.rescheduleLocked(hc)

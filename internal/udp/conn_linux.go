@@ -317,13 +317,14 @@ func (s *sysConn) rawRecv(fd uintptr) bool {
 	}
 }
 
-// rawSend is writeFn: sendmmsg on w.hdrs[w.from:w.to]. It returns false to
-// wait for the socket to become writable. A send of at most rawSendMax
-// datagrams is raw, as rawRecv is; a larger one is not, as it may take
-// long (on loopback the sender's call also runs the receiver's side of
-// the kernel), and the scheduler may then give its P to another thread.
+// rawSendMax: a send of at most this many datagrams is a raw system
+// call, as rawRecv's is; a larger one is not, as it may take long (on
+// loopback the sender's call also runs the receiver's side of the
+// kernel), and the scheduler may then give its P to another thread.
 const rawSendMax = 4
 
+// rawSend is writeFn: sendmmsg on w.hdrs[w.from:w.to]. It returns false to
+// wait for the socket to become writable.
 func (s *sysConn) rawSend(fd uintptr) bool {
 	w := &s.w
 	for {
@@ -399,8 +400,9 @@ const (
 
 // ReadBatchSpin is ReadBatch for a goroutine that waits for the datagrams
 // it reads (an application's receive): when the socket is empty and the
-// previous wait of such a read was shorter than spinFor, it reads again
-// for up to spinFor before it waits in Go's poller. On a path as fast as
+// previous wait of such a read was caught by a spin or ended in the poller
+// within spinWaitMax, it reads again for up to spinFor before it waits in
+// Go's poller. On a path as fast as
 // loopback the answer then comes within the spin: no sleep in the
 // poller, whose wake-up (an idle vCPU woken by the hypervisor, a thread
 // switch) costs more than the round trip itself. A spin that comes back
